@@ -1,0 +1,54 @@
+"""The worker's web endpoints: Prometheus metrics, progress, and SQL on its store.
+
+`/sql` exists because the embedded store admits one process: while a worker holds
+a data dir, `supplymon sql` sends its query here.
+"""
+from __future__ import annotations
+
+import time
+
+from faust.web import View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agents.lifecycle import progress, sink, stream_time
+from streams.app import app
+from supplymon import metrics
+
+STARTED = time.time()
+
+
+@app.page("/metrics")
+async def metrics_view(web, request):
+    return web.bytes(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+@app.page("/progress")
+async def progress_view(web, request):
+    assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+    return web.json({
+        "offsets": dict(progress),
+        "assigned": assigned,
+        "stream_time": {f"{tp.topic}:{tp.partition}": ts for tp, ts in stream_time.latest.items()},
+        "uptime_seconds": round(time.time() - STARTED, 1),
+    })
+
+
+@app.page("/sql")
+class SqlView(View):
+    """POST (or GET) `query` and optional `format` (a ClickHouse format name)."""
+
+    async def get(self, request):
+        return await self._run(request.query)
+
+    async def post(self, request):
+        return await self._run(await request.post())
+
+    async def _run(self, params):
+        query = params.get("query")
+        if not query:
+            return self.text("missing 'query'\n", status=400)
+        try:
+            result = await sink.query(query, params.get("format") or "TabSeparatedWithNames")
+        except Exception as exc:  # report the ClickHouse error to the caller
+            return self.text(f"{exc}\n", status=400)
+        return self.bytes(result, content_type="text/plain")

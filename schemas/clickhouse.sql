@@ -1,0 +1,82 @@
+-- supplymon's ClickHouse tables (contract section 4). Idempotent storage: every
+-- table is a ReplacingMergeTree on its natural key, read with FINAL; replays and
+-- restarts insert the same rows again and collapse to one logical row.
+-- Statements are separated by lines holding only ';'. {db} is the database name.
+
+CREATE DATABASE IF NOT EXISTS {db}
+;
+CREATE TABLE IF NOT EXISTS {db}.events_raw (
+    event_id String,
+    kind LowCardinality(String),
+    ts DateTime64(3, 'Asia/Shanghai'),
+    order_id String,
+    payload String CODEC(ZSTD(3)),
+    topic LowCardinality(String),
+    partition UInt16,
+    offset UInt64,
+    stored_at DateTime64(3, 'Asia/Shanghai') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(ts)
+ORDER BY event_id
+;
+CREATE TABLE IF NOT EXISTS {db}.order_facts (
+    order_id String,
+    ordered_at DateTime64(3, 'Asia/Shanghai'),
+    institution_id String,
+    region_code LowCardinality(String),
+    area LowCardinality(String),
+    grassroots UInt8,
+    distributor_id LowCardinality(String),
+    manufacturer_id LowCardinality(String),
+    product_id LowCardinality(String),
+    product_kind LowCardinality(String),
+    vbp UInt8,
+    quantity UInt32,
+    unit_price Float64,
+    responded_at Nullable(DateTime64(3, 'Asia/Shanghai')),
+    decision LowCardinality(Nullable(String)),
+    confirmed_quantity Nullable(UInt32),
+    reject_reason LowCardinality(Nullable(String)),
+    first_shipped_at Nullable(DateTime64(3, 'Asia/Shanghai')),
+    first_received_at Nullable(DateTime64(3, 'Asia/Shanghai')),
+    first_confirmed_at Nullable(DateTime64(3, 'Asia/Shanghai')),
+    delivered_quantity UInt32,
+    shipments UInt16,
+    arrivals UInt16,
+    deadline_at DateTime64(3, 'Asia/Shanghai'),
+    response_deadline_at DateTime64(3, 'Asia/Shanghai'),
+    on_time Nullable(UInt8),
+    response_hours Nullable(Float64),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY order_id
+;
+CREATE TABLE IF NOT EXISTS {db}.alerts (
+    alert_id String,
+    kind LowCardinality(String),
+    severity LowCardinality(String),
+    subject_type LowCardinality(String),
+    order_id String,
+    distributor_id LowCardinality(String),
+    institution_id String,
+    product_id LowCardinality(String),
+    region_code LowCardinality(String),
+    raised_at DateTime64(3, 'Asia/Shanghai'),
+    resolved_at Nullable(DateTime64(3, 'Asia/Shanghai')),
+    message String,
+    details String,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY alert_id
+;
+CREATE TABLE IF NOT EXISTS {db}.dead_letters (
+    topic LowCardinality(String),
+    partition UInt16,
+    offset UInt64,
+    reason LowCardinality(String),
+    detail String,
+    event_id Nullable(String),
+    original String,
+    noticed_at DateTime64(3, 'Asia/Shanghai')
+) ENGINE = ReplacingMergeTree
+ORDER BY (topic, partition, offset, reason)

@@ -1,0 +1,241 @@
+"""The five input event kinds (contract section 1) as Faust records, and their validation.
+
+`parse_event(raw)` turns a message's bytes into a record or an `Invalid` with a
+short reason code (a metric label) and a sentence for the dead-letter topic. It
+checks what `../shared/contract/events.schema.json` says: types (a bool is not an
+int), enums, required fields, bounds, RFC 3339 times with an offset.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Union
+
+import faust
+import orjson
+
+KINDS = ("order", "response", "shipment", "arrival", "tick")
+DECISIONS = ("accepted", "partial", "rejected")
+REASONS = ("out_of_stock", "price", "qualification", "remote_area", "other")
+AREAS = ("urban", "rural")
+PRODUCT_KINDS = ("drug", "consumable")
+MAX_ID = 128
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_REGION = re.compile(r"^[0-9]{6}$")
+
+
+class Event(faust.Record, abstract=True, serializer="json"):
+    """Fields every event has; `ts_ms` is `ts` as epoch milliseconds (derived)."""
+
+    event_id: str
+    kind: str
+    ts: str
+    ts_ms: int
+
+
+class Order(Event):
+    order_id: str
+    institution_id: str
+    region_code: str
+    area: str
+    grassroots: bool
+    distributor_id: str
+    manufacturer_id: str
+    product_id: str
+    product_kind: str
+    vbp: bool
+    quantity: int
+    unit_price: float
+
+
+class Response(Event):
+    order_id: str
+    distributor_id: str
+    decision: str
+    confirmed_quantity: int
+    reason: str | None = None
+
+
+class Shipment(Event):
+    order_id: str
+    shipment_id: str
+    distributor_id: str
+    quantity: int
+
+
+class Arrival(Event):
+    order_id: str
+    shipment_id: str
+    institution_id: str
+    quantity: int
+    received_at: str
+    received_ms: int
+
+
+class Tick(Event):
+    pass
+
+
+AnyEvent = Union[Order, Response, Shipment, Arrival, Tick]
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """Why a message cannot be used: `reason` is a short code, `detail` a sentence."""
+
+    reason: str
+    detail: str
+    event_id: str | None = None
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_time(value: Any, name: str) -> int:
+    """RFC 3339 with an offset -> epoch milliseconds."""
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise _Reject("bad_time", f"{name} must be an RFC 3339 time with an offset, got {value!r}")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Reject("bad_time", f"{name} is not a valid date-time: {value!r}") from None
+    return int(moment.timestamp() * 1000)
+
+
+def _field(doc: dict, name: str, check: Callable[[Any], bool], expected: str) -> Any:
+    if name not in doc:
+        raise _Reject("missing_field", f"{doc.get('kind')} event lacks required field {name!r}")
+    value = doc[name]
+    if not check(value):
+        raise _Reject("bad_field", f"{name} must be {expected}, got {value!r}")
+    return value
+
+
+def _is_id(v: Any) -> bool:
+    return isinstance(v, str) and 0 < len(v) <= MAX_ID
+
+
+def _is_int(minimum: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+def _is_number_ge0(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _one_of(options: tuple[str, ...]) -> Callable[[Any], bool]:
+    return lambda v: v in options
+
+
+def _ident(doc: dict, name: str) -> str:
+    return _field(doc, name, _is_id, f"a string of 1..{MAX_ID} characters")
+
+
+def _order(doc: dict, common: dict) -> Order:
+    return Order(
+        **common,
+        order_id=_ident(doc, "order_id"),
+        institution_id=_ident(doc, "institution_id"),
+        region_code=_field(doc, "region_code", lambda v: isinstance(v, str) and bool(_REGION.match(v)), "a 6-digit division code"),
+        area=_field(doc, "area", _one_of(AREAS), f"one of {AREAS}"),
+        grassroots=_field(doc, "grassroots", _is_bool, "true or false"),
+        distributor_id=_ident(doc, "distributor_id"),
+        manufacturer_id=_ident(doc, "manufacturer_id"),
+        product_id=_ident(doc, "product_id"),
+        product_kind=_field(doc, "product_kind", _one_of(PRODUCT_KINDS), f"one of {PRODUCT_KINDS}"),
+        vbp=_field(doc, "vbp", _is_bool, "true or false"),
+        quantity=_field(doc, "quantity", _is_int(1), "an integer > 0"),
+        unit_price=float(_field(doc, "unit_price", _is_number_ge0, "a number >= 0")),
+    )
+
+
+def _response(doc: dict, common: dict) -> Response:
+    decision = _field(doc, "decision", _one_of(DECISIONS), f"one of {DECISIONS}")
+    confirmed = _field(doc, "confirmed_quantity", _is_int(0), "an integer >= 0")
+    reason = doc.get("reason")
+    if decision != "accepted" or reason is not None:
+        reason = _field(doc, "reason", _one_of(REASONS), f"one of {REASONS}")
+    if decision == "rejected" and confirmed != 0:
+        raise _Reject("bad_field", f"a rejected response must confirm 0, got {confirmed}")
+    return Response(
+        **common,
+        order_id=_ident(doc, "order_id"),
+        distributor_id=_ident(doc, "distributor_id"),
+        decision=decision,
+        confirmed_quantity=confirmed,
+        reason=reason,
+    )
+
+
+def _shipment(doc: dict, common: dict) -> Shipment:
+    return Shipment(
+        **common,
+        order_id=_ident(doc, "order_id"),
+        shipment_id=_ident(doc, "shipment_id"),
+        distributor_id=_ident(doc, "distributor_id"),
+        quantity=_field(doc, "quantity", _is_int(1), "an integer > 0"),
+    )
+
+
+def _arrival(doc: dict, common: dict) -> Arrival:
+    if "received_at" not in doc:
+        raise _Reject("missing_field", "arrival event lacks required field 'received_at'")
+    received_ms = parse_time(doc["received_at"], "received_at")
+    return Arrival(
+        **common,
+        order_id=_ident(doc, "order_id"),
+        shipment_id=_ident(doc, "shipment_id"),
+        institution_id=_ident(doc, "institution_id"),
+        quantity=_field(doc, "quantity", _is_int(0), "an integer >= 0"),
+        received_at=doc["received_at"],
+        received_ms=received_ms,
+    )
+
+
+_BUILDERS = {
+    "order": _order,
+    "response": _response,
+    "shipment": _shipment,
+    "arrival": _arrival,
+    "tick": lambda doc, common: Tick(**common),
+}
+
+
+def parse_event(raw: bytes | str | None) -> AnyEvent | Invalid:
+    """Decode and validate one message; never raises."""
+    if raw is None:
+        return Invalid("not_json", "empty message")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Invalid("not_json", f"not valid JSON (UTF-8): {exc}")
+    if not isinstance(doc, dict):
+        return Invalid("not_object", f"an event must be a JSON object, got {type(doc).__name__}")
+    event_id = doc.get("event_id") if _is_id(doc.get("event_id")) else None
+    try:
+        return validate(doc)
+    except _Reject as exc:
+        return Invalid(exc.reason, exc.detail, event_id)
+
+
+def validate(doc: dict) -> AnyEvent:
+    """Validate a decoded event; raises `_Reject` (use `parse_event` from outside)."""
+    event_id = _ident(doc, "event_id")
+    kind = doc.get("kind")
+    if kind not in _BUILDERS:
+        raise _Reject("unknown_kind", f"kind must be one of {KINDS}, got {kind!r}")
+    if "ts" not in doc:
+        raise _Reject("missing_field", f"{kind} event lacks required field 'ts'")
+    common = {"event_id": event_id, "kind": kind, "ts": doc["ts"], "ts_ms": parse_time(doc["ts"], "ts")}
+    return _BUILDERS[kind](doc, common)

@@ -1,0 +1,72 @@
+"""The Faust app and its topics and tables, defined once from the settings.
+
+The app is built at import from `Settings.from_env()`: the CLI sets the broker
+address (for the embedded broker, once it has started) before importing this.
+"""
+from __future__ import annotations
+
+import faust
+
+import streams.codecs  # noqa: F401  (registers the str and orjson codecs)
+from supplymon.settings import Settings
+
+settings = Settings.from_env()
+
+
+def _broker_urls(url: str) -> list[str]:
+    hosts = url.removeprefix("kafka://").replace(";", ",").split(",")
+    return [f"kafka://{host.strip()}" for host in hosts if host.strip()]
+
+
+app = faust.App(
+    settings.app_id,
+    broker=_broker_urls(settings.kafka_url or "kafka://127.0.0.1:9092"),
+    store=settings.table_store,
+    topic_partitions=settings.partitions,
+    topic_replication_factor=1,
+    autodiscover=False,
+    web_enabled=True,
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    web_bind=settings.web_host,
+    consumer_auto_offset_reset="earliest",
+    table_standby_replicas=0,
+    # Fast group joins (the embedded broker and tests); a real cluster is fine with these too.
+    broker_session_timeout=10.0,
+    broker_rebalance_timeout=10.0,
+    broker_heartbeat_interval=1.0,
+    broker_commit_every=10_000,
+    broker_commit_interval=1.0,
+    stream_buffer_maxsize=max(4096, settings.batch_size * 2),
+    producer_linger_ms=5,
+    producer_max_batch_size=1 << 20,
+    logging_config=None,
+)
+
+input_topics = app.topic(
+    *settings.topics.inputs,
+    key_type=bytes, value_type=bytes,
+    key_serializer="raw", value_serializer="raw",
+    partitions=settings.partitions,
+)
+deadletter_topic = app.topic(
+    settings.topics.deadletter, key_serializer="raw", value_serializer="raw",
+    partitions=settings.partitions,
+)
+alerts_topic = app.topic(
+    settings.topics.alerts, key_serializer="str", value_serializer="orjson",
+    partitions=settings.partitions,
+)
+
+# One entry per order, keyed by order_id. The changelog partition is the one the
+# order_id hashes to (as its events are), not that of the event being processed:
+# a batch mixes partitions.
+order_state = app.Table(
+    "order-state",
+    partitions=settings.partitions,
+    use_partitioner=True,
+)
+# Table() takes codecs only through key/value *types*; set them before the store
+# and the changelog topic (both created lazily) read them.
+order_state.key_serializer = "str"
+order_state.value_serializer = "orjson"

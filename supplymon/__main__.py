@@ -1,0 +1,3 @@
+from supplymon.cli import main
+
+raise SystemExit(main())

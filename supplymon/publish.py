@@ -1,0 +1,141 @@
+"""Putting events on Kafka: topic creation and a batched publisher.
+
+Used by `replay`, the demo's simulator and the embedded worker's rebuild from
+`events_raw`. Each event goes to its kind's topic, keyed by `order_id`, with the
+Kafka timestamp set to its event time; a tick goes to every partition of every
+input topic (contract section 1). A line that is not a usable event is published
+as it is to the orders topic, so that the worker dead-letters it with a reason:
+validation lives in one place.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from supplymon.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The embedded broker describes only the configs given at creation; set the ones
+# clients read back. Unbounded retention: replay and rebuild need whole histories.
+TOPIC_CONFIGS = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+def bootstrap_servers(settings: Settings) -> list[str]:
+    if not settings.kafka_url:
+        raise ValueError("no Kafka configured")
+    return [h.strip() for h in settings.kafka_url.removeprefix("kafka://").replace(";", ",").split(",") if h.strip()]
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create the input, dead-letter and alert topics when missing (existing ones are kept)."""
+    topics = settings.topics
+    wanted = [*topics.inputs, topics.deadletter, topics.alerts]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(settings), client_id="supplymon-admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(name, settings.partitions, 1, topic_configs=dict(TOPIC_CONFIGS))
+                   for name in wanted if name not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+def _ts_ms(value) -> int | None:
+    try:
+        return int(datetime.fromisoformat(value).timestamp() * 1000)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class PublishStats:
+    events: int = 0
+    ticks: int = 0
+    unreadable: int = 0
+    end_offsets: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> next offset
+
+    def record(self, topic: str, partition: int, offset: int) -> None:
+        key = f"{topic}:{partition}"
+        if offset + 1 > self.end_offsets.get(key, 0):
+            self.end_offsets[key] = offset + 1
+
+
+class Publisher:
+    """Batched asynchronous producer of raw event lines."""
+
+    def __init__(self, settings: Settings, window: int = 5000):
+        self.settings = settings
+        self.window = window  # sends in flight before we wait for their acks
+        self.stats = PublishStats()
+        self._pending: list[asyncio.Future] = []
+        self._producer: AIOKafkaProducer | None = None
+        self._partitions: int = settings.partitions
+
+    async def __aenter__(self) -> "Publisher":
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers(self.settings), acks="all",
+            linger_ms=10, max_batch_size=1 << 20, request_timeout_ms=30_000)
+        await self._producer.start()
+        parts = await self._producer.partitions_for(self.settings.topics.orders)
+        self._partitions = len(parts) if parts else self.settings.partitions
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        try:
+            await self.flush()
+        finally:
+            await self._producer.stop()
+
+    async def publish(self, line: bytes | str) -> None:
+        """Publish one JSON Lines line (a tick fans out to every input partition)."""
+        raw = line.encode() if isinstance(line, str) else line
+        raw = raw.strip()
+        if not raw:
+            return
+        topics = self.settings.topics
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            doc = None
+        kind = doc.get("kind") if isinstance(doc, dict) else None
+        ts = _ts_ms(doc.get("ts")) if isinstance(doc, dict) else None
+        if kind == "tick":
+            self.stats.ticks += 1
+            for topic in topics.inputs:
+                for partition in range(self._partitions):
+                    await self._send(topic, None, raw, ts, partition)
+            return
+        order_id = doc.get("order_id") if isinstance(doc, dict) else None
+        if kind in ("order", "response", "shipment", "arrival"):
+            topic = topics.for_kind(kind)
+        else:
+            topic = topics.orders
+            self.stats.unreadable += 1
+        key = order_id.encode() if isinstance(order_id, str) else None
+        self.stats.events += 1
+        await self._send(topic, key, raw, ts, None)
+
+    async def _send(self, topic, key, value, ts, partition) -> None:
+        future = await self._producer.send(topic, value=value, key=key, timestamp_ms=ts,
+                                           partition=partition)
+        self._pending.append(future)
+        if len(self._pending) >= self.window:
+            await self.flush()
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            meta = await future
+            self.stats.record(meta.topic, meta.partition, meta.offset)

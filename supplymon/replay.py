@@ -1,0 +1,124 @@
+"""`supplymon replay FILE`: publish a history (JSON Lines, optionally .gz).
+
+With `--embedded`: start the embedded stack on the data dir, publish every line,
+wait until the worker has processed and stored all of it, stop, exit 0. Without:
+publish to the configured Kafka, as fast as possible or at `--speed` times event time.
+"""
+from __future__ import annotations
+
+import asyncio
+import gzip
+import sys
+import time
+from pathlib import Path
+from typing import IO, Iterator
+
+import orjson
+
+from supplymon.publish import Publisher, ensure_topics
+from supplymon.runner import RunError, embedded_stack
+from supplymon.settings import Settings
+
+
+def open_history(path: Path) -> IO[bytes]:
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise RunError(f"cannot read {path}: {exc.strerror}") from None
+    if handle.read(2) == b"\x1f\x8b":  # gzip magic, whatever the file is called
+        handle.close()
+        return gzip.open(path, "rb")
+    handle.seek(0)
+    return handle
+
+
+def read_lines(path: Path) -> Iterator[bytes]:
+    with open_history(path) as handle:
+        try:
+            for line in handle:
+                if line.strip():
+                    yield line
+        except (OSError, EOFError) as exc:
+            raise RunError(f"{path} is damaged: {exc}") from None
+
+
+class Meter:
+    """Prints progress to stderr at most once a second, and a last line at the end."""
+
+    def __init__(self, label: str, out=sys.stderr):
+        self.label = label
+        self.out = out
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int | None = None, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < 1.0:
+            return
+        self.last = now
+        rate = done / max(now - self.started, 1e-6)
+        share = f"/{total:,} ({100 * done / total:.0f}%)" if total else ""
+        print(f"{self.label}: {done:,}{share}, {rate:,.0f}/s", file=self.out, flush=True)
+
+
+async def _publish(settings: Settings, path: Path, speed: float | None, meter: Meter):
+    async with Publisher(settings) as publisher:
+        first_ts = started = None
+        for n, line in enumerate(read_lines(path), 1):
+            if speed:
+                ts = _event_seconds(line)
+                if ts is not None:
+                    if first_ts is None:
+                        first_ts, started = ts, time.monotonic()
+                    wait = (ts - first_ts) / speed - (time.monotonic() - started)
+                    if wait > 0:
+                        await publisher.flush()
+                        await asyncio.sleep(wait)
+            await publisher.publish(line)
+            meter(n)
+        await publisher.flush()
+        meter(publisher.stats.events + publisher.stats.ticks, force=True)
+    return publisher.stats
+
+
+def _event_seconds(line: bytes) -> float | None:
+    from datetime import datetime
+    try:
+        return datetime.fromisoformat(orjson.loads(line)["ts"]).timestamp()
+    except Exception:  # unreadable lines are published as they are, unpaced
+        return None
+
+
+def replay(settings: Settings, path: Path, embedded: bool, speed: float | None = None) -> int:
+    if not path.exists():
+        raise RunError(f"{path} does not exist")
+    if not embedded:
+        if settings.embedded_kafka:
+            raise RunError("no Kafka configured: set SUPPLYMON_KAFKA=kafka://host:port, or use --embedded")
+        ensure_topics(settings)
+        stats = asyncio.run(_publish(settings, path, speed, Meter("published")))
+        print(f"published {stats.events:,} events and {stats.ticks:,} ticks "
+              f"({stats.unreadable:,} unreadable lines, left to the worker's dead-letter topic)")
+        return 0
+    with embedded_stack(settings) as (settings, worker):
+        stats = asyncio.run(_publish(settings, path, None, Meter("published")))
+        total = sum(stats.end_offsets.values())
+        meter = Meter("processed and stored")
+        worker.wait_stored(stats.end_offsets, total, report=meter)
+        meter(total, total, force=True)
+        print(summary(worker), flush=True)
+    return 0
+
+
+def summary(worker) -> str:
+    rows = [orjson.loads(line) for line in worker.query(
+        "SELECT (SELECT count() FROM supplymon.events_raw FINAL) AS events,"
+        " (SELECT count() FROM supplymon.order_facts FINAL) AS orders,"
+        " (SELECT countIf(on_time = 1) FROM supplymon.order_facts FINAL) AS on_time,"
+        " (SELECT countIf(on_time = 0) FROM supplymon.order_facts FINAL) AS late_or_undelivered,"
+        " (SELECT count() FROM supplymon.alerts FINAL) AS alerts,"
+        " (SELECT count() FROM supplymon.dead_letters FINAL) AS dead_letters").splitlines()]
+    s = rows[0]
+    return (f"stored: {s['events']:,} events, {s['orders']:,} orders "
+            f"({s['on_time']:,} on time, {s['late_or_undelivered']:,} late or undelivered), "
+            f"{s['alerts']:,} alerts, {s['dead_letters']:,} dead letters")

@@ -1,0 +1,223 @@
+"""Running the pieces: the embedded stack, a worker process, the rebuild from
+ClickHouse, and waiting until what was published is processed and stored."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+from supplymon.embedded import EmbeddedBroker, free_port
+from supplymon.publish import Publisher, ensure_topics
+from supplymon.settings import Settings
+from supplymon.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class RunError(RuntimeError):
+    """A part of the stack failed; the message says which and where to look."""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_worker(settings: Settings) -> dict | None:
+    """The worker holding this data dir ({pid, web}), if one runs."""
+    try:
+        info = json.loads(settings.worker_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if pid_alive(int(info.get("pid", 0))) else None
+
+
+def prepare_data_dir(settings: Settings) -> Path:
+    """Create the data dir (and its logs dir); refuse one held by a running worker."""
+    holder = running_worker(settings)
+    if holder:
+        raise RunError(f"data dir {settings.data_dir} is in use by a running supplymon worker "
+                       f"(pid {holder['pid']}, {holder['web']}); stop it first or use another --data-dir")
+    try:
+        (settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot use data dir {settings.data_dir}: {exc}") from None
+    if not os.access(settings.data_dir, os.W_OK):
+        raise RunError(f"data dir {settings.data_dir} is not writable")
+    return settings.data_dir / "logs"
+
+
+async def publish_lines(settings: Settings, lines, on_progress: Callable[[int], None] | None = None):
+    async with Publisher(settings) as publisher:
+        for n, line in enumerate(lines, 1):
+            await publisher.publish(line)
+            if on_progress and n % 10_000 == 0:
+                on_progress(n)
+    return publisher.stats
+
+
+def rebuild_from_store(settings: Settings) -> int:
+    """Publish the stored events (events_raw, in event-time order) into a fresh broker,
+    so that the worker's state is rebuilt: the embedded broker keeps nothing."""
+    if settings.clickhouse_url is None and not settings.chdb_path.exists():
+        return 0
+    try:
+        store = Store(settings)
+    except StoreError:
+        raise
+    try:
+        store.migrate()
+
+        def lines():
+            for batch in store.iter_raw():
+                for _kind, payload in batch:
+                    yield payload
+
+        stats = asyncio.run(publish_lines(settings, lines()))
+    finally:
+        store.close()
+    if stats.events or stats.ticks:
+        log.info("rebuilt state from %d stored events", stats.events + stats.ticks)
+    return stats.events + stats.ticks
+
+
+class WorkerProcess:
+    """`supplymon worker` in a child process, watched through its web server."""
+
+    def __init__(self, settings: Settings, log_path: Path):
+        self.settings = settings
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def web(self) -> str:
+        return f"http://{self.settings.web_host}:{self.settings.web_port}"
+
+    def start(self) -> "WorkerProcess":
+        env = {**os.environ, **self.settings.env()}
+        with open(self.log_path, "ab") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "supplymon", "worker"], env=env,
+                                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def _check_alive(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            raise RunError(f"the worker exited (code {self.process.returncode if self.process else None}); "
+                           f"its log {self.log_path} ends with:\n{self.log_tail()}")
+
+    def get(self, path: str, timeout: float = 5.0) -> bytes:
+        with urllib.request.urlopen(self.web + path, timeout=timeout) as response:
+            return response.read()
+
+    def progress(self) -> dict:
+        return json.loads(self.get("/progress"))
+
+    def query(self, sql: str, fmt: str = "JSONEachRow", timeout: float = 60.0) -> bytes:
+        return http_query(self.web, sql, fmt, timeout)
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Until the worker has joined its group and been assigned every input partition."""
+        wanted = len(self.settings.topics.inputs) * self.settings.partitions
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                assigned = self.progress()["assigned"]
+                if sum(tp.rsplit(":", 1)[0] in self.settings.topics.inputs for tp in assigned) >= wanted:
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.2)
+        raise RunError(f"the worker did not become ready within {timeout:.0f}s; see {self.log_path}:\n"
+                       + self.log_tail())
+
+    def wait_stored(self, end_offsets: dict[str, int], total: int,
+                    report: Callable[[int, int], None] | None = None, stall_timeout: float = 300.0) -> None:
+        """Until every published offset has been processed and stored."""
+        last_done, last_change = -1, time.monotonic()
+        while True:
+            self._check_alive()
+            try:
+                offsets = self.progress()["offsets"]
+            except (OSError, ValueError) as exc:
+                raise RunError(f"cannot read the worker's progress: {exc}") from None
+            behind = {tp: end - offsets.get(tp, 0) for tp, end in end_offsets.items()
+                      if offsets.get(tp, 0) < end}
+            done = sum(min(offsets.get(tp, 0), end) for tp, end in end_offsets.items())
+            if report:
+                report(done, total)
+            if not behind:
+                return
+            if done != last_done:
+                last_done, last_change = done, time.monotonic()
+            elif time.monotonic() - last_change > stall_timeout:
+                raise RunError(f"no progress for {stall_timeout:.0f}s; still behind on {behind}; "
+                               f"see {self.log_path}:\n{self.log_tail()}")
+            time.sleep(0.25)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("worker did not stop within %.0fs; killing it", timeout)
+                process.kill()
+                process.wait()
+        return process.returncode
+
+
+def http_query(web: str, sql: str, fmt: str, timeout: float = 60.0) -> bytes:
+    data = urllib.parse.urlencode({"query": sql, "format": fmt}).encode()
+    try:
+        with urllib.request.urlopen(web + "/sql", data=data, timeout=timeout) as response:
+            return response.read()
+    except urllib.error.HTTPError as exc:
+        raise RunError(exc.read().decode(errors="replace").strip()) from None
+
+
+@contextmanager
+def embedded_stack(settings: Settings) -> Iterator[tuple[Settings, WorkerProcess]]:
+    """Broker + rebuild from the store + worker process; everything stopped on exit."""
+    logs = prepare_data_dir(settings)
+    broker = EmbeddedBroker(log_file=logs / "broker.log").start()
+    worker = None
+    try:
+        settings = replace(settings, kafka_url=broker.url,
+                           web_port=settings.web_port or free_port(settings.web_host))
+        ensure_topics(settings)
+        rebuilt = rebuild_from_store(settings)
+        if rebuilt:
+            print(f"rebuilt state from {rebuilt} events stored in {settings.data_dir}", flush=True)
+        worker = WorkerProcess(settings, logs / "worker.log").start()
+        worker.wait_ready()
+        yield settings, worker
+    finally:
+        if worker is not None:
+            worker.stop()
+        broker.stop()

@@ -1,0 +1,219 @@
+"""One typed settings object: environment variables plus the rules file.
+
+Everything configurable lives here; modules take a `Settings` (or its `rules`)
+instead of reading the environment themselves.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import ClassVar, Mapping
+
+DEFAULT_RULES_FILE = Path(__file__).with_name("rules.toml")
+HOUR_MS = 3_600_000
+
+
+class ConfigError(ValueError):
+    """A setting or a rule has a value supplymon cannot run with."""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Rule thresholds (contract section 3); times in hours unless named otherwise."""
+
+    response_overdue_hours: float = 48
+    response_escalation_hours: float = 72
+    delivery_urban_hours: float = 24
+    delivery_rural_hours: float = 48
+    confirmation_late_hours: float = 24
+    orphan_timeout_hours: float = 168
+    retention_days: float = 14
+
+    # The rules file groups keys in sections: [response] overdue_hours -> response_overdue_hours.
+    _SECTIONS: ClassVar[dict[tuple[str, str], str]] = {
+        ("response", "overdue_hours"): "response_overdue_hours",
+        ("response", "escalation_hours"): "response_escalation_hours",
+        ("delivery", "urban_hours"): "delivery_urban_hours",
+        ("delivery", "rural_hours"): "delivery_rural_hours",
+        ("delivery", "confirmation_late_hours"): "confirmation_late_hours",
+        ("state", "orphan_timeout_hours"): "orphan_timeout_hours",
+        ("state", "retention_days"): "retention_days",
+    }
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"rule {f.name} must be a positive number of hours/days, got {value!r}")
+        if self.response_escalation_hours <= self.response_overdue_hours:
+            raise ConfigError(
+                "rule response.escalation_hours must be later than response.overdue_hours "
+                f"({self.response_escalation_hours} <= {self.response_overdue_hours})"
+            )
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Rules":
+        """Read a rules file (TOML); keys it does not give keep their defaults."""
+        path = Path(path) if path else DEFAULT_RULES_FILE
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"rules file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"rules file {path} is not valid TOML: {exc}") from None
+        values = {}
+        known = {section for section, _ in cls._SECTIONS}
+        for section, body in doc.items():
+            if section not in known or not isinstance(body, dict):
+                raise ConfigError(f"rules file {path}: unknown section [{section}]")
+            for key, value in body.items():
+                attr = cls._SECTIONS.get((section, key))
+                if attr is None:
+                    raise ConfigError(f"rules file {path}: unknown key {section}.{key}")
+                values[attr] = value
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"rules file {path}: {exc}") from None
+
+    def ms(self, name: str) -> int:
+        """A threshold in milliseconds (event times are epoch milliseconds)."""
+        value = getattr(self, name)
+        return int(value * (24 * HOUR_MS if name.endswith("_days") else HOUR_MS))
+
+
+@dataclass(frozen=True)
+class Topics:
+    orders: str = "supply.orders"
+    responses: str = "supply.responses"
+    shipments: str = "supply.shipments"
+    arrivals: str = "supply.arrivals"
+    deadletter: str = "supply.deadletter"
+    alerts: str = "supply.alerts"
+
+    @property
+    def inputs(self) -> tuple[str, str, str, str]:
+        return (self.orders, self.responses, self.shipments, self.arrivals)
+
+    def for_kind(self, kind: str) -> str:
+        return {
+            "order": self.orders,
+            "response": self.responses,
+            "shipment": self.shipments,
+            "arrival": self.arrivals,
+        }[kind]
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_url: str | None = None  # None: the embedded broker
+    clickhouse_url: str | None = None  # None: embedded chdb under data_dir
+    data_dir: Path = Path("data")
+    partitions: int = 4
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    app_id: str = "supplymon"
+    table_store: str = "memory://"
+    batch_size: int = 2000
+    batch_seconds: float = 0.2
+    log_level: str = "warning"
+    topics: Topics = field(default_factory=Topics)
+    rules: Rules = field(default_factory=Rules)
+    rules_file: str | None = None
+
+    ENV_PREFIX: ClassVar[str] = "SUPPLYMON_"
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return not self.kafka_url
+
+    @property
+    def chdb_path(self) -> Path:
+        return (self.data_dir / "clickhouse").resolve()
+
+    @property
+    def worker_file(self) -> Path:
+        """Written by a running worker: its pid and web address (for `supplymon sql`)."""
+        return self.data_dir / "worker.json"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        env = os.environ if env is None else env
+        p = cls.ENV_PREFIX
+
+        def get(name: str, default=None):
+            return env.get(p + name) or default
+
+        def integer(name: str, default: int, minimum: int) -> int:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigError(f"{p}{name} must be an integer, got {raw!r}") from None
+            if value < minimum:
+                raise ConfigError(f"{p}{name} must be >= {minimum}, got {value}")
+            return value
+
+        def number(name: str, default: float) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"{p}{name} must be a number, got {raw!r}") from None
+            if value <= 0:
+                raise ConfigError(f"{p}{name} must be positive, got {value}")
+            return value
+
+        topics = Topics(**{
+            f.name: get(f"TOPIC_{f.name.upper()}", f.default) for f in fields(Topics)
+        })
+        settings = cls(
+            kafka_url=get("KAFKA"),
+            clickhouse_url=get("CLICKHOUSE"),
+            data_dir=Path(get("DATA_DIR", "data")),
+            partitions=integer("PARTITIONS", 4, 1),
+            web_host=get("WEB_HOST", "127.0.0.1"),
+            web_port=integer("WEB_PORT", 6066, 0),
+            app_id=get("APP_ID", "supplymon"),
+            table_store=get("TABLE_STORE", "memory://"),
+            batch_size=integer("BATCH_SIZE", 2000, 1),
+            batch_seconds=number("BATCH_SECONDS", 0.2),
+            log_level=get("LOG_LEVEL", "warning"),
+            topics=topics,
+            rules=Rules.load(get("RULES")),
+            rules_file=get("RULES"),
+        )
+        if settings.kafka_url and not settings.kafka_url.startswith("kafka://"):
+            raise ConfigError(f"{p}KAFKA must look like kafka://host:port[,host:port], got {settings.kafka_url!r}")
+        return replace(settings, **overrides) if overrides else settings
+
+    def env(self) -> dict[str, str]:
+        """These settings as environment variables (to start a worker process with)."""
+        p = self.ENV_PREFIX
+        out = {
+            p + "DATA_DIR": str(self.data_dir),
+            p + "PARTITIONS": str(self.partitions),
+            p + "WEB_HOST": self.web_host,
+            p + "WEB_PORT": str(self.web_port),
+            p + "APP_ID": self.app_id,
+            p + "TABLE_STORE": self.table_store,
+            p + "BATCH_SIZE": str(self.batch_size),
+            p + "BATCH_SECONDS": str(self.batch_seconds),
+            p + "LOG_LEVEL": self.log_level,
+        }
+        if self.kafka_url:
+            out[p + "KAFKA"] = self.kafka_url
+        if self.clickhouse_url:
+            out[p + "CLICKHOUSE"] = self.clickhouse_url
+        if self.rules_file:
+            out[p + "RULES"] = self.rules_file
+        for f in fields(Topics):
+            out[f"{p}TOPIC_{f.name.upper()}"] = getattr(self.topics, f.name)
+        return out

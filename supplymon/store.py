@@ -1,0 +1,128 @@
+"""ClickHouse access: embedded chdb under the data dir, or a ClickHouse server.
+
+One client API (clickhouse-connect) for both. chdb admits one process per data
+dir and its calls block: the worker owns the store and calls it from one thread;
+`supplymon sql` goes through the worker's web server while a worker runs.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable, Sequence
+from urllib.parse import urlparse
+
+import orjson
+
+from supplymon.settings import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+DDL_FILE = Path(__file__).resolve().parent.parent / "schemas" / "clickhouse.sql"
+DATABASE = "supplymon"
+
+# Columns written by the worker, per table (the rest take their defaults).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "events_raw": ("event_id", "kind", "ts", "order_id", "payload", "topic", "partition", "offset"),
+    "order_facts": (
+        "order_id", "ordered_at", "institution_id", "region_code", "area", "grassroots",
+        "distributor_id", "manufacturer_id", "product_id", "product_kind", "vbp", "quantity",
+        "unit_price", "responded_at", "decision", "confirmed_quantity", "reject_reason",
+        "first_shipped_at", "first_received_at", "first_confirmed_at", "delivered_quantity",
+        "shipments", "arrivals", "deadline_at", "response_deadline_at", "on_time",
+        "response_hours", "version",
+    ),
+    "alerts": (
+        "alert_id", "kind", "severity", "subject_type", "order_id", "distributor_id",
+        "institution_id", "product_id", "region_code", "raised_at", "resolved_at", "message",
+        "details", "version",
+    ),
+    "dead_letters": ("topic", "partition", "offset", "reason", "detail", "event_id", "original", "noticed_at"),
+}
+JSON_COLUMNS = {"details"}
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used."""
+
+
+class DataDirBusy(StoreError):
+    """Another process holds the embedded store of this data dir."""
+
+
+def ddl_statements(database: str = DATABASE) -> list[str]:
+    text = DDL_FILE.read_text(encoding="utf-8")
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    return [s.strip().replace("{db}", database) for s in body.split("\n;") if s.strip()]
+
+
+def _open_client(settings: Settings):
+    import clickhouse_connect
+
+    if settings.clickhouse_url:
+        url = urlparse(settings.clickhouse_url)
+        if url.scheme not in ("http", "https", "clickhouse"):
+            raise ConfigError(
+                f"SUPPLYMON_CLICKHOUSE must be an http(s):// URL of a ClickHouse server, got {settings.clickhouse_url!r}")
+        return clickhouse_connect.get_client(
+            host=url.hostname, port=url.port or (8443 if url.scheme == "https" else 8123),
+            username=url.username or "default", password=url.password or "",
+            secure=url.scheme == "https")
+    path = settings.chdb_path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot use data dir {settings.data_dir}: {exc}") from None
+    try:
+        return clickhouse_connect.get_client(interface="chdb", path=str(path))
+    except Exception as exc:  # chdb raises plain RuntimeErrors
+        if "Cannot lock file" in str(exc) or "Another server instance" in str(exc):
+            raise DataDirBusy(
+                f"the embedded store in {settings.data_dir} is held by another supplymon process "
+                "(a worker, demo or replay); stop it or use `supplymon sql` which goes through it") from None
+        raise StoreError(f"cannot open the embedded store in {path}: {exc}") from None
+
+
+class Store:
+    def __init__(self, settings: Settings, database: str = DATABASE):
+        self.settings = settings
+        self.database = database
+        self.client = _open_client(settings)
+
+    def migrate(self) -> None:
+        for statement in ddl_statements(self.database):
+            self.client.command(statement)
+
+    def insert(self, table: str, rows: Sequence[dict]) -> None:
+        if not rows:
+            return
+        columns = COLUMNS[table]
+        data = [
+            [orjson.dumps(row[c]).decode() if c in JSON_COLUMNS else row[c] for c in columns]
+            for row in rows
+        ]
+        self.client.insert(f"{self.database}.{table}", data, column_names=columns)
+
+    def query(self, sql: str, fmt: str = "TabSeparatedWithNames") -> bytes:
+        return self.client.raw_query(sql, fmt=fmt)
+
+    def rows(self, sql: str) -> list[dict]:
+        """Run a query and return its rows as dicts (JSONEachRow)."""
+        return [orjson.loads(line) for line in self.query(sql, "JSONEachRow").splitlines() if line]
+
+    def iter_raw(self, batch: int = 50_000) -> Iterable[list[tuple[str, str]]]:
+        """Stored events in event-time order, as (kind, payload) batches (for rebuilding)."""
+        offset = 0
+        while True:
+            result = self.client.query(
+                f"SELECT kind, payload FROM {self.database}.events_raw FINAL "
+                f"ORDER BY ts, event_id LIMIT {batch} OFFSET {offset}")
+            rows = result.result_rows
+            if not rows:
+                return
+            yield rows
+            offset += len(rows)
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # closing a broken connection is not worth failing for
+            log.debug("store close failed", exc_info=True)

@@ -1,0 +1,59 @@
+"""`supplymon worker`: the Faust worker in this process.
+
+With SUPPLYMON_KAFKA set it joins that cluster. Without it, it starts the
+embedded broker itself, rebuilds its state from the events stored in ClickHouse,
+and prints the broker's address for publishers.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from dataclasses import replace
+
+from supplymon.embedded import EmbeddedBroker
+from supplymon.publish import ensure_topics
+from supplymon.runner import prepare_data_dir, rebuild_from_store
+from supplymon.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run(settings: Settings) -> int:
+    logs = prepare_data_dir(settings)
+    broker = None
+    if settings.embedded_kafka:
+        broker = EmbeddedBroker(log_file=logs / "broker.log").start()
+        settings = replace(settings, kafka_url=broker.url)
+        print(f"embedded broker at {broker.url} (publish events there; stops with this worker)", flush=True)
+    try:
+        ensure_topics(settings)
+        if broker is not None:
+            rebuild_from_store(settings)
+        # The rebuild ran its own event loop; Faust wants a fresh current one.
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        os.environ.update(settings.env())  # streams.app builds the Faust app from these
+        from faust.worker import Worker
+
+        import agents.lifecycle  # noqa: F401  (registers the agent)
+        import agents.web  # noqa: F401  (registers the web views)
+        from streams.app import app
+
+        settings.worker_file.write_text(json.dumps({
+            "pid": os.getpid(), "web": f"http://{settings.web_host}:{settings.web_port}",
+            "kafka": settings.kafka_url}))
+        worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
+                        override_logging=True)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
+    finally:
+        try:
+            settings.worker_file.unlink()
+        except FileNotFoundError:
+            pass
+        if broker is not None:
+            broker.stop()
