@@ -1,0 +1,221 @@
+"""End to end on the real parts: the embedded Tansu broker, Faust workers, chdb.
+
+A generated history of a few thousand orders, with duplicates, malformed lines,
+events ahead of their orders and an orphan, is replayed; `order_facts` must equal
+an independent computation (tests/reference.py), and a worker killed mid-stream
+and restarted must end with the same facts.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+
+from supplymon.embedded import EmbeddedBroker, free_port
+from supplymon.simulate import generate, write_history
+from tests.conftest import ROOT, sql_rows, supplymon
+from tests.reference import expected_facts, parse_ms
+
+FACT_SQL = (
+    "SELECT order_id, decision, confirmed_quantity, delivered_quantity, on_time, response_hours,"
+    " toUnixTimestamp64Milli(ordered_at) AS ordered_at, toUnixTimestamp64Milli(deadline_at) AS deadline_at,"
+    " toUnixTimestamp64Milli(responded_at) AS responded_at,"
+    " toUnixTimestamp64Milli(first_received_at) AS first_received_at"
+    " FROM supplymon.order_facts FINAL ORDER BY order_id")
+COMPARED = ("decision", "confirmed_quantity", "delivered_quantity", "on_time", "ordered_at", "deadline_at",
+            "responded_at", "first_received_at")
+MALFORMED = [
+    (b"this is not json", "not_json"),
+    (b'{"event_id": "bad-1", "kind": "order", "ts": "2026-03-01T09:00:00+08:00"}', "missing_field"),
+    (b'{"event_id": "bad-2", "kind": "shipment", "ts": "2026-03-01T09:00:00+08:00", "order_id": "X",'
+     b' "shipment_id": "S", "distributor_id": "D", "quantity": -4}', "bad_field"),
+    (b'{"event_id": "bad-3", "kind": "refund", "ts": "2026-03-01T09:00:00+08:00", "order_id": "X"}',
+     "unknown_kind"),
+]
+ORPHAN = {"event_id": "orphan-1", "kind": "response", "ts": "2026-03-01T01:00:00.000+08:00",
+          "order_id": "NEVER-PLACED", "distributor_id": "DST01", "decision": "accepted", "confirmed_quantity": 1}
+
+
+def build_history(path: Path, days: int = 4, orders_per_day: int = 800) -> list[dict]:
+    """A simulated history, made harder: answers ahead of their orders, bad lines, an orphan."""
+    events = list(generate(days=days, orders_per_day=orders_per_day, seed=11))
+    # Put the first response of 40 orders in front of its order in the file.
+    index_of = {}
+    for i, event in enumerate(events):
+        index_of.setdefault((event["kind"], event.get("order_id")), i)
+    moved = 0
+    for (kind, order_id), i in list(index_of.items()):
+        if kind == "order" and ("response", order_id) in index_of and moved < 40:
+            j = index_of[("response", order_id)]
+            events.insert(i, events.pop(j))
+            index_of = {k: (v + 1 if i <= v < j else v) for k, v in index_of.items()}
+            moved += 1
+    lines = [orjson.dumps(ORPHAN)] + [orjson.dumps(e) for e in events]
+    for n, (line, _) in enumerate(MALFORMED):
+        lines.insert(100 + 500 * n, line)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return [ORPHAN] + events
+
+
+def assert_facts_match(rows: list[dict], events: list[dict]) -> None:
+    expected = expected_facts(events)
+    got = {row["order_id"]: row for row in rows}
+    assert set(got) == set(expected)
+    mismatches = []
+    for order_id, want in expected.items():
+        row = got[order_id]
+        for name in COMPARED:
+            if row[name] != want[name]:
+                mismatches.append((order_id, name, row[name], want[name]))
+        if (row["response_hours"] is None) != (want["response_hours"] is None) or (
+                row["response_hours"] is not None and abs(row["response_hours"] - want["response_hours"]) > 1e-6):
+            mismatches.append((order_id, "response_hours", row["response_hours"], want["response_hours"]))
+    assert not mismatches, mismatches[:10]
+    # The history must exercise every outcome, or this comparison proves little.
+    assert {r["on_time"] for r in rows} >= {0, 1}
+    assert {r["decision"] for r in rows} >= {"accepted", "partial", "rejected", None}
+
+
+@pytest.fixture
+def rules_file(tmp_path) -> Path:
+    path = tmp_path / "rules.toml"
+    path.write_text("[state]\norphan_timeout_hours = 24\n")
+    return path
+
+
+def test_replay_embedded_gives_the_contract_facts(tmp_path, data_dir, rules_file):
+    plain, history = tmp_path / "history.jsonl", tmp_path / "history.jsonl.gz"
+    events = build_history(plain)
+    history.write_bytes(gzip.compress(plain.read_bytes()))
+    env = {"SUPPLYMON_RULES": str(rules_file)}
+
+    result = supplymon("replay", str(history), "--embedded", "--data-dir", str(data_dir), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "processed and stored" in result.stderr and "100%" in result.stderr
+
+    assert_facts_match(sql_rows(data_dir, FACT_SQL), events)
+
+    # Bad input went to the dead letters with its reason and original bytes.
+    dead = sql_rows(data_dir, "SELECT reason, original, event_id FROM supplymon.dead_letters FINAL")
+    assert sorted(d["reason"] for d in dead) == sorted([r for _, r in MALFORMED] + ["orphan"])
+    assert {d["original"].encode() for d in dead} >= {line for line, _ in MALFORMED}
+    assert any(d["reason"] == "orphan" and d["event_id"] == "orphan-1" for d in dead)
+
+    # Duplicates changed nothing: each event stored once.
+    unique = {e["event_id"] for e in events}
+    (stored,) = sql_rows(data_dir, "SELECT count() AS n, uniqExact(event_id) AS u FROM supplymon.events_raw FINAL")
+    assert stored["n"] == stored["u"] == len(unique)
+    duplicates = len(events) - len(unique)
+    assert duplicates > 0
+
+    # A second replay of the same file into the same store changes no result.
+    before = sql_rows(data_dir, FACT_SQL)
+    alerts_before = sql_rows(data_dir, "SELECT * FROM supplymon.alerts FINAL ORDER BY alert_id")
+    result = supplymon("replay", str(history), "--embedded", "--data-dir", str(data_dir), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sql_rows(data_dir, FACT_SQL) == before
+    assert sql_rows(data_dir, "SELECT * FROM supplymon.alerts FINAL ORDER BY alert_id") == alerts_before
+
+
+def test_deadline_alerts_match_the_facts(tmp_path, data_dir):
+    path = tmp_path / "history.jsonl"
+    write_history(path, generate(days=3, orders_per_day=300, seed=5))
+    events = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    result = supplymon("replay", str(path), "--embedded", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    end = max(parse_ms(e["ts"]) for e in events)
+    facts = expected_facts(events)
+    want = set()
+    for order_id, f in facts.items():
+        for kind, hours in (("response_overdue", 48), ("response_escalation", 72)):
+            deadline = f["ordered_at"] + hours * 3_600_000
+            if end > deadline and not (f["responded_at"] is not None and f["responded_at"] <= deadline):
+                want.add((kind, order_id, deadline))
+    got = {(a["kind"], a["order_id"], a["raised"]) for a in sql_rows(
+        data_dir, "SELECT kind, order_id, toUnixTimestamp64Milli(raised_at) AS raised FROM supplymon.alerts FINAL"
+                  " WHERE kind IN ('response_overdue', 'response_escalation')")}
+    assert want and got == want
+
+
+def _progress(web: str) -> dict:
+    with urllib.request.urlopen(web + "/progress", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def _end_offsets(bootstrap: str, topics) -> dict[str, int]:
+    from kafka import KafkaConsumer, TopicPartition
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t)]
+        return {f"{tp.topic}:{tp.partition}": off for tp, off in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def _start_worker(env: dict, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "supplymon", "worker"], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def _wait(predicate, timeout: float, what: str, process: subprocess.Popen, log: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"worker died:\n{log.read_text()[-3000:]}"
+        try:
+            value = predicate()
+            if value:
+                return value
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
+
+
+def test_worker_killed_mid_stream_restarts_to_the_same_facts(tmp_path, data_dir):
+    """The broker survives (as a real cluster would); the worker is SIGKILLed and restarted."""
+    history = tmp_path / "history.jsonl"
+    events = build_history(history, days=3, orders_per_day=1000)
+    with EmbeddedBroker() as broker:
+        web = free_port()
+        env = {**os.environ, "SUPPLYMON_KAFKA": broker.url, "SUPPLYMON_DATA_DIR": str(data_dir),
+               "SUPPLYMON_WEB_PORT": str(web), "SUPPLYMON_BATCH_SIZE": "500"}
+        published = supplymon("replay", str(history), env=env)
+        assert published.returncode == 0, published.stderr
+        end = _end_offsets(broker.bootstrap, ["supply.orders", "supply.responses", "supply.shipments",
+                                              "supply.arrivals"])
+        total = sum(end.values())
+        log = tmp_path / "worker.log"
+        url = f"http://127.0.0.1:{web}"
+
+        worker = _start_worker(env, log)
+        try:
+            _wait(lambda: sum(_progress(url)["offsets"].values()) > total * 0.3, 180, "30% progress", worker, log)
+            done_at_kill = sum(_progress(url)["offsets"].values())
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            assert done_at_kill < total, "the worker finished before it could be killed"
+
+            worker = _start_worker(env, log)
+            _wait(lambda: all(_progress(url)["offsets"].get(tp, 0) >= off for tp, off in end.items()),
+                  300, "all offsets", worker, log)
+            from supplymon.runner import http_query
+            rows = [orjson.loads(line) for line in http_query(url, FACT_SQL, "JSONEachRow").splitlines()]
+        finally:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                try:
+                    worker.wait(30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    worker.wait()
+    assert_facts_match(rows, events)

@@ -1,0 +1,79 @@
+"""Validation of input events against the contract."""
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from schemas.events import Arrival, Invalid, Order, Response, Tick, parse_event
+
+ORDER = {"event_id": "e1", "kind": "order", "ts": "2026-03-01T08:00:00+08:00", "order_id": "O1",
+         "institution_id": "I1", "region_code": "150702", "area": "urban", "grassroots": False,
+         "distributor_id": "D1", "manufacturer_id": "M1", "product_id": "P1", "product_kind": "drug",
+         "vbp": True, "quantity": 10, "unit_price": 2.5}
+RESPONSE = {"event_id": "e2", "kind": "response", "ts": "2026-03-01T09:00:00Z", "order_id": "O1",
+            "distributor_id": "D1", "decision": "partial", "confirmed_quantity": 4, "reason": "out_of_stock"}
+ARRIVAL = {"event_id": "e3", "kind": "arrival", "ts": "2026-03-02T09:00:00.250+08:00", "order_id": "O1",
+           "shipment_id": "S1", "institution_id": "I1", "quantity": 0, "received_at": "2026-03-01T17:00:00Z"}
+
+
+def parse(doc) -> object:
+    return parse_event(orjson.dumps(doc))
+
+
+def test_valid_events_become_records_with_epoch_ms():
+    order = parse(ORDER)
+    assert isinstance(order, Order) and order.ts_ms == 1772323200000 and order.unit_price == 2.5
+    assert isinstance(parse(RESPONSE), Response)
+    arrival = parse(ARRIVAL)
+    assert isinstance(arrival, Arrival) and arrival.ts_ms - arrival.received_ms == 8 * 3600_000 + 250
+    assert isinstance(parse({"event_id": "t", "kind": "tick", "ts": "2026-03-01T00:00:00Z"}), Tick)
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"quantity": 0}, "bad_field"),
+    ({"quantity": -3}, "bad_field"),
+    ({"quantity": 2.5}, "bad_field"),
+    ({"quantity": True}, "bad_field"),  # a bool is not an integer
+    ({"grassroots": 1}, "bad_field"),
+    ({"area": "suburb"}, "bad_field"),
+    ({"region_code": "15070"}, "bad_field"),
+    ({"product_kind": "device"}, "bad_field"),
+    ({"unit_price": -1}, "bad_field"),
+    ({"ts": "2026-03-01T08:00:00"}, "bad_time"),  # no offset
+    ({"ts": "yesterday"}, "bad_time"),
+    ({"ts": "2026-02-30T08:00:00Z"}, "bad_time"),
+    ({"kind": "refund"}, "unknown_kind"),
+    ({"event_id": ""}, "bad_field"),
+    ({"order_id": "x" * 129}, "bad_field"),
+])
+def test_bad_order_fields(change, reason):
+    result = parse({**ORDER, **change})
+    assert isinstance(result, Invalid) and result.reason == reason, result
+
+
+@pytest.mark.parametrize("field", sorted(set(ORDER) - {"kind"}))
+def test_every_order_field_is_required(field):
+    doc = dict(ORDER)
+    del doc[field]
+    result = parse(doc)
+    assert isinstance(result, Invalid) and result.reason == "missing_field" and field in result.detail
+
+
+def test_reason_required_unless_accepted_and_rejected_confirms_zero():
+    no_reason = dict(RESPONSE)
+    del no_reason["reason"]
+    assert parse(no_reason).reason == "missing_field"
+    assert isinstance(parse({**no_reason, "decision": "accepted"}), Response)
+    assert parse({**RESPONSE, "decision": "rejected", "confirmed_quantity": 3}).reason == "bad_field"
+    assert parse({**RESPONSE, "reason": "weather"}).reason == "bad_field"
+
+
+def test_not_json_not_object_and_bytes_that_are_not_utf8():
+    assert parse_event(b"{not json").reason == "not_json"
+    assert parse_event(b"\xff\xfe").reason == "not_json"
+    assert parse_event(b"[1, 2]").reason == "not_object"
+    assert parse_event(None).reason == "not_json"
+
+
+def test_invalid_keeps_the_event_id_when_it_has_one():
+    assert parse({**ORDER, "quantity": -1}).event_id == "e1"

@@ -1,0 +1,72 @@
+"""The ClickHouse side on real embedded ClickHouse (chdb): DDL, idempotent rows,
+and the sink's retry of a failed write."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from agents.sink import ClickHouseSink, Rows
+from supplymon import metrics
+from supplymon.core.lifecycle import OrderLifecycle, new_state
+from supplymon.settings import Rules, Settings
+from supplymon.store import Store
+from tests.test_lifecycle import T0, H, arrival, order, response
+
+
+def fact_rows(*events_lists):
+    life = OrderLifecycle(Rules())
+    rows = []
+    for events in events_lists:
+        state = new_state("O1")
+        for event in events:
+            life.apply(state, event)
+        rows.append(life.fact(state))
+    return rows
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(data_dir=tmp_path / "data")
+
+
+def test_replacing_tables_keep_the_latest_version(settings):
+    store = Store(settings)
+    try:
+        store.migrate()
+        store.migrate()  # idempotent
+        early, late = fact_rows([order()], [order(), response(T0 + H), arrival(T0 + 5 * H, T0 + 4 * H)])
+        store.insert("order_facts", [late])
+        store.insert("order_facts", [early])  # a replayed, older row arrives after
+        store.insert("order_facts", [late])
+        rows = store.rows("SELECT order_id, decision, on_time, delivered_quantity, response_hours,"
+                          " toString(ordered_at) AS ordered FROM supplymon.order_facts FINAL")
+        assert rows == [{"order_id": "O1", "decision": "accepted", "on_time": 1, "delivered_quantity": 10,
+                         "response_hours": 1, "ordered": "2026-03-01 08:00:00.000"}]
+    finally:
+        store.close()
+
+
+def test_sink_retries_a_failed_write_until_stored(settings, caplog):
+    sink = ClickHouseSink(settings, first_backoff=0.01)
+    (row,) = fact_rows([order(), response(T0 + H)])
+    retries_before = metrics.sink_retries.labels("order_facts")._value.get()
+
+    async def scenario():
+        await sink.open()
+        # Break the store under the sink: the table it writes to disappears.
+        await sink.run(lambda: sink._store.client.command("DROP TABLE supplymon.order_facts"))
+        rows = Rows()
+        rows.add("order_facts", row)
+        await sink.write(rows)  # fails once, reopens (re-creating the table), stores
+        return await sink.query("SELECT count() FROM supplymon.order_facts FINAL", "TSV")
+
+    with caplog.at_level(logging.WARNING, logger="agents.sink"):
+        try:
+            count = asyncio.run(scenario())
+        finally:
+            asyncio.run(sink.close())
+    assert count.strip() == b"1"
+    assert metrics.sink_retries.labels("order_facts")._value.get() == retries_before + 1
+    assert any("writing 1 rows to order_facts failed (attempt 1)" in r.message for r in caplog.records)
