@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from faust.types import EventT
@@ -22,6 +23,7 @@ from faust.types import EventT
 from agents.sink import ClickHouseSink, Rows
 from schemas.events import Invalid, parse_event
 from streams.app import alerts_topic, app, deadletter_topic, input_topics, order_state, settings
+from streams.continuity import OffsetContinuity, Verdict
 from streams.stream_time import StreamTime
 from supplymon import metrics
 from supplymon.core.alerts import order_alert_row
@@ -29,11 +31,13 @@ from supplymon.core.due import DueIndex
 from supplymon.core.lifecycle import OrderLifecycle, new_state
 
 log = logging.getLogger(__name__)
+EXIT_REDELIVER = 75  # EX_TEMPFAIL: restart me
 
 lifecycle = OrderLifecycle(settings.rules)
 sink = ClickHouseSink(settings)
 stream_time = StreamTime()
 due_index = DueIndex()
+continuity = OffsetContinuity()
 progress: dict[str, int] = {}  # "topic:partition" -> next offset whose batch is stored
 _index_stale = True  # rebuild the due index from the table after (re)assignment
 
@@ -47,6 +51,18 @@ async def _on_rebalance(sender: Any, **kwargs: Any) -> None:
 def _assigned_inputs() -> set:
     inputs = set(settings.topics.inputs)
     return {tp for tp in app.consumer.assignment() if tp.topic in inputs}
+
+
+def stored_offsets() -> dict[str, int]:
+    """Per input partition, the next offset not yet known to be stored: what this
+    worker stored, or what was committed before it started (committed => stored)."""
+    out = dict(progress)
+    # Faust keeps the group's committed offsets here (read at assignment, updated on commit).
+    for tp, offset in app.consumer._committed_offset.items():
+        key = f"{tp.topic}:{tp.partition}"
+        if tp.topic in settings.topics.inputs and offset is not None and offset > out.get(key, 0):
+            out[key] = offset
+    return out
 
 
 def _rebuild_due_index() -> None:
@@ -172,12 +188,38 @@ def _emit(batch: Batch) -> None:
             metrics.alerts_raised.labels(row["kind"]).inc()
 
 
+async def _in_sequence(events: list[EventT]) -> list[EventT]:
+    """The events that continue each partition's sequence (redeliveries dropped).
+
+    A gap means Faust lost messages in flight during a rebalance. They were never
+    acknowledged, so the group's committed offset is still before them: stop the
+    worker (exit code 75) and let its restart read them again, rather than go on
+    without them."""
+    out = []
+    for event in events:
+        message = event.message
+        verdict = continuity.check(message.tp, message.offset)
+        if verdict is Verdict.PROCESS:
+            out.append(event)
+        elif verdict is Verdict.GAP:
+            metrics.offset_gaps.inc()
+            log.error("offsets %d..%d of %s:%d were never delivered to the agent (lost by the consumer in a "
+                      "rebalance); stopping so that a restart reads them again from the last commit",
+                      continuity.expected(message.tp), message.offset - 1, message.topic, message.partition)
+            await sink.close()
+            logging.shutdown()
+            os._exit(EXIT_REDELIVER)
+    return out
+
+
 async def process(events: list[EventT]) -> None:
     global _index_stale
     if _index_stale:
         _index_stale = False
         stream_time.forget(_assigned_inputs())
+        continuity.keep_only(_assigned_inputs())
         _rebuild_due_index()
+    events = await _in_sequence(events)
     batch = Batch()
     for event in events:
         _read(batch, event)

@@ -10,7 +10,7 @@ import time
 from faust.web import View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents.lifecycle import progress, sink, stream_time
+from agents.lifecycle import sink, stored_offsets, stream_time
 from streams.app import app
 from supplymon import metrics
 
@@ -26,7 +26,7 @@ async def metrics_view(web, request):
 async def progress_view(web, request):
     assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
     return web.json({
-        "offsets": dict(progress),
+        "offsets": stored_offsets(),
         "assigned": assigned,
         "stream_time": {f"{tp.topic}:{tp.partition}": ts for tp, ts in stream_time.latest.items()},
         "uptime_seconds": round(time.time() - STARTED, 1),

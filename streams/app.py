@@ -61,12 +61,16 @@ alerts_topic = app.topic(
 # One entry per order, keyed by order_id. The changelog partition is the one the
 # order_id hashes to (as its events are), not that of the event being processed:
 # a batch mixes partitions.
+ORDER_STATE = "order-state"
 order_state = app.Table(
-    "order-state",
+    ORDER_STATE,
     partitions=settings.partitions,
     use_partitioner=True,
+    # Table() takes codecs only through key/value *types*; give its changelog topic
+    # (read back on recovery) and the table itself the str/orjson codecs explicitly.
+    changelog_topic=app.topic(
+        f"{settings.app_id}-{ORDER_STATE}-changelog", key_serializer="str", value_serializer="orjson",
+        partitions=settings.partitions, compacting=True, deleting=False, internal=True),
 )
-# Table() takes codecs only through key/value *types*; set them before the store
-# and the changelog topic (both created lazily) read them.
 order_state.key_serializer = "str"
 order_state.value_serializer = "orjson"

@@ -41,7 +41,9 @@ async def _print_alerts(settings: Settings, out) -> None:
 
 
 async def _play(settings: Settings, args, out) -> int:
-    start = datetime.now(SHANGHAI).replace(minute=0, second=0, microsecond=0) - timedelta(days=args.days)
+    # Simulated time starts now and runs ahead of the wall clock, so the worker's
+    # live ticks (wall-clock time) never overtake it.
+    start = datetime.now(SHANGHAI).replace(minute=0, second=0, microsecond=0)
     events = generate(days=int(args.days) or 1, orders_per_day=args.orders_per_day, seed=args.seed, start=start)
     printer = asyncio.create_task(_print_alerts(settings, out))
     sent = 0
@@ -72,7 +74,7 @@ async def _play(settings: Settings, args, out) -> int:
 
 def run_demo(settings: Settings, args, out=sys.stdout) -> int:
     print(f"supplymon demo: starting the embedded broker and a worker on {settings.data_dir} ...", file=out, flush=True)
-    with embedded_stack(settings) as (settings, worker):
+    with embedded_stack(settings, live=True) as (settings, worker):
         print(f"metrics at {worker.web}/metrics; ad-hoc SQL: supplymon sql --data-dir {settings.data_dir} "
               f"\"SELECT ...\"\nplaying {args.days:g} simulated days at {args.speed:g}x; Ctrl-C stops",
               file=out, flush=True)

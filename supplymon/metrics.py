@@ -21,3 +21,6 @@ stream_time = Gauge("supplymon_stream_time_seconds", "Watermark: stream (event) 
 open_orders = Gauge("supplymon_open_orders", "Orders held in state on this worker", registry=REGISTRY)
 batch_events = Histogram("supplymon_batch_events", "Events per processed batch",
                          buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000), registry=REGISTRY)
+offset_gaps = Counter("supplymon_offset_gaps_total",
+                      "Gaps in a partition's delivered offsets (the worker stops to read them again)",
+                      registry=REGISTRY)

@@ -100,7 +100,7 @@ def replay(settings: Settings, path: Path, embedded: bool, speed: float | None =
         print(f"published {stats.events:,} events and {stats.ticks:,} ticks "
               f"({stats.unreadable:,} unreadable lines, left to the worker's dead-letter topic)")
         return 0
-    with embedded_stack(settings) as (settings, worker):
+    with embedded_stack(settings, live=False) as (settings, worker):
         stats = asyncio.run(_publish(settings, path, None, Meter("published")))
         total = sum(stats.end_offsets.values())
         meter = Meter("processed and stored")

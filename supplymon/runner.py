@@ -23,6 +23,7 @@ from supplymon.settings import Settings
 from supplymon.store import Store, StoreError
 
 log = logging.getLogger(__name__)
+EXIT_REDELIVER = 75  # a worker that exits with this wants to be restarted (agents/lifecycle.py)
 
 
 class RunError(RuntimeError):
@@ -123,6 +124,13 @@ class WorkerProcess:
             return ""
 
     def _check_alive(self) -> None:
+        if self.process is not None and self.process.poll() == EXIT_REDELIVER:
+            # The worker stopped itself to re-read messages its consumer lost (see
+            # streams/continuity.py): start it again, it resumes from the last commit.
+            log.warning("worker exited to re-read lost messages; restarting it")
+            print("worker restarting to re-read messages lost in a rebalance", file=sys.stderr, flush=True)
+            self.start()
+            return
         if self.process is None or self.process.poll() is not None:
             raise RunError(f"the worker exited (code {self.process.returncode if self.process else None}); "
                            f"its log {self.log_path} ends with:\n{self.log_tail()}")
@@ -202,14 +210,18 @@ def http_query(web: str, sql: str, fmt: str, timeout: float = 60.0) -> bytes:
 
 
 @contextmanager
-def embedded_stack(settings: Settings) -> Iterator[tuple[Settings, WorkerProcess]]:
-    """Broker + rebuild from the store + worker process; everything stopped on exit."""
+def embedded_stack(settings: Settings, live: bool) -> Iterator[tuple[Settings, WorkerProcess]]:
+    """Broker + rebuild from the store + worker process; everything stopped on exit.
+
+    `live`: the worker ticks from the wall clock (demo); a replay moves time only
+    with the file's events and ticks."""
     logs = prepare_data_dir(settings)
     broker = EmbeddedBroker(log_file=logs / "broker.log").start()
     worker = None
     try:
         settings = replace(settings, kafka_url=broker.url,
-                           web_port=settings.web_port or free_port(settings.web_host))
+                           web_port=settings.web_port or free_port(settings.web_host),
+                           live_tick_seconds=settings.live_tick_seconds if live else 0)
         ensure_topics(settings)
         rebuilt = rebuild_from_store(settings)
         if rebuilt:

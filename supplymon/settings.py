@@ -120,6 +120,10 @@ class Settings:
     batch_size: int = 2000
     batch_seconds: float = 0.2
     log_level: str = "warning"
+    # Live mode: the worker publishes a tick (wall-clock time) to every input
+    # partition this often, so deadlines fire while the platform is quiet. 0: off
+    # (replays: only the file's events and ticks move time).
+    live_tick_seconds: float = 60.0
     topics: Topics = field(default_factory=Topics)
     rules: Rules = field(default_factory=Rules)
     rules_file: str | None = None
@@ -159,7 +163,7 @@ class Settings:
                 raise ConfigError(f"{p}{name} must be >= {minimum}, got {value}")
             return value
 
-        def number(name: str, default: float) -> float:
+        def number(name: str, default: float, zero_ok: bool = False) -> float:
             raw = get(name)
             if raw is None:
                 return default
@@ -167,7 +171,7 @@ class Settings:
                 value = float(raw)
             except ValueError:
                 raise ConfigError(f"{p}{name} must be a number, got {raw!r}") from None
-            if value <= 0:
+            if value < 0 or (value == 0 and not zero_ok):
                 raise ConfigError(f"{p}{name} must be positive, got {value}")
             return value
 
@@ -186,6 +190,7 @@ class Settings:
             batch_size=integer("BATCH_SIZE", 2000, 1),
             batch_seconds=number("BATCH_SECONDS", 0.2),
             log_level=get("LOG_LEVEL", "warning"),
+            live_tick_seconds=number("LIVE_TICK_SECONDS", 60.0, zero_ok=True),
             topics=topics,
             rules=Rules.load(get("RULES")),
             rules_file=get("RULES"),
@@ -207,6 +212,7 @@ class Settings:
             p + "BATCH_SIZE": str(self.batch_size),
             p + "BATCH_SECONDS": str(self.batch_seconds),
             p + "LOG_LEVEL": self.log_level,
+            p + "LIVE_TICK_SECONDS": str(self.live_tick_seconds),
         }
         if self.kafka_url:
             out[p + "KAFKA"] = self.kafka_url

@@ -36,6 +36,7 @@ def run(settings: Settings) -> int:
         os.environ.update(settings.env())  # streams.app builds the Faust app from these
         from faust.worker import Worker
 
+        import agents.clock  # noqa: F401  (live ticks, when on)
         import agents.lifecycle  # noqa: F401  (registers the agent)
         import agents.web  # noqa: F401  (registers the web views)
         from streams.app import app

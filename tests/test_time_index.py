@@ -37,3 +37,16 @@ def test_due_index_compacts_stale_entries():
         index.schedule("k", due)
     assert len(index._heap) < 2000
     assert index.pop_due(10**9) == ["k"]
+
+
+def test_continuity_processes_in_sequence_and_flags_gaps():
+    from streams.continuity import OffsetContinuity, Verdict as V
+    c = OffsetContinuity()
+    assert [c.check("p", o) for o in (5, 6, 7)] == [V.PROCESS] * 3  # starts wherever delivery starts
+    assert c.check("p", 6) is V.SKIP  # delivered again: already processed
+    assert c.check("p", 12) is V.GAP and c.expected("p") == 8
+    assert c.check("p", 8) is V.PROCESS
+    c.keep_only(["p"])  # kept across a rebalance: still checked
+    assert c.check("p", 20) is V.GAP
+    c.keep_only([])  # revoked: a later assignment starts afresh
+    assert c.expected("p") is None and c.check("p", 3) is V.PROCESS

@@ -40,18 +40,26 @@ def _message(alert: dict, fact: dict) -> str:
     raise ValueError(f"no message for alert kind {kind!r}")
 
 
+RESOLVED = 1 << 40
+
+
 def order_alert_row(alert: dict, fact: dict, version: int) -> dict:
-    """An order-level alert as a row of the `alerts` table (times in epoch ms)."""
+    """An order-level alert as a row of the `alerts` table (times in epoch ms).
+
+    `version` is the order's (it grows with every change); a resolved row also
+    outranks every open one, whichever run or reading order wrote them."""
     kind = alert["kind"]
     subject_type = "institution" if kind == "confirmation_late" else "order"
     institution = alert.get("institution_id", fact["institution_id"])
+    # Only what the order and the alert fix: a row must not depend on when it was emitted.
     details = {
         "ordered_at": local_time(fact["ordered_at"]),
         "area": fact["area"],
         "grassroots": fact["grassroots"],
         "quantity": fact["quantity"],
-        "decision": fact["decision"],
     }
+    if alert["resolved_at"] is not None:
+        details["overdue_hours"] = round((alert["resolved_at"] - alert["raised_at"]) / 3_600_000, 2)
     if "hours" in alert:
         details["confirmation_delay_hours"] = alert["hours"]
     return {
@@ -68,5 +76,5 @@ def order_alert_row(alert: dict, fact: dict, version: int) -> dict:
         "resolved_at": alert["resolved_at"],
         "message": _message(alert, fact),
         "details": details,
-        "version": version,
+        "version": version + (RESOLVED if alert["resolved_at"] is not None else 0),
     }

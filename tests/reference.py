@@ -1,0 +1,84 @@
+"""An independent, deliberately plain computation of `order_facts` (contract §3, §4).
+
+The end-to-end tests compare the streaming system against this. It shares no code
+with supplymon: whole history in memory, sort, look.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable
+
+HOUR = 3_600_000
+REQUIRED = {
+    "order": ("order_id", "area", "quantity"),
+    "response": ("order_id", "decision", "confirmed_quantity"),
+    "arrival": ("order_id", "quantity", "received_at"),
+    "shipment": ("order_id", "quantity"),
+    "tick": (),
+}
+
+
+def parse_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+def expected_facts(events: Iterable[dict], urban_hours: float = 24, rural_hours: float = 48) -> dict[str, dict]:
+    seen: set[str] = set()
+    by_kind: dict[str, list[dict]] = {k: [] for k in REQUIRED}
+    end = None
+    for event in events:
+        if not isinstance(event, dict) or event.get("kind") not in REQUIRED:
+            continue
+        if any(name not in event for name in ("event_id", "ts", *REQUIRED[event["kind"]])):
+            continue
+        if event["event_id"] in seen:
+            continue
+        seen.add(event["event_id"])
+        by_kind[event["kind"]].append(event)
+        ts = parse_ms(event["ts"])
+        end = ts if end is None else max(end, ts)
+
+    facts = {}
+    for order in by_kind["order"]:
+        if order["order_id"] in facts:
+            continue  # a second order event for the same order is refused
+        ordered_at = parse_ms(order["ts"])
+        hours = urban_hours if order["area"] == "urban" else rural_hours
+        facts[order["order_id"]] = {
+            "ordered_at": ordered_at, "deadline_at": ordered_at + int(hours * HOUR), "quantity": order["quantity"],
+            "responses": [], "arrivals": [],
+        }
+    for response in by_kind["response"]:
+        if response["order_id"] in facts:
+            facts[response["order_id"]]["responses"].append(response)
+    for arrival in by_kind["arrival"]:
+        if arrival["order_id"] in facts:
+            facts[arrival["order_id"]]["arrivals"].append(arrival)
+
+    out = {}
+    for order_id, f in facts.items():
+        responses = sorted(f["responses"], key=lambda r: (parse_ms(r["ts"]), r["event_id"]))
+        first = responses[0] if responses else None
+        received = [parse_ms(a["received_at"]) for a in f["arrivals"]]
+        first_received = min(received) if received else None
+        if first and first["decision"] == "rejected":
+            on_time = 0
+        elif first_received is not None:
+            on_time = 1 if first_received <= f["deadline_at"] else 0
+        elif end > f["deadline_at"]:
+            on_time = 0
+        else:
+            on_time = None
+        responded_at = parse_ms(first["ts"]) if first else None
+        out[order_id] = {
+            "ordered_at": f["ordered_at"],
+            "deadline_at": f["deadline_at"],
+            "decision": first["decision"] if first else None,
+            "confirmed_quantity": first["confirmed_quantity"] if first else None,
+            "responded_at": responded_at,
+            "response_hours": (responded_at - f["ordered_at"]) / HOUR if first else None,
+            "delivered_quantity": sum(a["quantity"] for a in f["arrivals"]),
+            "first_received_at": first_received,
+            "on_time": on_time,
+        }
+    return out

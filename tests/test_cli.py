@@ -1,0 +1,46 @@
+"""The command line's errors are clear and its exit codes honest."""
+from __future__ import annotations
+
+import json
+import os
+
+from tests.conftest import supplymon
+
+
+def test_replay_of_a_missing_file_fails_clearly(tmp_path, data_dir):
+    result = supplymon("replay", str(tmp_path / "nope.jsonl"), "--embedded", "--data-dir", str(data_dir))
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+
+
+def test_replay_refuses_a_data_dir_held_by_a_running_worker(tmp_path, data_dir):
+    data_dir.mkdir(parents=True)
+    # This test process stands in for the worker: its pid is alive.
+    (data_dir / "worker.json").write_text(json.dumps({"pid": os.getpid(), "web": "http://127.0.0.1:1"}))
+    history = tmp_path / "h.jsonl"
+    history.write_text('{"event_id": "t", "kind": "tick", "ts": "2026-03-01T00:00:00Z"}\n')
+    result = supplymon("replay", str(history), "--embedded", "--data-dir", str(data_dir))
+    assert result.returncode == 1
+    assert "in use by a running supplymon worker" in result.stderr
+
+
+def test_bad_rules_file_stops_before_anything_starts(tmp_path, data_dir):
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[delivery]\nurban_hours = 0\n")
+    result = supplymon("replay", str(rules), "--embedded", "--data-dir", str(data_dir),
+                       env={"SUPPLYMON_RULES": str(rules)})
+    assert result.returncode == 2
+    assert "delivery_urban_hours must be a positive" in result.stderr
+    assert not data_dir.exists()
+
+
+def test_sql_on_an_empty_data_dir_says_so(data_dir):
+    result = supplymon("sql", "--data-dir", str(data_dir), "SELECT 1")
+    assert result.returncode == 1 and "no data" in result.stderr
+
+
+def test_replay_without_kafka_or_embedded_explains(tmp_path):
+    history = tmp_path / "h.jsonl"
+    history.write_text("{}\n")
+    result = supplymon("replay", str(history))
+    assert result.returncode == 1 and "SUPPLYMON_KAFKA" in result.stderr
