@@ -44,7 +44,10 @@ async def _play(settings: Settings, args, out) -> int:
     # Simulated time starts now and runs ahead of the wall clock, so the worker's
     # live ticks (wall-clock time) never overtake it.
     start = datetime.now(SHANGHAI).replace(minute=0, second=0, microsecond=0)
-    events = generate(days=int(args.days) or 1, orders_per_day=args.orders_per_day, seed=args.seed, start=start)
+    # Each run is new traffic: ids carry the run's start, so a rerun on the same data
+    # dir adds to what is stored instead of repeating it (as duplicates).
+    events = generate(days=int(args.days) or 1, orders_per_day=args.orders_per_day, seed=args.seed, start=start,
+                      prefix=f"{start:%y%m%d%H}-")
     printer = asyncio.create_task(_print_alerts(settings, out))
     sent = 0
     try:
@@ -93,7 +96,7 @@ def _summary(worker) -> str:
         return [orjson.loads(line) for line in worker.query(sql).splitlines()]
 
     (totals,) = rows(
-        "SELECT count() AS orders, countIf(on_time = 1) AS on_time, countIf(on_time = 0) AS missed,"
+        "SELECT count() AS orders, countIf(on_time = 1) AS delivered_on_time, countIf(on_time = 0) AS missed,"
         " round(avg(response_hours), 1) AS mean_response_hours FROM supplymon.order_facts FINAL")
     alerts = rows("SELECT kind, count() AS n, countIf(resolved_at IS NULL) AS open"
                   " FROM supplymon.alerts FINAL GROUP BY kind ORDER BY kind")
@@ -102,7 +105,7 @@ def _summary(worker) -> str:
                  " GROUP BY distributor_id ORDER BY on_time_pct LIMIT 3")
     lines = [
         "== summary ==",
-        f"orders: {totals['orders']:,}; delivered on time: {totals['on_time']:,}; late or undelivered: "
+        f"orders: {totals['orders']:,}; delivered on time: {totals['delivered_on_time']:,}; late or undelivered: "
         f"{totals['missed']:,}; mean response time: {totals['mean_response_hours']} h",
         "alerts: " + (", ".join(f"{a['kind']} {a['n']} ({a['open']} open)" for a in alerts) or "none"),
         "weakest distributors by on-time delivery: "

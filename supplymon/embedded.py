@@ -84,6 +84,7 @@ class EmbeddedBroker:
                  "--storage-engine", "memory://tansu/"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+                start_new_session=True,  # Ctrl-C reaches supplymon, which stops the broker last
             )
             if out is not subprocess.DEVNULL:
                 out.close()

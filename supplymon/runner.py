@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from supplymon.embedded import EmbeddedBroker, free_port
+from supplymon.embedded import EmbeddedBroker, free_port, port_open
 from supplymon.publish import Publisher, ensure_topics
 from supplymon.settings import Settings
 from supplymon.store import Store, StoreError
@@ -113,8 +113,10 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         env = {**os.environ, **self.settings.env()}
         with open(self.log_path, "ab") as out:
+            # Its own session: Ctrl-C reaches only the parent, which stops it in order.
             self.process = subprocess.Popen([sys.executable, "-m", "supplymon", "worker"], env=env,
-                                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
         return self
 
     def log_tail(self, lines: int = 30) -> str:
@@ -219,8 +221,10 @@ def embedded_stack(settings: Settings, live: bool) -> Iterator[tuple[Settings, W
     broker = EmbeddedBroker(log_file=logs / "broker.log").start()
     worker = None
     try:
-        settings = replace(settings, kafka_url=broker.url,
-                           web_port=settings.web_port or free_port(settings.web_host),
+        web_port = settings.web_port
+        if not web_port or port_open(settings.web_host, web_port):
+            web_port = free_port(settings.web_host)
+        settings = replace(settings, kafka_url=broker.url, web_port=web_port,
                            live_tick_seconds=settings.live_tick_seconds if live else 0)
         ensure_topics(settings)
         rebuilt = rebuild_from_store(settings)

@@ -82,15 +82,16 @@ def _order_time(rng: random.Random, day: datetime) -> datetime:
     return day + timedelta(hours=min(max(hour, 0.0), 23.99), seconds=rng.randint(0, 59))
 
 
-def _order_story(rng: random.Random, world: World, n: int, ordered: datetime) -> list[tuple[datetime, dict]]:
+def _order_story(rng: random.Random, world: World, n: int, ordered: datetime,
+                 prefix: str = "") -> list[tuple[datetime, dict]]:
     """One order line and what follows it, as (time, event) pairs."""
     inst = rng.choice(world.institutions)
     product = rng.choice(world.products)
     dist = world.carrier[(product.id, inst.region_code)]
-    order_id = f"ORD{n:06d}"
+    order_id = f"{prefix}ORD{n:06d}"
     quantity = rng.randint(1, 200)
     story = [(ordered, {
-        "event_id": f"o-{n:06d}", "kind": "order", "order_id": order_id, "institution_id": inst.id,
+        "event_id": f"{prefix}o-{n:06d}", "kind": "order", "order_id": order_id, "institution_id": inst.id,
         "region_code": inst.region_code, "area": inst.area, "grassroots": inst.grassroots,
         "distributor_id": dist.id, "manufacturer_id": product.manufacturer_id, "product_id": product.id,
         "product_kind": product.kind, "vbp": product.vbp, "quantity": quantity,
@@ -108,7 +109,7 @@ def _order_story(rng: random.Random, world: World, n: int, ordered: datetime) ->
         decision, confirmed, reason = "partial", rng.randint(1, quantity - 1), "out_of_stock"
     else:
         decision, confirmed, reason = "accepted", quantity, None
-    response = {"event_id": f"r-{n:06d}", "kind": "response", "order_id": order_id, "distributor_id": dist.id,
+    response = {"event_id": f"{prefix}r-{n:06d}", "kind": "response", "order_id": order_id, "distributor_id": dist.id,
                 "decision": decision, "confirmed_quantity": confirmed}
     if reason:
         response["reason"] = reason
@@ -125,18 +126,20 @@ def _order_story(rng: random.Random, world: World, n: int, ordered: datetime) ->
         received = shipped + timedelta(hours=transit)
         confirm_delay = rng.uniform(24.5, 40) if rng.random() < 0.03 else rng.uniform(0.1, 8)
         accepted = part if rng.random() > 0.05 else rng.randint(0, part)
-        story.append((shipped, {"event_id": f"s-{n:06d}-{k}", "kind": "shipment", "order_id": order_id,
-                                "shipment_id": f"SH{n:06d}-{k}", "distributor_id": dist.id, "quantity": part}))
+        story.append((shipped, {"event_id": f"{prefix}s-{n:06d}-{k}", "kind": "shipment", "order_id": order_id,
+                                "shipment_id": f"{prefix}SH{n:06d}-{k}", "distributor_id": dist.id, "quantity": part}))
         story.append((received + timedelta(hours=confirm_delay), {
-            "event_id": f"a-{n:06d}-{k}", "kind": "arrival", "order_id": order_id,
-            "shipment_id": f"SH{n:06d}-{k}", "institution_id": inst.id, "quantity": accepted,
+            "event_id": f"{prefix}a-{n:06d}-{k}", "kind": "arrival", "order_id": order_id,
+            "shipment_id": f"{prefix}SH{n:06d}-{k}", "institution_id": inst.id, "quantity": accepted,
             "received_at": _iso(received)}))
     return story
 
 
 def generate(days: int = 7, orders_per_day: int = 500, seed: int = 7, start: datetime | None = None,
-             noise: bool = True, tick_minutes: int = 60) -> Iterator[dict]:
-    """Events sorted by `ts`; nothing later than `start + days`, which the last tick marks."""
+             noise: bool = True, tick_minutes: int = 60, prefix: str = "") -> Iterator[dict]:
+    """Events sorted by `ts`; nothing later than `start + days`, which the last tick marks.
+
+    `prefix` starts every event, order and shipment id (e.g. to tell runs apart)."""
     rng = random.Random(seed)
     world = World.build(rng)
     start = start or DEFAULT_START
@@ -147,7 +150,7 @@ def generate(days: int = 7, orders_per_day: int = 500, seed: int = 7, start: dat
     for day in range(days):
         for _ in range(max(0, round(rng.gauss(orders_per_day, orders_per_day * 0.05)))):
             n += 1
-            for moment, event in _order_story(rng, world, n, _order_time(rng, start + timedelta(days=day))):
+            for moment, event in _order_story(rng, world, n, _order_time(rng, start + timedelta(days=day)), prefix):
                 if moment <= end:
                     seq += 1
                     timeline.append((moment, seq, event))

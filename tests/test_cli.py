@@ -44,3 +44,16 @@ def test_replay_without_kafka_or_embedded_explains(tmp_path):
     history.write_text("{}\n")
     result = supplymon("replay", str(history))
     assert result.returncode == 1 and "SUPPLYMON_KAFKA" in result.stderr
+
+
+def test_demo_runs_a_short_simulation_and_summarises(data_dir):
+    result = supplymon("demo", "--days", "2", "--speed", "50000", "--orders-per-day", "200",
+                       "--data-dir", str(data_dir), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "metrics at http://127.0.0.1:" in out
+    assert "RAISED delivery_overdue" in out  # alerts print as they are raised
+    summary = out[out.index("== summary =="):]
+    orders = int(summary.split("orders: ")[1].split(";")[0].replace(",", ""))
+    assert orders >= 300
+    assert "weakest distributors by on-time delivery: DST" in summary
