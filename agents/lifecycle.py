@@ -29,6 +29,7 @@ from supplymon import metrics
 from supplymon.core.alerts import order_alert_row
 from supplymon.core.due import DueIndex
 from supplymon.core.lifecycle import OrderLifecycle, new_state
+from supplymon.core.windows import Windows, part_row
 
 log = logging.getLogger(__name__)
 EXIT_REDELIVER = 75  # EX_TEMPFAIL: restart me
@@ -37,6 +38,7 @@ lifecycle = OrderLifecycle(settings.rules)
 sink = ClickHouseSink(settings)
 stream_time = StreamTime()
 due_index = DueIndex()
+windows = Windows(settings.rules)
 continuity = OffsetContinuity()
 progress: dict[str, int] = {}  # "topic:partition" -> next offset whose batch is stored
 _index_stale = True  # rebuild the due index from the table after (re)assignment
@@ -65,14 +67,18 @@ def stored_offsets() -> dict[str, int]:
     return out
 
 
-def _rebuild_due_index() -> None:
+def _rebuild_derived_state() -> None:
+    """The due index and the window parts, from the order states this worker holds."""
     due_index.clear()
+    windows.clear()
     count = 0
     for order_id, state in order_state.items():
         due_index.schedule(order_id, lifecycle.next_due(state))
+        if "c" in state:
+            windows.restore(lifecycle.fact(state), state["p"], state["c"], state["cv"])
         count += 1
     metrics.open_orders.set(count)
-    log.info("due index rebuilt from %d order states", count)
+    log.info("due index and windows rebuilt from %d order states", count)
 
 
 class Batch:
@@ -86,6 +92,7 @@ class Batch:
         self.rows = Rows()
         self.dead: list[tuple[bytes | None, bytes, dict]] = []  # key, value, headers
         self.alerts: list[dict] = []
+        self.watermark: int | None = None
 
     def state(self, order_id: str) -> dict:
         state = self.states.get(order_id)
@@ -125,6 +132,7 @@ def _read(batch: Batch, event: EventT) -> None:
     fields = parsed.asdict()
     fields["raw"], fields["src"] = text, source
     state = batch.state(parsed.order_id)
+    state.setdefault("p", message.partition)  # the partition whose window parts count it
     outcome = lifecycle.apply(state, fields)
     if outcome.duplicate:
         metrics.duplicates.inc()
@@ -163,7 +171,7 @@ def _raw_row(event_id: str, kind: str, ts: int, order_id: str, payload: str, sou
 
 
 def _advance(batch: Batch) -> None:
-    watermark = stream_time.watermark(_assigned_inputs())
+    batch.watermark = watermark = stream_time.watermark(_assigned_inputs())
     if watermark is None:
         return
     metrics.stream_time.set(watermark / 1000)
@@ -181,11 +189,17 @@ def _emit(batch: Batch) -> None:
             continue
         fact = lifecycle.fact(state)
         batch.rows.add("order_facts", fact)
+        state["c"] = windows.update(fact, state["p"], state.get("c"), state.get("cv", 0), batch.watermark)
+        state["cv"] = fact["version"]
         for alert in lifecycle.changed_alerts(state):
             row = order_alert_row(alert, fact, fact["version"])
             batch.rows.add("alerts", row)
             batch.alerts.append(row)
             metrics.alerts_raised.labels(row["kind"]).inc()
+    if batch.watermark is not None:
+        windows.advance(batch.watermark)
+    for key, part in windows.take_dirty():
+        batch.rows.add("window_parts", part_row(key, part))
 
 
 async def _in_sequence(events: list[EventT]) -> list[EventT]:
@@ -218,7 +232,7 @@ async def process(events: list[EventT]) -> None:
         _index_stale = False
         stream_time.forget(_assigned_inputs())
         continuity.keep_only(_assigned_inputs())
-        _rebuild_due_index()
+        _rebuild_derived_state()
     events = await _in_sequence(events)
     batch = Batch()
     for event in events:

@@ -23,7 +23,7 @@ from supplymon.store import Store
 log = logging.getLogger(__name__)
 
 # Written in this order: facts and alerts after the raw events they derive from.
-TABLES = ("events_raw", "dead_letters", "order_facts", "alerts")
+TABLES = ("events_raw", "dead_letters", "order_facts", "alerts", "window_parts")
 
 
 @dataclass

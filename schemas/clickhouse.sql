@@ -80,3 +80,47 @@ CREATE TABLE IF NOT EXISTS {db}.dead_letters (
     noticed_at DateTime64(3, 'Asia/Shanghai')
 ) ENGINE = ReplacingMergeTree
 ORDER BY (topic, partition, offset, reason)
+;
+-- Windowed tables, kept per input partition ("parts") by the workers that own the
+-- partitions; the views below sum the parts. family: distributor_daily,
+-- distributor_hourly, product_region_daily. closed = every deadline of every order
+-- in the window has passed.
+CREATE TABLE IF NOT EXISTS {db}.window_parts (
+    family LowCardinality(String),
+    subject String,
+    window_start DateTime64(3, 'Asia/Shanghai'),
+    partition UInt16,
+    distributor_id LowCardinality(String),
+    product_id LowCardinality(String),
+    region_code LowCardinality(String),
+    orders UInt32,
+    responded UInt32,
+    responded_within_24h UInt32,
+    rejected UInt32,
+    delivered_on_time UInt32,
+    delivered_late UInt32,
+    undelivered UInt32,
+    ordered_quantity UInt64,
+    delivered_quantity UInt64,
+    response_hours Array(Float64),
+    closed UInt8,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (family, subject, window_start, partition)
+;
+-- One view per family (distributor_daily, distributor_hourly, product_region_daily):
+-- {view}, {window} (the window column) and {subject} are filled in by supplymon.store.
+CREATE VIEW IF NOT EXISTS {db}.{view} AS
+SELECT {window}, {subject},
+    sum(orders) AS orders, sum(responded) AS responded, sum(responded_within_24h) AS responded_within_24h,
+    sum(rejected) AS rejected, sum(delivered_on_time) AS delivered_on_time, sum(delivered_late) AS delivered_late,
+    sum(undelivered) AS undelivered, sum(ordered_quantity) AS ordered_quantity,
+    sum(delivered_quantity) AS delivered_quantity,
+    if(empty(groupArrayArray(response_hours)), NULL,
+       arrayReduce('quantileExact(0.5)', groupArrayArray(response_hours))) AS response_p50_hours,
+    if(empty(groupArrayArray(response_hours)), NULL,
+       arrayReduce('quantileExact(0.9)', groupArrayArray(response_hours))) AS response_p90_hours,
+    min(closed) AS closed
+FROM {db}.window_parts FINAL
+WHERE family = '{view}'
+GROUP BY ALL

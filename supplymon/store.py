@@ -36,6 +36,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "details", "version",
     ),
     "dead_letters": ("topic", "partition", "offset", "reason", "detail", "event_id", "original", "noticed_at"),
+    "window_parts": (
+        "family", "subject", "window_start", "partition", "distributor_id", "product_id", "region_code",
+        "orders", "responded", "responded_within_24h", "rejected", "delivered_on_time", "delivered_late",
+        "undelivered", "ordered_quantity", "delivered_quantity", "response_hours", "closed", "version",
+    ),
 }
 JSON_COLUMNS = {"details"}
 
@@ -48,10 +53,25 @@ class DataDirBusy(StoreError):
     """Another process holds the embedded store of this data dir."""
 
 
+# The window views (one template in the DDL file): view -> (window column, subject columns).
+WINDOW_VIEWS = {
+    "distributor_daily": ("toDate(window_start, 'Asia/Shanghai') AS day", "distributor_id"),
+    "distributor_hourly": ("window_start AS hour", "distributor_id"),
+    "product_region_daily": ("toDate(window_start, 'Asia/Shanghai') AS day", "product_id, region_code"),
+}
+
+
 def ddl_statements(database: str = DATABASE) -> list[str]:
     text = DDL_FILE.read_text(encoding="utf-8")
     body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
-    return [s.strip().replace("{db}", database) for s in body.split("\n;") if s.strip()]
+    out = []
+    for statement in (s.strip().replace("{db}", database) for s in body.split("\n;") if s.strip()):
+        if "{view}" in statement:
+            out.extend(statement.replace("{view}", view).replace("{window}", window).replace("{subject}", subject)
+                       for view, (window, subject) in WINDOW_VIEWS.items())
+        else:
+            out.append(statement)
+    return out
 
 
 def _open_client(settings: Settings):

@@ -46,6 +46,7 @@ def expected_facts(events: Iterable[dict], urban_hours: float = 24, rural_hours:
         hours = urban_hours if order["area"] == "urban" else rural_hours
         facts[order["order_id"]] = {
             "ordered_at": ordered_at, "deadline_at": ordered_at + int(hours * HOUR), "quantity": order["quantity"],
+            "distributor_id": order.get("distributor_id"),
             "responses": [], "arrivals": [],
         }
     for response in by_kind["response"]:
@@ -80,5 +81,45 @@ def expected_facts(events: Iterable[dict], urban_hours: float = 24, rural_hours:
             "delivered_quantity": sum(a["quantity"] for a in f["arrivals"]),
             "first_received_at": first_received,
             "on_time": on_time,
+            "distributor_id": f["distributor_id"],
+            "quantity": f["quantity"],
+            "arrivals": len(f["arrivals"]),
         }
     return out
+
+
+def _quantile_exact(values: list[float], level: float) -> float | None:
+    """ClickHouse's quantileExact: the element at floor(level * n) of the sorted values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(int(level * len(ordered)), len(ordered) - 1)]
+
+
+def expected_distributor_daily(facts: dict[str, dict]) -> dict[tuple[str, str], dict]:
+    """Contract §4 `distributor_daily`, keyed by (day 'YYYY-MM-DD' in Asia/Shanghai, distributor)."""
+    from datetime import datetime, timedelta, timezone
+    shanghai = timezone(timedelta(hours=8))
+    rows: dict[tuple[str, str], dict] = {}
+    hours: dict[tuple[str, str], list[float]] = {}
+    for f in facts.values():
+        day = datetime.fromtimestamp(f["ordered_at"] / 1000, shanghai).strftime("%Y-%m-%d")
+        key = (day, f["distributor_id"])
+        row = rows.setdefault(key, dict.fromkeys(
+            ("orders", "responded", "responded_within_24h", "rejected", "delivered_on_time", "delivered_late",
+             "undelivered", "ordered_quantity", "delivered_quantity"), 0))
+        row["orders"] += 1
+        if f["responded_at"] is not None:
+            row["responded"] += 1
+            row["responded_within_24h"] += f["responded_at"] - f["ordered_at"] <= 24 * HOUR
+            hours.setdefault(key, []).append(f["response_hours"])
+        row["rejected"] += f["decision"] == "rejected"
+        row["delivered_on_time"] += f["on_time"] == 1
+        row["delivered_late"] += f["on_time"] == 0 and f["arrivals"] > 0
+        row["undelivered"] += f["on_time"] == 0 and f["arrivals"] == 0
+        row["ordered_quantity"] += f["quantity"]
+        row["delivered_quantity"] += f["delivered_quantity"]
+    for key, row in rows.items():
+        row["response_p50_hours"] = _quantile_exact(hours.get(key, []), 0.5)
+        row["response_p90_hours"] = _quantile_exact(hours.get(key, []), 0.9)
+    return rows

@@ -24,7 +24,7 @@ from supplymon.embedded import EmbeddedBroker, free_port
 from supplymon.runner import http_query
 from supplymon.simulate import generate, write_history
 from tests.conftest import ROOT, sql_rows, supplymon
-from tests.reference import expected_facts, parse_ms
+from tests.reference import expected_distributor_daily, expected_facts, parse_ms
 
 FACT_SQL = (
     "SELECT order_id, decision, confirmed_quantity, delivered_quantity, on_time, response_hours,"
@@ -34,6 +34,7 @@ FACT_SQL = (
     " FROM supplymon.order_facts FINAL ORDER BY order_id")
 # The version column orders rows of one alert; its value may differ between runs.
 ALERTS_SQL = "SELECT * EXCEPT (version) FROM supplymon.alerts FINAL ORDER BY alert_id"
+DAILY_SQL = "SELECT * EXCEPT (closed) FROM supplymon.distributor_daily ORDER BY day, distributor_id"
 COMPARED = ("decision", "confirmed_quantity", "delivered_quantity", "on_time", "ordered_at", "deadline_at",
             "responded_at", "first_received_at")
 MALFORMED = [
@@ -88,6 +89,21 @@ def assert_facts_match(rows: list[dict], events: list[dict]) -> None:
     assert {r["decision"] for r in rows} >= {"accepted", "partial", "rejected", None}
 
 
+def assert_daily_match(rows: list[dict], events: list[dict]) -> None:
+    expected = expected_distributor_daily(expected_facts(events))
+    got = {(r.pop("day"), r.pop("distributor_id")): r for r in rows}
+    assert set(got) == set(expected)
+    for key, want in expected.items():
+        row = got[key]
+        for name in ("response_p50_hours", "response_p90_hours"):
+            assert (row[name] is None) == (want[name] is None), (key, name)
+            if want[name] is not None:
+                assert abs(row.pop(name) - want.pop(name)) < 1e-9, (key, name)
+            else:
+                row.pop(name), want.pop(name)
+        assert row == want, key
+
+
 @pytest.fixture
 def rules_file(tmp_path) -> Path:
     path = tmp_path / "rules.toml"
@@ -106,6 +122,7 @@ def test_replay_embedded_gives_the_contract_facts(tmp_path, data_dir, rules_file
     assert "processed and stored" in result.stderr and "100%" in result.stderr
 
     assert_facts_match(sql_rows(data_dir, FACT_SQL), events)
+    assert_daily_match(sql_rows(data_dir, DAILY_SQL), events)
 
     # Bad input went to the dead letters with its reason and original bytes.
     dead = sql_rows(data_dir, "SELECT reason, original, event_id FROM supplymon.dead_letters FINAL")
@@ -241,3 +258,23 @@ def test_worker_killed_mid_stream_restarts_to_the_same_facts(tmp_path, data_dir)
         finally:
             worker.stop()
     assert_facts_match(rows, events)
+
+
+def test_results_do_not_depend_on_partitions_or_batching(tmp_path):
+    """The same history with 1 partition and small batches, and with 4 partitions and
+    large ones, gives the same facts, alerts and windowed tables."""
+    history = tmp_path / "history.jsonl"
+    write_history(history, generate(days=4, orders_per_day=300, seed=21))
+    results = []
+    for partitions, batch in (("1", "50"), ("4", "2000")):
+        data = tmp_path / f"data-{partitions}"
+        result = supplymon("replay", str(history), "--embedded", "--data-dir", str(data), "--partitions", partitions,
+                           env={"SUPPLYMON_BATCH_SIZE": batch})
+        assert result.returncode == 0, result.stderr[-3000:]
+        results.append([sql_rows(data, sql) for sql in (
+            FACT_SQL, ALERTS_SQL, DAILY_SQL,
+            "SELECT * FROM supplymon.distributor_hourly ORDER BY hour, distributor_id",
+            "SELECT * FROM supplymon.product_region_daily ORDER BY day, product_id, region_code")])
+    one, four = results
+    for name, a, b in zip(("facts", "alerts", "daily", "hourly", "product_region"), one, four):
+        assert a and a == b, name

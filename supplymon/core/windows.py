@@ -1,0 +1,168 @@
+"""Windowed delivery and response tables, on event time (contract section 4).
+
+Each order counts once, in the window of its `ordered_at`, with what its fact row
+says now: its *contribution* (orders, responded, on time, quantities, response
+hours). When the fact changes, the window takes the new contribution in place of
+the old, so late answers and arrivals correct the tables.
+
+Windows are kept per input partition ("parts"): an order lives in one partition,
+so each part is owned by the one worker that owns the partition, and the table is
+the sum of its parts (ClickHouse views do the sum). The parts are derived state:
+after a restart or rebalance they are rebuilt from the order states, which keep
+their last contribution. A window is *closed* once every deadline of every order
+in it has passed (later corrections still update it) and *expired* (dropped from
+memory) when the first of its orders leaves the order state (retention).
+
+Response-time percentiles are exact: a part keeps its orders' response hours and
+the views take ClickHouse's `quantileExact` over all parts of a window.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from supplymon.settings import HOUR_MS, Rules
+
+DAY_MS = 24 * HOUR_MS
+SHANGHAI_OFFSET_MS = 8 * HOUR_MS
+COUNTS = ("orders", "responded", "responded_within_24h", "rejected", "delivered_on_time",
+          "delivered_late", "undelivered", "ordered_quantity", "delivered_quantity")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    size_ms: int
+    subject: Callable[[dict], tuple[str, ...]]  # the window's key, from a fact row
+
+    def start(self, ts: int) -> int:
+        """Start of the window holding `ts`; days are calendar days in Asia/Shanghai."""
+        if self.size_ms == DAY_MS:
+            return (ts + SHANGHAI_OFFSET_MS) // DAY_MS * DAY_MS - SHANGHAI_OFFSET_MS
+        return ts // self.size_ms * self.size_ms
+
+
+FAMILIES = (
+    Family("distributor_daily", DAY_MS, lambda f: (f["distributor_id"],)),
+    Family("distributor_hourly", HOUR_MS, lambda f: (f["distributor_id"],)),
+    Family("product_region_daily", DAY_MS, lambda f: (f["product_id"], f["region_code"])),
+)
+
+
+def contribution(fact: dict) -> list:
+    """What one order adds to its windows: COUNTS in order, then its response hours (or None)."""
+    on_time = fact["on_time"]
+    responded = fact["responded_at"] is not None
+    arrived = fact["arrivals"] > 0
+    return [
+        1,
+        int(responded),
+        int(responded and fact["responded_at"] - fact["ordered_at"] <= DAY_MS),
+        int(fact["decision"] == "rejected"),
+        int(on_time == 1),
+        int(on_time == 0 and arrived),
+        int(on_time == 0 and not arrived),
+        fact["quantity"],
+        fact["delivered_quantity"],
+        fact["response_hours"],
+    ]
+
+
+@dataclass
+class Part:
+    counts: list[int] = field(default_factory=lambda: [0] * len(COUNTS))
+    response_hours: list[float] = field(default_factory=list)
+    version: int = 0  # sum of the contributing orders' versions: grows, and ends the same on any path
+    closed: bool = False
+
+    def add(self, contrib: list, version: int, sign: int) -> None:
+        for i in range(len(COUNTS)):
+            self.counts[i] += sign * contrib[i]
+        hours = contrib[len(COUNTS)]
+        if hours is not None:
+            if sign > 0:
+                self.response_hours.append(hours)
+            else:
+                self.response_hours.remove(hours)
+        self.version += sign * version
+
+
+PartKey = tuple[str, tuple[str, ...], int, int]  # family, subject, window start, partition
+
+
+class Windows:
+    """The window parts of the partitions one worker owns."""
+
+    def __init__(self, rules: Rules, families: Iterable[Family] = FAMILIES):
+        self.families = tuple(families)
+        # Every deadline of an order is at most this long after it was placed.
+        self.settle_ms = max(rules.ms("response_escalation_hours"), rules.ms("delivery_rural_hours"),
+                             rules.ms("delivery_urban_hours"))
+        self.expire_ms = rules.ms("response_escalation_hours") + rules.ms("retention_days")
+        self.parts: dict[PartKey, Part] = {}
+        self.dirty: set[PartKey] = set()
+        self._advanced_to: int | None = None
+
+    def _keys(self, fact: dict, partition: int) -> list[PartKey]:
+        return [(f.name, f.subject(fact), f.start(fact["ordered_at"]), partition) for f in self.families]
+
+    def update(self, fact: dict, partition: int, old: list | None, old_version: int,
+               watermark: int | None) -> list:
+        """Replace an order's old contribution by its current one; returns the new one."""
+        new = contribution(fact)
+        if new == old and fact["version"] == old_version:
+            return new
+        for key in self._keys(fact, partition):
+            if watermark is not None and self._expired(key, watermark):
+                continue  # a correction after the window left memory: facts have it, tables not
+            part = self.parts.setdefault(key, Part())
+            if old is not None:
+                part.add(old, old_version, -1)
+            part.add(new, fact["version"], +1)
+            self.dirty.add(key)
+        return new
+
+    def restore(self, fact: dict, partition: int, contrib: list, version: int) -> None:
+        """Count an order already counted before a restart (no change, nothing to write)."""
+        for key in self._keys(fact, partition):
+            self.parts.setdefault(key, Part()).add(contrib, version, +1)
+
+    def _size(self, family: str) -> int:
+        return next(f.size_ms for f in self.families if f.name == family)
+
+    def _expired(self, key: PartKey, watermark: int) -> bool:
+        return watermark > key[2] + self.expire_ms
+
+    def advance(self, watermark: int) -> None:
+        """Close windows all of whose deadlines have passed; drop expired ones."""
+        if watermark == self._advanced_to:
+            return
+        self._advanced_to = watermark
+        for key, part in list(self.parts.items()):
+            if self._expired(key, watermark):
+                del self.parts[key]
+                self.dirty.discard(key)
+            elif not part.closed and watermark > key[2] + self._size(key[0]) + self.settle_ms:
+                part.closed = True
+                self.dirty.add(key)
+
+    def take_dirty(self) -> list[tuple[PartKey, Part]]:
+        out = [(key, self.parts[key]) for key in self.dirty if key in self.parts]
+        self.dirty.clear()
+        return out
+
+    def clear(self) -> None:
+        self.parts.clear()
+        self.dirty.clear()
+        self._advanced_to = None
+
+
+def part_row(key: PartKey, part: Part) -> dict:
+    family, subject, start, partition = key
+    row = dict(zip(COUNTS, part.counts))
+    row.update(family=family, subject="|".join(subject), window_start=start, partition=partition,
+               distributor_id=subject[0] if family.startswith("distributor") else "",
+               product_id=subject[0] if family == "product_region_daily" else "",
+               region_code=subject[1] if family == "product_region_daily" else "",
+               response_hours=sorted(part.response_hours), closed=int(part.closed), version=part.version * 2 + int(part.closed))
+    return row
