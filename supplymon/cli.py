@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--embedded", action="store_true",
                    help="start the embedded stack, wait until every event is stored, stop")
     p.add_argument("--speed", type=float, default=None,
-                   help="without --embedded: publish at this many event-time seconds per second")
+                   help="publish at this many event-time seconds per second (default: as fast as possible)")
     p.add_argument("--partitions", type=int, help="partitions of new topics (default 4)")
     data_dir(p)
 

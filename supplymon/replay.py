@@ -2,7 +2,8 @@
 
 With `--embedded`: start the embedded stack on the data dir, publish every line,
 wait until the worker has processed and stored all of it, stop, exit 0. Without:
-publish to the configured Kafka, as fast as possible or at `--speed` times event time.
+publish to the configured Kafka. Either way as fast as possible, or paced at
+`--speed` event-time seconds per second.
 """
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def replay(settings: Settings, path: Path, embedded: bool, speed: float | None =
               f"({stats.unreadable:,} unreadable lines, left to the worker's dead-letter topic)")
         return 0
     with embedded_stack(settings, live=False) as (settings, worker):
-        stats = asyncio.run(_publish(settings, path, None, Meter("published")))
+        stats = asyncio.run(_publish(settings, path, speed, Meter("published")))
         total = sum(stats.end_offsets.values())
         meter = Meter("processed and stored")
         worker.wait_stored(stats.end_offsets, total, report=meter)

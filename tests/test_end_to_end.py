@@ -254,22 +254,25 @@ def test_worker_killed_mid_stream_restarts_to_the_same_facts(tmp_path, data_dir)
             worker = Worker(env, log)
             _wait(lambda: all(_progress(url)["offsets"].get(tp, 0) >= off for tp, off in end.items()),
                   300, "all offsets", worker)
-            rows = [orjson.loads(line) for line in http_query(url, FACT_SQL, "JSONEachRow").splitlines()]
+            rows, daily = ([orjson.loads(line) for line in http_query(url, sql, "JSONEachRow").splitlines()]
+                           for sql in (FACT_SQL, DAILY_SQL))
         finally:
             worker.stop()
     assert_facts_match(rows, events)
+    assert_daily_match(daily, events)
 
 
-def test_results_do_not_depend_on_partitions_or_batching(tmp_path):
-    """The same history with 1 partition and small batches, and with 4 partitions and
-    large ones, gives the same facts, alerts and windowed tables."""
+def test_results_do_not_depend_on_partitions_batching_or_speed(tmp_path):
+    """The same history with 1 partition, small batches, paced at 4 days in ~12 s, and
+    with 4 partitions, large batches, as fast as it goes, gives the same facts, alerts
+    and windowed tables."""
     history = tmp_path / "history.jsonl"
     write_history(history, generate(days=4, orders_per_day=300, seed=21))
     results = []
-    for partitions, batch in (("1", "50"), ("4", "2000")):
+    for partitions, batch, speed in (("1", "50", ["--speed", "30000"]), ("4", "2000", [])):
         data = tmp_path / f"data-{partitions}"
         result = supplymon("replay", str(history), "--embedded", "--data-dir", str(data), "--partitions", partitions,
-                           env={"SUPPLYMON_BATCH_SIZE": batch})
+                           *speed, env={"SUPPLYMON_BATCH_SIZE": batch})
         assert result.returncode == 0, result.stderr[-3000:]
         results.append([sql_rows(data, sql) for sql in (
             FACT_SQL, ALERTS_SQL, DAILY_SQL,
