@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -18,7 +19,7 @@ from supplymon.embedded import free_port
 from supplymon.publish import Publisher
 from supplymon.runner import http_query
 from supplymon.settings import Settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, supplymon
 
 SHANGHAI = timezone(timedelta(hours=8))
 
@@ -93,6 +94,17 @@ def test_quiet_platform_still_fires_deadlines_and_restart_keeps_state(tmp_path, 
         ordered_ms = int(placed.timestamp() * 1000)
         assert raised["response_overdue"] == ordered_ms + 48 * 3_600_000  # event time, not when noticed
         assert raised["delivery_overdue"] == ordered_ms + 24 * 3_600_000
+
+        # The store is held by the worker: `supplymon sql` goes through it.
+        result = supplymon("sql", "--data-dir", str(data_dir), "SELECT order_id FROM supplymon.order_facts FINAL",
+                           "--format", "TSV")
+        assert result.returncode == 0 and result.stdout == "LIVE1\n", result.stderr
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+            exposition = response.read().decode()
+        assert 'supplymon_events_in_total{kind="order"} 1.0' in exposition
+        assert 'supplymon_alerts_total{kind="response_overdue"} 1.0' in exposition
+        assert 'supplymon_sink_rows_total{table="order_facts"}' in exposition
+        assert "supplymon_stream_time_seconds " in exposition
     finally:
         stop(worker)
 
