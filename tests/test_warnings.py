@@ -1,0 +1,103 @@
+"""Early-warning rules at the edges of their windows (pure monitors, not yet wired)."""
+from __future__ import annotations
+
+from supplymon.core.warnings import DeliveryRateMonitor, ShortageMonitor, SurgeMonitor
+from supplymon.core.windows import DAY_MS, FAMILIES
+from supplymon.settings import HOUR_MS as H
+
+T0 = FAMILIES[0].start(1_772_323_200_000)  # 2026-03-01 00:00 Shanghai
+
+
+def test_shortage_by_three_institutions_out_of_stock_and_its_resolution():
+    m = ShortageMonitor()
+    for n, institution in enumerate(("I1", "I1", "I2", "I3")):
+        m.order(f"O{n}", institution, T0 + n * H, 10)
+        m.answer(f"O{n}", T0 + n * H + 30 * 60_000, "rejected", 0, "out_of_stock")
+    # I1 twice counts once: the third *institution* (I2 at 02:30, I3 at 03:30) raises.
+    (raised,) = m.advance(T0 + 10 * H)
+    assert raised.raised_at == T0 + 3 * H + 30 * 60_000 and raised.resolved_at is None
+    assert raised.details["institutions_out_of_stock"] == ["I1", "I2", "I3"]
+    # O0 and O1 leave the 72 h window at 72 h and 73 h: I1 drops out at 73 h; 24 h later it resolves.
+    assert m.advance(T0 + 73 * H + 24 * H - 1) == []
+    (resolved,) = m.advance(T0 + 100 * H)
+    assert resolved.raised_at == raised.raised_at and resolved.resolved_at == T0 + 97 * H
+
+
+def test_shortage_by_fill_rate_needs_twenty_answered_orders():
+    def run(n_orders: int, confirmed: int):
+        m = ShortageMonitor()
+        for n in range(n_orders):
+            m.order(f"O{n}", f"I{n}", T0 + n * 60_000, 100)
+            m.answer(f"O{n}", T0 + H + n * 60_000, "partial", confirmed, "other")
+        return m.advance(T0 + 5 * H)
+    assert run(19, 50) == []  # 19 answered orders are too few
+    (raised,) = run(20, 79)  # 79 % over exactly 20
+    assert raised.raised_at == T0 + H + 19 * 60_000 and raised.details["fill_rate"] == 0.79
+    assert run(20, 80) == []  # 80 % is not below 80 %
+
+
+def test_shortage_counts_first_answers_of_orders_in_the_window_only():
+    m = ShortageMonitor()
+    for n in range(3):
+        m.order(f"O{n}", f"I{n}", T0 + n * 30 * H, 10)  # spread over 60 h
+        m.answer(f"O{n}", T0 + n * 30 * H + H, "rejected", 0, "out_of_stock")
+    m.answer("O0", T0 + 2 * H, "accepted", 10, None)  # a later answer does not replace the first
+    assert len(m.advance(T0 + 70 * H)) == 1
+    m2 = ShortageMonitor()
+    for n in range(3):
+        m2.order(f"O{n}", f"I{n}", T0 + n * 37 * H, 10)  # 74 h apart: never three in 72 h
+        m2.answer(f"O{n}", T0 + n * 37 * H + H, "rejected", 0, "out_of_stock")
+    assert m2.advance(T0 + 200 * H) == []
+
+
+def surge_history(days: int, daily_orders: int = 2, quantity: int = 5) -> SurgeMonitor:
+    m = SurgeMonitor()
+    for day in range(days):
+        for n in range(daily_orders):
+            m.order(T0 + day * DAY_MS + (9 + n) * H, quantity)
+    return m
+
+
+def test_no_surge_before_seven_days_of_history():
+    m = surge_history(6)  # days 0-5 at 10/day; 20 orders of 5 on day 7 from 08:00
+    for n in range(20):
+        m.order(T0 + 7 * DAY_MS + 8 * H + n * 60_000, 5)
+    # The 24 h before 08:19 on day 7 start 6 days 23 h after the first order: h = 6.
+    assert m.advance(T0 + 9 * DAY_MS) == []
+
+
+def test_surge_raised_at_the_twentieth_order_and_resolved_a_day_after_it_ends():
+    m = surge_history(7)  # days 0-6 at 10/day
+    start = T0 + 8 * DAY_MS + 12 * H  # the 24 h before it begin 7 d 3 h after the first order: h = 7
+    for n in range(20):
+        m.order(start + n * 60_000, 5)  # 100 > 3 x (60 / 7) from the 20th order on
+    (raised,) = m.advance(start + 20 * 60_000)
+    assert raised.raised_at == start + 19 * 60_000
+    assert raised.details["orders_24h"] == 20 and raised.details["baseline_days"] == 7
+    assert raised.details["baseline_mean_daily_quantity"] == round(60 / 7, 3)
+    # The first of the 20 leaves the last 24 h at start + 24 h; a day later it resolves.
+    transitions = m.advance(start + 3 * DAY_MS)
+    assert [t.resolved_at for t in transitions] == [start + 24 * H + 24 * H]
+
+
+def test_nineteen_orders_are_not_a_surge():
+    m = surge_history(10)
+    for n in range(19):
+        m.order(T0 + 11 * DAY_MS + 12 * H + n * 60_000, 50)
+    assert m.advance(T0 + 14 * DAY_MS) == []
+
+
+def test_low_delivery_rate_at_day_end_and_separately_for_grassroots():
+    m = DeliveryRateMonitor()
+    for n in range(20):
+        grassroots = n < 10
+        on_time = n not in range(0, 7)  # 7 late, all grassroots: 65 % overall, 30 % grassroots
+        m.outcome(f"O{n}", T0 + n * H, grassroots, T0 + n * H - H if on_time else None)
+    transitions = m.advance(T0 + DAY_MS + H)
+    assert {(scope, t.raised_at) for scope, t in transitions} == {("all", T0 + DAY_MS)}
+    # Grassroots has only 10 orders: too few to judge. Two late orders turn out on time:
+    m.outcome("O0", T0, True, T0 + 30 * H)
+    m.outcome("O1", T0 + H, True, T0 + 30 * H)
+    (resolved,) = m.advance(T0 + 2 * DAY_MS)
+    assert resolved[0] == "all" and resolved[1].resolved_at == T0 + 2 * DAY_MS
+    assert resolved[1].details["on_time_rate"] == 0.75
