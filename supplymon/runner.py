@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 from supplymon.embedded import EmbeddedBroker, free_port, port_open
 from supplymon.publish import Publisher, ensure_topics
 from supplymon.settings import Settings
-from supplymon.store import Store, StoreError
+from supplymon.store import Store
 
 log = logging.getLogger(__name__)
 EXIT_REDELIVER = 75  # a worker that exits with this wants to be restarted (agents/lifecycle.py)
@@ -78,10 +78,7 @@ def rebuild_from_store(settings: Settings) -> int:
     so that the worker's state is rebuilt: the embedded broker keeps nothing."""
     if settings.clickhouse_url is None and not settings.chdb_path.exists():
         return 0
-    try:
-        store = Store(settings)
-    except StoreError:
-        raise
+    store = Store(settings)
     try:
         store.migrate()
 
@@ -167,12 +164,13 @@ class WorkerProcess:
                     report: Callable[[int, int], None] | None = None, stall_timeout: float = 300.0) -> None:
         """Until every published offset has been processed and stored."""
         last_done, last_change = -1, time.monotonic()
+        offsets: dict[str, int] = {}
         while True:
             self._check_alive()
             try:
                 offsets = self.progress()["offsets"]
-            except (OSError, ValueError) as exc:
-                raise RunError(f"cannot read the worker's progress: {exc}") from None
+            except (OSError, ValueError):
+                pass  # not serving (yet, or again after a restart): the stall timeout decides
             behind = {tp: end - offsets.get(tp, 0) for tp, end in end_offsets.items()
                       if offsets.get(tp, 0) < end}
             done = sum(min(offsets.get(tp, 0), end) for tp, end in end_offsets.items())
