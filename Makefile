@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test clean
 
 install: $(STAMP)
 
@@ -19,9 +19,6 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
-
-bench: install
-	$(BIN)/python -m bench.pipeline
 
 clean:
 	rm -rf $(VENV) data *.egg-info
