@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 
-from streams.app import app, input_topics, settings
+from streams.app import app, settings
 
 SHANGHAI = timezone(timedelta(hours=8))
 

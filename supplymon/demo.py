@@ -51,17 +51,9 @@ async def _play(settings: Settings, args, out) -> int:
     printer = asyncio.create_task(_print_alerts(settings, out))
     sent = 0
     try:
-        async with Publisher(settings) as publisher:
-            first = None
-            wall0 = time.monotonic()
-            last_report = wall0
+        async with Publisher(settings, speed=args.speed) as publisher:
+            last_report = time.monotonic()
             for event in events:
-                ts = datetime.fromisoformat(event["ts"]).timestamp()
-                first = first if first is not None else ts
-                wait = (ts - first) / args.speed - (time.monotonic() - wall0)
-                if wait > 0:
-                    await publisher.flush()
-                    await asyncio.sleep(wait)
                 await publisher.publish(orjson.dumps(event))
                 sent += 1
                 if time.monotonic() - last_report > 10:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -52,7 +53,7 @@ def ensure_topics(settings: Settings) -> None:
         admin.close()
 
 
-def _ts_ms(value) -> int | None:
+def event_time_ms(value) -> int | None:
     try:
         return int(datetime.fromisoformat(value).timestamp() * 1000)
     except (TypeError, ValueError):
@@ -73,11 +74,14 @@ class PublishStats:
 
 
 class Publisher:
-    """Batched asynchronous producer of raw event lines."""
+    """Batched asynchronous producer of raw event lines; with `speed`, paced so that
+    event time runs `speed` times as fast as the wall clock (from the first event)."""
 
-    def __init__(self, settings: Settings, window: int = 5000):
+    def __init__(self, settings: Settings, window: int = 5000, speed: float | None = None):
         self.settings = settings
         self.window = window  # sends in flight before we wait for their acks
+        self.speed = speed
+        self._clock_start: tuple[int, float] | None = None  # (first event time ms, monotonic)
         self.stats = PublishStats()
         self._pending: list[asyncio.Future] = []
         self._producer: AIOKafkaProducer | None = None
@@ -110,7 +114,9 @@ class Publisher:
         except orjson.JSONDecodeError:
             doc = None
         kind = doc.get("kind") if isinstance(doc, dict) else None
-        ts = _ts_ms(doc.get("ts")) if isinstance(doc, dict) else None
+        ts = event_time_ms(doc.get("ts")) if isinstance(doc, dict) else None
+        if self.speed and ts is not None:
+            await self._pace(ts)
         if kind == "tick":
             self.stats.ticks += 1
             for topic in topics.inputs:
@@ -126,6 +132,15 @@ class Publisher:
         key = order_id.encode() if isinstance(order_id, str) else None
         self.stats.events += 1
         await self._send(topic, key, raw, ts, None)
+
+    async def _pace(self, ts: int) -> None:
+        if self._clock_start is None:
+            self._clock_start = (ts, time.monotonic())
+        first_ts, started = self._clock_start
+        wait = (ts - first_ts) / 1000 / self.speed - (time.monotonic() - started)
+        if wait > 0:
+            await self.flush()
+            await asyncio.sleep(wait)
 
     async def _send(self, topic, key, value, ts, partition) -> None:
         future = await self._producer.send(topic, value=value, key=key, timestamp_ms=ts,

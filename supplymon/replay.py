@@ -63,31 +63,13 @@ class Meter:
 
 
 async def _publish(settings: Settings, path: Path, speed: float | None, meter: Meter):
-    async with Publisher(settings) as publisher:
-        first_ts = started = None
+    async with Publisher(settings, speed=speed) as publisher:
         for n, line in enumerate(read_lines(path), 1):
-            if speed:
-                ts = _event_seconds(line)
-                if ts is not None:
-                    if first_ts is None:
-                        first_ts, started = ts, time.monotonic()
-                    wait = (ts - first_ts) / speed - (time.monotonic() - started)
-                    if wait > 0:
-                        await publisher.flush()
-                        await asyncio.sleep(wait)
             await publisher.publish(line)
             meter(n)
         await publisher.flush()
         meter(publisher.stats.events + publisher.stats.ticks, force=True)
     return publisher.stats
-
-
-def _event_seconds(line: bytes) -> float | None:
-    from datetime import datetime
-    try:
-        return datetime.fromisoformat(orjson.loads(line)["ts"]).timestamp()
-    except Exception:  # unreadable lines are published as they are, unpaced
-        return None
 
 
 def replay(settings: Settings, path: Path, embedded: bool, speed: float | None = None) -> int:

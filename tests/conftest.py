@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def supplymon(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the `supplymon` CLI in a child process (as a user would)."""
     full_env = {**os.environ, **(env or {})}
-    full_env.pop("SUPPLYMON_KAFKA", None) if env is None or "SUPPLYMON_KAFKA" not in env else None
+    if "SUPPLYMON_KAFKA" not in (env or {}):
+        full_env.pop("SUPPLYMON_KAFKA", None)  # the embedded default unless a test asks
     return subprocess.run([sys.executable, "-m", "supplymon", *args], cwd=ROOT, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 
