@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     from supplymon.runner import RunError
     from supplymon.store import StoreError
 
+    # SIGTERM unwinds like Ctrl-C, so the broker and worker this process started are stopped.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         settings = Settings.from_env()
         if getattr(args, "data_dir", None):
@@ -72,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"supplymon {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _replay(settings: Settings, args) -> int:

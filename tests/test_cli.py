@@ -57,3 +57,31 @@ def test_demo_runs_a_short_simulation_and_summarises(data_dir):
     orders = int(summary.split("orders: ")[1].split(";")[0].replace(",", ""))
     assert orders >= 300
     assert "weakest distributors by on-time delivery: DST" in summary
+
+
+def test_sigterm_to_replay_stops_the_broker_and_worker_it_started(tmp_path, data_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from supplymon.embedded import port_open
+    from supplymon.runner import pid_alive
+    from supplymon.simulate import generate, write_history
+    from tests.conftest import ROOT
+
+    history = tmp_path / "h.jsonl"
+    write_history(history, generate(days=3, orders_per_day=300, seed=2))
+    replay = subprocess.Popen([sys.executable, "-m", "supplymon", "replay", str(history), "--embedded",
+                               "--data-dir", str(data_dir), "--speed", "3000"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker_file = data_dir / "worker.json"
+    deadline = time.monotonic() + 60
+    while not worker_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    info = json.loads(worker_file.read_text())
+    host, port = info["kafka"].removeprefix("kafka://").split(":")
+    replay.send_signal(signal.SIGTERM)
+    assert replay.wait(60) == 130
+    assert not pid_alive(info["pid"])
+    assert not port_open(host, int(port))
