@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 from faust.types import EventT
@@ -32,7 +31,6 @@ from supplymon.core.lifecycle import OrderLifecycle, new_state
 from supplymon.core.windows import Windows, part_row
 
 log = logging.getLogger(__name__)
-EXIT_REDELIVER = 75  # EX_TEMPFAIL: restart me
 
 lifecycle = OrderLifecycle(settings.rules)
 sink = ClickHouseSink(settings)
@@ -202,27 +200,41 @@ def _emit(batch: Batch) -> None:
         batch.rows.add("window_parts", part_row(key, part))
 
 
-async def _in_sequence(events: list[EventT]) -> list[EventT]:
-    """The events that continue each partition's sequence (redeliveries dropped).
+def _withhold_acks(events: list[EventT]) -> None:
+    """Keep these events from being acknowledged (take_events acks a whole batch), so
+    no commit passes over them: they will be read again."""
+    for event in events:
+        event.message.acked = True
 
-    A gap means Faust lost messages in flight during a rebalance. They were never
-    acknowledged, so the group's committed offset is still before them: stop the
-    worker (exit code 75) and let its restart read them again, rather than go on
-    without them."""
-    out = []
+
+async def _in_sequence(events: list[EventT]) -> list[EventT]:
+    """The events that continue each partition's sequence; on a gap, read it again
+    (see streams/continuity.py)."""
+    out, withheld, seeks = [], [], {}
     for event in events:
         message = event.message
         verdict = continuity.check(message.tp, message.offset)
         if verdict is Verdict.PROCESS:
             out.append(event)
-        elif verdict is Verdict.GAP:
+        elif verdict is Verdict.SEEK:
+            withheld.append(event)
+            seeks[message.tp] = continuity.expected(message.tp)
+    _withhold_acks(withheld)
+    for tp, expected in list(seeks.items()):
+        if continuity.seeking_since(tp) == 0:
             metrics.offset_gaps.inc()
-            log.error("offsets %d..%d of %s:%d were never delivered to the agent (lost by the consumer in a "
-                      "rebalance); stopping so that a restart reads them again from the last commit",
-                      continuity.expected(message.tp), message.offset - 1, message.topic, message.partition)
-            await sink.close()
-            logging.shutdown()
-            os._exit(EXIT_REDELIVER)
+            log.warning("offsets from %d of %s:%d were not delivered (lost by the consumer in a rebalance); "
+                        "reading them again", expected, tp.topic, tp.partition)
+        continuity.sought(tp)
+        resumed = continuity.accept_gap(tp)
+        if resumed is not None:
+            log.error("offsets %d..%d of %s:%d do not exist in the log; going on from %d",
+                      expected, resumed - 1, tp.topic, tp.partition, resumed)
+            del seeks[tp]
+    if seeks:
+        # seek_wait runs on the consumer's own thread and resets Faust's read offsets,
+        # so the messages come again even after stale ones moved them on.
+        await app.consumer.seek_wait(seeks)
     return out
 
 

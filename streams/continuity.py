@@ -1,38 +1,69 @@
 """Offset continuity: every message of a partition is processed, in order, once.
 
-Faust can lose messages in flight: when a rebalance suspends the flow while
-fetched messages wait for a full stream buffer, they are abandoned but their
-offsets count as read, and the next one delivered is further on (seen here with a
-worker restarted while its group still held the dead member). The agent checks
-each partition's offsets and treats a gap as fatal for the process: the lost
-messages were never acknowledged, so a restart reads them again.
+Faust can lose messages in flight: a fetch that lands while a rebalance or a
+recovery has suspended the flow is discarded, but the consumer's position has
+moved past it, and the next message delivered is further on (seen here whenever
+a restarted worker had a backlog). The agent checks each partition's offsets; on
+a gap it seeks back to the first missing offset and skips (without acknowledging)
+what arrives past it, seeking again until the missing message comes. Offsets the
+log really lacks (compaction, transaction markers) are accepted after
+`MAX_SEEKS` attempts that all brought the same message first.
 """
 from __future__ import annotations
 
 from enum import Enum
 from typing import Hashable, Iterable
 
+MAX_SEEKS = 20
+
 
 class Verdict(Enum):
     PROCESS = "process"
-    SKIP = "skip"  # delivered again after a seek: already processed
-    GAP = "gap"  # messages before this one never arrived
+    SKIP = "skip"  # already processed: acknowledge and drop
+    SEEK = "seek"  # past a gap: do not acknowledge; seek back to `expected(tp)`
 
 
 class OffsetContinuity:
     def __init__(self) -> None:
         self.next_offset: dict[Hashable, int] = {}
+        self._seeks: dict[Hashable, tuple[int, int, int]] = {}  # tp -> (expected, first offset seen, attempts)
 
     def expected(self, tp: Hashable) -> int | None:
         return self.next_offset.get(tp)
 
     def check(self, tp: Hashable, offset: int) -> Verdict:
         expected = self.next_offset.get(tp)
-        if expected is not None and offset < expected:
+        if expected is None or offset == expected:
+            return self._take(tp, offset)
+        if offset < expected:
             return Verdict.SKIP
-        if expected is not None and offset > expected:
-            return Verdict.GAP
+        seen = self._seeks.get(tp)
+        if seen is None or seen[0] != expected:
+            self._seeks[tp] = (expected, offset, 0)
+        return Verdict.SEEK
+
+    def seeking_since(self, tp: Hashable) -> int:
+        """How many seeks this gap has had already (0: a new gap)."""
+        return self._seeks[tp][2]
+
+    def sought(self, tp: Hashable) -> None:
+        """A seek back was issued for `tp` (call once per batch that needed one)."""
+        expected, first, attempts = self._seeks[tp]
+        self._seeks[tp] = (expected, first, attempts + 1)
+
+    def accept_gap(self, tp: Hashable) -> int | None:
+        """After MAX_SEEKS seeks that did not bring the missing offset: the log has a
+        real gap; continue from the first offset seen after it (returned)."""
+        entry = self._seeks.get(tp)
+        if entry is None or entry[2] < MAX_SEEKS:
+            return None
+        del self._seeks[tp]
+        self.next_offset[tp] = entry[1]
+        return entry[1]
+
+    def _take(self, tp: Hashable, offset: int) -> Verdict:
         self.next_offset[tp] = offset + 1
+        self._seeks.pop(tp, None)
         return Verdict.PROCESS
 
     def keep_only(self, assigned: Iterable[Hashable]) -> None:
@@ -44,3 +75,4 @@ class OffsetContinuity:
         for tp in list(self.next_offset):
             if tp not in assigned:
                 del self.next_offset[tp]
+                self._seeks.pop(tp, None)

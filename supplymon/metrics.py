@@ -22,5 +22,5 @@ open_orders = Gauge("supplymon_open_orders", "Orders held in state on this worke
 batch_events = Histogram("supplymon_batch_events", "Events per processed batch",
                          buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000), registry=REGISTRY)
 offset_gaps = Counter("supplymon_offset_gaps_total",
-                      "Gaps in a partition's delivered offsets (the worker stops to read them again)",
+                      "Gaps in a partition's delivered offsets (read again by seeking back)",
                       registry=REGISTRY)

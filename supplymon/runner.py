@@ -23,7 +23,6 @@ from supplymon.settings import Settings
 from supplymon.store import Store
 
 log = logging.getLogger(__name__)
-EXIT_REDELIVER = 75  # a worker that exits with this wants to be restarted (agents/lifecycle.py)
 
 
 class RunError(RuntimeError):
@@ -123,13 +122,6 @@ class WorkerProcess:
             return ""
 
     def _check_alive(self) -> None:
-        if self.process is not None and self.process.poll() == EXIT_REDELIVER:
-            # The worker stopped itself to re-read messages its consumer lost (see
-            # streams/continuity.py): start it again, it resumes from the last commit.
-            log.warning("worker exited to re-read lost messages; restarting it")
-            print("worker restarting to re-read messages lost in a rebalance", file=sys.stderr, flush=True)
-            self.start()
-            return
         if self.process is None or self.process.poll() is not None:
             raise RunError(f"the worker exited (code {self.process.returncode if self.process else None}); "
                            f"its log {self.log_path} ends with:\n{self.log_tail()}")

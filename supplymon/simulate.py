@@ -43,6 +43,7 @@ class Product:
 @dataclass(frozen=True)
 class Distributor:
     id: str
+    regions: tuple[str, ...]  # the regions it serves
     typical_response_hours: float  # how quickly it usually answers
     rural_delay_hours: float  # extra transit time to institutions outside the city
 
@@ -66,9 +67,14 @@ class World:
         prods = [Product(f"P{n:04d}", rng.choice(("drug", "drug", "consumable")), rng.random() < 0.7,
                          round(rng.uniform(0.5, 300.0), 2), f"MFR{rng.randint(1, manufacturers):02d}")
                  for n in range(1, products + 1)]
-        dists = [Distributor(f"DST{n:02d}", rng.uniform(2, 10), rng.uniform(4, 20))
-                 for n in range(1, distributors + 1)]
-        carrier = {(p.id, r): rng.choice(dists) for p in prods for r in region_codes}
+        dists = []
+        for n in range(1, distributors + 1):
+            # Each serves a few regions; taking them in turn as a home region covers every region.
+            served = set(rng.sample(region_codes, rng.randint(1, len(region_codes))))
+            served.add(region_codes[(n - 1) % len(region_codes)])
+            dists.append(Distributor(f"DST{n:02d}", tuple(sorted(served)), rng.uniform(3, 9), rng.uniform(4, 16)))
+        carrier = {(p.id, r): rng.choice([d for d in dists if r in d.regions] or dists)
+                   for p in prods for r in region_codes}
         return cls(insts, prods, dists, carrier)
 
 
@@ -99,7 +105,8 @@ def _order_story(rng: random.Random, world: World, n: int, ordered: datetime,
     fate = rng.random()
     if fate < 0.02:
         return story  # never answered
-    response_delay = (rng.uniform(0.2, 2.5) * dist.typical_response_hours if fate < 0.90
+    # Mostly within the day (1-18 h), some after the 48 h response deadline, a few past 72 h.
+    response_delay = (rng.uniform(1, 2 * dist.typical_response_hours) if fate < 0.90
                       else rng.uniform(30, 60) if fate < 0.97 else rng.uniform(72, 100))
     answered = ordered + timedelta(hours=response_delay)
     roll = rng.random()
@@ -120,8 +127,8 @@ def _order_story(rng: random.Random, world: World, n: int, ordered: datetime,
     shipped = answered
     for k, part in enumerate(parts, 1):
         shipped += timedelta(hours=rng.uniform(0.5, 6))
-        transit = rng.uniform(2, 12) + (dist.rural_delay_hours if inst.area == "rural" else 0)
-        if rng.random() < 0.08:
+        transit = rng.uniform(1, 8) + (dist.rural_delay_hours if inst.area == "rural" else 0)
+        if rng.random() < 0.03:
             transit += rng.uniform(24, 48)  # held up on the road
         received = shipped + timedelta(hours=transit)
         confirm_delay = rng.uniform(24.5, 40) if rng.random() < 0.03 else rng.uniform(0.1, 8)

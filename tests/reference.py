@@ -5,21 +5,33 @@ with supplymon: whole history in memory, sort, look.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 HOUR = 3_600_000
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# The schema's required fields per kind (events.schema.json); an event lacking one is ignored.
 REQUIRED = {
-    "order": ("order_id", "area", "quantity"),
-    "response": ("order_id", "decision", "confirmed_quantity"),
-    "arrival": ("order_id", "quantity", "received_at"),
-    "shipment": ("order_id", "quantity"),
+    "order": ("order_id", "institution_id", "region_code", "area", "grassroots", "distributor_id",
+              "manufacturer_id", "product_id", "product_kind", "vbp", "quantity", "unit_price"),
+    "response": ("order_id", "distributor_id", "decision", "confirmed_quantity"),
+    "arrival": ("order_id", "shipment_id", "institution_id", "quantity", "received_at"),
+    "shipment": ("order_id", "shipment_id", "distributor_id", "quantity"),
     "tick": (),
 }
 
 
 def parse_ms(text: str) -> int:
-    return int(datetime.fromisoformat(text).timestamp() * 1000)
+    """Epoch milliseconds, in exact integer arithmetic (no float rounding)."""
+    return (datetime.fromisoformat(text) - EPOCH) // timedelta(milliseconds=1)
+
+
+def _parses(text) -> bool:
+    try:
+        parse_ms(text)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def expected_facts(events: Iterable[dict], urban_hours: float = 24, rural_hours: float = 48) -> dict[str, dict]:
@@ -30,6 +42,8 @@ def expected_facts(events: Iterable[dict], urban_hours: float = 24, rural_hours:
         if not isinstance(event, dict) or event.get("kind") not in REQUIRED:
             continue
         if any(name not in event for name in ("event_id", "ts", *REQUIRED[event["kind"]])):
+            continue
+        if not _parses(event["ts"]) or (event["kind"] == "arrival" and not _parses(event["received_at"])):
             continue
         if event["event_id"] in seen:
             continue
@@ -98,7 +112,6 @@ def _quantile_exact(values: list[float], level: float) -> float | None:
 
 def expected_distributor_daily(facts: dict[str, dict]) -> dict[tuple[str, str], dict]:
     """Contract §4 `distributor_daily`, keyed by (day 'YYYY-MM-DD' in Asia/Shanghai, distributor)."""
-    from datetime import datetime, timedelta, timezone
     shanghai = timezone(timedelta(hours=8))
     rows: dict[tuple[str, str], dict] = {}
     hours: dict[tuple[str, str], list[float]] = {}

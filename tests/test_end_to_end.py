@@ -182,10 +182,10 @@ def _end_offsets(bootstrap: str, topics) -> dict[str, int]:
 
 
 class Worker:
-    """`supplymon worker` as a supervisor runs it: restarted when it asks to be (exit 75)."""
+    """`supplymon worker` in a child process."""
 
     def __init__(self, env: dict, log: Path):
-        self.env, self.log, self.restarts = env, log, 0
+        self.env, self.log = env, log
         self.process = self._spawn()
 
     def _spawn(self) -> subprocess.Popen:
@@ -194,9 +194,6 @@ class Worker:
                                     stdout=out, stderr=subprocess.STDOUT)
 
     def check(self) -> None:
-        if self.process.poll() == 75:
-            self.restarts += 1
-            self.process = self._spawn()
         assert self.process.poll() is None, f"worker died:\n{self.log.read_text()[-3000:]}"
 
     def kill(self) -> None:

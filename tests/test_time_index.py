@@ -39,14 +39,28 @@ def test_due_index_compacts_stale_entries():
     assert index.pop_due(10**9) == ["k"]
 
 
-def test_continuity_processes_in_sequence_and_flags_gaps():
+def test_continuity_seeks_back_over_a_gap_until_the_missing_offset_comes():
     from streams.continuity import OffsetContinuity, Verdict as V
     c = OffsetContinuity()
     assert [c.check("p", o) for o in (5, 6, 7)] == [V.PROCESS] * 3  # starts wherever delivery starts
     assert c.check("p", 6) is V.SKIP  # delivered again: already processed
-    assert c.check("p", 12) is V.GAP and c.expected("p") == 8
-    assert c.check("p", 8) is V.PROCESS
+    assert c.check("p", 12) is V.SEEK and c.expected("p") == 8 and c.seeking_since("p") == 0
+    c.sought("p")
+    assert c.check("p", 13) is V.SEEK and c.seeking_since("p") == 1  # stale, from before the seek
+    assert [c.check("p", o) for o in (8, 9, 10, 11, 12, 13)] == [V.PROCESS] * 6
     c.keep_only(["p"])  # kept across a rebalance: still checked
-    assert c.check("p", 20) is V.GAP
+    assert c.check("p", 20) is V.SEEK
     c.keep_only([])  # revoked: a later assignment starts afresh
     assert c.expected("p") is None and c.check("p", 3) is V.PROCESS
+
+
+def test_continuity_accepts_a_gap_the_log_really_has():
+    from streams.continuity import MAX_SEEKS, OffsetContinuity, Verdict as V
+    c = OffsetContinuity()
+    c.check("p", 0)
+    for attempt in range(MAX_SEEKS):
+        assert c.check("p", 3) is V.SEEK  # offsets 1 and 2 are transaction markers, say
+        assert c.accept_gap("p") is None
+        c.sought("p")
+    assert c.accept_gap("p") == 3
+    assert c.check("p", 3) is V.PROCESS
