@@ -8,13 +8,12 @@ backlog before them: they never fire a deadline early. Replays turn this off.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import orjson
 
 from streams.app import app, settings
-
-SHANGHAI = timezone(timedelta(hours=8))
+from supplymon.settings import SHANGHAI
 
 
 def live_tick(now: datetime) -> bytes:

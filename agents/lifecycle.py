@@ -39,7 +39,7 @@ due_index = DueIndex()
 windows = Windows(settings.rules)
 continuity = OffsetContinuity()
 progress: dict[str, int] = {}  # "topic:partition" -> next offset whose batch is stored
-_index_stale = True  # rebuild the due index from the table after (re)assignment
+_index_stale = True  # rebuild the due index and windows from the table after (re)assignment
 
 
 @app.on_rebalance_complete.connect

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -19,10 +19,9 @@ from aiokafka import AIOKafkaConsumer
 from supplymon.core.alerts import local_time
 from supplymon.publish import Publisher, bootstrap_servers
 from supplymon.runner import embedded_stack
-from supplymon.settings import Settings
+from supplymon.settings import SHANGHAI, Settings
 from supplymon.simulate import generate
 
-SHANGHAI = timezone(timedelta(hours=8))
 
 
 async def _print_alerts(settings: Settings, out) -> None:

@@ -94,6 +94,19 @@ def rebuild_from_store(settings: Settings) -> int:
     return stats.events + stats.ticks
 
 
+def start_embedded_broker(settings: Settings, logs: Path) -> tuple[EmbeddedBroker, Settings, int]:
+    """Start the embedded broker, create the topics, and republish what the store
+    holds; returns the broker, the settings pointing at it, and the events republished."""
+    broker = EmbeddedBroker(log_file=logs / "broker.log").start()
+    try:
+        settings = replace(settings, kafka_url=broker.url)
+        ensure_topics(settings)
+        return broker, settings, rebuild_from_store(settings)
+    except BaseException:
+        broker.stop()
+        raise
+
+
 class WorkerProcess:
     """`supplymon worker` in a child process, watched through its web server."""
 
@@ -162,7 +175,7 @@ class WorkerProcess:
             try:
                 offsets = self.progress()["offsets"]
             except (OSError, ValueError):
-                pass  # not serving (yet, or again after a restart): the stall timeout decides
+                pass  # not serving (yet): the stall timeout decides
             behind = {tp: end - offsets.get(tp, 0) for tp, end in end_offsets.items()
                       if offsets.get(tp, 0) < end}
             done = sum(min(offsets.get(tp, 0), end) for tp, end in end_offsets.items())
@@ -208,16 +221,14 @@ def embedded_stack(settings: Settings, live: bool) -> Iterator[tuple[Settings, W
     `live`: the worker ticks from the wall clock (demo); a replay moves time only
     with the file's events and ticks."""
     logs = prepare_data_dir(settings)
-    broker = EmbeddedBroker(log_file=logs / "broker.log").start()
+    broker, settings, rebuilt = start_embedded_broker(settings, logs)
     worker = None
     try:
         web_port = settings.web_port
         if not web_port or port_open(settings.web_host, web_port):
             web_port = free_port(settings.web_host)
-        settings = replace(settings, kafka_url=broker.url, web_port=web_port,
+        settings = replace(settings, web_port=web_port,
                            live_tick_seconds=settings.live_tick_seconds if live else 0)
-        ensure_topics(settings)
-        rebuilt = rebuild_from_store(settings)
         if rebuilt:
             print(f"rebuilt state from {rebuilt} events stored in {settings.data_dir}", flush=True)
         worker = WorkerProcess(settings, logs / "worker.log").start()

@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import ClassVar, Mapping
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules.toml")
 HOUR_MS = 3_600_000
+SHANGHAI = timezone(timedelta(hours=8))  # the contract's days and local times
 
 
 class ConfigError(ValueError):

@@ -12,13 +12,14 @@ import gzip
 import heapq
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import orjson
 
-SHANGHAI = timezone(timedelta(hours=8))
+from supplymon.settings import SHANGHAI
+
 DEFAULT_START = datetime(2026, 3, 1, tzinfo=SHANGHAI)
 REGIONS = ("150702", "150721", "150781", "150785", "360702", "360721")
 

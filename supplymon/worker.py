@@ -10,11 +10,9 @@ import asyncio
 import json
 import logging
 import os
-from dataclasses import replace
 
-from supplymon.embedded import EmbeddedBroker
 from supplymon.publish import ensure_topics
-from supplymon.runner import prepare_data_dir, rebuild_from_store
+from supplymon.runner import prepare_data_dir, start_embedded_broker
 from supplymon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,13 +22,11 @@ def run(settings: Settings) -> int:
     logs = prepare_data_dir(settings)
     broker = None
     if settings.embedded_kafka:
-        broker = EmbeddedBroker(log_file=logs / "broker.log").start()
-        settings = replace(settings, kafka_url=broker.url)
+        broker, settings, _ = start_embedded_broker(settings, logs)
         print(f"embedded broker at {broker.url} (publish events there; stops with this worker)", flush=True)
-    try:
+    else:
         ensure_topics(settings)
-        if broker is not None:
-            rebuild_from_store(settings)
+    try:
         # The rebuild ran its own event loop; Faust wants a fresh current one.
         asyncio.set_event_loop(asyncio.new_event_loop())
         os.environ.update(settings.env())  # streams.app builds the Faust app from these

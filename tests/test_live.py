@@ -11,17 +11,16 @@ import sys
 import time
 import urllib.request
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import orjson
 
 from supplymon.embedded import free_port
 from supplymon.publish import Publisher
 from supplymon.runner import http_query
-from supplymon.settings import Settings
+from supplymon.settings import SHANGHAI, Settings
 from tests.conftest import ROOT, supplymon
 
-SHANGHAI = timezone(timedelta(hours=8))
 
 
 def start_worker(data_dir, web: int, log) -> tuple[subprocess.Popen, str]:

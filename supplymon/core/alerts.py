@@ -5,11 +5,10 @@ to whom, and since when, so a supervisor or the distributor can act on it.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from supplymon.core.lifecycle import alert_id
-
-SHANGHAI = timezone(timedelta(hours=8))
+from supplymon.settings import SHANGHAI
 
 
 def local_time(ms: int) -> str:
