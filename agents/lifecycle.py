@@ -21,13 +21,17 @@ from faust.types import EventT
 
 from agents.sink import ClickHouseSink, Rows
 from schemas.events import Invalid, parse_event
-from streams.app import alerts_topic, app, deadletter_topic, input_topics, order_state, settings
-from streams.continuity import OffsetContinuity, Verdict
+from streams.app import (alerts_topic, app, deadletter_topic, group_partition, input_topics, order_state,
+                         settings, signals_topic)
+from agents.progress import mark_stored
+from agents.sequence import in_sequence, store_rows
+from streams.continuity import OffsetContinuity
 from streams.stream_time import StreamTime
 from supplymon import metrics
 from supplymon.core.alerts import order_alert_row
 from supplymon.core.due import DueIndex
 from supplymon.core.lifecycle import OrderLifecycle, new_state
+from supplymon.core.signals import fingerprint, mark, order_signals
 from supplymon.core.windows import Windows, part_row
 
 log = logging.getLogger(__name__)
@@ -38,7 +42,7 @@ stream_time = StreamTime()
 due_index = DueIndex()
 windows = Windows(settings.rules)
 continuity = OffsetContinuity()
-progress: dict[str, int] = {}  # "topic:partition" -> next offset whose batch is stored
+marked: dict = {}  # input partition -> the event time last sent as a mark
 _index_stale = True  # rebuild the due index and windows from the table after (re)assignment
 
 
@@ -51,18 +55,6 @@ async def _on_rebalance(sender: Any, **kwargs: Any) -> None:
 def _assigned_inputs() -> set:
     inputs = set(settings.topics.inputs)
     return {tp for tp in app.consumer.assignment() if tp.topic in inputs}
-
-
-def stored_offsets() -> dict[str, int]:
-    """Per input partition, the next offset not yet known to be stored: what this
-    worker stored, or what was committed before it started (committed => stored)."""
-    out = dict(progress)
-    # Faust keeps the group's committed offsets here (read at assignment, updated on commit).
-    for tp, offset in app.consumer._committed_offset.items():
-        key = f"{tp.topic}:{tp.partition}"
-        if tp.topic in settings.topics.inputs and offset is not None and offset > out.get(key, 0):
-            out[key] = offset
-    return out
 
 
 def _rebuild_derived_state() -> None:
@@ -90,6 +82,7 @@ class Batch:
         self.rows = Rows()
         self.dead: list[tuple[bytes | None, bytes, dict]] = []  # key, value, headers
         self.alerts: list[dict] = []
+        self.signals: list[tuple[str, dict]] = []  # (group, value) for the early warnings
         self.watermark: int | None = None
 
     def state(self, order_id: str) -> dict:
@@ -187,6 +180,11 @@ def _emit(batch: Batch) -> None:
             continue
         fact = lifecycle.fact(state)
         batch.rows.add("order_facts", fact)
+        signals = order_signals(fact)
+        checksum = fingerprint(signals)
+        if state.get("sg") != checksum:  # tell the early warnings only what changed
+            state["sg"] = checksum
+            batch.signals += signals
         state["c"] = windows.update(fact, state["p"], state.get("c"), state.get("cv", 0), batch.watermark)
         state["cv"] = fact["version"]
         for alert in lifecycle.changed_alerts(state):
@@ -200,42 +198,19 @@ def _emit(batch: Batch) -> None:
         batch.rows.add("window_parts", part_row(key, part))
 
 
-def _withhold_acks(events: list[EventT]) -> None:
-    """Keep these events from being acknowledged (take_events acks a whole batch), so
-    no commit passes over them: they will be read again."""
-    for event in events:
-        event.message.acked = True
-
-
-async def _in_sequence(events: list[EventT]) -> list[EventT]:
-    """The events that continue each partition's sequence; on a gap, read it again
-    (see streams/continuity.py)."""
-    out, withheld, seeks = [], [], {}
-    for event in events:
-        message = event.message
-        verdict = continuity.check(message.tp, message.offset)
-        if verdict is Verdict.PROCESS:
-            out.append(event)
-        elif verdict is Verdict.SEEK:
-            withheld.append(event)
-            seeks[message.tp] = continuity.expected(message.tp)
-    _withhold_acks(withheld)
-    for tp, expected in list(seeks.items()):
-        if continuity.seeking_since(tp) == 0:
-            metrics.offset_gaps.inc()
-            log.warning("offsets from %d of %s:%d were not delivered (lost by the consumer in a rebalance); "
-                        "reading them again", expected, tp.topic, tp.partition)
-        continuity.sought(tp)
-        resumed = continuity.accept_gap(tp)
-        if resumed is not None:
-            log.error("offsets %d..%d of %s:%d do not exist in the log; going on from %d",
-                      expected, resumed - 1, tp.topic, tp.partition, resumed)
-            del seeks[tp]
-    if seeks:
-        # seek_wait runs on the consumer's own thread and resets Faust's read offsets,
-        # so the messages come again even after stale ones moved them on.
-        await app.consumer.seek_wait(seeks)
-    return out
+async def _send_marks() -> list:
+    """Tell every signals partition how far each input partition has been read, after
+    the signals of what was read: the early warnings take the minimum as their time."""
+    sent = []
+    for tp in _assigned_inputs():
+        latest = stream_time.latest.get(tp)
+        if latest is None or marked.get(tp) == latest:
+            continue
+        marked[tp] = latest
+        value = mark(f"{tp.topic}:{tp.partition}", latest)
+        for partition in range(settings.partitions):
+            sent.append(await signals_topic.send(key="~mark", value=value, partition=partition))
+    return sent
 
 
 async def process(events: list[EventT]) -> None:
@@ -243,34 +218,31 @@ async def process(events: list[EventT]) -> None:
     if _index_stale:
         _index_stale = False
         stream_time.forget(_assigned_inputs())
+        marked.clear()  # a new assignment: tell the early warnings again
         continuity.keep_only(_assigned_inputs())
         _rebuild_derived_state()
-    events = await _in_sequence(events)
+    events = await in_sequence(continuity, events)
     batch = Batch()
     for event in events:
         _read(batch, event)
     _advance(batch)
     _emit(batch)
-    try:
-        await sink.write(batch.rows)
-    except asyncio.CancelledError:
-        # Stopping while ClickHouse refuses the batch: withhold the acks, so
-        # Faust's final commit does not pass over rows that were never stored.
-        for event in events:
-            event.message.acked = True
-        raise
+    await store_rows(sink, batch.rows, events)
     for alert in batch.alerts:
         await alerts_topic.send(key=alert["alert_id"], value=alert)
     for key, value, headers in batch.dead:
         await deadletter_topic.send(key=key, value=value, headers=headers)
+    # Delivered (not just queued) before the batch is acknowledged: a signal is never lost.
+    sent = [await signals_topic.send(key=group, value=value, partition=group_partition(group))
+            for group, value in batch.signals]
+    sent += await _send_marks()
+    await asyncio.gather(*sent)
     for order_id, state in batch.states.items():
         if order_id in batch.purged:
             order_state.pop(order_id, None)
         else:
             order_state[order_id] = state
-    for event in events:
-        message = event.message
-        progress[f"{message.topic}:{message.partition}"] = message.offset + 1
+    mark_stored(events)
     metrics.batch_events.observe(len(events))
     metrics.open_orders.set(len(due_index))
 

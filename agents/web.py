@@ -10,8 +10,9 @@ import time
 from faust.web import View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents.lifecycle import sink, stored_offsets, stream_time
-from streams.app import app
+from agents.lifecycle import sink, stream_time
+from agents.progress import stored_offsets
+from streams.app import app, settings
 from supplymon import metrics
 
 STARTED = time.time()
@@ -26,7 +27,8 @@ async def metrics_view(web, request):
 async def progress_view(web, request):
     assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
     return web.json({
-        "offsets": stored_offsets(),
+        "offsets": stored_offsets(settings.topics.inputs),
+        "signals": stored_offsets([settings.topics.signals]),
         "assigned": assigned,
         "stream_time": {f"{tp.topic}:{tp.partition}": ts for tp, ts in stream_time.latest.items()},
         "uptime_seconds": round(time.time() - STARTED, 1),

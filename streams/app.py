@@ -6,6 +6,7 @@ address (for the embedded broker, once it has started) before importing this.
 from __future__ import annotations
 
 import faust
+from aiokafka.partitioner import murmur2
 
 import streams.codecs  # noqa: F401  (registers the str and orjson codecs)
 from supplymon.settings import Settings
@@ -74,3 +75,40 @@ order_state = app.Table(
 )
 order_state.key_serializer = "str"
 order_state.value_serializer = "orjson"
+
+# Order outcomes regrouped for the early warnings (see agents/warnings.py): keyed by
+# a group ("m:<manufacturer>" or "d:<distributor>"), plus watermark marks sent to
+# every partition.
+signals_topic = app.topic(
+    settings.topics.signals, key_serializer="str", value_serializer="orjson",
+    partitions=settings.partitions,
+)
+
+
+def group_partition(group: str) -> int:
+    """The signals partition of a group: the producer's default partitioner (murmur2)."""
+    return (murmur2(group.encode()) & 0x7FFFFFFF) % settings.partitions
+
+
+class GroupTable(faust.Table):
+    """A table whose keys are "<group>|<item>": every entry is written to the changelog
+    partition of its group, so it is restored where that group's signals are read."""
+
+    def partition_for_key(self, key: str) -> int:
+        return group_partition(key.split("|", 1)[0])
+
+
+# Early-warning state: a record per order and a meta entry per subject, by group.
+WARNING_STATE = "warning-state"
+warning_state = GroupTable(
+    app,
+    name=WARNING_STATE,
+    beacon=app.tables.beacon,
+    partitions=settings.partitions,
+    changelog_topic=app.topic(
+        f"{settings.app_id}-{WARNING_STATE}-changelog", key_serializer="str", value_serializer="orjson",
+        partitions=settings.partitions, compacting=True, deleting=False, internal=True),
+)
+warning_state.key_serializer = "str"
+warning_state.value_serializer = "orjson"
+app.tables.add(warning_state)

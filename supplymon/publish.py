@@ -17,6 +17,7 @@ from datetime import datetime
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -36,9 +37,9 @@ def bootstrap_servers(settings: Settings) -> list[str]:
 
 
 def ensure_topics(settings: Settings) -> None:
-    """Create the input, dead-letter and alert topics when missing (existing ones are kept)."""
+    """Create the input, dead-letter, alert and signal topics when missing (existing ones are kept)."""
     topics = settings.topics
-    wanted = [*topics.inputs, topics.deadletter, topics.alerts]
+    wanted = [*topics.inputs, topics.deadletter, topics.alerts, topics.signals]
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(settings), client_id="supplymon-admin")
     try:
         existing = set(admin.list_topics())
@@ -51,6 +52,17 @@ def ensure_topics(settings: Settings) -> None:
                 pass
     finally:
         admin.close()
+
+
+def topic_end_offsets(settings: Settings, topic: str) -> dict[str, int]:
+    """The next offset of every partition of `topic` ("topic:partition" -> offset)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers(settings), client_id="supplymon-offsets")
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return {f"{tp.topic}:{tp.partition}": offset for tp, offset in ends.items()}
+    finally:
+        consumer.close()
 
 
 def event_time_ms(value) -> int | None:

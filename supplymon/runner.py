@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from supplymon.embedded import EmbeddedBroker, free_port, port_open
-from supplymon.publish import Publisher, ensure_topics
+from supplymon.publish import Publisher, ensure_topics, topic_end_offsets
 from supplymon.settings import Settings
 from supplymon.store import Store
 
@@ -167,13 +167,22 @@ class WorkerProcess:
 
     def wait_stored(self, end_offsets: dict[str, int], total: int,
                     report: Callable[[int, int], None] | None = None, stall_timeout: float = 300.0) -> None:
-        """Until every published offset has been processed and stored."""
+        """Until every published offset has been processed and stored, and then every
+        signal those events sent to the early warnings."""
+        self._wait_offsets("offsets", end_offsets, total, report, stall_timeout)
+        # The lifecycle agent delivers its signals before it counts an event stored,
+        # so the signals topic's end is now known.
+        signals = topic_end_offsets(self.settings, self.settings.topics.signals)
+        self._wait_offsets("signals", signals, sum(signals.values()), None, stall_timeout)
+
+    def _wait_offsets(self, which: str, end_offsets: dict[str, int], total: int,
+                      report: Callable[[int, int], None] | None, stall_timeout: float) -> None:
         last_done, last_change = -1, time.monotonic()
         offsets: dict[str, int] = {}
         while True:
             self._check_alive()
             try:
-                offsets = self.progress()["offsets"]
+                offsets = self.progress()[which]
             except (OSError, ValueError):
                 pass  # not serving (yet): the stall timeout decides
             behind = {tp: end - offsets.get(tp, 0) for tp, end in end_offsets.items()
@@ -186,7 +195,7 @@ class WorkerProcess:
             if done != last_done:
                 last_done, last_change = done, time.monotonic()
             elif time.monotonic() - last_change > stall_timeout:
-                raise RunError(f"no progress for {stall_timeout:.0f}s; still behind on {behind}; "
+                raise RunError(f"no progress for {stall_timeout:.0f}s; still behind on {behind} ({which}); "
                                f"see {self.log_path}:\n{self.log_tail()}")
             time.sleep(0.25)
 

@@ -32,6 +32,20 @@ class Rules:
     confirmation_late_hours: float = 24
     orphan_timeout_hours: float = 168
     retention_days: float = 14
+    shortage_window_hours: float = 72
+    shortage_institutions: int = 3
+    shortage_min_answered_orders: int = 20
+    shortage_fill_rate_below: float = 0.8
+    shortage_quiet_hours: float = 24
+    surge_window_hours: float = 24
+    surge_min_orders: int = 20
+    surge_factor: float = 3
+    surge_min_history_days: int = 7
+    surge_max_history_days: int = 28
+    surge_quiet_hours: float = 24
+    delivery_rate_window_days: float = 30
+    delivery_rate_min_orders: int = 20
+    delivery_rate_threshold: float = 0.7
 
     # The rules file groups keys in sections: [response] overdue_hours -> response_overdue_hours.
     _SECTIONS: ClassVar[dict[tuple[str, str], str]] = {
@@ -42,13 +56,30 @@ class Rules:
         ("delivery", "confirmation_late_hours"): "confirmation_late_hours",
         ("state", "orphan_timeout_hours"): "orphan_timeout_hours",
         ("state", "retention_days"): "retention_days",
+        **{("shortage", key): f"shortage_{key}" for key in (
+            "window_hours", "institutions", "min_answered_orders", "fill_rate_below", "quiet_hours")},
+        **{("surge", key): f"surge_{key}" for key in (
+            "window_hours", "min_orders", "factor", "min_history_days", "max_history_days", "quiet_hours")},
+        **{("delivery_rate", key): f"delivery_rate_{key}" for key in ("window_days", "min_orders", "threshold")},
     }
+    _COUNTS: ClassVar[tuple[str, ...]] = (
+        "shortage_institutions", "shortage_min_answered_orders", "surge_min_orders",
+        "surge_min_history_days", "surge_max_history_days", "delivery_rate_min_orders")
+    _FRACTIONS: ClassVar[tuple[str, ...]] = ("shortage_fill_rate_below", "delivery_rate_threshold")
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"rule {f.name} must be a positive number of hours/days, got {value!r}")
+                raise ConfigError(f"rule {f.name} must be a positive number, got {value!r}")
+            if f.name in self._COUNTS and value != int(value):
+                raise ConfigError(f"rule {f.name} must be a whole number, got {value!r}")
+            if f.name in self._FRACTIONS and value > 1:
+                raise ConfigError(f"rule {f.name} is a fraction (0.8 = 80 %), got {value!r}")
+        if self.surge_min_history_days > self.surge_max_history_days:
+            raise ConfigError(
+                "rule surge.min_history_days must not exceed surge.max_history_days "
+                f"({self.surge_min_history_days} > {self.surge_max_history_days})")
         if self.response_escalation_hours <= self.response_overdue_hours:
             raise ConfigError(
                 "rule response.escalation_hours must be later than response.overdue_hours "
@@ -95,6 +126,7 @@ class Topics:
     arrivals: str = "supply.arrivals"
     deadletter: str = "supply.deadletter"
     alerts: str = "supply.alerts"
+    signals: str = "supply.signals"  # internal: order outcomes by manufacturer and distributor
 
     @property
     def inputs(self) -> tuple[str, str, str, str]:

@@ -1,7 +1,10 @@
-"""Early-warning rules at the edges of their windows (pure monitors, not yet wired)."""
+"""Early-warning rules at the edges of their windows, and their state (pure monitors)."""
 from __future__ import annotations
 
-from supplymon.core.warnings import DeliveryRateMonitor, ShortageMonitor, SurgeMonitor
+import orjson
+
+from supplymon.core.alerts import warning_alert_row
+from supplymon.core.warnings import DeliveryRateMonitor, ManufacturerWatch, ShortageMonitor, SurgeMonitor
 from supplymon.core.windows import DAY_MS, FAMILIES
 from supplymon.settings import HOUR_MS as H
 
@@ -100,4 +103,91 @@ def test_low_delivery_rate_at_day_end_and_separately_for_grassroots():
     m.outcome("O1", T0 + H, True, T0 + 30 * H)
     (resolved,) = m.advance(T0 + 2 * DAY_MS)
     assert resolved[0] == "all" and resolved[1].resolved_at == T0 + 2 * DAY_MS
-    assert resolved[1].details["on_time_rate"] == 0.75
+    assert resolved[1].details["resolved_rate"] == 0.75 and resolved[1].details["on_time_rate"] == 0.65
+
+
+def _shortage_story(m) -> None:
+    for n, institution in enumerate(("I1", "I2", "I3", "I4")):
+        m.upsert(f"O{n}", {"p": "P1", "rg": "R1", "i": institution, "dist": "D1", "at": T0 + n * 20 * H,
+                           "q": 10, "rt": T0 + n * 20 * H + H, "d": "rejected", "c": 0, "r": "out_of_stock"})
+
+
+def test_a_monitor_restored_from_its_dump_continues_exactly():
+    """The agent keeps records and metas in a table: a monitor rebuilt from them
+    (after a restart at any instant) raises and resolves at the same instants."""
+    whole = ManufacturerWatch()
+    _shortage_story(whole)
+    expected = [(k, t.kind, t.raised_at, t.resolved_at) for k, t in whole.advance(T0 + 10 * DAY_MS)]
+    # I1-I3 turned away by 41 h; from 92 h only I3 and I4 are in the 72 h window: resolved 24 h later.
+    assert [e[1:] for e in expected] == [("supply_shortage", T0 + 41 * H, None),
+                                         ("supply_shortage", T0 + 41 * H, T0 + 116 * H)]
+    for cut in (T0 + 30 * H, T0 + 41 * H, T0 + 100 * H, T0 + 130 * H):
+        first = ManufacturerWatch()
+        _shortage_story(first)
+        got = [(k, t.kind, t.raised_at, t.resolved_at) for k, t in first.advance(cut)]
+        metas = first.take_touched()
+        restored = ManufacturerWatch()
+        for key, subject in first.subjects.items():
+            for order_id, record in subject.records.items():
+                restored.upsert(order_id, orjson.loads(orjson.dumps(record)))
+        for (product, region), meta in metas.items():
+            restored.subject(product, region).load_meta(orjson.loads(orjson.dumps(meta)))
+        got += [(k, t.kind, t.raised_at, t.resolved_at) for k, t in restored.advance(T0 + 10 * DAY_MS)]
+        assert got == expected, cut
+
+
+def test_records_are_upserts_and_late_ones_count_from_now():
+    m = ShortageMonitor()
+    m.order("O1", "I1", T0, 10)
+    assert m.upsert("O1", dict(m.records["O1"])) is False  # the same record again changes nothing
+    m.answer("O1", T0 + H, "rejected", 0, "out_of_stock")
+    m.order("O2", "I2", T0 + H, 10)
+    m.answer("O2", T0 + 2 * H, "rejected", 0, "out_of_stock")
+    assert m.advance(T0 + 5 * H) == []
+    # An order read after stream time passed its instants: it takes effect 1 ms after `now`.
+    m.order("O3", "I3", T0 + 2 * H, 10)
+    m.answer("O3", T0 + 3 * H, "partial", 4, "out_of_stock")
+    (raised,) = m.advance(T0 + 6 * H)
+    assert raised.raised_at == T0 + 5 * H + 1
+
+
+def test_evicted_orders_leave_no_state_behind():
+    watch = ManufacturerWatch()
+    _shortage_story(watch)
+    watch.advance(T0 + 40 * DAY_MS)
+    assert sorted(watch.evict()) == ["O0", "O1", "O2", "O3"]
+    assert watch.subjects == {} and watch.take_touched() == {("P1", "R1"): None}
+    rate = DeliveryRateMonitor()
+    rate.outcome("O1", T0 + H, False, None)
+    rate.advance(T0 + 31 * DAY_MS)
+    assert rate.evict() == ["O1"] and rate.next_change() is None
+
+
+def test_a_shortage_names_the_manufacturers_other_distributors():
+    watch = ManufacturerWatch()
+    _shortage_story(watch)
+    for n, (product, region, dist) in enumerate((("P2", "R1", "D2"), ("P1", "R2", "D3"), ("P3", "R9", "D4"),
+                                                 ("P2", "R1", "D5"))):
+        watch.upsert(f"X{n}", {"p": product, "rg": region, "i": "I9", "dist": dist, "at": T0 + n * H, "q": 5,
+                               "rt": T0 + n * H + H, "d": "accepted" if dist != "D5" else "rejected", "c": 5,
+                               "r": None})
+    # Same product elsewhere first, then the same region, then anywhere; D5 rejected; D1 is short.
+    assert watch.coverers("P1", "R1", T0 + 3 * DAY_MS, ["D1"]) == ["D3", "D2", "D4"]
+
+
+def test_warning_rows_have_stable_ids_and_plain_messages():
+    subject = {"product_id": "P1", "region_code": "150702", "manufacturer_id": "M1"}
+    details = {"institutions_out_of_stock": ["I1", "I2", "I3"], "answered_orders": 3, "ordered_quantity": 30,
+               "confirmed_quantity": 0, "fill_rate": 0.0, "distributors": ["D1"], "could_cover": ["D2"]}
+    raised = warning_alert_row("supply_shortage", subject, T0, None, details)
+    resolved = warning_alert_row("supply_shortage", subject, T0, T0 + DAY_MS, details)
+    again = warning_alert_row("supply_shortage", subject, T0 + DAY_MS, None, details)
+    assert raised["alert_id"] == resolved["alert_id"] != again["alert_id"]
+    assert resolved["version"] > raised["version"] and raised["severity"] == "critical"
+    assert "D2" in raised["message"] and "缺货" in raised["message"] and "out of stock" in raised["message"]
+    rate = warning_alert_row("low_delivery_rate", {"distributor_id": "D1"}, T0, None,
+                             {"scope": "grassroots", "orders": 20, "on_time": 6, "on_time_rate": 0.3,
+                              "window_days": 30}, "grassroots")
+    assert rate["subject_type"] == "distributor" and "30%" in rate["message"] and "基层" in rate["message"]
+    assert rate["alert_id"] != warning_alert_row("low_delivery_rate", {"distributor_id": "D1"}, T0, None,
+                                                 rate["details"], "all")["alert_id"]

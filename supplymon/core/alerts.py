@@ -77,3 +77,73 @@ def order_alert_row(alert: dict, fact: dict, version: int) -> dict:
         "details": details,
         "version": version + (RESOLVED if alert["resolved_at"] is not None else 0),
     }
+
+
+WARNING_SEVERITY = {"supply_shortage": "critical", "demand_surge": "warning", "low_delivery_rate": "warning"}
+
+
+def _percent(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{rate * 100:.0f}%"
+
+
+def _warning_message(kind: str, subject: dict, details: dict, since: str) -> str:
+    if kind == "supply_shortage":
+        product, region, mfr = subject["product_id"], subject["region_code"], subject["manufacturer_id"]
+        turned_away = len(details["institutions_out_of_stock"])
+        dists = "、".join(details["distributors"]) or "—"
+        cover = details.get("could_cover") or []
+        cover_zh = f"可协调同一生产企业的其他配送企业 {'、'.join(cover)} 保障供应" if cover else "该生产企业暂无其他配送企业可协调"
+        cover_en = (f"other distributors of {mfr} that could cover: {', '.join(cover)}" if cover
+                    else f"no other distributor of {mfr} is known to cover")
+        return (f"{since} 起产品 {product}（生产企业 {mfr}）在 {region} 供应短缺：近 72 小时 {turned_away} 家医疗机构"
+                f"因缺货被拒或部分响应，数量满足率 {_percent(details['fill_rate'])}（配送企业 {dists}）；{cover_zh}。"
+                f" / Since {since} product {product} of {mfr} is short in region {region}: in 72 h {turned_away} "
+                f"institutions were turned away for out of stock, quantity fill rate {_percent(details['fill_rate'])} "
+                f"(distributor {', '.join(details['distributors']) or '-'}); {cover_en}.")
+    if kind == "demand_surge":
+        product, region = subject["product_id"], subject["region_code"]
+        mean = details["baseline_mean_daily_quantity"]
+        ratio = f"{details['quantity_24h'] / mean:.1f}" if mean else "n/a"
+        dists = ", ".join(details["distributors"]) or "-"
+        return (f"{since} 起产品 {product} 在 {region} 需求激增：24 小时内 {details['orders_24h']} 笔订单共 "
+                f"{details['quantity_24h']} 件，为此前 {details['baseline_days']} 天日均 {mean} 件的 {ratio} 倍，"
+                f"请督促配送企业 {dists} 备货。"
+                f" / Since {since} demand for product {product} in region {region} has surged: "
+                f"{details['orders_24h']} orders for {details['quantity_24h']} units in 24 h, {ratio}x the "
+                f"{details['baseline_days']}-day daily mean of {mean}; have distributor {dists} stock up.")
+    if kind == "low_delivery_rate":
+        dist, grassroots = subject["distributor_id"], details["scope"] == "grassroots"
+        rate = _percent(details["on_time_rate"])
+        return (f"配送企业 {dist} 截至 {since} 近 {details['window_days']} 天{'对基层医疗机构的' if grassroots else ''}"
+                f"按时配送率 {rate}（{details['on_time']}/{details['orders']} 单），低于 70%，需约谈整改。"
+                f" / Distributor {dist} delivered {rate} of {'grassroots ' if grassroots else ''}orders on time "
+                f"in the {details['window_days']} days to {since} ({details['on_time']} of {details['orders']}), "
+                f"below 70 %: call it in to rectify.")
+    raise ValueError(f"no message for alert kind {kind!r}")
+
+
+def warning_alert_row(kind: str, subject: dict, raised_at: int, resolved_at: int | None,
+                      details: dict, scope: str = "") -> dict:
+    """An early warning (subject: product+region or distributor) as an `alerts` row.
+
+    The id names the subject and the episode (its raise instant), so the same
+    episode always has the same id; the resolved row outranks the open one."""
+    subject_type = "distributor" if kind == "low_delivery_rate" else "product_region"
+    ids = ((subject["distributor_id"], scope) if subject_type == "distributor"
+           else (subject["product_id"], subject["region_code"]))
+    return {
+        "alert_id": alert_id(kind, *ids, str(raised_at)),
+        "kind": kind,
+        "severity": WARNING_SEVERITY[kind],
+        "subject_type": subject_type,
+        "order_id": "",
+        "distributor_id": subject.get("distributor_id", ""),
+        "institution_id": "",
+        "product_id": subject.get("product_id", ""),
+        "region_code": subject.get("region_code", ""),
+        "raised_at": raised_at,
+        "resolved_at": resolved_at,
+        "message": _warning_message(kind, subject, details, local_time(raised_at)),
+        "details": details,
+        "version": 1 + (RESOLVED if resolved_at is not None else 0),
+    }

@@ -1,34 +1,41 @@
 """Early warnings over sliding event-time windows (contract section 3):
 `supply_shortage` and `demand_surge` per product+region, `low_delivery_rate` per
-distributor. Pure logic: a monitor per subject takes what happened (orders,
-first answers, deliveries) stamped with event time, and `advance(t)` evaluates
-every instant up to `t` at which its condition can change, in time order, so
-the raised and resolved instants are exact and independent of reading order.
+distributor. Pure logic, no I/O.
 
-Not wired to the agents yet: feeding these monitors needs the order outcomes
-repartitioned by product+region and by distributor, with the watermark carried
-along (see the issue notes).
+Each subject keeps one record per order (upserted: the same record twice changes
+nothing, a corrected record replaces the old one) and the instant `now` up to
+which it has been evaluated. `advance(t)` evaluates, in time order, every instant
+in (now, t] at which its condition can change, so the raised and resolved
+instants are exact and do not depend on reading order or batch boundaries. A
+record that arrives after `now` has passed one of its instants (late data) takes
+effect at `now + 1 ms`.
+
+Everything is plain data (`dump()`/`load()`), so the agent can keep it in a
+changelogged table: a record per order and a small meta entry per subject.
 """
 from __future__ import annotations
 
-import heapq
-import itertools
-from dataclasses import dataclass
-from typing import Any
+import bisect
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 from supplymon.core.windows import DAY_MS, FAMILIES
-from supplymon.settings import HOUR_MS
+from supplymon.settings import HOUR_MS, Rules
 
 DAILY = FAMILIES[0]
+DEFAULT_RULES = Rules()
 
 
 @dataclass
 class Transition:
-    """An episode starting (`resolved_at` None) or ending."""
+    """An episode starting (`resolved_at` None) or ending; `details` are the figures
+    at the instant it was raised."""
 
     raised_at: int
     resolved_at: int | None
     details: dict
+    kind: str = ""
+    scope: str = ""
 
 
 @dataclass
@@ -39,17 +46,19 @@ class Episode:
     quiet_ms: int
     raised_at: int | None = None
     stopped_at: int | None = None
+    details: dict = field(default_factory=dict)
 
-    def observe(self, t: int, holds: bool, details: dict) -> list[Transition]:
+    def observe(self, t: int, holds: bool, details: Callable[[], dict]) -> list[Transition]:
         out = []
         if self.raised_at is not None and self.stopped_at is not None and t >= self.stopped_at + self.quiet_ms:
-            out.append(Transition(self.raised_at, self.stopped_at + self.quiet_ms, details))
+            out.append(Transition(self.raised_at, self.stopped_at + self.quiet_ms, self.details))
             self.raised_at = self.stopped_at = None
+            self.details = {}
         if holds:
             self.stopped_at = None
             if self.raised_at is None:
-                self.raised_at = t
-                out.append(Transition(t, None, details))
+                self.raised_at, self.details = t, details()
+                out.append(Transition(t, None, self.details))
         elif self.raised_at is not None and self.stopped_at is None:
             self.stopped_at = t
         return out
@@ -57,150 +66,280 @@ class Episode:
     def next_check(self) -> int | None:
         return None if self.stopped_at is None else self.stopped_at + self.quiet_ms
 
+    def dump(self) -> list:
+        return [self.raised_at, self.stopped_at, self.details]
 
-class SlidingMonitor:
-    """Applies timed changes in order and evaluates the condition after each instant."""
+    def load(self, data: list) -> None:
+        self.raised_at, self.stopped_at, self.details = data
 
-    def __init__(self, quiet_ms: int):
-        self.episode = Episode(quiet_ms)
-        self._queue: list[tuple[int, int, str, Any]] = []
-        self._seq = itertools.count()
 
-    def _at(self, t: int, action: str, payload: Any = None) -> None:
-        heapq.heappush(self._queue, (t, next(self._seq), action, payload))
+def _first_after(instants: Iterable[int], now: int | None) -> int | None:
+    best = None
+    for t in instants:
+        if (now is None or t > now) and (best is None or t < best):
+            best = t
+    return best
+
+
+class ProductRegion:
+    """One product in one region: `supply_shortage` and `demand_surge`.
+
+    Records: order_id -> {"i": institution, "at": ordered_at, "q": quantity,
+    "dist": distributor, "rt": first answer's ts, "d": decision, "c": confirmed,
+    "r": reason} (the answer fields absent or None until answered).
+    """
+
+    def __init__(self, rules: Rules = DEFAULT_RULES):
+        self.shortage_window = rules.ms("shortage_window_hours")
+        self.shortage_institutions = int(rules.shortage_institutions)
+        self.shortage_min_answered = int(rules.shortage_min_answered_orders)
+        self.shortage_fill_rate = rules.shortage_fill_rate_below
+        self.recent = rules.ms("surge_window_hours")
+        self.surge_min_orders = int(rules.surge_min_orders)
+        self.surge_factor = rules.surge_factor
+        self.surge_min_days = int(rules.surge_min_history_days)
+        self.surge_max_days = int(rules.surge_max_history_days)
+        self.records: dict[str, dict] = {}
+        self.index: list[tuple[int, str]] = []  # (ordered_at, order_id), sorted
+        self.first_order: int | None = None
+        self.now: int | None = None
+        self.late = False  # a record changed at or before `now`: evaluate at now + 1
+        self.shortage = Episode(rules.ms("shortage_quiet_hours"))
+        self.surge = Episode(rules.ms("surge_quiet_hours"))
+
+    # -- input -------------------------------------------------------------------
+    def upsert(self, order_id: str, record: dict) -> bool:
+        """Put an order's record; False if it was already there as it is."""
+        old = self.records.get(order_id)
+        if old == record:
+            return False
+        if old is not None and old["at"] != record["at"]:
+            self.index.remove((old["at"], order_id))
+            old = None
+        if old is None:
+            bisect.insort(self.index, (record["at"], order_id))
+        self.records[order_id] = record
+        if self.first_order is None or record["at"] < self.first_order:
+            self.first_order = record["at"]
+        if self.now is not None and (record["at"] <= self.now or (record.get("rt") or self.now + 1) <= self.now):
+            self.late = True
+        return True
+
+    # -- evaluation --------------------------------------------------------------
+    def _since(self, start: int, end: int) -> list[dict]:
+        """Records of orders placed in (start, end]."""
+        lo = bisect.bisect_right(self.index, (start, "\uffff"))
+        hi = bisect.bisect_right(self.index, (end, "\uffff"))
+        return [self.records[oid] for _, oid in self.index[lo:hi]]
+
+    def shortage_figures(self, t: int) -> dict:
+        turned_away, answered, ordered, confirmed, distributors = set(), 0, 0, 0, set()
+        for rec in self._since(t - self.shortage_window, t):
+            if rec.get("rt") is None or rec["rt"] > t:
+                continue
+            answered += 1
+            ordered += rec["q"]
+            confirmed += rec["c"]
+            if rec["d"] in ("rejected", "partial") and rec.get("r") == "out_of_stock":
+                turned_away.add(rec["i"])
+                distributors.add(rec["dist"])
+        return {"institutions_out_of_stock": sorted(turned_away), "answered_orders": answered,
+                "ordered_quantity": ordered, "confirmed_quantity": confirmed,
+                "fill_rate": round(confirmed / ordered, 4) if ordered else None,
+                "distributors": sorted(distributors)}
+
+    def shortage_holds(self, f: dict) -> bool:
+        low_fill = (f["answered_orders"] >= self.shortage_min_answered
+                    and f["confirmed_quantity"] < self.shortage_fill_rate * f["ordered_quantity"])
+        return len(f["institutions_out_of_stock"]) >= self.shortage_institutions or low_fill
+
+    def history_days(self, t: int) -> int:
+        if self.first_order is None:
+            return 0
+        return min(self.surge_max_days, max(0, (t - self.recent - self.first_order) // DAY_MS))
+
+    def surge_figures(self, t: int) -> dict:
+        recent = self._since(t - self.recent, t)
+        days = self.history_days(t)
+        figures = {"orders_24h": len(recent), "quantity_24h": sum(r["q"] for r in recent),
+                   "baseline_days": days, "baseline_mean_daily_quantity": None,
+                   "distributors": sorted({r["dist"] for r in recent})}
+        if days >= self.surge_min_days:
+            start = t - self.recent
+            baseline = sum(r["q"] for r in self._since(start - days * DAY_MS, start))
+            figures["baseline_mean_daily_quantity"] = round(baseline / days, 3)
+            figures["baseline_quantity"] = baseline
+        return figures
+
+    def surge_holds(self, f: dict) -> bool:
+        if f["baseline_mean_daily_quantity"] is None or f["orders_24h"] < self.surge_min_orders:
+            return False
+        return f["quantity_24h"] > self.surge_factor * f["baseline_quantity"] / f["baseline_days"]
+
+    def _instants(self) -> Iterable[int]:
+        """Every instant after `now` at which a figure can change (a superset is fine)."""
+        now = self.now
+        if self.late:
+            yield now + 1
+        low = None if now is None else now - self.recent - self.surge_max_days * DAY_MS
+        start = 0 if low is None else bisect.bisect_left(self.index, (low, ""))
+        first_day_end = None if self.first_order is None else self.first_order + DAY_MS
+        for at, oid in self.index[start:]:
+            rec = self.records[oid]
+            yield at
+            yield at + self.shortage_window
+            if rec.get("rt") is not None and rec["rt"] < at + self.shortage_window:
+                yield rec["rt"]
+            yield at + self.recent
+            yield at + self.recent + self.surge_max_days * DAY_MS
+            # While the baseline has not reached its longest, its start moves within the
+            # first day of history: orders of that day leave it at these instants.
+            if at < first_day_end:
+                for k in range(1, self.surge_max_days):
+                    yield at + self.recent + k * DAY_MS
+        if self.first_order is not None:
+            for k in range(1, self.surge_max_days + 1):
+                yield self.first_order + self.recent + k * DAY_MS  # the baseline grows a day
+
+    def next_change(self) -> int | None:
+        candidates = [c for c in (self.shortage.next_check(), self.surge.next_check()) if c is not None]
+        nxt = _first_after(self._instants(), self.now)
+        if nxt is not None:
+            candidates.append(nxt)
+        return min(candidates) if candidates else None
 
     def advance(self, to: int) -> list[Transition]:
         out: list[Transition] = []
         while True:
-            check = self.episode.next_check()
-            next_change = self._queue[0][0] if self._queue else None
-            if check is not None and check <= to and (next_change is None or check < next_change):
-                out += self.episode.observe(check, self.holds(check), self.details(check))
-                continue
-            if next_change is None or next_change > to:
-                return out
-            t = next_change
-            while self._queue and self._queue[0][0] == t:
-                _, _, action, payload = heapq.heappop(self._queue)
-                getattr(self, "_" + action)(t, payload)
-            out += self.episode.observe(t, self.holds(t), self.details(t))
+            t = self.next_change()
+            if t is None or t > to:
+                break
+            shortage, surge = self.shortage_figures(t), self.surge_figures(t)
+            for kind, episode, figures, holds in (
+                    ("supply_shortage", self.shortage, shortage, self.shortage_holds(shortage)),
+                    ("demand_surge", self.surge, surge, self.surge_holds(surge))):
+                for transition in episode.observe(t, holds, lambda f=figures: f):
+                    transition.kind = kind
+                    out.append(transition)
+            self.now, self.late = t, False
+        if self.now is None or to > self.now:
+            self.now = to
+        return out
 
-    def holds(self, t: int) -> bool:
-        raise NotImplementedError
+    def evict(self) -> list[str]:
+        """Drop the orders no window can reach any more; their ids."""
+        if self.now is None:
+            return []
+        horizon = self.now - max(self.shortage_window, self.recent + self.surge_max_days * DAY_MS)
+        cut = bisect.bisect_right(self.index, (horizon, "\uffff"))
+        gone = [oid for _, oid in self.index[:cut]]
+        del self.index[:cut]
+        for oid in gone:
+            del self.records[oid]
+        return gone
 
-    def details(self, t: int) -> dict:
-        raise NotImplementedError
+    # -- state -------------------------------------------------------------------
+    def dump_meta(self) -> dict:
+        return {"now": self.now, "first": self.first_order, "late": self.late,
+                "shortage": self.shortage.dump(), "surge": self.surge.dump()}
+
+    def load_meta(self, meta: dict) -> None:
+        self.now, self.first_order, self.late = meta["now"], meta["first"], meta["late"]
+        self.shortage.load(meta["shortage"])
+        self.surge.load(meta["surge"])
 
 
-class ShortageMonitor(SlidingMonitor):
-    """supply_shortage for one product+region: over the orders placed in the trailing
-    72 h, >= 3 institutions turned away for `out_of_stock`, or a quantity fill rate
-    below 80 % over >= 20 answered orders."""
+class ShortageMonitor(ProductRegion):
+    """`supply_shortage` alone, for one product+region (orders and answers given apart)."""
 
-    def __init__(self, window_ms: int = 72 * HOUR_MS, institutions: int = 3, min_answered: int = 20,
-                 fill_rate: float = 0.8, quiet_ms: int = 24 * HOUR_MS):
-        super().__init__(quiet_ms)
-        self.window_ms, self.institutions, self.min_answered, self.fill_rate = (
-            window_ms, institutions, min_answered, fill_rate)
-        self.orders: dict[str, dict] = {}  # in the window: order_id -> {institution, quantity, answer}
-
-    def order(self, order_id: str, institution_id: str, ordered_at: int, quantity: int) -> None:
-        self._at(ordered_at, "enter", (order_id, institution_id, quantity))
-        self._at(ordered_at + self.window_ms, "leave", order_id)
+    def order(self, order_id: str, institution_id: str, ordered_at: int, quantity: int,
+              distributor_id: str = "") -> None:
+        rec = dict(self.records.get(order_id, {}), i=institution_id, at=ordered_at, q=quantity, dist=distributor_id)
+        self.upsert(order_id, rec)
 
     def answer(self, order_id: str, ts: int, decision: str, confirmed: int, reason: str | None) -> None:
-        self._at(ts, "answered", (order_id, decision, confirmed, reason))
+        rec = self.records.get(order_id)
+        if rec is not None and (rec.get("rt") is None or ts < rec["rt"]):  # the first answer by ts counts
+            self.upsert(order_id, dict(rec, rt=ts, d=decision, c=confirmed, r=reason))
 
-    def _enter(self, t: int, payload) -> None:
-        order_id, institution, quantity = payload
-        self.orders[order_id] = {"institution": institution, "quantity": quantity, "answer": None}
-
-    def _leave(self, t: int, order_id: str) -> None:
-        self.orders.pop(order_id, None)
-
-    def _answered(self, t: int, payload) -> None:
-        order_id, decision, confirmed, reason = payload
-        order = self.orders.get(order_id)
-        if order is not None and order["answer"] is None:  # the first answer counts
-            order["answer"] = (decision, confirmed, reason)
-
-    def _figures(self) -> tuple[set[str], int, int, int]:
-        turned_away, answered, ordered, confirmed = set(), 0, 0, 0
-        for order in self.orders.values():
-            if order["answer"] is None:
-                continue
-            decision, qty, reason = order["answer"]
-            answered += 1
-            ordered += order["quantity"]
-            confirmed += qty
-            if decision in ("rejected", "partial") and reason == "out_of_stock":
-                turned_away.add(order["institution"])
-        return turned_away, answered, ordered, confirmed
-
-    def holds(self, t: int) -> bool:
-        turned_away, answered, ordered, confirmed = self._figures()
-        low_fill = answered >= self.min_answered and confirmed < self.fill_rate * ordered
-        return len(turned_away) >= self.institutions or low_fill
-
-    def details(self, t: int) -> dict:
-        turned_away, answered, ordered, confirmed = self._figures()
-        return {"institutions_out_of_stock": sorted(turned_away), "answered_orders": answered,
-                "ordered_quantity": ordered, "confirmed_quantity": confirmed,
-                "fill_rate": round(confirmed / ordered, 4) if ordered else None}
+    def advance(self, to: int) -> list[Transition]:
+        return [t for t in super().advance(to) if t.kind == "supply_shortage"]
 
 
-class SurgeMonitor(SlidingMonitor):
-    """demand_surge for one product+region: >= 20 orders in the trailing 24 h whose
-    quantity exceeds 3x the mean daily quantity of the h whole days before them,
-    h = days since the first order (at most 28; no alert before 7)."""
+class SurgeMonitor(ProductRegion):
+    """`demand_surge` alone, for one product+region."""
 
-    def __init__(self, recent_ms: int = 24 * HOUR_MS, min_orders: int = 20, factor: float = 3.0,
-                 min_days: int = 7, max_days: int = 28, quiet_ms: int = 24 * HOUR_MS):
-        super().__init__(quiet_ms)
-        self.recent_ms, self.min_orders, self.factor, self.min_days, self.max_days = (
-            recent_ms, min_orders, factor, min_days, max_days)
-        self.first_order: int | None = None
-        self.placed: list[tuple[int, int]] = []  # (ordered_at, quantity), in time order
+    def order(self, ordered_at: int, quantity: int, order_id: str | None = None) -> None:
+        order_id = order_id or f"#{len(self.records)}"
+        self.upsert(order_id, {"i": "", "at": ordered_at, "q": quantity, "dist": ""})
 
-    def order(self, ordered_at: int, quantity: int) -> None:
-        self._at(ordered_at, "placed", quantity)
-        # The condition also changes when orders age out of the last 24 h and, day by
-        # day, when the baseline grows or its oldest orders leave it.
-        self._at(ordered_at + self.recent_ms, "tick")
-        for day in range(self.max_days + 2):
-            self._at(ordered_at + self.recent_ms + day * DAY_MS, "tick")
+    def advance(self, to: int) -> list[Transition]:
+        return [t for t in super().advance(to) if t.kind == "demand_surge"]
 
-    def _placed(self, t: int, quantity: int) -> None:
-        self.first_order = t if self.first_order is None else self.first_order
-        self.placed.append((t, quantity))
-        # Orders older than any baseline can reach are no longer needed.
-        horizon = t - self.recent_ms - (self.max_days + 1) * DAY_MS
-        while self.placed and self.placed[0][0] <= horizon:
-            self.placed.pop(0)
 
-    def _tick(self, t: int, payload) -> None:
-        pass
+class ManufacturerWatch:
+    """The product+region subjects of one manufacturer's products, kept together so
+    that a shortage can name the manufacturer's other distributors who could cover."""
 
-    def _figures(self, t: int) -> tuple[int, int, int, float | None]:
-        recent_start = t - self.recent_ms
-        recent = [q for at, q in self.placed if recent_start < at <= t]
-        if self.first_order is None:
-            return len(recent), sum(recent), 0, None
-        history_days = min(self.max_days, max(0, (recent_start - self.first_order) // DAY_MS))
-        if history_days < self.min_days:
-            return len(recent), sum(recent), history_days, None
-        base_start = recent_start - history_days * DAY_MS
-        baseline = sum(q for at, q in self.placed if base_start < at <= recent_start)
-        return len(recent), sum(recent), history_days, baseline / history_days
+    def __init__(self, rules: Rules = DEFAULT_RULES):
+        self.rules = rules
+        self.subjects: dict[tuple[str, str], ProductRegion] = {}
+        self.touched: set[tuple[str, str]] = set()  # subjects whose meta changed (see take_touched)
 
-    def holds(self, t: int) -> bool:
-        count, quantity, _, mean_daily = self._figures(t)
-        return mean_daily is not None and count >= self.min_orders and quantity > self.factor * mean_daily
+    def subject(self, product_id: str, region_code: str) -> ProductRegion:
+        key = (product_id, region_code)
+        if key not in self.subjects:
+            self.subjects[key] = ProductRegion(self.rules)
+        return self.subjects[key]
 
-    def details(self, t: int) -> dict:
-        count, quantity, days, mean_daily = self._figures(t)
-        return {"orders_24h": count, "quantity_24h": quantity, "baseline_days": days,
-                "baseline_mean_daily_quantity": None if mean_daily is None else round(mean_daily, 3)}
+    def upsert(self, order_id: str, record: dict) -> bool:
+        key = (record["p"], record["rg"])
+        changed = self.subject(*key).upsert(order_id, record)
+        if changed:
+            self.touched.add(key)
+        return changed
+
+    def take_touched(self) -> dict[tuple[str, str], dict | None]:
+        """The metas changed since the last call (None: the subject is gone)."""
+        out = {key: (self.subjects[key].dump_meta() if key in self.subjects else None) for key in self.touched}
+        self.touched.clear()
+        return out
+
+    def next_change(self) -> int | None:
+        dues = [d for d in (s.next_change() for s in self.subjects.values()) if d is not None]
+        return min(dues) if dues else None
+
+    def advance(self, to: int) -> list[tuple[tuple[str, str], Transition]]:
+        out = []
+        for key, subject in self.subjects.items():
+            due = subject.next_change()
+            if due is not None and due <= to:
+                out += [(key, t) for t in subject.advance(to)]
+                self.touched.add(key)
+        return out
+
+    def evict(self) -> list[str]:
+        gone = []
+        for key in list(self.subjects):
+            subject = self.subjects[key]
+            gone += subject.evict()
+            if not subject.records and subject.shortage.raised_at is None and subject.surge.raised_at is None:
+                del self.subjects[key]
+                self.touched.add(key)
+        return gone
+
+    def coverers(self, product_id: str, region_code: str, t: int, exclude: Iterable[str]) -> list[str]:
+        """Other distributors that delivered this manufacturer's products with full
+        answers in the last 30 days before `t`: same product first, then the same
+        region, then elsewhere; at most three."""
+        exclude, score = set(exclude), {}
+        for (product, region), subject in self.subjects.items():
+            rank = 0 if product == product_id and region != region_code else 1 if region == region_code else 2
+            for rec in subject._since(t - 30 * DAY_MS, t):
+                if rec.get("rt") is not None and rec["rt"] <= t and rec["d"] == "accepted" and rec["dist"] not in exclude:
+                    best = score.get(rec["dist"], (3, 0))
+                    score[rec["dist"]] = (min(best[0], rank), best[1] - rec["q"])
+        return [d for d, _ in sorted(score.items(), key=lambda kv: (kv[1], kv[0]))][:3]
 
 
 class DeliveryRateMonitor:
@@ -209,48 +348,93 @@ class DeliveryRateMonitor:
     70 % over >= 20 orders raises (at that day's end), back at >= 70 % resolves.
     Measured separately over all orders and over grassroots institutions."""
 
-    def __init__(self, window_ms: int = 30 * DAY_MS, min_orders: int = 20, threshold: float = 0.7):
-        self.window_ms, self.min_orders, self.threshold = window_ms, min_orders, threshold
-        self.orders: dict[str, dict] = {}
-        self.open: dict[str, int | None] = {"all": None, "grassroots": None}  # scope -> raised_at
+    SCOPES = ("all", "grassroots")
+
+    def __init__(self, rules: Rules = DEFAULT_RULES):
+        self.window_ms = rules.ms("delivery_rate_window_days")
+        self.min_orders = int(rules.delivery_rate_min_orders)
+        self.threshold = rules.delivery_rate_threshold
+        self.records: dict[str, dict] = {}  # order_id -> {"dl": deadline, "g": grassroots, "ot": on time since}
+        self.open: dict[str, list | None] = {scope: None for scope in self.SCOPES}  # [raised_at, details]
         self.measured_until: int | None = None
 
     def outcome(self, order_id: str, deadline_at: int, grassroots: bool, on_time_since: int | None) -> None:
         """The order's deadline, and since when it is known to be delivered on time
         (the confirmation of its first receipt, if that was in time); otherwise it
         counts as not on time once its deadline has passed."""
-        self.orders[order_id] = {"deadline": deadline_at, "grassroots": grassroots, "one": on_time_since}
+        self.upsert(order_id, {"dl": deadline_at, "g": grassroots, "ot": on_time_since})
+
+    def upsert(self, order_id: str, record: dict) -> bool:
+        if self.records.get(order_id) == record:
+            return False
+        self.records[order_id] = record
+        return True
 
     def _rate(self, day_end: int, grassroots_only: bool) -> tuple[int, int]:
         counted = on_time = 0
-        for order in self.orders.values():
-            if not (day_end - self.window_ms < order["deadline"] <= day_end):
+        for rec in self.records.values():
+            if not (day_end - self.window_ms < rec["dl"] <= day_end):
                 continue
-            if grassroots_only and not order["grassroots"]:
+            if grassroots_only and not rec["g"]:
                 continue
             counted += 1
-            on_time += order["one"] is not None and order["one"] <= day_end
+            on_time += rec["ot"] is not None and rec["ot"] <= day_end
         return counted, on_time
+
+    def next_change(self) -> int | None:
+        if not self.records and not any(self.open.values()):
+            return None
+        if self.measured_until is None:
+            return self._first_day_end() if self.records else None
+        return self.measured_until + DAY_MS
+
+    def _first_day_end(self) -> int:
+        """The first day end at or after the earliest deadline: nothing before it counts."""
+        return DAILY.start(min(r["dl"] for r in self.records.values()) - 1) + DAY_MS
 
     def advance(self, to: int) -> list[tuple[str, Transition]]:
         """Measure every day that ended by `to` (and was not measured yet)."""
         out = []
         day_end = DAILY.start(to)  # the last day end at or before `to`
-        first = day_end if self.measured_until is None else self.measured_until + DAY_MS
+        if self.measured_until is not None:
+            first = self.measured_until + DAY_MS
+        elif self.records:
+            first = self._first_day_end()
+        else:
+            return out
         for end in range(first, day_end + 1, DAY_MS):
-            for scope in ("all", "grassroots"):
+            for scope in self.SCOPES:
                 counted, on_time = self._rate(end, scope == "grassroots")
-                details = {"scope": scope, "orders": counted, "on_time": on_time,
-                           "on_time_rate": round(on_time / counted, 4) if counted else None}
                 low = counted >= self.min_orders and on_time < self.threshold * counted
                 if low and self.open[scope] is None:
-                    self.open[scope] = end
-                    out.append((scope, Transition(end, None, details)))
+                    details = {"scope": scope, "orders": counted, "on_time": on_time,
+                               "on_time_rate": round(on_time / counted, 4), "window_days": self.window_ms // DAY_MS}
+                    self.open[scope] = [end, details]
+                    out.append((scope, Transition(end, None, details, "low_delivery_rate", scope)))
                 elif self.open[scope] is not None and counted and on_time >= self.threshold * counted:
-                    out.append((scope, Transition(self.open[scope], end, details)))
+                    raised_at, details = self.open[scope]
+                    details = dict(details, resolved_orders=counted, resolved_on_time=on_time,
+                                   resolved_rate=round(on_time / counted, 4))
+                    out.append((scope, Transition(raised_at, end, details, "low_delivery_rate", scope)))
                     self.open[scope] = None
             self.measured_until = end
-        # Orders whose deadline left every future window are no longer needed.
-        for order_id in [k for k, o in self.orders.items() if o["deadline"] <= day_end - self.window_ms]:
-            del self.orders[order_id]
         return out
+
+    def evict(self) -> list[str]:
+        """Orders whose deadline left every future window."""
+        if self.measured_until is None:
+            return []
+        gone = [k for k, r in self.records.items() if r["dl"] <= self.measured_until + DAY_MS - self.window_ms]
+        for order_id in gone:
+            del self.records[order_id]
+        return gone
+
+    def dump_meta(self) -> dict:
+        return {"open": self.open, "measured_until": self.measured_until}
+
+    def load_meta(self, meta: dict) -> None:
+        self.open, self.measured_until = dict(meta["open"]), meta["measured_until"]
+
+
+__all__ = ["Transition", "Episode", "ProductRegion", "ShortageMonitor", "SurgeMonitor",
+           "ManufacturerWatch", "DeliveryRateMonitor", "HOUR_MS"]

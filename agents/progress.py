@@ -1,0 +1,31 @@
+"""How far each agent's input is processed and stored, for `/progress` (replay and
+the tests wait on it): per "topic:partition", the next offset not yet known to be
+stored."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from faust.types import EventT
+
+from streams.app import app
+
+_stored: dict[str, int] = {}  # what this worker stored
+
+
+def mark_stored(events: Iterable[EventT]) -> None:
+    for event in events:
+        message = event.message
+        _stored[f"{message.topic}:{message.partition}"] = message.offset + 1
+
+
+def stored_offsets(topics: Iterable[str]) -> dict[str, int]:
+    """What this worker stored, or what was committed before it started (committed =>
+    stored), for the partitions of `topics`."""
+    topics = set(topics)
+    out = {key: offset for key, offset in _stored.items() if key.rsplit(":", 1)[0] in topics}
+    # Faust keeps the group's committed offsets here (read at assignment, updated on commit).
+    for tp, offset in app.consumer._committed_offset.items():
+        key = f"{tp.topic}:{tp.partition}"
+        if tp.topic in topics and offset is not None and offset > out.get(key, 0):
+            out[key] = offset
+    return out
