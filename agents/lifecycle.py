@@ -237,6 +237,7 @@ async def process(events: list[EventT]) -> None:
             for group, value in batch.signals]
     sent += await _send_marks()
     await asyncio.gather(*sent)
+    metrics.signals_sent.inc(len(batch.signals))
     for order_id, state in batch.states.items():
         if order_id in batch.purged:
             order_state.pop(order_id, None)

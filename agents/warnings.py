@@ -34,7 +34,7 @@ groups: dict[str, ManufacturerWatch | DeliveryRateMonitor] = {}
 due: dict[int, DueIndex] = {}  # signals partition -> groups by the next instant they can change
 marks: dict[int, dict[str, int]] = {}  # signals partition -> input "topic:partition" -> event time
 continuity = OffsetContinuity()
-SOURCES = frozenset(f"{topic}:{p}" for topic in settings.topics.inputs for p in range(settings.partitions))
+SOURCES: set[str] = set()  # every input "topic:partition" (stream time waits for a mark from each)
 _stale = True
 
 
@@ -61,8 +61,20 @@ def _schedule(group: str) -> None:
     due.setdefault(group_partition(group), DueIndex()).schedule(group, groups[group].next_change())
 
 
+def _find_sources() -> None:
+    """Every input partition, as the cluster's metadata has them."""
+    SOURCES.clear()
+    for topic in settings.topics.inputs:
+        count = app.consumer.topic_partitions(topic) or settings.partitions
+        if count != settings.partitions:
+            log.error("topic %s has %d partitions but SUPPLYMON_PARTITIONS is %d: set it to match",
+                      topic, count, settings.partitions)
+        SOURCES.update(f"{topic}:{p}" for p in range(count))
+
+
 def _rebuild() -> None:
     """The monitors of the groups this worker holds, from the table."""
+    _find_sources()
     groups.clear()
     due.clear()
     assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topics.signals}
@@ -161,6 +173,10 @@ async def process(events: list[EventT]) -> None:
     for partition in sorted(touched):
         _advance(batch, partition)
     _settle(batch)
+    times = [t for t in map(_watermark, marks) if t is not None]
+    if times:
+        metrics.warning_time.set(min(times) / 1000)
+    metrics.warning_groups.set(len(groups))
     await store_rows(sink, batch.rows, events)
     for alert in batch.alerts:
         await alerts_topic.send(key=alert["alert_id"], value=alert)

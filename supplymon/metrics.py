@@ -24,3 +24,10 @@ batch_events = Histogram("supplymon_batch_events", "Events per processed batch",
 offset_gaps = Counter("supplymon_offset_gaps_total",
                       "Gaps in a partition's delivered offsets (read again by seeking back)",
                       registry=REGISTRY)
+signals_sent = Counter("supplymon_signals_total", "Order records sent to the early warnings (changes only)",
+                       registry=REGISTRY)
+warning_groups = Gauge("supplymon_warning_groups", "Manufacturer and distributor groups watched on this worker",
+                       registry=REGISTRY)
+warning_time = Gauge("supplymon_warning_stream_time_seconds",
+                     "Early warnings' stream time (least over the signals partitions held), Unix seconds",
+                     registry=REGISTRY)

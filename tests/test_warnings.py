@@ -178,7 +178,8 @@ def test_a_shortage_names_the_manufacturers_other_distributors():
 def test_warning_rows_have_stable_ids_and_plain_messages():
     subject = {"product_id": "P1", "region_code": "150702", "manufacturer_id": "M1"}
     details = {"institutions_out_of_stock": ["I1", "I2", "I3"], "answered_orders": 3, "ordered_quantity": 30,
-               "confirmed_quantity": 0, "fill_rate": 0.0, "distributors": ["D1"], "could_cover": ["D2"]}
+               "confirmed_quantity": 0, "fill_rate": 0.0, "distributors": ["D1"], "could_cover": ["D2"],
+               "window_hours": 72.0}
     raised = warning_alert_row("supply_shortage", subject, T0, None, details)
     resolved = warning_alert_row("supply_shortage", subject, T0, T0 + DAY_MS, details)
     again = warning_alert_row("supply_shortage", subject, T0 + DAY_MS, None, details)
@@ -187,7 +188,8 @@ def test_warning_rows_have_stable_ids_and_plain_messages():
     assert "D2" in raised["message"] and "缺货" in raised["message"] and "out of stock" in raised["message"]
     rate = warning_alert_row("low_delivery_rate", {"distributor_id": "D1"}, T0, None,
                              {"scope": "grassroots", "orders": 20, "on_time": 6, "on_time_rate": 0.3,
-                              "window_days": 30}, "grassroots")
+                              "window_days": 30.0, "threshold": 0.7}, "grassroots")
     assert rate["subject_type"] == "distributor" and "30%" in rate["message"] and "基层" in rate["message"]
+    assert "72 h" in raised["message"] and "30 days" in rate["message"] and "below 70%" in rate["message"]
     assert rate["alert_id"] != warning_alert_row("low_delivery_rate", {"distributor_id": "D1"}, T0, None,
                                                  rate["details"], "all")["alert_id"]

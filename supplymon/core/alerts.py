@@ -82,6 +82,10 @@ def order_alert_row(alert: dict, fact: dict, version: int) -> dict:
 WARNING_SEVERITY = {"supply_shortage": "critical", "demand_surge": "warning", "low_delivery_rate": "warning"}
 
 
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
 def _percent(rate: float | None) -> str:
     return "n/a" if rate is None else f"{rate * 100:.0f}%"
 
@@ -95,9 +99,10 @@ def _warning_message(kind: str, subject: dict, details: dict, since: str) -> str
         cover_zh = f"可协调同一生产企业的其他配送企业 {'、'.join(cover)} 保障供应" if cover else "该生产企业暂无其他配送企业可协调"
         cover_en = (f"other distributors of {mfr} that could cover: {', '.join(cover)}" if cover
                     else f"no other distributor of {mfr} is known to cover")
-        return (f"{since} 起产品 {product}（生产企业 {mfr}）在 {region} 供应短缺：近 72 小时 {turned_away} 家医疗机构"
+        hours = _number(details["window_hours"])
+        return (f"{since} 起产品 {product}（生产企业 {mfr}）在 {region} 供应短缺：近 {hours} 小时 {turned_away} 家医疗机构"
                 f"因缺货被拒或部分响应，数量满足率 {_percent(details['fill_rate'])}（配送企业 {dists}）；{cover_zh}。"
-                f" / Since {since} product {product} of {mfr} is short in region {region}: in 72 h {turned_away} "
+                f" / Since {since} product {product} of {mfr} is short in region {region}: in {hours} h {turned_away} "
                 f"institutions were turned away for out of stock, quantity fill rate {_percent(details['fill_rate'])} "
                 f"(distributor {', '.join(details['distributors']) or '-'}); {cover_en}.")
     if kind == "demand_surge":
@@ -105,20 +110,22 @@ def _warning_message(kind: str, subject: dict, details: dict, since: str) -> str
         mean = details["baseline_mean_daily_quantity"]
         ratio = f"{details['quantity_24h'] / mean:.1f}" if mean else "n/a"
         dists = ", ".join(details["distributors"]) or "-"
-        return (f"{since} 起产品 {product} 在 {region} 需求激增：24 小时内 {details['orders_24h']} 笔订单共 "
+        hours = _number(details["window_hours"])
+        return (f"{since} 起产品 {product} 在 {region} 需求激增：{hours} 小时内 {details['orders_24h']} 笔订单共 "
                 f"{details['quantity_24h']} 件，为此前 {details['baseline_days']} 天日均 {mean} 件的 {ratio} 倍，"
                 f"请督促配送企业 {dists} 备货。"
                 f" / Since {since} demand for product {product} in region {region} has surged: "
-                f"{details['orders_24h']} orders for {details['quantity_24h']} units in 24 h, {ratio}x the "
+                f"{details['orders_24h']} orders for {details['quantity_24h']} units in {hours} h, {ratio}x the "
                 f"{details['baseline_days']}-day daily mean of {mean}; have distributor {dists} stock up.")
     if kind == "low_delivery_rate":
         dist, grassroots = subject["distributor_id"], details["scope"] == "grassroots"
-        rate = _percent(details["on_time_rate"])
-        return (f"配送企业 {dist} 截至 {since} 近 {details['window_days']} 天{'对基层医疗机构的' if grassroots else ''}"
-                f"按时配送率 {rate}（{details['on_time']}/{details['orders']} 单），低于 70%，需约谈整改。"
+        rate, floor, days = _percent(details["on_time_rate"]), _percent(details["threshold"]), _number(
+            details["window_days"])
+        return (f"配送企业 {dist} 截至 {since} 近 {days} 天{'对基层医疗机构的' if grassroots else ''}"
+                f"按时配送率 {rate}（{details['on_time']}/{details['orders']} 单），低于 {floor}，需约谈整改。"
                 f" / Distributor {dist} delivered {rate} of {'grassroots ' if grassroots else ''}orders on time "
-                f"in the {details['window_days']} days to {since} ({details['on_time']} of {details['orders']}), "
-                f"below 70 %: call it in to rectify.")
+                f"in the {days} days to {since} ({details['on_time']} of {details['orders']}), "
+                f"below {floor}: call it in to rectify.")
     raise ValueError(f"no message for alert kind {kind!r}")
 
 

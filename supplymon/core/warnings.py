@@ -146,7 +146,7 @@ class ProductRegion:
         return {"institutions_out_of_stock": sorted(turned_away), "answered_orders": answered,
                 "ordered_quantity": ordered, "confirmed_quantity": confirmed,
                 "fill_rate": round(confirmed / ordered, 4) if ordered else None,
-                "distributors": sorted(distributors)}
+                "distributors": sorted(distributors), "window_hours": self.shortage_window / HOUR_MS}
 
     def shortage_holds(self, f: dict) -> bool:
         low_fill = (f["answered_orders"] >= self.shortage_min_answered
@@ -163,6 +163,7 @@ class ProductRegion:
         days = self.history_days(t)
         figures = {"orders_24h": len(recent), "quantity_24h": sum(r["q"] for r in recent),
                    "baseline_days": days, "baseline_mean_daily_quantity": None,
+                   "window_hours": self.recent / HOUR_MS,
                    "distributors": sorted({r["dist"] for r in recent})}
         if days >= self.surge_min_days:
             start = t - self.recent
@@ -408,7 +409,8 @@ class DeliveryRateMonitor:
                 low = counted >= self.min_orders and on_time < self.threshold * counted
                 if low and self.open[scope] is None:
                     details = {"scope": scope, "orders": counted, "on_time": on_time,
-                               "on_time_rate": round(on_time / counted, 4), "window_days": self.window_ms // DAY_MS}
+                               "on_time_rate": round(on_time / counted, 4), "window_days": self.window_ms / DAY_MS,
+                               "threshold": self.threshold}
                     self.open[scope] = [end, details]
                     out.append((scope, Transition(end, None, details, "low_delivery_rate", scope)))
                 elif self.open[scope] is not None and counted and on_time >= self.threshold * counted:
