@@ -180,11 +180,11 @@ def _emit(batch: Batch) -> None:
             continue
         fact = lifecycle.fact(state)
         batch.rows.add("order_facts", fact)
-        signals = order_signals(fact)
-        checksum = fingerprint(signals)
-        if state.get("sg") != checksum:  # tell the early warnings only what changed
-            state["sg"] = checksum
-            batch.signals += signals
+        for n, (group, value) in enumerate(order_signals(fact)):
+            checksum = fingerprint(value)
+            if state.setdefault("sg", [-1, -1])[n] != checksum:  # tell the early warnings only what changed
+                state["sg"][n] = checksum
+                batch.signals.append((group, value))
         state["c"] = windows.update(fact, state["p"], state.get("c"), state.get("cv", 0), batch.watermark)
         state["cv"] = fact["version"]
         for alert in lifecycle.changed_alerts(state):

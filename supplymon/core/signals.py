@@ -36,9 +36,9 @@ def order_signals(fact: dict) -> list[tuple[str, dict]]:
             (distributor_group(fact["distributor_id"]), {"oid": order_id, "rec": delivery})]
 
 
-def fingerprint(signals: list[tuple[str, dict]]) -> int:
-    """A short checksum of an order's signals: unchanged signals need not be sent again."""
-    return zlib.crc32(orjson.dumps(signals))
+def fingerprint(signal: dict) -> int:
+    """A short checksum of a signal: an unchanged one need not be sent again."""
+    return zlib.crc32(orjson.dumps(signal))
 
 
 def mark(source: str, event_time: int) -> dict:
