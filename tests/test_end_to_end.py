@@ -25,6 +25,7 @@ from supplymon.runner import http_query
 from supplymon.simulate import generate, write_history
 from tests.conftest import ROOT, sql_rows, supplymon
 from tests.reference import expected_distributor_daily, expected_facts, parse_ms
+from tests.warnings_reference import WARNINGS_SQL, expected_warnings, stored_warnings
 
 FACT_SQL = (
     "SELECT order_id, decision, confirmed_quantity, delivered_quantity, on_time, response_hours,"
@@ -104,6 +105,12 @@ def assert_daily_match(rows: list[dict], events: list[dict]) -> None:
         assert row == want, key
 
 
+def assert_warnings_match(rows: list[dict], events: list[dict]) -> None:
+    want = expected_warnings(events)
+    assert want, "the history raises no early warning: the comparison would prove little"
+    assert stored_warnings(rows) == want
+
+
 @pytest.fixture
 def rules_file(tmp_path) -> Path:
     path = tmp_path / "rules.toml"
@@ -123,6 +130,7 @@ def test_replay_embedded_gives_the_contract_facts(tmp_path, data_dir, rules_file
 
     assert_facts_match(sql_rows(data_dir, FACT_SQL), events)
     assert_daily_match(sql_rows(data_dir, DAILY_SQL), events)
+    assert_warnings_match(sql_rows(data_dir, WARNINGS_SQL), events)
 
     # Bad input went to the dead letters with its reason and original bytes.
     dead = sql_rows(data_dir, "SELECT reason, original, event_id FROM supplymon.dead_letters FINAL")
@@ -251,12 +259,16 @@ def test_worker_killed_mid_stream_restarts_to_the_same_facts(tmp_path, data_dir)
             worker = Worker(env, log)
             _wait(lambda: all(_progress(url)["offsets"].get(tp, 0) >= off for tp, off in end.items()),
                   300, "all offsets", worker)
-            rows, daily = ([orjson.loads(line) for line in http_query(url, sql, "JSONEachRow").splitlines()]
-                           for sql in (FACT_SQL, DAILY_SQL))
+            signals = _end_offsets(broker.bootstrap, ["supply.signals"])
+            _wait(lambda: all(_progress(url)["signals"].get(tp, 0) >= off for tp, off in signals.items()),
+                  300, "all signals", worker)
+            rows, daily, warnings = ([orjson.loads(line) for line in http_query(url, sql, "JSONEachRow").splitlines()]
+                                     for sql in (FACT_SQL, DAILY_SQL, WARNINGS_SQL))
         finally:
             worker.stop()
     assert_facts_match(rows, events)
     assert_daily_match(daily, events)
+    assert_warnings_match(warnings, events)
 
 
 def test_results_do_not_depend_on_partitions_batching_or_speed(tmp_path):
