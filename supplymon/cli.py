@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from supplymon.settings import ConfigError, Settings
+from supplymon.simulate import SCENARIO_CHOICES, ScenarioError, generate, min_days, write_history
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,10 +22,16 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the monitor on simulated live traffic (embedded broker and store)")
     data_dir(p)
-    p.add_argument("--days", type=float, default=3.0, help="simulated days of traffic (default 3)")
-    p.add_argument("--speed", type=float, default=3600.0,
-                   help="simulated seconds per real second (default 3600: an hour a second)")
-    p.add_argument("--orders-per-day", type=int, default=400)
+    p.add_argument("--scenario", choices=SCENARIO_CHOICES,
+                   help="tell a story on top of healthy traffic: shortage (a drug runs out in a region), surge "
+                        "(an epidemic-like jump in orders after 8 normal days), bad-distributor (one ignores "
+                        "orders and is late to rural clinics), all; the demo says which early warning to watch for")
+    p.add_argument("--days", type=float, default=None,
+                   help="simulated days of traffic (default 3; with --scenario: " + _demo_defaults("days") + ")")
+    p.add_argument("--speed", type=float, default=None,
+                   help="simulated seconds per real second (default 3600, an hour a second; with --scenario: "
+                        + _demo_defaults("speed") + ")")
+    p.add_argument("--orders-per-day", type=int, default=400, help="orders placed a simulated day (default 400)")
     p.add_argument("--seed", type=int, default=7)
 
     p = sub.add_parser("replay", help="publish a JSON Lines history (.gz too)")
@@ -45,11 +52,25 @@ def _parser() -> argparse.ArgumentParser:
     data_dir(p)
 
     p = sub.add_parser("simulate", help="write a replayable simulated history")
-    p.add_argument("--days", type=int, default=7)
-    p.add_argument("--orders-per-day", type=int, default=500)
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--days", type=int, default=7, help="simulated days (default 7)")
+    p.add_argument("--orders-per-day", type=int, default=500, help="orders placed a simulated day (default 500)")
+    p.add_argument("--seed", type=int, default=7, help="the same seed writes the same history")
+    p.add_argument("--scenario", choices=SCENARIO_CHOICES,
+                   help="inject a story into the healthy traffic (needs at least: "
+                        + ", ".join(f"{name} {min_days(name)} days" for name in SCENARIO_CHOICES) + ")")
     p.add_argument("--out", type=Path, required=True, help="output file (.jsonl or .jsonl.gz)")
     return parser
+
+
+# The demo's --days and --speed when not given: long enough in event time for the story
+# to reach its alert (the surge needs 8 normal days first), about a minute or two of wall time.
+DEMO_RUNS = {None: (3.0, 3600.0), "shortage": (3.0, 3600.0), "bad-distributor": (5.0, 7200.0),
+             "surge": (11.0, 14400.0), "all": (11.0, 14400.0)}
+
+
+def _demo_defaults(which: str) -> str:
+    index = 0 if which == "days" else 1
+    return ", ".join(f"{name} {run[index]:g}" for name, run in DEMO_RUNS.items() if name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "partitions", None):
             settings = replace(settings, partitions=args.partitions)
         return COMMANDS[args.command](settings, args)
-    except (ConfigError, RunError, StoreError, BrokerError) as exc:
+    except (ConfigError, ScenarioError, RunError, StoreError, BrokerError) as exc:
         print(f"supplymon {args.command}: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
+        return 2 if isinstance(exc, (ConfigError, ScenarioError)) else 1
     except KeyboardInterrupt:
         print(f"supplymon {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -122,16 +143,20 @@ def _worker(settings: Settings, args) -> int:
 
 
 def _simulate(settings: Settings, args) -> int:
-    from supplymon.simulate import generate, write_history
-
-    count = write_history(args.out, generate(days=args.days, orders_per_day=args.orders_per_day, seed=args.seed))
+    history = generate(days=args.days, orders_per_day=args.orders_per_day, seed=args.seed, scenario=args.scenario)
+    count = write_history(args.out, history)
     print(f"wrote {count:,} events to {args.out}")
+    for story in history.stories:
+        print(f"story {story.describe()}")
     return 0
 
 
 def _demo(settings: Settings, args) -> int:
     from supplymon.demo import run_demo
 
+    days, speed = DEMO_RUNS[args.scenario]
+    args.days = days if args.days is None else args.days
+    args.speed = speed if args.speed is None else args.speed
     return run_demo(replace(settings, web_port=settings.web_port or 0), args)
 
 

@@ -3,7 +3,9 @@
 Starts the embedded broker and a worker on the data dir, plays the simulator's
 hospitals, distributors and products onto the input topics at `--speed` times
 event time, prints alerts as the worker raises them, and ends (or on Ctrl-C)
-with a summary read back from ClickHouse.
+with a summary read back from ClickHouse. With `--scenario`, the simulator tells
+a story on top of the healthy traffic (supplymon/simulate.py): the demo says at
+the start which early warning to watch for, and at the end whether it came.
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ from supplymon.core.alerts import local_time
 from supplymon.publish import Publisher, bootstrap_servers
 from supplymon.runner import embedded_stack
 from supplymon.settings import SHANGHAI, Settings
-from supplymon.simulate import generate
+from supplymon.simulate import History, Story, generate
 
+EARLY_WARNINGS = ("supply_shortage", "demand_surge", "low_delivery_rate")
 
 
 async def _print_alerts(settings: Settings, out) -> None:
@@ -39,14 +42,7 @@ async def _print_alerts(settings: Settings, out) -> None:
         await consumer.stop()
 
 
-async def _play(settings: Settings, args, out) -> int:
-    # Simulated time starts now and runs ahead of the wall clock, so the worker's
-    # live ticks (wall-clock time) never overtake it.
-    start = datetime.now(SHANGHAI).replace(minute=0, second=0, microsecond=0)
-    # Each run is new traffic: ids carry the run's start, so a rerun on the same data
-    # dir adds to what is stored instead of repeating it (as duplicates).
-    events = generate(days=int(args.days) or 1, orders_per_day=args.orders_per_day, seed=args.seed, start=start,
-                      prefix=f"{start:%y%m%d%H}-")
+async def _play(settings: Settings, args, events: History, out) -> int:
     printer = asyncio.create_task(_print_alerts(settings, out))
     sent = 0
     try:
@@ -67,22 +63,33 @@ async def _play(settings: Settings, args, out) -> int:
 
 
 def run_demo(settings: Settings, args, out=sys.stdout) -> int:
+    # Simulated time starts now and runs ahead of the wall clock, so the worker's
+    # live ticks (wall-clock time) never overtake it.
+    start = datetime.now(SHANGHAI).replace(minute=0, second=0, microsecond=0)
+    # Each run is new traffic: ids carry the run's start, so a rerun on the same data
+    # dir adds to what is stored instead of repeating it (as duplicates). A scenario
+    # the history is too short for fails here, before anything starts.
+    events = generate(days=int(args.days) or 1, orders_per_day=args.orders_per_day, seed=args.seed, start=start,
+                      prefix=f"{start:%y%m%d%H}-", scenario=args.scenario)
+    for story in events.stories:
+        wait = (story.starts_at - start).total_seconds() / args.speed
+        print(f"story {story.describe()}\n    (it begins about {wait:.0f} s into the run)", file=out, flush=True)
     print(f"supplymon demo: starting the embedded broker and a worker on {settings.data_dir} ...", file=out, flush=True)
     with embedded_stack(settings, live=True) as (settings, worker):
         print(f"metrics at {worker.web}/metrics; ad-hoc SQL: supplymon sql --data-dir {settings.data_dir} "
-              f"\"SELECT ...\"\nplaying {args.days:g} simulated days at {args.speed:g}x; Ctrl-C stops",
-              file=out, flush=True)
+              f"\"SELECT ...\"\nplaying {args.days:g} simulated days at {args.speed:g}x "
+              f"(about {args.days * 86400 / args.speed:.0f} s); Ctrl-C stops", file=out, flush=True)
         stats = None
         try:
-            stats = asyncio.run(_play(settings, args, out))
+            stats = asyncio.run(_play(settings, args, events, out))
             worker.wait_stored(stats.end_offsets, sum(stats.end_offsets.values()))
         except KeyboardInterrupt:
             print("\nstopping ...", file=out, flush=True)
-        print(_summary(worker), file=out, flush=True)
+        print(_summary(worker, start, events.stories), file=out, flush=True)
     return 0
 
 
-def _summary(worker) -> str:
+def _summary(worker, start: datetime, stories: list[Story]) -> str:
     def rows(sql: str) -> list[dict]:
         return [orjson.loads(line) for line in worker.query(sql).splitlines()]
 
@@ -102,4 +109,43 @@ def _summary(worker) -> str:
         "weakest distributors by on-time delivery: "
         + ", ".join(f"{w['distributor_id']} {w['on_time_pct']}% of {w['orders']}" for w in worst),
     ]
+    warnings = rows(
+        "SELECT kind, product_id, region_code, distributor_id, JSONExtractString(details, 'scope') AS scope,"
+        " toUnixTimestamp64Milli(raised_at) AS raised, toUnixTimestamp64Milli(resolved_at) AS resolved"
+        " FROM supplymon.alerts FINAL WHERE kind IN ('" + "', '".join(EARLY_WARNINGS) + "')"
+        f" AND toUnixTimestamp64Milli(raised_at) >= {int(start.timestamp() * 1000)} ORDER BY raised, kind")
+    lines.append(f"early warnings in this run: {len(warnings) or 'none'}")
+    lines += [f"  {_warning_line(w)}" for w in warnings]
+    for story in stories:
+        lines.append(_story_outcome(story, [w for w in warnings if _tells(story, w)]))
     return "\n".join(lines)
+
+
+def _subject(warning: dict) -> str:
+    if warning["kind"] == "low_delivery_rate":
+        return f"distributor {warning['distributor_id']} ({warning['scope'] or 'all'})"
+    return f"product {warning['product_id']} in region {warning['region_code']}"
+
+
+def _warning_line(w: dict) -> str:
+    resolved = f"resolved {local_time(w['resolved'])}" if w["resolved"] is not None else "open"
+    return f"{w['kind']} on {_subject(w)}: raised {local_time(w['raised'])}, {resolved}"
+
+
+def _tells(story: Story, warning: dict) -> bool:
+    """Whether `warning` is the alert `story` was told to raise."""
+    if warning["kind"] != story.kind:
+        return False
+    if story.subject_type == "distributor":
+        return warning["distributor_id"] == story.distributor_id
+    return (warning["product_id"], warning["region_code"]) == story.subject
+
+
+def _story_outcome(story: Story, warnings: list[dict]) -> str:
+    begun = int(story.starts_at.timestamp() * 1000)
+    if not warnings:
+        return (f"story {story.scenario}: no {story.kind} yet (due by {story.due_by:%Y-%m-%d %H:%M}; "
+                "a run stopped early may end before it)")
+    raised = ", ".join(f"{_subject(w)} {(w['raised'] - begun) / 3_600_000:.1f} h after the story began"
+                       for w in warnings)
+    return f"story {story.scenario}: {story.kind} raised on {raised}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 
+from supplymon.simulate import generate
 from tests.conftest import supplymon
 
 
@@ -47,12 +48,17 @@ def test_replay_without_kafka_or_embedded_explains(tmp_path):
 
 
 def test_demo_runs_a_short_simulation_and_summarises(data_dir):
-    result = supplymon("demo", "--days", "2", "--speed", "50000", "--orders-per-day", "200",
-                       "--data-dir", str(data_dir), timeout=300)
+    result = supplymon("demo", "--scenario", "shortage", "--days", "2", "--speed", "50000",
+                       "--orders-per-day", "200", "--data-dir", str(data_dir), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
+    (story,) = generate(days=2, orders_per_day=200, scenario="shortage").stories
+    subject = f"product {story.product_id} in region {story.region_code}"
+    assert out.startswith("story shortage: ") and f"watch for supply_shortage on {subject}" in out
     assert "metrics at http://127.0.0.1:" in out
     assert "RAISED delivery_overdue" in out  # alerts print as they are raised
+    assert "RAISED supply_shortage: Since " in out and f"product {story.product_id} of " in out
+    assert f"story shortage: supply_shortage raised on {subject}" in out
     summary = out[out.index("== summary =="):]
     orders = int(summary.split("orders: ")[1].split(";")[0].replace(",", ""))
     assert orders >= 300

@@ -50,9 +50,11 @@ ORPHAN = {"event_id": "orphan-1", "kind": "response", "ts": "2026-03-01T01:00:00
           "order_id": "NEVER-PLACED", "distributor_id": "DST01", "decision": "accepted", "confirmed_quantity": 1}
 
 
-def build_history(path: Path, days: int = 4, orders_per_day: int = 800) -> list[dict]:
-    """A simulated history, made harder: answers ahead of their orders, bad lines, an orphan."""
-    events = list(generate(days=days, orders_per_day=orders_per_day, seed=11))
+def build_history(path: Path, days: int = 4, orders_per_day: int = 800,
+                  scenario: tuple[str, ...] = ("shortage", "bad-distributor")) -> list[dict]:
+    """A simulated history with stories that raise early warnings, made harder: answers
+    ahead of their orders, bad lines, an orphan."""
+    events = list(generate(days=days, orders_per_day=orders_per_day, seed=11, scenario=scenario))
     # Put the first response of 40 orders in front of its order in the file.
     index_of = {}
     for i, event in enumerate(events):
@@ -235,7 +237,7 @@ def _wait(predicate, timeout: float, what: str, worker: Worker):
 def test_worker_killed_mid_stream_restarts_to_the_same_facts(tmp_path, data_dir):
     """The broker survives (as a real cluster would); the worker is SIGKILLed and restarted."""
     history = tmp_path / "history.jsonl"
-    events = build_history(history, days=3, orders_per_day=1000)
+    events = build_history(history, days=3, orders_per_day=1000, scenario=("shortage",))
     with EmbeddedBroker() as broker:
         web = free_port()
         env = {**os.environ, "SUPPLYMON_KAFKA": broker.url, "SUPPLYMON_DATA_DIR": str(data_dir),
@@ -276,7 +278,7 @@ def test_results_do_not_depend_on_partitions_batching_or_speed(tmp_path):
     with 4 partitions, large batches, as fast as it goes, gives the same facts, alerts
     and windowed tables."""
     history = tmp_path / "history.jsonl"
-    write_history(history, generate(days=4, orders_per_day=300, seed=21))
+    write_history(history, generate(days=4, orders_per_day=300, seed=21, scenario=("shortage", "bad-distributor")))
     results = []
     for partitions, batch, speed in (("1", "50", ["--speed", "30000"]), ("4", "2000", [])):
         data = tmp_path / f"data-{partitions}"
