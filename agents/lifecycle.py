@@ -1,25 +1,30 @@
 """The order-lifecycle agent: joins each order's events, keeps its state, fires
 its deadlines on stream time, and writes facts, alerts and raw events.
 
-Thin shell around `supplymon.core.lifecycle`. Per batch:
+Thin shell around `supplymon.core.lifecycle`. Per batch, `process()`:
 1. decode and validate each message (bad ones to the dead-letter topic);
 2. apply events to their orders' states (read from the table, changed in memory);
 3. let stream time (the watermark) pass the deadlines that are due;
-4. store rows in ClickHouse (retried until stored), send alerts and dead letters;
-5. only then write the changed states to the table (its changelog), and let the
-   batch be acknowledged. A crash anywhere before 5 replays the batch onto the
-   old state; a crash after it finds the events already applied (duplicates) and
-   their rows already stored.
+4. turn what changed into rows; snapshot the changed states;
+5. hand the batch to the write-behind sink (agents/sink.py) and go on with the
+   next batch while its rows are stored (retried until stored);
+then, once its rows are stored, `finish()` sends its alerts and dead letters,
+writes its states to the table (its changelog) and acknowledges its offsets.
+A crash before that replays the batch onto the old state; a crash after finds
+its events already applied (duplicates) and their rows already stored. States
+of batches not finished yet are read from `unsettled`, not from the table.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from typing import Any
 
+import orjson
 from faust.types import EventT
 
-from agents.sink import ClickHouseSink, Rows
+from agents.sink import ClickHouseSink, Rows, WriteBehind
 from schemas.events import Invalid, parse_event
 from streams.app import alerts_topic, app, deadletter_topic, input_topics, order_state, settings
 from streams.continuity import OffsetContinuity, Verdict
@@ -39,6 +44,9 @@ due_index = DueIndex()
 windows = Windows(settings.rules)
 continuity = OffsetContinuity()
 progress: dict[str, int] = {}  # "topic:partition" -> next offset whose batch is stored
+# Order states (orjson bytes; None: purged) of batches submitted but not finished:
+# newer than the table's, which gets them only once their rows are stored.
+unsettled: dict[str, bytes | None] = {}
 _index_stale = True  # rebuild the due index and windows from the table after (re)assignment
 
 
@@ -70,7 +78,8 @@ def _rebuild_derived_state() -> None:
     due_index.clear()
     windows.clear()
     count = 0
-    for order_id, state in order_state.items():
+    for order_id, raw in order_state.items():
+        state = orjson.loads(raw)
         due_index.schedule(order_id, lifecycle.next_due(state))
         if "c" in state:
             windows.restore(lifecycle.fact(state), state["p"], state["c"], state["cv"])
@@ -80,24 +89,41 @@ def _rebuild_derived_state() -> None:
 
 
 class Batch:
-    """What one batch of messages does: the states it read (all written back after
-    the rows are stored, or dropped if purged) and the rows to write."""
+    """What one batch of messages does: the states it read and changed (written back
+    after the rows are stored, or dropped if purged) and the rows to write."""
 
     def __init__(self) -> None:
         self.states: dict[str, dict] = {}
+        self.read: dict[str, bytes | None] = {}  # each state as read (to skip unchanged ones)
         self.changed: set[str] = set()
         self.purged: set[str] = set()
         self.rows = Rows()
         self.dead: list[tuple[bytes | None, bytes, dict]] = []  # key, value, headers
         self.alerts: list[dict] = []
+        self.kinds: Counter = Counter()
         self.watermark: int | None = None
+        self.snapshots: dict[str, bytes | None] = {}  # states to write (None: delete)
+        self.messages: list = []  # to acknowledge once stored
 
     def state(self, order_id: str) -> dict:
         state = self.states.get(order_id)
         if state is None:
-            state = order_state.get(order_id) or new_state(order_id)
+            raw = unsettled[order_id] if order_id in unsettled else order_state.get(order_id)
+            state = orjson.loads(raw) if raw else new_state(order_id)
             self.states[order_id] = state
+            self.read[order_id] = raw
         return state
+
+    def seal(self, events: list[EventT]) -> None:
+        """Snapshot the states this batch changed (later batches go on changing the
+        dicts) and hold its messages' acknowledgement until `finish()`."""
+        for order_id, state in self.states.items():
+            snapshot = None if order_id in self.purged else orjson.dumps(state)
+            if snapshot != self.read[order_id]:
+                self.snapshots[order_id] = unsettled[order_id] = snapshot
+        for event in events:
+            event.message.incref()  # take_events' ack leaves it unacknowledged
+        self.messages = [event.message for event in events]
 
     def dead_letter(self, key: bytes | None, raw: bytes, reason: str, detail: str,
                     source: tuple[str, int, int], event_id: str | None, noticed_at: int) -> None:
@@ -121,7 +147,7 @@ def _read(batch: Batch, event: EventT) -> None:
         batch.dead_letter(message.key, raw or b"", parsed.reason, parsed.detail, source,
                           parsed.event_id, message.timestamp and int(message.timestamp * 1000) or 0)
         return
-    metrics.events_in.labels(parsed.kind).inc()
+    batch.kinds[parsed.kind] += 1
     stream_time.observe(message.tp, parsed.ts_ms)
     text = raw.decode()
     if parsed.kind == "tick":
@@ -211,14 +237,20 @@ async def _in_sequence(events: list[EventT]) -> list[EventT]:
     """The events that continue each partition's sequence; on a gap, read it again
     (see streams/continuity.py)."""
     out, withheld, seeks = [], [], {}
+    assigned = _assigned_inputs()
     for event in events:
         message = event.message
+        if message.tp not in assigned:  # fetched before a rebalance took the partition away
+            withheld.append(event)
+            continue
         verdict = continuity.check(message.tp, message.offset)
         if verdict is Verdict.PROCESS:
             out.append(event)
-        elif verdict is Verdict.SEEK:
+        else:
+            # SKIP: read already; acknowledged with its first reading, once that is stored.
             withheld.append(event)
-            seeks[message.tp] = continuity.expected(message.tp)
+            if verdict is Verdict.SEEK:
+                seeks[message.tp] = continuity.expected(message.tp)
     _withhold_acks(withheld)
     for tp, expected in list(seeks.items()):
         if continuity.seeking_since(tp) == 0:
@@ -241,6 +273,7 @@ async def _in_sequence(events: list[EventT]) -> list[EventT]:
 async def process(events: list[EventT]) -> None:
     global _index_stale
     if _index_stale:
+        await write_behind.drain()  # the table has every state before it is read whole
         _index_stale = False
         stream_time.forget(_assigned_inputs())
         continuity.keep_only(_assigned_inputs())
@@ -251,32 +284,41 @@ async def process(events: list[EventT]) -> None:
         _read(batch, event)
     _advance(batch)
     _emit(batch)
-    try:
-        await sink.write(batch.rows)
-    except asyncio.CancelledError:
-        # Stopping while ClickHouse refuses the batch: withhold the acks, so
-        # Faust's final commit does not pass over rows that were never stored.
-        for event in events:
-            event.message.acked = True
-        raise
+    batch.seal(events)
+    await write_behind.submit(batch, batch.rows, len(events))
+
+
+async def finish(batch: Batch) -> None:
+    """After the batch's rows are stored: alerts, dead letters, states, acks."""
     for alert in batch.alerts:
         await alerts_topic.send(key=alert["alert_id"], value=alert)
     for key, value, headers in batch.dead:
         await deadletter_topic.send(key=key, value=value, headers=headers)
-    for order_id, state in batch.states.items():
-        if order_id in batch.purged:
+    for order_id, snapshot in batch.snapshots.items():
+        if snapshot is None:
             order_state.pop(order_id, None)
         else:
-            order_state[order_id] = state
-    for event in events:
-        message = event.message
+            order_state[order_id] = snapshot
+        if unsettled.get(order_id, b"") is snapshot:  # no later batch changed it since
+            del unsettled[order_id]
+    consumer = app.consumer
+    for message in batch.messages:
+        message.ack(consumer)
         progress[f"{message.topic}:{message.partition}"] = message.offset + 1
-    metrics.batch_events.observe(len(events))
+    for kind, n in batch.kinds.items():
+        metrics.events_in.labels(kind).inc(n)
+    metrics.batch_events.observe(len(batch.messages))
     metrics.open_orders.set(len(due_index))
+
+
+write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4)
 
 
 @app.agent(input_topics)
 async def order_lifecycle(stream):
     await sink.open()
-    async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-        await process(events)
+    try:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+            await process(events)
+    finally:
+        await write_behind.close()
