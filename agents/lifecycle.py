@@ -120,6 +120,10 @@ class Batch:
         for order_id, state in self.states.items():
             snapshot = None if order_id in self.purged else orjson.dumps(state)
             if snapshot != self.read[order_id]:
+                if snapshot is not None:
+                    # orjson's bytes keep the 4 KiB buffer they were written into: copy
+                    # to their size (held for every open order).
+                    snapshot = bytes(memoryview(snapshot))
                 self.snapshots[order_id] = unsettled[order_id] = snapshot
         for event in events:
             event.message.incref()  # take_events' ack leaves it unacknowledged
