@@ -1,30 +1,35 @@
 """The order-lifecycle agent: joins each order's events, keeps its state, fires
 its deadlines on stream time, and writes facts, alerts and raw events.
 
-Thin shell around `supplymon.core.lifecycle`. Per batch:
+Thin shell around `supplymon.core.lifecycle`. Per batch, `process()`:
 1. decode and validate each message (bad ones to the dead-letter topic);
 2. apply events to their orders' states (read from the table, changed in memory);
 3. let stream time (the watermark) pass the deadlines that are due;
-4. store rows in ClickHouse (retried until stored), send alerts and dead letters;
-5. only then write the changed states to the table (its changelog), and let the
-   batch be acknowledged. A crash anywhere before 5 replays the batch onto the
-   old state; a crash after it finds the events already applied (duplicates) and
-   their rows already stored.
+4. turn what changed into rows; snapshot the changed states;
+5. hand the batch to the write-behind sink (agents/sink.py) and go on with the
+   next batch while its rows are stored (retried until stored);
+then, once its rows are stored, `finish()` sends its alerts, dead letters and
+signals for the early warnings (agents/warnings.py), writes its states to the table (its changelog) and acknowledges its offsets.
+A crash before that replays the batch onto the old state; a crash after finds
+its events already applied (duplicates) and their rows already stored. States
+of batches not finished yet are read from `unsettled`, not from the table.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from typing import Any
 
+import orjson
 from faust.types import EventT
 
-from agents.sink import ClickHouseSink, Rows
+from agents.progress import mark_stored
+from agents.sequence import in_sequence
+from agents.sink import ClickHouseSink, Rows, WriteBehind
 from schemas.events import Invalid, parse_event
 from streams.app import (alerts_topic, app, deadletter_topic, group_partition, input_topics, order_state,
                          settings, signals_topic)
-from agents.progress import mark_stored
-from agents.sequence import in_sequence, store_rows
 from streams.continuity import OffsetContinuity
 from streams.stream_time import StreamTime
 from supplymon import metrics
@@ -42,7 +47,10 @@ stream_time = StreamTime()
 due_index = DueIndex()
 windows = Windows(settings.rules)
 continuity = OffsetContinuity()
-marked: dict = {}  # input partition -> the event time last sent as a mark
+marked: dict = {}  # input partition -> the event time last told to the early warnings
+# Order states (orjson bytes; None: purged) of batches submitted but not finished:
+# newer than the table's, which gets them only once their rows are stored.
+unsettled: dict[str, bytes | None] = {}
 _index_stale = True  # rebuild the due index and windows from the table after (re)assignment
 
 
@@ -62,7 +70,8 @@ def _rebuild_derived_state() -> None:
     due_index.clear()
     windows.clear()
     count = 0
-    for order_id, state in order_state.items():
+    for order_id, raw in order_state.items():
+        state = orjson.loads(raw)
         due_index.schedule(order_id, lifecycle.next_due(state))
         if "c" in state:
             windows.restore(lifecycle.fact(state), state["p"], state["c"], state["cv"])
@@ -72,25 +81,47 @@ def _rebuild_derived_state() -> None:
 
 
 class Batch:
-    """What one batch of messages does: the states it read (all written back after
-    the rows are stored, or dropped if purged) and the rows to write."""
+    """What one batch of messages does: the states it read and changed (written back
+    after the rows are stored, or dropped if purged) and the rows to write."""
 
     def __init__(self) -> None:
         self.states: dict[str, dict] = {}
+        self.read: dict[str, bytes | None] = {}  # each state as read (to skip unchanged ones)
         self.changed: set[str] = set()
         self.purged: set[str] = set()
         self.rows = Rows()
         self.dead: list[tuple[bytes | None, bytes, dict]] = []  # key, value, headers
         self.alerts: list[dict] = []
         self.signals: list[tuple[str, dict]] = []  # (group, value) for the early warnings
+        self.marks: list[dict] = []  # how far the inputs were read, after the signals
+        self.kinds: Counter = Counter()
         self.watermark: int | None = None
+        self.snapshots: dict[str, bytes | None] = {}  # states to write (None: delete)
+        self.messages: list = []  # to acknowledge once stored
 
     def state(self, order_id: str) -> dict:
         state = self.states.get(order_id)
         if state is None:
-            state = order_state.get(order_id) or new_state(order_id)
+            raw = unsettled[order_id] if order_id in unsettled else order_state.get(order_id)
+            state = orjson.loads(raw) if raw else new_state(order_id)
             self.states[order_id] = state
+            self.read[order_id] = raw
         return state
+
+    def seal(self, events: list[EventT]) -> None:
+        """Snapshot the states this batch changed (later batches go on changing the
+        dicts) and hold its messages' acknowledgement until `finish()`."""
+        for order_id, state in self.states.items():
+            snapshot = None if order_id in self.purged else orjson.dumps(state)
+            if snapshot != self.read[order_id]:
+                if snapshot is not None:
+                    # orjson's bytes keep the 4 KiB buffer they were written into: copy
+                    # to their size (held for every open order).
+                    snapshot = bytes(memoryview(snapshot))
+                self.snapshots[order_id] = unsettled[order_id] = snapshot
+        for event in events:
+            event.message.incref()  # take_events' ack leaves it unacknowledged
+        self.messages = [event.message for event in events]
 
     def dead_letter(self, key: bytes | None, raw: bytes, reason: str, detail: str,
                     source: tuple[str, int, int], event_id: str | None, noticed_at: int) -> None:
@@ -114,7 +145,7 @@ def _read(batch: Batch, event: EventT) -> None:
         batch.dead_letter(message.key, raw or b"", parsed.reason, parsed.detail, source,
                           parsed.event_id, message.timestamp and int(message.timestamp * 1000) or 0)
         return
-    metrics.events_in.labels(parsed.kind).inc()
+    batch.kinds[parsed.kind] += 1
     stream_time.observe(message.tp, parsed.ts_ms)
     text = raw.decode()
     if parsed.kind == "tick":
@@ -198,24 +229,35 @@ def _emit(batch: Batch) -> None:
         batch.rows.add("window_parts", part_row(key, part))
 
 
-async def _send_marks() -> list:
-    """Tell every signals partition how far each input partition has been read, after
-    the signals of what was read: the early warnings take the minimum as their time."""
-    sent = []
+def _marks() -> list[dict]:
+    """How far each input partition has been read, where it moved on: sent to every
+    signals partition after the signals of what was read, the early warnings take the
+    minimum as their time."""
+    out = []
     for tp in _assigned_inputs():
         latest = stream_time.latest.get(tp)
-        if latest is None or marked.get(tp) == latest:
-            continue
-        marked[tp] = latest
-        value = mark(f"{tp.topic}:{tp.partition}", latest)
+        if latest is not None and marked.get(tp) != latest:
+            marked[tp] = latest
+            out.append(mark(f"{tp.topic}:{tp.partition}", latest))
+    return out
+
+
+async def _send_signals(batch: Batch) -> None:
+    """The batch's signals, then its marks; delivered (not just queued) before the
+    batch is acknowledged, so a signal is never lost."""
+    sent = [await signals_topic.send(key=group, value=value, partition=group_partition(group))
+            for group, value in batch.signals]
+    for value in batch.marks:
         for partition in range(settings.partitions):
             sent.append(await signals_topic.send(key="~mark", value=value, partition=partition))
-    return sent
+    await asyncio.gather(*sent)
+    metrics.signals_sent.inc(len(batch.signals))
 
 
 async def process(events: list[EventT]) -> None:
     global _index_stale
     if _index_stale:
+        await write_behind.drain()  # the table has every state before it is read whole
         _index_stale = False
         stream_time.forget(_assigned_inputs())
         marked.clear()  # a new assignment: tell the early warnings again
@@ -227,29 +269,44 @@ async def process(events: list[EventT]) -> None:
         _read(batch, event)
     _advance(batch)
     _emit(batch)
-    await store_rows(sink, batch.rows, events)
+    # Marks now: by the time the batch is finished, later batches have been read.
+    batch.marks = _marks()
+    batch.seal(events)
+    await write_behind.submit(batch, batch.rows, len(events))
+
+
+async def finish(batch: Batch) -> None:
+    """After the batch's rows are stored: alerts, dead letters, signals, states, acks."""
     for alert in batch.alerts:
         await alerts_topic.send(key=alert["alert_id"], value=alert)
     for key, value, headers in batch.dead:
         await deadletter_topic.send(key=key, value=value, headers=headers)
-    # Delivered (not just queued) before the batch is acknowledged: a signal is never lost.
-    sent = [await signals_topic.send(key=group, value=value, partition=group_partition(group))
-            for group, value in batch.signals]
-    sent += await _send_marks()
-    await asyncio.gather(*sent)
-    metrics.signals_sent.inc(len(batch.signals))
-    for order_id, state in batch.states.items():
-        if order_id in batch.purged:
+    await _send_signals(batch)
+    for order_id, snapshot in batch.snapshots.items():
+        if snapshot is None:
             order_state.pop(order_id, None)
         else:
-            order_state[order_id] = state
-    mark_stored(events)
-    metrics.batch_events.observe(len(events))
+            order_state[order_id] = snapshot
+        if unsettled.get(order_id, b"") is snapshot:  # no later batch changed it since
+            del unsettled[order_id]
+    consumer = app.consumer
+    for message in batch.messages:
+        message.ack(consumer)
+    mark_stored(batch.messages)
+    for kind, n in batch.kinds.items():
+        metrics.events_in.labels(kind).inc(n)
+    metrics.batch_events.observe(len(batch.messages))
     metrics.open_orders.set(len(due_index))
+
+
+write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4)
 
 
 @app.agent(input_topics)
 async def order_lifecycle(stream):
     await sink.open()
-    async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-        await process(events)
+    try:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+            await process(events)
+    finally:
+        await write_behind.close()

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from faust.types import EventT
+from faust.types import Message
 
 from streams.app import app
 
 _stored: dict[str, int] = {}  # what this worker stored
 
 
-def mark_stored(events: Iterable[EventT]) -> None:
-    for event in events:
-        message = event.message
+def mark_stored(messages: Iterable[Message]) -> None:
+    for message in messages:
         _stored[f"{message.topic}:{message.partition}"] = message.offset + 1
 
 

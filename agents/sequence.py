@@ -25,14 +25,20 @@ def withhold_acks(events: list[EventT]) -> None:
 async def in_sequence(continuity: OffsetContinuity, events: list[EventT]) -> list[EventT]:
     """The events that continue each partition's sequence; on a gap, read it again."""
     out, withheld, seeks = [], [], {}
+    assigned = app.consumer.assignment()
     for event in events:
         message = event.message
+        if message.tp not in assigned:  # fetched before a rebalance took the partition away
+            withheld.append(event)
+            continue
         verdict = continuity.check(message.tp, message.offset)
         if verdict is Verdict.PROCESS:
             out.append(event)
-        elif verdict is Verdict.SEEK:
+        else:
+            # SKIP: read already; acknowledged with its first reading, once that is stored.
             withheld.append(event)
-            seeks[message.tp] = continuity.expected(message.tp)
+            if verdict is Verdict.SEEK:
+                seeks[message.tp] = continuity.expected(message.tp)
     withhold_acks(withheld)
     for tp, expected in list(seeks.items()):
         if continuity.seeking_since(tp) == 0:

@@ -1,11 +1,16 @@
-"""The ClickHouse sink: writes a batch's rows, retrying until they are stored.
+"""The ClickHouse sink: writes batches' rows, retrying until they are stored.
 
-The lifecycle agent awaits `write()` before its batch is acknowledged, so nothing
-is committed on Kafka before it is in ClickHouse. A failed write is retried with
-exponential backoff (logged, and counted in `supplymon_sink_retries_total`); rows
-are idempotent (ReplacingMergeTree on natural keys), so a retried or replayed
-write changes nothing. All store calls run on one thread: chdb calls block, and
-the embedded store is used by one thread at a time.
+`write()` stores rows, retrying a failed write with exponential backoff (logged,
+and counted in `supplymon_sink_retries_total`); rows are idempotent
+(ReplacingMergeTree on natural keys), so a retried or replayed write changes
+nothing. All store calls run on one thread: chdb calls block, and the embedded
+store is used by one thread at a time.
+
+`WriteBehind` lets the agent go on with the next batch while a batch's rows are
+stored: batches are queued, the rows of all queued batches are written together
+(one insert per table), and only then is each of those batches *finished*, in
+order (the agent's callback sends its alerts, writes its states, acknowledges
+its offsets). So nothing is committed on Kafka before it is in ClickHouse.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Awaitable, Callable
 
 from supplymon import metrics
 from supplymon.settings import Settings
@@ -37,6 +42,10 @@ class Rows:
 
     def __len__(self) -> int:
         return sum(len(rows) for rows in self.by_table.values())
+
+    def extend(self, other: "Rows") -> None:
+        for table, rows in other.by_table.items():
+            self.by_table[table].extend(rows)
 
 
 class ClickHouseSink:
@@ -103,3 +112,82 @@ class ClickHouseSink:
     async def close(self) -> None:
         await self.run(self._close)
         self._executor.shutdown(wait=True)
+
+
+class WriteBehind:
+    """Batches whose rows are being stored while the agent computes the next ones.
+
+    `submit(batch, rows, size)` queues a batch (waiting first while more than
+    `max_pending` events are queued); a background task writes the rows of every
+    queued batch in one `sink.write()`, then calls `finish(batch)` for each, in
+    submission order. `drain()` returns once everything submitted is finished. A
+    failure of `finish` (a bug: writes are retried forever) is raised by the next
+    `submit()` or `drain()`.
+    """
+
+    def __init__(self, sink: ClickHouseSink, finish: Callable[[Any], Awaitable[None]], max_pending: int):
+        self.sink = sink
+        self.finish = finish
+        self.max_pending = max_pending
+        self._queue: list[tuple[Any, Rows, int]] = []  # (batch, rows, events), not finished yet
+        self._pending = 0  # events in the queue
+        self._changed = asyncio.Event()  # the queue grew or shrank
+        self._task: asyncio.Task | None = None
+        self._failure: BaseException | None = None
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    async def submit(self, batch: Any, rows: Rows, size: int) -> None:
+        while self._queue and self._pending + size > self.max_pending:
+            await self._wait_change()
+        self._queue.append((batch, rows, size))
+        self._pending += size
+        self._changed.set()
+        if self._task is None or self._task.done():
+            self._check()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="clickhouse-write-behind")
+
+    async def drain(self) -> None:
+        while self._queue:
+            await self._wait_change()
+
+    async def _wait_change(self) -> None:
+        self._check()
+        self._changed.clear()
+        await self._changed.wait()
+        self._check()
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise RuntimeError("finishing a stored batch failed") from self._failure
+
+    async def _run(self) -> None:
+        try:
+            while self._queue:
+                group = list(self._queue)
+                rows = Rows()
+                for _, batch_rows, _ in group:
+                    rows.extend(batch_rows)
+                await self.sink.write(rows)
+                for batch, _, size in group:
+                    await self.finish(batch)
+                    self._queue.pop(0)
+                    self._pending -= size
+                    self._changed.set()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            log.exception("finishing a stored batch failed")
+            self._failure = exc
+            self._changed.set()
+
+    async def close(self) -> None:
+        """Stop writing (what is not finished is not acknowledged: read again later)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass

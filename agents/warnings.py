@@ -185,7 +185,7 @@ async def process(events: list[EventT]) -> None:
             warning_state.pop(key, None)
         else:
             warning_state[key] = value
-    mark_stored(events)
+    mark_stored(event.message for event in events)
 
 
 @app.agent(signals_topic)

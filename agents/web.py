@@ -10,9 +10,9 @@ import time
 from faust.web import View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents.lifecycle import sink, stream_time
+from agents.lifecycle import sink, stream_time, unsettled
 from agents.progress import stored_offsets
-from streams.app import app, settings
+from streams.app import app, order_state, settings
 from supplymon import metrics
 
 STARTED = time.time()
@@ -33,6 +33,17 @@ async def progress_view(web, request):
         "stream_time": {f"{tp.topic}:{tp.partition}": ts for tp, ts in stream_time.latest.items()},
         "uptime_seconds": round(time.time() - STARTED, 1),
     })
+
+
+@app.page("/state")
+async def state_view(web, request):
+    """The order states this worker holds: how many, and their size as stored
+    (serialized) in the table (capacity planning; the bench reads it)."""
+    orders = size = 0
+    for value in order_state.values():
+        orders += 1
+        size += len(value)
+    return web.json({"orders": orders, "bytes": size, "unsettled": len(unsettled)})
 
 
 @app.page("/sql")

@@ -6,13 +6,17 @@
 1. raw ceiling: a bare aiokafka consumer + json.loads over the input topics;
 2. the peer: a quixstreams app, 1 h tumbling count per distributor (group_by);
 3. supplymon end to end: first event published to last fact stored, one worker;
-4. the worker's peak RSS and RSS per open order.
+4. the worker's peak RSS, and the bytes of order state per open order;
+5. live alert latency at a steady 2,000 events/s (another worker, live event
+   times, deadlines of seconds): from the tick that takes stream time past a
+   deadline being published to the alert arriving on the alerts topic.
 Prints a table, then `pipeline/peer = P`, and last `pipeline/raw = R`.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import os
 import platform
@@ -21,7 +25,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -30,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from supplymon.embedded import EmbeddedBroker, free_port
 from supplymon.publish import Publisher, ensure_topics
 from supplymon.runner import WorkerProcess
-from supplymon.settings import Settings
+from supplymon.settings import SHANGHAI, Rules, Settings, Topics
 from supplymon.simulate import generate
 
 EVENTS_PER_ORDER = 3.9  # what the simulator averages (order, answer, shipments, arrivals)
@@ -116,26 +122,143 @@ def rss_kib(pid: int, field: str = "VmHWM") -> int:
     return 0
 
 
-def pipeline(settings: Settings, lines: list[bytes], data_dir: Path) -> tuple[float, int, int]:
-    web = free_port()
-    worker_settings = replace(settings, data_dir=data_dir, web_port=web, live_tick_seconds=0,
-                              app_id=f"bench-{os.getpid()}", topics=replace(
-                                  settings.topics, **{f: f"pipe.{getattr(settings.topics, f)}" for f in (
-                                      "orders", "responses", "shipments", "arrivals", "deadletter", "alerts")}))
-    ensure_topics(worker_settings)
-    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
-    worker = WorkerProcess(worker_settings, data_dir / "logs" / "worker.log").start()
+def _worker_settings(settings: Settings, data_dir: Path, prefix: str, **overrides) -> Settings:
+    """Settings for a bench worker: its own topics, group, data dir and web port."""
+    topics = Topics(**{f: f"{prefix}.{getattr(Topics(), f)}" for f in (
+        "orders", "responses", "shipments", "arrivals", "deadletter", "alerts")})
+    return replace(settings, data_dir=data_dir, web_port=free_port(), live_tick_seconds=0,
+                   app_id=f"bench-{prefix}-{os.getpid()}", topics=topics, **overrides)
+
+
+def _start_worker(settings: Settings) -> WorkerProcess:
+    ensure_topics(settings)
+    (settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    worker = WorkerProcess(settings, settings.data_dir / "logs" / "worker.log").start()
+    worker.wait_ready()
+    return worker
+
+
+def pipeline(settings: Settings, lines: list[bytes], data_dir: Path) -> tuple[float, int, dict]:
+    """Returns messages/s, the worker's peak RSS (KiB) and its /state (orders, bytes)."""
+    worker_settings = _worker_settings(settings, data_dir, "pipe")
+    worker = _start_worker(worker_settings)
     try:
-        worker.wait_ready()
         started = time.perf_counter()
         _, end_offsets = asyncio.run(publish(worker_settings, lines))
         worker.wait_stored(end_offsets, sum(end_offsets.values()))
         elapsed = time.perf_counter() - started
         peak = rss_kib(worker.process.pid)
-        orders = json.loads(worker.query("SELECT count() AS n FROM supplymon.order_facts FINAL"))["n"]
-        return sum(end_offsets.values()) / elapsed, peak, orders
+        state = json.loads(worker.get("/state", timeout=60))
+        return sum(end_offsets.values()) / elapsed, peak, state
     finally:
         worker.stop()
+
+
+# Live latency: deadlines of seconds, so that alerts fire while the load runs.
+LIVE_RULES = "[response]\noverdue_hours = {o!r}\nescalation_hours = {e!r}\n".format(o=2 / 3600, e=4 / 3600)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, SHANGHAI).isoformat(timespec="milliseconds")
+
+
+def _live_order(i: int, ms: int) -> dict:
+    return {"event_id": f"live-o{i}", "kind": "order", "ts": _iso(ms), "order_id": f"LIVE{i}",
+            "institution_id": f"H{i % 300}", "region_code": "150102", "area": "urban", "grassroots": False,
+            "distributor_id": f"D{i % 20}", "manufacturer_id": f"M{i % 7}", "product_id": f"P{i % 50}",
+            "product_kind": "drug", "vbp": True, "quantity": 10, "unit_price": 2.5}
+
+
+def _live_response(i: int, ms: int) -> dict:
+    return {"event_id": f"live-r{i}", "kind": "response", "ts": _iso(ms), "order_id": f"LIVE{i}",
+            "distributor_id": f"D{i % 20}", "decision": "accepted", "confirmed_quantity": 10}
+
+
+async def _drive_live(settings: Settings, rate: int, seconds: float, settle: float) -> tuple[list, list, int]:
+    """Publish orders (every 10th never answered) and their responses 1 s later at
+    `rate` events/s, with event time = now, and a tick to every partition every 50 ms;
+    meanwhile read the alerts topic. Returns ticks [(ts ms, published at)], alerts
+    [(raised_at ms, seen at)] and the events published."""
+    consumer = AIOKafkaConsumer(settings.topics.alerts, bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
+                                enable_auto_commit=False, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    alerts: list[tuple[int, float]] = []
+    stop = asyncio.Event()
+
+    async def read_alerts() -> None:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=20)
+            seen = time.time()
+            for records in batches.values():
+                alerts.extend((orjson.loads(r.value)["raised_at"], seen) for r in records)
+
+    reader = asyncio.create_task(read_alerts())
+    ticks: list[tuple[int, float]] = []
+    published = 0
+    try:
+        async with Publisher(settings) as publisher:
+            orders_per_second = rate / 1.9  # 9 of 10 orders are answered: rate events/s in all
+            begin, n, answer = time.time(), 0, deque()
+            next_tick = begin
+            while True:
+                now = time.time()
+                if now >= next_tick:
+                    ms = int(now * 1000)
+                    ticks.append((ms, now))
+                    await publisher.publish(orjson.dumps({"event_id": f"live-t{ms}", "kind": "tick", "ts": _iso(ms)}))
+                    next_tick += 0.05
+                    if now - begin > seconds + settle:
+                        break
+                if now - begin <= seconds:
+                    ms = int(now * 1000)
+                    while n < (now - begin) * orders_per_second:
+                        await publisher.publish(orjson.dumps(_live_order(n, ms)))
+                        if n % 10:
+                            answer.append((ms + 1000, n))
+                        n += 1
+                        published += 1
+                    while answer and answer[0][0] <= ms:
+                        _, i = answer.popleft()
+                        await publisher.publish(orjson.dumps(_live_response(i, ms)))
+                        published += 1
+                await asyncio.sleep(max(0.0, 0.01 - (time.time() - now)))
+        await asyncio.sleep(2.0)  # the last alerts
+    finally:
+        stop.set()
+        await reader
+        await consumer.stop()
+    return ticks, alerts, published
+
+
+def live_latency(settings: Settings, data_dir: Path, rate: int = 2000, seconds: float = 20.0) -> dict:
+    """Alert latency at a steady `rate`: per alert, from the first tick published with
+    an event time past its deadline (when the watermark can pass it) to the alert
+    being read from the alerts topic."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    rules_path = data_dir / "live-rules.toml"
+    rules_path.write_text(LIVE_RULES)
+    worker_settings = _worker_settings(settings, data_dir, "live", rules_file=str(rules_path),
+                                       rules=Rules.load(rules_path))
+    worker = _start_worker(worker_settings)
+    try:
+        started = time.perf_counter()
+        ticks, alerts, published = asyncio.run(_drive_live(worker_settings, rate, seconds, settle=5.0))
+        elapsed = time.perf_counter() - started
+    finally:
+        worker.stop()
+    tick_ts = [ts for ts, _ in ticks]
+    latencies = []
+    for raised_at, seen in alerts:
+        i = bisect.bisect_right(tick_ts, raised_at)  # the first tick later than the deadline
+        if i < len(ticks):
+            latencies.append((seen - ticks[i][1]) * 1000)
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+
+    return {"p50": pct(0.5), "p99": pct(0.99), "alerts": len(latencies), "rate": published / seconds,
+            "elapsed": elapsed}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,21 +271,27 @@ def main(argv: list[str] | None = None) -> int:
         lines = history(args.events)
         size = sum(map(len, lines)) / len(lines)
         with EmbeddedBroker() as broker:
-            settings = replace(Settings.from_env({}), kafka_url=broker.url, partitions=args.partitions)
+            settings = replace(Settings.from_env({}).with_embedded_broker(broker.url), partitions=args.partitions)
             ensure_topics(settings)
             publish_s, end_offsets = asyncio.run(publish(settings, lines))
             messages = sum(end_offsets.values())  # ticks fan out to every partition
             raw = asyncio.run(raw_ceiling(settings, end_offsets))
             peer_rate = peer(settings, messages, work / "peer-state")
-            pipe_rate, peak_kib, orders = pipeline(settings, lines, work / "data")
+            pipe_rate, peak_kib, state = pipeline(settings, lines, work / "data")
+            live = live_latency(settings, work / "live")
+        orders = state["orders"]
         rows = [
             ("messages (events, ticks fanned out)", f"{messages:,}", f"~{size:.0f} B/event, {args.partitions} partitions"),
             ("batched producer (supplymon Publisher)", f"{messages / publish_s:,.0f}/s", ""),
             ("raw ceiling: aiokafka + json.loads", f"{raw:,.0f}/s", ""),
             ("peer: quixstreams 1 h tumbling count per distributor", f"{peer_rate:,.0f}/s", "from its first message"),
             ("supplymon end to end (publish -> stored)", f"{pipe_rate:,.0f}/s", "one worker, already joined"),
-            ("worker peak RSS", f"{peak_kib / 1024:,.0f} MiB", f"{orders:,} orders, "
+            ("worker peak RSS", f"{peak_kib / 1024:,.0f} MiB", f"{orders:,} orders in state, "
              f"{peak_kib * 1024 / max(orders, 1):,.0f} B/order (whole process)"),
+            ("order state, serialized in the table", f"{state['bytes'] / max(orders, 1):,.0f} B/order",
+             f"{state['bytes'] / 1048576:,.1f} MiB for {orders:,} orders"),
+            ("live alert latency p50 / p99", f"{live['p50']:,.0f} / {live['p99']:,.0f} ms",
+             f"{live['alerts']:,} alerts at {live['rate']:,.0f} events/s"),
         ]
         width = max(len(r[0]) for r in rows)
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")

@@ -9,6 +9,7 @@ import faust
 from aiokafka.partitioner import murmur2
 
 import streams.codecs  # noqa: F401  (registers the str and orjson codecs)
+import streams.consumer
 from supplymon.settings import Settings
 
 settings = Settings.from_env()
@@ -32,10 +33,10 @@ app = faust.App(
     web_bind=settings.web_host,
     consumer_auto_offset_reset="earliest",
     table_standby_replicas=0,
-    # Fast group joins (the embedded broker and tests); a real cluster is fine with these too.
-    broker_session_timeout=10.0,
-    broker_rebalance_timeout=10.0,
-    broker_heartbeat_interval=1.0,
+    # Short on the embedded broker (fast joins), Faust's defaults on a real cluster.
+    broker_session_timeout=settings.group_timeout,
+    broker_rebalance_timeout=settings.group_timeout,
+    broker_heartbeat_interval=settings.heartbeat_interval,
     broker_commit_every=10_000,
     broker_commit_interval=1.0,
     stream_buffer_maxsize=max(4096, settings.batch_size * 2),
@@ -43,6 +44,8 @@ app = faust.App(
     producer_max_batch_size=1 << 20,
     logging_config=None,
 )
+
+streams.consumer.install(app)
 
 input_topics = app.topic(
     *settings.topics.inputs,
@@ -59,22 +62,24 @@ alerts_topic = app.topic(
     partitions=settings.partitions,
 )
 
-# One entry per order, keyed by order_id. The changelog partition is the one the
-# order_id hashes to (as its events are), not that of the event being processed:
-# a batch mixes partitions.
+# One entry per order, keyed by order_id, its state as orjson bytes: compact in
+# memory (a few hundred bytes, not a tree of Python objects), and a snapshot that
+# later batches cannot change before it reaches the changelog. The changelog
+# partition is the one the order_id hashes to (as its events are), not that of
+# the event being processed: a batch mixes partitions.
 ORDER_STATE = "order-state"
 order_state = app.Table(
     ORDER_STATE,
     partitions=settings.partitions,
     use_partitioner=True,
     # Table() takes codecs only through key/value *types*; give its changelog topic
-    # (read back on recovery) and the table itself the str/orjson codecs explicitly.
+    # (read back on recovery) and the table itself the str/raw codecs explicitly.
     changelog_topic=app.topic(
-        f"{settings.app_id}-{ORDER_STATE}-changelog", key_serializer="str", value_serializer="orjson",
+        f"{settings.app_id}-{ORDER_STATE}-changelog", key_serializer="str", value_serializer="raw",
         partitions=settings.partitions, compacting=True, deleting=False, internal=True),
 )
 order_state.key_serializer = "str"
-order_state.value_serializer = "orjson"
+order_state.value_serializer = "raw"
 
 # Order outcomes regrouped for the early warnings (see agents/warnings.py): keyed by
 # a group ("m:<manufacturer>" or "d:<distributor>"), plus watermark marks sent to

@@ -99,7 +99,7 @@ def start_embedded_broker(settings: Settings, logs: Path) -> tuple[EmbeddedBroke
     holds; returns the broker, the settings pointing at it, and the events republished."""
     broker = EmbeddedBroker(log_file=logs / "broker.log").start()
     try:
-        settings = replace(settings, kafka_url=broker.url)
+        settings = settings.with_embedded_broker(broker.url)
         ensure_topics(settings)
         return broker, settings, rebuild_from_store(settings)
     except BaseException:

@@ -14,6 +14,11 @@ from typing import ClassVar, Mapping
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules.toml")
 HOUR_MS = 3_600_000
+# Consumer group timeouts (session and rebalance): what a real cluster wants, and a
+# short one for the embedded broker (one worker on loopback), which makes a worker
+# join in a few seconds instead of half a minute.
+CLUSTER_GROUP_TIMEOUT = 60.0
+EMBEDDED_GROUP_TIMEOUT = 6.0
 SHANGHAI = timezone(timedelta(hours=8))  # the contract's days and local times
 
 
@@ -158,6 +163,9 @@ class Settings:
     # partition this often, so deadlines fire while the platform is quiet. 0: off
     # (replays: only the file's events and ticks move time).
     live_tick_seconds: float = 60.0
+    # Kafka consumer group session and rebalance timeout; None: CLUSTER_GROUP_TIMEOUT,
+    # or EMBEDDED_GROUP_TIMEOUT once pointed at the embedded broker (`with_embedded_broker`).
+    group_timeout_seconds: float | None = None
     topics: Topics = field(default_factory=Topics)
     rules: Rules = field(default_factory=Rules)
     rules_file: str | None = None
@@ -167,6 +175,19 @@ class Settings:
     @property
     def embedded_kafka(self) -> bool:
         return not self.kafka_url
+
+    @property
+    def group_timeout(self) -> float:
+        return self.group_timeout_seconds or CLUSTER_GROUP_TIMEOUT
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return min(3.0, self.group_timeout / 10)
+
+    def with_embedded_broker(self, url: str) -> "Settings":
+        """These settings pointed at the embedded broker at `url` (short group
+        timeouts unless SUPPLYMON_GROUP_TIMEOUT_SECONDS says otherwise)."""
+        return replace(self, kafka_url=url, group_timeout_seconds=self.group_timeout_seconds or EMBEDDED_GROUP_TIMEOUT)
 
     @property
     def chdb_path(self) -> Path:
@@ -225,6 +246,7 @@ class Settings:
             batch_seconds=number("BATCH_SECONDS", 0.2),
             log_level=get("LOG_LEVEL", "warning"),
             live_tick_seconds=number("LIVE_TICK_SECONDS", 60.0, zero_ok=True),
+            group_timeout_seconds=number("GROUP_TIMEOUT_SECONDS", 0.0, zero_ok=True) or None,
             topics=topics,
             rules=Rules.load(get("RULES")),
             rules_file=get("RULES"),
@@ -250,6 +272,8 @@ class Settings:
         }
         if self.kafka_url:
             out[p + "KAFKA"] = self.kafka_url
+        if self.group_timeout_seconds:
+            out[p + "GROUP_TIMEOUT_SECONDS"] = str(self.group_timeout_seconds)
         if self.clickhouse_url:
             out[p + "CLICKHOUSE"] = self.clickhouse_url
         if self.rules_file:

@@ -106,20 +106,31 @@ class Store:
         self.settings = settings
         self.database = database
         self.client = _open_client(settings)
+        # clickhouse-connect imports pandas and numpy (if installed) on the first
+        # insert, which takes a second or more: do it now, while starting.
+        from clickhouse_connect.driver import options
+        options.np, options.pd  # noqa: B018
+        self._column_types: dict[str, Sequence] = {}  # table -> its columns' types (asked once)
 
     def migrate(self) -> None:
         for statement in ddl_statements(self.database):
             self.client.command(statement)
 
     def insert(self, table: str, rows: Sequence[dict]) -> None:
+        """Insert rows (dicts with at least the table's COLUMNS) as one block, column by
+        column; the column types are asked of the server once per table, not per insert."""
         if not rows:
             return
         columns = COLUMNS[table]
         data = [
-            [orjson.dumps(row[c]).decode() if c in JSON_COLUMNS else row[c] for c in columns]
-            for row in rows
+            [orjson.dumps(row[c]).decode() for row in rows] if c in JSON_COLUMNS else [row[c] for row in rows]
+            for c in columns
         ]
-        self.client.insert(f"{self.database}.{table}", data, column_names=columns)
+        name = f"{self.database}.{table}"
+        types = self._column_types.get(table)
+        if types is None:
+            types = self._column_types[table] = self.client.create_insert_context(name, columns).column_types
+        self.client.insert(name, data, column_names=columns, column_types=types, column_oriented=True)
 
     def query(self, sql: str, fmt: str = "TabSeparatedWithNames") -> bytes:
         return self.client.raw_query(sql, fmt=fmt)

@@ -22,6 +22,7 @@ import pytest
 
 from supplymon.embedded import EmbeddedBroker, free_port
 from supplymon.runner import http_query
+from supplymon.settings import EMBEDDED_GROUP_TIMEOUT
 from supplymon.simulate import generate, write_history
 from tests.conftest import ROOT, sql_rows, supplymon
 from tests.reference import expected_distributor_daily, expected_facts, parse_ms
@@ -242,7 +243,9 @@ def test_worker_killed_mid_stream_restarts_to_the_same_facts(tmp_path, data_dir)
         web = free_port()
         env = {**os.environ, "SUPPLYMON_KAFKA": broker.url, "SUPPLYMON_DATA_DIR": str(data_dir),
                "SUPPLYMON_WEB_PORT": str(web), "SUPPLYMON_BATCH_SIZE": "500",
-               "SUPPLYMON_LIVE_TICK_SECONDS": "0"}
+               "SUPPLYMON_LIVE_TICK_SECONDS": "0",
+               # the embedded broker: the restarted worker waits out the killed one's session
+               "SUPPLYMON_GROUP_TIMEOUT_SECONDS": str(EMBEDDED_GROUP_TIMEOUT)}
         published = supplymon("replay", str(history), env=env)
         assert published.returncode == 0, published.stderr
         end = _end_offsets(broker.bootstrap, ["supply.orders", "supply.responses", "supply.shipments",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from supplymon.settings import ConfigError, Rules, Settings
+from supplymon.settings import CLUSTER_GROUP_TIMEOUT, EMBEDDED_GROUP_TIMEOUT, ConfigError, Rules, Settings
 
 
 def test_defaults_match_the_contract():
@@ -56,3 +56,14 @@ def test_settings_round_trip_through_the_environment():
                                   "SUPPLYMON_TOPIC_ORDERS": "p.orders"})
     again = Settings.from_env(settings.env())
     assert again == settings and again.topics.for_kind("order") == "p.orders"
+
+
+def test_group_timeouts_short_on_the_embedded_broker_only():
+    cluster = Settings.from_env({"SUPPLYMON_KAFKA": "kafka://h1:9092"})
+    assert cluster.group_timeout == CLUSTER_GROUP_TIMEOUT and cluster.heartbeat_interval == 3.0
+    embedded = Settings.from_env({}).with_embedded_broker("kafka://127.0.0.1:1234")
+    assert embedded.group_timeout == EMBEDDED_GROUP_TIMEOUT
+    # a worker process started for it gets the same value through its environment
+    assert Settings.from_env(embedded.env()).group_timeout == EMBEDDED_GROUP_TIMEOUT
+    chosen = Settings.from_env({"SUPPLYMON_GROUP_TIMEOUT_SECONDS": "20"}).with_embedded_broker("kafka://x:1")
+    assert chosen.group_timeout == 20 and chosen.heartbeat_interval == 2

@@ -18,6 +18,8 @@ the views take ClickHouse's `quantileExact` over all parts of a window.
 """
 from __future__ import annotations
 
+import bisect
+import heapq
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -71,7 +73,7 @@ def contribution(fact: dict) -> list:
 @dataclass
 class Part:
     counts: list[int] = field(default_factory=lambda: [0] * len(COUNTS))
-    response_hours: list[float] = field(default_factory=list)
+    response_hours: list[float] = field(default_factory=list)  # kept sorted
     version: int = 0  # sum of the contributing orders' versions: grows, and ends the same on any path
     closed: bool = False
 
@@ -81,9 +83,9 @@ class Part:
         hours = contrib[len(COUNTS)]
         if hours is not None:
             if sign > 0:
-                self.response_hours.append(hours)
+                bisect.insort(self.response_hours, hours)
             else:
-                self.response_hours.remove(hours)
+                del self.response_hours[bisect.bisect_left(self.response_hours, hours)]
         self.version += sign * version
 
 
@@ -102,6 +104,19 @@ class Windows:
         self.parts: dict[PartKey, Part] = {}
         self.dirty: set[PartKey] = set()
         self._advanced_to: int | None = None
+        self._sizes = {f.name: f.size_ms for f in self.families}
+        # When each part closes and expires (pushed once, when the part is made), so
+        # that advancing the watermark looks only at the parts it closes or expires.
+        self._closing: list[tuple[int, PartKey]] = []
+        self._expiring: list[tuple[int, PartKey]] = []
+
+    def _part(self, key: PartKey) -> Part:
+        part = self.parts.get(key)
+        if part is None:
+            part = self.parts[key] = Part()
+            heapq.heappush(self._closing, (key[2] + self._sizes[key[0]] + self.settle_ms, key))
+            heapq.heappush(self._expiring, (key[2] + self.expire_ms, key))
+        return part
 
     def _keys(self, fact: dict, partition: int) -> list[PartKey]:
         return [(f.name, f.subject(fact), f.start(fact["ordered_at"]), partition) for f in self.families]
@@ -115,7 +130,7 @@ class Windows:
         for key in self._keys(fact, partition):
             if watermark is not None and self._expired(key, watermark):
                 continue  # a correction after the window left memory: facts have it, tables not
-            part = self.parts.setdefault(key, Part())
+            part = self._part(key)
             if old is not None:
                 part.add(old, old_version, -1)
             part.add(new, fact["version"], +1)
@@ -125,10 +140,7 @@ class Windows:
     def restore(self, fact: dict, partition: int, contrib: list, version: int) -> None:
         """Count an order already counted before a restart (no change, nothing to write)."""
         for key in self._keys(fact, partition):
-            self.parts.setdefault(key, Part()).add(contrib, version, +1)
-
-    def _size(self, family: str) -> int:
-        return next(f.size_ms for f in self.families if f.name == family)
+            self._part(key).add(contrib, version, +1)
 
     def _expired(self, key: PartKey, watermark: int) -> bool:
         return watermark > key[2] + self.expire_ms
@@ -138,11 +150,15 @@ class Windows:
         if watermark == self._advanced_to:
             return
         self._advanced_to = watermark
-        for key, part in list(self.parts.items()):
-            if self._expired(key, watermark):
-                del self.parts[key]
+        expiring, closing = self._expiring, self._closing
+        while expiring and watermark > expiring[0][0]:
+            _, key = heapq.heappop(expiring)
+            if self.parts.pop(key, None) is not None:
                 self.dirty.discard(key)
-            elif not part.closed and watermark > key[2] + self._size(key[0]) + self.settle_ms:
+        while closing and watermark > closing[0][0]:
+            _, key = heapq.heappop(closing)
+            part = self.parts.get(key)
+            if part is not None and not part.closed:
                 part.closed = True
                 self.dirty.add(key)
 
@@ -155,6 +171,8 @@ class Windows:
         self.parts.clear()
         self.dirty.clear()
         self._advanced_to = None
+        self._closing.clear()
+        self._expiring.clear()
 
 
 def part_row(key: PartKey, part: Part) -> dict:
@@ -164,5 +182,5 @@ def part_row(key: PartKey, part: Part) -> dict:
                distributor_id=subject[0] if family.startswith("distributor") else "",
                product_id=subject[0] if family == "product_region_daily" else "",
                region_code=subject[1] if family == "product_region_daily" else "",
-               response_hours=sorted(part.response_hours), closed=int(part.closed), version=part.version * 2 + int(part.closed))
+               response_hours=list(part.response_hours), closed=int(part.closed), version=part.version * 2 + int(part.closed))
     return row
