@@ -227,11 +227,16 @@ class ProductRegion:
             self.now = to
         return out
 
+    @property
+    def memory(self) -> int:
+        """How far back (ms) a window can reach: the orders kept."""
+        return max(self.shortage_window, self.recent + self.surge_max_days * DAY_MS)
+
     def evict(self) -> list[str]:
         """Drop the orders no window can reach any more; their ids."""
         if self.now is None:
             return []
-        horizon = self.now - max(self.shortage_window, self.recent + self.surge_max_days * DAY_MS)
+        horizon = self.now - self.memory
         cut = bisect.bisect_right(self.index, (horizon, "\uffff"))
         gone = [oid for _, oid in self.index[:cut]]
         del self.index[:cut]
@@ -331,12 +336,14 @@ class ManufacturerWatch:
 
     def coverers(self, product_id: str, region_code: str, t: int, exclude: Iterable[str]) -> list[str]:
         """Other distributors that delivered this manufacturer's products with full
-        answers in the last 30 days before `t`: same product first, then the same
-        region, then elsewhere; at most three."""
+        answers in the days before `t` every subject still remembers (29 by default:
+        what is older may or may not be evicted yet, and the answer must not depend
+        on when that happened): same product first, then the same region, then
+        elsewhere; at most three."""
         exclude, score = set(exclude), {}
         for (product, region), subject in self.subjects.items():
             rank = 0 if product == product_id and region != region_code else 1 if region == region_code else 2
-            for rec in subject._since(t - 30 * DAY_MS, t):
+            for rec in subject._since(t - subject.memory, t):
                 if rec.get("rt") is not None and rec["rt"] <= t and rec["d"] == "accepted" and rec["dist"] not in exclude:
                     best = score.get(rec["dist"], (3, 0))
                     score[rec["dist"]] = (min(best[0], rank), best[1] - rec["q"])
