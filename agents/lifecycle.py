@@ -36,7 +36,7 @@ from supplymon import metrics
 from supplymon.core.alerts import order_alert_row
 from supplymon.core.due import DueIndex
 from supplymon.core.lifecycle import OrderLifecycle, new_state
-from supplymon.core.signals import fingerprint, mark, order_signals
+from supplymon.core.signals import fingerprint, mark, order_signals, packed
 from supplymon.core.windows import Windows, part_row
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class Batch:
         self.rows = Rows()
         self.dead: list[tuple[bytes | None, bytes, dict]] = []  # key, value, headers
         self.alerts: list[dict] = []
-        self.signals: list[tuple[str, dict]] = []  # (group, value) for the early warnings
+        self.signals: dict[str, dict[str, dict]] = {}  # group -> order id -> record, for the early warnings
         self.marks: list[dict] = []  # how far the inputs were read, after the signals
         self.kinds: Counter = Counter()
         self.watermark: int | None = None
@@ -211,11 +211,11 @@ def _emit(batch: Batch) -> None:
             continue
         fact = lifecycle.fact(state)
         batch.rows.add("order_facts", fact)
-        for n, (group, value) in enumerate(order_signals(fact)):
-            checksum = fingerprint(value)
+        for n, (group, record) in enumerate(order_signals(fact)):
+            checksum = fingerprint(record)
             if state.setdefault("sg", [-1, -1])[n] != checksum:  # tell the early warnings only what changed
                 state["sg"][n] = checksum
-                batch.signals.append((group, value))
+                batch.signals.setdefault(group, {})[order_id] = record
         state["c"] = windows.update(fact, state["p"], state.get("c"), state.get("cv", 0), batch.watermark)
         state["cv"] = fact["version"]
         for alert in lifecycle.changed_alerts(state):
@@ -246,12 +246,12 @@ async def _send_signals(batch: Batch) -> None:
     """The batch's signals, then its marks; delivered (not just queued) before the
     batch is acknowledged, so a signal is never lost."""
     sent = [await signals_topic.send(key=group, value=value, partition=group_partition(group))
-            for group, value in batch.signals]
+            for group, records in batch.signals.items() for value in packed(records)]
     for value in batch.marks:
         for partition in range(settings.partitions):
             sent.append(await signals_topic.send(key="~mark", value=value, partition=partition))
     await asyncio.gather(*sent)
-    metrics.signals_sent.inc(len(batch.signals))
+    metrics.signals_sent.inc(sum(map(len, batch.signals.values())))
 
 
 async def process(events: list[EventT]) -> None:

@@ -32,6 +32,13 @@ def run(settings: Settings) -> int:
         os.environ.update(settings.env())  # streams.app builds the Faust app from these
         from faust.worker import Worker
 
+        class _QuietWorker(Worker):
+            def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+                # Faust's terminal spinner sets the root logger to DEBUG, to spin on every
+                # record: every library's debug record (one per message sent) was then built,
+                # a tenth of the worker's time. No spinner; the level stays as configured.
+                self.spinner = None
+
         import agents.clock  # noqa: F401  (live ticks, when on)
         import agents.lifecycle  # noqa: F401  (registers the agent)
         import agents.warnings  # noqa: F401  (registers the early-warning agent)
@@ -41,8 +48,8 @@ def run(settings: Settings) -> int:
         settings.worker_file.write_text(json.dumps({
             "pid": os.getpid(), "web": f"http://{settings.web_host}:{settings.web_port}",
             "kafka": settings.kafka_url}))
-        worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
-                        override_logging=True)
+        worker = _QuietWorker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
+                              override_logging=True)
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:

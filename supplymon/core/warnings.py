@@ -16,6 +16,7 @@ changelogged table: a record per order and a small meta entry per subject.
 from __future__ import annotations
 
 import bisect
+import heapq
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -73,14 +74,6 @@ class Episode:
         self.raised_at, self.stopped_at, self.details = data
 
 
-def _first_after(instants: Iterable[int], now: int | None) -> int | None:
-    best = None
-    for t in instants:
-        if (now is None or t > now) and (best is None or t < best):
-            best = t
-    return best
-
-
 class ProductRegion:
     """One product in one region: `supply_shortage` and `demand_surge`.
 
@@ -104,6 +97,9 @@ class ProductRegion:
         self.first_order: int | None = None
         self.now: int | None = None
         self.late = False  # a record changed at or before `now`: evaluate at now + 1
+        # Instants at which a figure can change (a heap; a superset is fine): pushed as
+        # records come, popped once passed, so finding the next one is not a scan.
+        self.pending: list[int] = []
         self.shortage = Episode(rules.ms("shortage_quiet_hours"))
         self.surge = Episode(rules.ms("surge_quiet_hours"))
 
@@ -121,6 +117,8 @@ class ProductRegion:
         self.records[order_id] = record
         if self.first_order is None or record["at"] < self.first_order:
             self.first_order = record["at"]
+            self._first_order_moved()
+        self._push_record(record)
         if self.now is not None and (record["at"] <= self.now or (record.get("rt") or self.now + 1) <= self.now):
             self.late = True
         return True
@@ -165,7 +163,8 @@ class ProductRegion:
                    "baseline_days": days, "baseline_mean_daily_quantity": None,
                    "window_hours": self.recent / HOUR_MS,
                    "distributors": sorted({r["dist"] for r in recent})}
-        if days >= self.surge_min_days:
+        # The baseline (a sum over up to 28 days) only matters once there are enough orders.
+        if days >= self.surge_min_days and len(recent) >= self.surge_min_orders:
             start = t - self.recent
             baseline = sum(r["q"] for r in self._since(start - days * DAY_MS, start))
             figures["baseline_mean_daily_quantity"] = round(baseline / days, 3)
@@ -177,34 +176,44 @@ class ProductRegion:
             return False
         return f["quantity_24h"] > self.surge_factor * f["baseline_quantity"] / f["baseline_days"]
 
-    def _instants(self) -> Iterable[int]:
-        """Every instant after `now` at which a figure can change (a superset is fine)."""
+    def _push(self, instants: Iterable[int]) -> None:
         now = self.now
+        for t in instants:
+            if now is None or t > now:
+                heapq.heappush(self.pending, t)
+
+    def _baseline_exits(self, at: int) -> Iterable[int]:
+        # While the baseline has not reached its longest, its start moves within the
+        # first day of history: orders of that day leave it at these instants.
+        return (at + self.recent + k * DAY_MS for k in range(1, self.surge_max_days))
+
+    def _push_record(self, rec: dict) -> None:
+        """The instants at which an order's record can change a figure."""
+        at = rec["at"]
+        self._push((at, at + self.shortage_window, at + self.recent, at + self.recent + self.surge_max_days * DAY_MS))
+        if rec.get("rt") is not None and rec["rt"] < at + self.shortage_window:
+            self._push((rec["rt"],))
+        if at < self.first_order + DAY_MS:
+            self._push(self._baseline_exits(at))
+
+    def _first_order_moved(self) -> None:
+        """The baseline grows a day at these instants; the first day's orders leave it."""
+        first = self.first_order
+        self._push(first + self.recent + k * DAY_MS for k in range(1, self.surge_max_days + 1))
+        for at, _ in self.index[:bisect.bisect_left(self.index, (first + DAY_MS, ""))]:
+            self._push(self._baseline_exits(at))
+
+    def _next_instant(self) -> int | None:
         if self.late:
-            yield now + 1
-        low = None if now is None else now - self.recent - self.surge_max_days * DAY_MS
-        start = 0 if low is None else bisect.bisect_left(self.index, (low, ""))
-        first_day_end = None if self.first_order is None else self.first_order + DAY_MS
-        for at, oid in self.index[start:]:
-            rec = self.records[oid]
-            yield at
-            yield at + self.shortage_window
-            if rec.get("rt") is not None and rec["rt"] < at + self.shortage_window:
-                yield rec["rt"]
-            yield at + self.recent
-            yield at + self.recent + self.surge_max_days * DAY_MS
-            # While the baseline has not reached its longest, its start moves within the
-            # first day of history: orders of that day leave it at these instants.
-            if at < first_day_end:
-                for k in range(1, self.surge_max_days):
-                    yield at + self.recent + k * DAY_MS
-        if self.first_order is not None:
-            for k in range(1, self.surge_max_days + 1):
-                yield self.first_order + self.recent + k * DAY_MS  # the baseline grows a day
+            return self.now + 1
+        pending, now = self.pending, self.now
+        while pending and now is not None and pending[0] <= now:
+            heapq.heappop(pending)
+        return pending[0] if pending else None
 
     def next_change(self) -> int | None:
         candidates = [c for c in (self.shortage.next_check(), self.surge.next_check()) if c is not None]
-        nxt = _first_after(self._instants(), self.now)
+        nxt = self._next_instant()
         if nxt is not None:
             candidates.append(nxt)
         return min(candidates) if candidates else None
@@ -251,6 +260,8 @@ class ProductRegion:
 
     def load_meta(self, meta: dict) -> None:
         self.now, self.first_order, self.late = meta["now"], meta["first"], meta["late"]
+        if self.first_order is not None:
+            self._first_order_moved()
         self.shortage.load(meta["shortage"])
         self.surge.load(meta["surge"])
 

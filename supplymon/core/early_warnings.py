@@ -1,0 +1,147 @@
+"""The early-warning evaluation of one worker (pure: no Faust, no I/O).
+
+Input, per signals partition and in its order: packed records of orders for a
+group ("m:<manufacturer>" or "d:<distributor>", see core/signals.py) and marks
+"input partition p has been read up to t". Stream time of a signals partition is
+the least mark over every input partition (none until each has sent one); the
+groups of that partition are advanced to it and their transitions become alert
+rows. Everything the evaluation keeps is written out as table entries
+("<group>|o:<order>" records, "<group>|s:<product>|<region>" and "<group>|meta"
+metas) from which `restore()` rebuilds it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from supplymon.core.alerts import warning_alert_row
+from supplymon.core.due import DueIndex
+from supplymon.core.warnings import DeliveryRateMonitor, ManufacturerWatch
+from supplymon.settings import Rules
+
+Group = ManufacturerWatch | DeliveryRateMonitor
+
+
+@dataclass
+class Outcome:
+    """What a batch of signals did."""
+
+    alerts: list[dict] = field(default_factory=list)  # rows of the alerts table
+    writes: dict[str, Any] = field(default_factory=dict)  # table key -> value (None: delete)
+    changed: set[str] = field(default_factory=set)  # groups with new records or transitions
+
+
+class EarlyWarnings:
+    def __init__(self, rules: Rules, partition_of: Callable[[str], int]):
+        self.rules = rules
+        self.partition_of = partition_of  # a group's signals partition
+        self.groups: dict[str, Group] = {}
+        self.due: dict[int, DueIndex] = {}  # signals partition -> groups by their next change
+        self.marks: dict[int, dict[str, int]] = {}  # signals partition -> input partition -> event time
+        self.sources: set[str] = set()  # every input "topic:partition"
+
+    # -- state -------------------------------------------------------------------
+    def restore(self, entries: Iterable[tuple[str, Any]], partitions: Iterable[int], sources: Iterable[str]) -> None:
+        """Rebuild from the table's entries, for the signals `partitions` held now."""
+        self.sources = set(sources)
+        self.groups.clear()
+        self.due.clear()
+        held = set(partitions)
+        for partition in list(self.marks):
+            if partition not in held:
+                del self.marks[partition]
+        metas = []
+        for key, value in entries:
+            group, item = key.split("|", 1)
+            if item.startswith("o:"):
+                self._group(group).upsert(item[2:], value)
+            else:
+                metas.append((group, item, value))
+        for group, item, value in metas:  # after the records: a meta sets `now` and the episodes
+            watch = self._group(group)
+            if isinstance(watch, ManufacturerWatch):
+                watch.subject(*item[2:].split("|", 1)).load_meta(value)
+            else:
+                watch.load_meta(value)
+        for group, watch in self.groups.items():
+            if isinstance(watch, ManufacturerWatch):
+                watch.touched.clear()
+            self._schedule(group)
+
+    def _group(self, group: str) -> Group:
+        watch = self.groups.get(group)
+        if watch is None:
+            watch = self.groups[group] = (ManufacturerWatch(self.rules) if group.startswith("m:")
+                                          else DeliveryRateMonitor(self.rules))
+        return watch
+
+    def _schedule(self, group: str) -> None:
+        self.due.setdefault(self.partition_of(group), DueIndex()).schedule(group, self.groups[group].next_change())
+
+    def watermark(self, partition: int) -> int | None:
+        """Stream time of a signals partition: the least mark, once every input partition sent one."""
+        seen = self.marks.get(partition, {})
+        return min(seen.values()) if len(seen) >= len(self.sources) else None
+
+    def stream_time(self) -> int | None:
+        times = [t for t in map(self.watermark, self.marks) if t is not None]
+        return min(times) if times else None
+
+    # -- a batch -----------------------------------------------------------------
+    def process(self, signals: Iterable[tuple[int, str, dict]]) -> Outcome:
+        """Apply a batch of (signals partition, key, value), then advance every
+        partition it touched to its stream time."""
+        out = Outcome()
+        touched = set()
+        for partition, key, value in signals:
+            touched.add(partition)
+            self._apply(out, partition, key, value)
+        for group in out.changed:  # new records can bring a group's next change forward
+            self._schedule(group)
+        for partition in sorted(touched):
+            self._advance(out, partition)
+        for group in out.changed:
+            watch = self.groups[group]
+            if isinstance(watch, ManufacturerWatch):
+                for (product, region), meta in watch.take_touched().items():
+                    out.writes[f"{group}|s:{product}|{region}"] = meta
+            self._schedule(group)
+        return out
+
+    def _apply(self, out: Outcome, partition: int, key: str, value: dict) -> None:
+        if "mark" in value:
+            seen = self.marks.setdefault(partition, {})
+            if value["t"] > seen.get(value["mark"], -1 << 62):
+                seen[value["mark"]] = value["t"]
+            return
+        watch = self._group(key)
+        for order_id, record in value["recs"].items():
+            if watch.upsert(order_id, record):
+                out.writes[f"{key}|o:{order_id}"] = record
+                out.changed.add(key)
+
+    def _advance(self, out: Outcome, partition: int) -> None:
+        watermark = self.watermark(partition)
+        if watermark is None:
+            return
+        for group in self.due.setdefault(partition, DueIndex()).pop_due(watermark + 1):
+            watch, ident = self.groups[group], group.split(":", 1)[1]
+            if isinstance(watch, ManufacturerWatch):
+                for (product, region), transition in watch.advance(watermark):
+                    if transition.kind == "supply_shortage" and transition.resolved_at is None:
+                        transition.details["could_cover"] = watch.coverers(
+                            product, region, transition.raised_at, transition.details["distributors"])
+                    out.alerts.append(_row(transition, {"product_id": product, "region_code": region,
+                                                        "manufacturer_id": ident}))
+            else:
+                for _, transition in watch.advance(watermark):
+                    out.alerts.append(_row(transition, {"distributor_id": ident}))
+                out.writes[f"{group}|meta"] = watch.dump_meta()
+            for order_id in watch.evict():
+                out.writes[f"{group}|o:{order_id}"] = None
+            out.changed.add(group)
+
+
+def _row(transition, subject: dict) -> dict:
+    return warning_alert_row(transition.kind, subject, transition.raised_at, transition.resolved_at,
+                             transition.details, transition.scope)

@@ -1,0 +1,89 @@
+"""The early-warning evaluation a worker runs over its signals partitions
+(supplymon/core/early_warnings.py): the same signals give the same alerts however
+they are batched, stream time waits for every input partition, and a worker
+restored from the table entries goes on exactly."""
+from __future__ import annotations
+
+from supplymon.core.early_warnings import EarlyWarnings
+from supplymon.core.signals import mark
+from supplymon.settings import HOUR_MS as H, Rules
+from tests.test_warnings import T0
+
+SOURCES = ("supply.orders:0", "supply.responses:0")
+GROUPS = {"m:M1": 0, "d:D1": 1}
+
+
+def evaluation() -> EarlyWarnings:
+    warnings = EarlyWarnings(Rules(), GROUPS.__getitem__)
+    warnings.restore([], [0, 1], SOURCES)
+    return warnings
+
+
+def marks(t: int) -> list[tuple[int, str, dict]]:
+    return [(partition, "~mark", mark(source, t)) for partition in (0, 1) for source in SOURCES]
+
+
+def shortage_signals() -> list[tuple[int, str, dict]]:
+    """Three institutions turned away for out of stock, 03:30 the third; marks to 05:00,
+    then the marks of five quiet days (the shortage leaves the window and resolves)."""
+    records = {f"O{n}": {"p": "P1", "rg": "R1", "i": f"I{n}", "dist": "D1", "at": T0 + n * H, "q": 10,
+                         "rt": T0 + n * H + 30 * 60_000, "d": "rejected", "c": 0, "r": "out_of_stock"}
+               for n in (1, 2, 3)}
+    out = [(0, "m:M1", {"recs": {oid: rec}}) for oid, rec in records.items()]
+    out += marks(T0 + 5 * H)
+    for day in range(1, 6):
+        out += marks(T0 + day * 24 * H)
+    return out
+
+
+def alerts_of(batches: list[list], warnings: EarlyWarnings | None = None) -> list[tuple]:
+    warnings = warnings or evaluation()
+    out = []
+    for batch in batches:
+        out += [(a["kind"], a["product_id"], a["raised_at"], a["resolved_at"])
+                for a in warnings.process(batch).alerts]
+    return out
+
+
+def test_all_signals_in_one_batch_raise_and_resolve_like_one_signal_per_batch():
+    signals = shortage_signals()
+    one_batch = alerts_of([signals])
+    assert one_batch == alerts_of([[s] for s in signals])
+    # Raised at the third institution's answer; resolved 24 h after it left the 72 h window.
+    assert one_batch == [("supply_shortage", "P1", T0 + 3 * H + 30 * 60_000, None),
+                         ("supply_shortage", "P1", T0 + 3 * H + 30 * 60_000, T0 + 97 * H)]
+
+
+def test_stream_time_waits_for_a_mark_from_every_input_partition():
+    warnings = evaluation()
+    records = [s for s in shortage_signals() if s[1] != "~mark"]
+    warnings.process(records + [(0, "~mark", mark(SOURCES[0], T0 + 10 * H))])
+    assert warnings.watermark(0) is None  # supply.responses:0 has not said how far it is
+    outcome = warnings.process([(0, "~mark", mark(SOURCES[1], T0 + 10 * H))])
+    assert warnings.watermark(0) == T0 + 10 * H
+    assert [a["kind"] for a in outcome.alerts] == ["supply_shortage"]
+    # An older mark (a resend) does not move stream time back.
+    warnings.process([(0, "~mark", mark(SOURCES[1], T0))])
+    assert warnings.watermark(0) == T0 + 10 * H
+
+
+def test_a_worker_restored_from_the_table_goes_on_exactly():
+    signals = shortage_signals()
+    cut = len(signals) - 6  # after the raise, before the resolution
+    # The table gets every batch's writes; a fresh worker is rebuilt from it.
+    first, table, before = evaluation(), {}, []
+    for batch in ([s] for s in signals[:cut]):
+        outcome = first.process(batch)
+        before += [(a["kind"], a["resolved_at"]) for a in outcome.alerts]
+        for key, value in outcome.writes.items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+    restored = EarlyWarnings(Rules(), GROUPS.__getitem__)
+    # Marks are not in the table: after a rebalance the lifecycle sends them again.
+    restored.marks = {p: dict(m) for p, m in first.marks.items()}
+    restored.restore(table.items(), [0, 1], SOURCES)
+    after = [(a["kind"], a["resolved_at"]) for a in restored.process(signals[cut:]).alerts]
+    assert before == [("supply_shortage", None)]
+    assert after == [("supply_shortage", T0 + 97 * H)]
