@@ -36,7 +36,7 @@ from supplymon import metrics
 from supplymon.core.alerts import order_alert_row
 from supplymon.core.due import DueIndex
 from supplymon.core.lifecycle import OrderLifecycle, new_state
-from supplymon.core.signals import fingerprint, mark, order_signals, packed
+from supplymon.core.signals import fingerprint, order_signals, pack
 from supplymon.core.windows import Windows, part_row
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class Batch:
         self.dead: list[tuple[bytes | None, bytes, dict]] = []  # key, value, headers
         self.alerts: list[dict] = []
         self.signals: dict[str, dict[str, dict]] = {}  # group -> order id -> record, for the early warnings
-        self.marks: list[dict] = []  # how far the inputs were read, after the signals
+        self.marks: dict[str, int] = {}  # how far the inputs were read, sent after the records
         self.kinds: Counter = Counter()
         self.watermark: int | None = None
         self.snapshots: dict[str, bytes | None] = {}  # states to write (None: delete)
@@ -229,27 +229,22 @@ def _emit(batch: Batch) -> None:
         batch.rows.add("window_parts", part_row(key, part))
 
 
-def _marks() -> list[dict]:
-    """How far each input partition has been read, where it moved on: sent to every
-    signals partition after the signals of what was read, the early warnings take the
-    minimum as their time."""
-    out = []
+def _marks() -> dict[str, int]:
+    """How far each input partition has been read, where it moved on: the early
+    warnings take the least mark over all input partitions as their time."""
+    out = {}
     for tp in _assigned_inputs():
         latest = stream_time.latest.get(tp)
         if latest is not None and marked.get(tp) != latest:
-            marked[tp] = latest
-            out.append(mark(f"{tp.topic}:{tp.partition}", latest))
+            marked[tp] = out[f"{tp.topic}:{tp.partition}"] = latest
     return out
 
 
 async def _send_signals(batch: Batch) -> None:
-    """The batch's signals, then its marks; delivered (not just queued) before the
-    batch is acknowledged, so a signal is never lost."""
-    sent = [await signals_topic.send(key=group, value=value, partition=group_partition(group))
-            for group, records in batch.signals.items() for value in packed(records)]
-    for value in batch.marks:
-        for partition in range(settings.partitions):
-            sent.append(await signals_topic.send(key="~mark", value=value, partition=partition))
+    """The batch's records and marks, a message or so per signals partition; delivered
+    (not just queued) before the batch is acknowledged, so a signal is never lost."""
+    sent = [await signals_topic.send(key=str(partition), value=value, partition=partition)
+            for partition, value in pack(batch.signals, batch.marks, group_partition, settings.partitions)]
     await asyncio.gather(*sent)
     metrics.signals_sent.inc(sum(map(len, batch.signals.values())))
 

@@ -61,7 +61,7 @@ async def process(events: list[EventT]) -> None:
         warnings.restore(warning_state.items(), {tp.partition for tp in held}, _sources())
         log.info("early warnings rebuilt: %d groups", len(warnings.groups))
     events = await in_sequence(continuity, events)
-    outcome = warnings.process((event.message.partition, event.key, event.value) for event in events)
+    outcome = warnings.process((event.message.partition, event.value) for event in events)
     now = warnings.stream_time()
     if now is not None:
         metrics.warning_time.set(now / 1000)

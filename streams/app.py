@@ -81,9 +81,9 @@ order_state = app.Table(
 order_state.key_serializer = "str"
 order_state.value_serializer = "raw"
 
-# Order outcomes regrouped for the early warnings (see agents/warnings.py): keyed by
-# a group ("m:<manufacturer>" or "d:<distributor>"), plus watermark marks sent to
-# every partition.
+# Order outcomes regrouped for the early warnings (see supplymon/core/signals.py):
+# each group ("m:<manufacturer>" or "d:<distributor>") lives in one partition
+# (`group_partition`); every partition gets the marks of how far the inputs were read.
 signals_topic = app.topic(
     settings.topics.signals, key_serializer="str", value_serializer="orjson",
     partitions=settings.partitions,

@@ -4,8 +4,10 @@ they are batched, stream time waits for every input partition, and a worker
 restored from the table entries goes on exactly."""
 from __future__ import annotations
 
+import orjson
+
 from supplymon.core.early_warnings import EarlyWarnings
-from supplymon.core.signals import mark
+from supplymon.core.signals import RECORDS_PER_SIGNAL, pack
 from supplymon.settings import HOUR_MS as H, Rules
 from tests.test_warnings import T0
 
@@ -19,17 +21,17 @@ def evaluation() -> EarlyWarnings:
     return warnings
 
 
-def marks(t: int) -> list[tuple[int, str, dict]]:
-    return [(partition, "~mark", mark(source, t)) for partition in (0, 1) for source in SOURCES]
+def marks(t: int, sources=SOURCES) -> list[tuple[int, dict]]:
+    return [(partition, {"marks": {source: t for source in sources}}) for partition in (0, 1)]
 
 
-def shortage_signals() -> list[tuple[int, str, dict]]:
+def shortage_signals() -> list[tuple[int, dict]]:
     """Three institutions turned away for out of stock, 03:30 the third; marks to 05:00,
     then the marks of five quiet days (the shortage leaves the window and resolves)."""
     records = {f"O{n}": {"p": "P1", "rg": "R1", "i": f"I{n}", "dist": "D1", "at": T0 + n * H, "q": 10,
                          "rt": T0 + n * H + 30 * 60_000, "d": "rejected", "c": 0, "r": "out_of_stock"}
                for n in (1, 2, 3)}
-    out = [(0, "m:M1", {"recs": {oid: rec}}) for oid, rec in records.items()]
+    out = [(0, {"recs": {"m:M1": {oid: rec}}}) for oid, rec in records.items()]
     out += marks(T0 + 5 * H)
     for day in range(1, 6):
         out += marks(T0 + day * 24 * H)
@@ -56,20 +58,20 @@ def test_all_signals_in_one_batch_raise_and_resolve_like_one_signal_per_batch():
 
 def test_stream_time_waits_for_a_mark_from_every_input_partition():
     warnings = evaluation()
-    records = [s for s in shortage_signals() if s[1] != "~mark"]
-    warnings.process(records + [(0, "~mark", mark(SOURCES[0], T0 + 10 * H))])
+    records = [s for s in shortage_signals() if "recs" in s[1]]
+    warnings.process(records + marks(T0 + 10 * H, SOURCES[:1]))
     assert warnings.watermark(0) is None  # supply.responses:0 has not said how far it is
-    outcome = warnings.process([(0, "~mark", mark(SOURCES[1], T0 + 10 * H))])
+    outcome = warnings.process(marks(T0 + 10 * H, SOURCES[1:]))
     assert warnings.watermark(0) == T0 + 10 * H
     assert [a["kind"] for a in outcome.alerts] == ["supply_shortage"]
     # An older mark (a resend) does not move stream time back.
-    warnings.process([(0, "~mark", mark(SOURCES[1], T0))])
+    warnings.process(marks(T0, SOURCES[1:]))
     assert warnings.watermark(0) == T0 + 10 * H
 
 
 def test_a_worker_restored_from_the_table_goes_on_exactly():
     signals = shortage_signals()
-    cut = len(signals) - 6  # after the raise, before the resolution
+    cut = len(signals) - 6  # after the raise (03:30, marks of day 2), before the resolution (day 5)
     # The table gets every batch's writes; a fresh worker is rebuilt from it.
     first, table, before = evaluation(), {}, []
     for batch in ([s] for s in signals[:cut]):
@@ -87,3 +89,22 @@ def test_a_worker_restored_from_the_table_goes_on_exactly():
     after = [(a["kind"], a["resolved_at"]) for a in restored.process(signals[cut:]).alerts]
     assert before == [("supply_shortage", None)]
     assert after == [("supply_shortage", T0 + 97 * H)]
+
+
+def test_a_batch_is_packed_into_a_message_or_so_per_partition_records_before_marks():
+    groups = {"m:M1": 0, "d:D1": 1, "d:D2": 1}
+    records = {group: {f"O{n}": {"dl": n, "g": False, "ot": None} for n in range(count)}
+               for group, count in (("m:M1", 3), ("d:D1", RECORDS_PER_SIGNAL), ("d:D2", 2))}
+    read_to = {"supply.orders:0": T0, "supply.responses:0": T0 + 1}
+    messages = pack(records, read_to, groups.__getitem__, 3)
+    assert [(p, sorted(m.get("recs", {})), "marks" in m) for p, m in messages] == [
+        (0, ["m:M1"], True), (1, ["d:D1"], False), (1, ["d:D2"], True), (2, [], True)]
+    assert all(m["marks"] == read_to for _, m in messages if "marks" in m)
+    unpacked: dict = {}
+    for _, m in messages:
+        for group, by_order in m.get("recs", {}).items():
+            unpacked.setdefault(group, {}).update(by_order)
+    assert unpacked == records
+    assert max(sum(map(len, m.get("recs", {}).values())) for _, m in messages) <= RECORDS_PER_SIGNAL
+    assert max(len(orjson.dumps(m)) for _, m in messages) < 1_000_000
+    assert pack({}, {}, groups.__getitem__, 3) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 import orjson
 
 from supplymon.core.alerts import warning_alert_row
-from supplymon.core.signals import RECORDS_PER_SIGNAL, packed
 from supplymon.core.warnings import DeliveryRateMonitor, ManufacturerWatch, ShortageMonitor, SurgeMonitor
 from supplymon.core.windows import DAY_MS, FAMILIES
 from supplymon.settings import HOUR_MS as H
@@ -195,11 +194,3 @@ def test_warning_rows_have_stable_ids_and_plain_messages():
     assert rate["alert_id"] != warning_alert_row("low_delivery_rate", {"distributor_id": "D1"}, T0, None,
                                                  rate["details"], "all")["alert_id"]
 
-
-def test_a_batch_of_records_is_packed_into_few_signals_under_the_message_limit():
-    records = {f"O{n}": {"dl": n, "g": False, "ot": None} for n in range(RECORDS_PER_SIGNAL * 2 + 1)}
-    signals = packed(records)
-    assert [len(s["recs"]) for s in signals] == [RECORDS_PER_SIGNAL, RECORDS_PER_SIGNAL, 1]
-    assert {k: v for s in signals for k, v in s["recs"].items()} == records
-    assert max(len(orjson.dumps(s)) for s in signals) < 1_000_000
-    assert packed({}) == []

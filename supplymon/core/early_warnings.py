@@ -1,8 +1,8 @@
 """The early-warning evaluation of one worker (pure: no Faust, no I/O).
 
-Input, per signals partition and in its order: packed records of orders for a
-group ("m:<manufacturer>" or "d:<distributor>", see core/signals.py) and marks
-"input partition p has been read up to t". Stream time of a signals partition is
+Input, per signals partition and in its order: messages of records of orders by
+group ("m:<manufacturer>" or "d:<distributor>") and marks "input partition p has
+been read up to t" (see core/signals.py). Stream time of a signals partition is
 the least mark over every input partition (none until each has sent one); the
 groups of that partition are advanced to it and their transitions become alert
 rows. Everything the evaluation keeps is written out as table entries
@@ -88,14 +88,14 @@ class EarlyWarnings:
         return min(times) if times else None
 
     # -- a batch -----------------------------------------------------------------
-    def process(self, signals: Iterable[tuple[int, str, dict]]) -> Outcome:
-        """Apply a batch of (signals partition, key, value), then advance every
-        partition it touched to its stream time."""
+    def process(self, signals: Iterable[tuple[int, dict]]) -> Outcome:
+        """Apply a batch of (signals partition, message), then advance every partition
+        it touched to its stream time."""
         out = Outcome()
         touched = set()
-        for partition, key, value in signals:
+        for partition, message in signals:
             touched.add(partition)
-            self._apply(out, partition, key, value)
+            self._apply(out, partition, message)
         for group in out.changed:  # new records can bring a group's next change forward
             self._schedule(group)
         for partition in sorted(touched):
@@ -108,17 +108,17 @@ class EarlyWarnings:
             self._schedule(group)
         return out
 
-    def _apply(self, out: Outcome, partition: int, key: str, value: dict) -> None:
-        if "mark" in value:
-            seen = self.marks.setdefault(partition, {})
-            if value["t"] > seen.get(value["mark"], -1 << 62):
-                seen[value["mark"]] = value["t"]
-            return
-        watch = self._group(key)
-        for order_id, record in value["recs"].items():
-            if watch.upsert(order_id, record):
-                out.writes[f"{key}|o:{order_id}"] = record
-                out.changed.add(key)
+    def _apply(self, out: Outcome, partition: int, message: dict) -> None:
+        for group, records in message.get("recs", {}).items():  # the records, then the marks
+            watch = self._group(group)
+            for order_id, record in records.items():
+                if watch.upsert(order_id, record):
+                    out.writes[f"{group}|o:{order_id}"] = record
+                    out.changed.add(group)
+        seen = self.marks.setdefault(partition, {})
+        for source, t in message.get("marks", {}).items():
+            if t > seen.get(source, -1 << 62):
+                seen[source] = t
 
     def _advance(self, out: Outcome, partition: int) -> None:
         watermark = self.watermark(partition)

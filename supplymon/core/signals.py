@@ -3,13 +3,18 @@
 Each order contributes one record to its manufacturer's group (for the shortage
 and surge rules of its product+region) and one to its distributor's group (for
 the delivery rate). Records are full values, not deltas: sending one twice (a
-replayed batch) changes nothing. A batch's changed records travel packed, one
-message per group ({"recs": {order_id: record}}): a few messages per batch
-instead of two per order.
+replayed batch) changes nothing.
+
+A batch's signals travel packed, one message per signals partition (more only
+for very large batches): {"recs": {group: {order_id: record}}, "marks": {input
+partition: event time}}, the records of the groups that live in that partition,
+then how far each input partition has been read. A few messages per batch instead
+of two per order and one per input partition.
 """
 from __future__ import annotations
 
 import zlib
+from typing import Callable
 
 import orjson
 
@@ -42,17 +47,32 @@ def fingerprint(record: dict) -> int:
     return zlib.crc32(orjson.dumps(record))
 
 
-# Records per signal: ~150 bytes each, so a signal stays far below Kafka's default
-# 1 MB message limit whatever the batch size.
+# Records per message: ~150 bytes each, so a message stays far below Kafka's default
+# 1 MB limit whatever the batch size.
 RECORDS_PER_SIGNAL = 2000
 
 
-def packed(records: dict[str, dict]) -> list[dict]:
-    """One group's changed records of a batch, by order id, as few signals."""
-    items = list(records.items())
-    return [{"recs": dict(items[i:i + RECORDS_PER_SIGNAL])} for i in range(0, len(items), RECORDS_PER_SIGNAL)]
-
-
-def mark(source: str, event_time: int) -> dict:
-    """Input partition `source` ("topic:partition") has been read up to `event_time`."""
-    return {"mark": source, "t": event_time}
+def pack(records: dict[str, dict[str, dict]], marks: dict[str, int], partition_of: Callable[[str], int],
+         partitions: int) -> list[tuple[int, dict]]:
+    """(signals partition, message) for a batch: each group's changed records (group ->
+    order id -> record) in its group's partition, and the marks ("topic:partition" ->
+    event time read up to) to every partition, after the records (the last message of
+    a partition carries them)."""
+    out = []
+    for partition in range(partitions):
+        messages, count = [], RECORDS_PER_SIGNAL
+        for group, by_order in records.items():
+            if partition_of(group) != partition:
+                continue
+            for order_id, record in by_order.items():
+                if count == RECORDS_PER_SIGNAL:
+                    messages.append({"recs": {}})
+                    count = 0
+                messages[-1]["recs"].setdefault(group, {})[order_id] = record
+                count += 1
+        if marks:
+            if not messages:
+                messages.append({})
+            messages[-1]["marks"] = marks
+        out += [(partition, message) for message in messages]
+    return out
