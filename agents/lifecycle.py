@@ -24,12 +24,12 @@ from typing import Any
 import orjson
 from faust.types import EventT
 
-from agents.progress import mark_stored
+from agents.progress import mark_sent, mark_stored
 from agents.sequence import in_sequence
 from agents.sink import ClickHouseSink, Rows, WriteBehind
 from schemas.events import Invalid, parse_event
-from streams.app import (alerts_topic, app, deadletter_topic, group_partition, input_topics, order_state,
-                         settings, signals_topic)
+from streams.app import (alerts_topic, app, changelog_producer, deadletter_topic, group_partition, input_topics,
+                         order_changelog, order_state, settings, signals_topic)
 from streams.continuity import OffsetContinuity
 from streams.stream_time import StreamTime
 from supplymon import metrics
@@ -245,7 +245,7 @@ async def _send_signals(batch: Batch) -> None:
     (not just queued) before the batch is acknowledged, so a signal is never lost."""
     sent = [await signals_topic.send(key=str(partition), value=value, partition=partition)
             for partition, value in pack(batch.signals, batch.marks, group_partition, settings.partitions)]
-    await asyncio.gather(*sent)
+    mark_sent(await asyncio.gather(*sent))
     metrics.signals_sent.inc(sum(map(len, batch.signals.values())))
 
 
@@ -277,11 +277,8 @@ async def finish(batch: Batch) -> None:
     for key, value, headers in batch.dead:
         await deadletter_topic.send(key=key, value=value, headers=headers)
     await _send_signals(batch)
+    await order_changelog.write(batch.snapshots)
     for order_id, snapshot in batch.snapshots.items():
-        if snapshot is None:
-            order_state.pop(order_id, None)
-        else:
-            order_state[order_id] = snapshot
         if unsettled.get(order_id, b"") is snapshot:  # no later batch changed it since
             del unsettled[order_id]
     consumer = app.consumer
@@ -305,3 +302,4 @@ async def order_lifecycle(stream):
             await process(events)
     finally:
         await write_behind.close()
+        await changelog_producer.stop()

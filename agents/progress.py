@@ -10,11 +10,25 @@ from faust.types import Message
 from streams.app import app
 
 _stored: dict[str, int] = {}  # what this worker stored
+_sent: dict[str, int] = {}  # what this worker sent to the signals topic (delivered)
 
 
 def mark_stored(messages: Iterable[Message]) -> None:
     for message in messages:
         _stored[f"{message.topic}:{message.partition}"] = message.offset + 1
+
+
+def mark_sent(deliveries: Iterable) -> None:
+    """Record the offsets of delivered messages (RecordMetadata): a worker's own
+    account of how far it wrote, where a broker's end offsets may not be exact
+    (the embedded broker's are not: see streams/changelog.py)."""
+    for delivery in deliveries:
+        key = f"{delivery.topic}:{delivery.partition}"
+        _sent[key] = max(_sent.get(key, 0), delivery.offset + 1)
+
+
+def sent_offsets() -> dict[str, int]:
+    return dict(_sent)
 
 
 def stored_offsets(topics: Iterable[str]) -> dict[str, int]:

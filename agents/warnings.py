@@ -18,7 +18,8 @@ from agents.lifecycle import sink
 from agents.progress import mark_stored
 from agents.sequence import in_sequence, store_rows
 from agents.sink import Rows
-from streams.app import alerts_topic, app, group_partition, settings, signals_topic, warning_state
+from streams.app import (alerts_topic, app, changelog_producer, group_partition, settings, signals_topic,
+                         warning_changelog, warning_state)
 from streams.continuity import OffsetContinuity
 from supplymon import metrics
 from supplymon.core.early_warnings import EarlyWarnings
@@ -74,16 +75,15 @@ async def process(events: list[EventT]) -> None:
         await alerts_topic.send(key=alert["alert_id"], value=alert)
         if alert["resolved_at"] is None:
             metrics.alerts_raised.labels(alert["kind"]).inc()
-    for key, value in outcome.writes.items():
-        if value is None:
-            warning_state.pop(key, None)
-        else:
-            warning_state[key] = value
+    await warning_changelog.write(outcome.writes)
     mark_stored(event.message for event in events)
 
 
 @app.agent(signals_topic)
 async def early_warnings(stream):
     await sink.open()
-    async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-        await process(events)
+    try:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+            await process(events)
+    finally:
+        await changelog_producer.stop()

@@ -11,7 +11,7 @@ from faust.web import View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.lifecycle import sink, stream_time, unsettled
-from agents.progress import stored_offsets
+from agents.progress import sent_offsets, stored_offsets
 from streams.app import app, order_state, settings
 from supplymon import metrics
 
@@ -29,6 +29,7 @@ async def progress_view(web, request):
     return web.json({
         "offsets": stored_offsets(settings.topics.inputs),
         "signals": stored_offsets([settings.topics.signals]),
+        "signals_sent": sent_offsets(),
         "assigned": assigned,
         "stream_time": {f"{tp.topic}:{tp.partition}": ts for tp, ts in stream_time.latest.items()},
         "uptime_seconds": round(time.time() - STARTED, 1),

@@ -6,10 +6,12 @@ address (for the embedded broker, once it has started) before importing this.
 from __future__ import annotations
 
 import faust
+import orjson
 from aiokafka.partitioner import murmur2
 
 import streams.codecs  # noqa: F401  (registers the str and orjson codecs)
 import streams.consumer
+from streams.changelog import BatchedChangelog, ChangelogProducer
 from supplymon.settings import Settings
 
 settings = Settings.from_env()
@@ -90,9 +92,14 @@ signals_topic = app.topic(
 )
 
 
+def key_partition(key: str) -> int:
+    """The partition of a key as the producer's default partitioner picks it (murmur2)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % settings.partitions
+
+
 def group_partition(group: str) -> int:
-    """The signals partition of a group: the producer's default partitioner (murmur2)."""
-    return (murmur2(group.encode()) & 0x7FFFFFFF) % settings.partitions
+    """The signals partition of a group."""
+    return key_partition(group)
 
 
 class GroupTable(faust.Table):
@@ -117,3 +124,8 @@ warning_state = GroupTable(
 warning_state.key_serializer = "str"
 warning_state.value_serializer = "orjson"
 app.tables.add(warning_state)
+
+# Both tables' changes are written a batch at a time (see streams/changelog.py).
+changelog_producer = ChangelogProducer(settings)
+order_changelog = BatchedChangelog(order_state, changelog_producer, key_partition, bytes)
+warning_changelog = BatchedChangelog(warning_state, changelog_producer, warning_state.partition_for_key, orjson.dumps)

@@ -17,7 +17,6 @@ from datetime import datetime
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -52,17 +51,6 @@ def ensure_topics(settings: Settings) -> None:
                 pass
     finally:
         admin.close()
-
-
-def topic_end_offsets(settings: Settings, topic: str) -> dict[str, int]:
-    """The next offset of every partition of `topic` ("topic:partition" -> offset)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers(settings), client_id="supplymon-offsets")
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return {f"{tp.topic}:{tp.partition}": offset for tp, offset in ends.items()}
-    finally:
-        consumer.close()
 
 
 def event_time_ms(value) -> int | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from supplymon.embedded import EmbeddedBroker, free_port, port_open
-from supplymon.publish import Publisher, ensure_topics, topic_end_offsets
+from supplymon.publish import Publisher, ensure_topics
 from supplymon.settings import Settings
 from supplymon.store import Store
 
@@ -171,8 +171,9 @@ class WorkerProcess:
         signal those events sent to the early warnings."""
         self._wait_offsets("offsets", end_offsets, total, report, stall_timeout)
         # The lifecycle agent delivers its signals before it counts an event stored,
-        # so the signals topic's end is now known.
-        signals = topic_end_offsets(self.settings, self.settings.topics.signals)
+        # so how far it wrote them is now known (from the worker: the embedded broker's
+        # end offsets are not exact).
+        signals = self.progress()["signals_sent"]
         self._wait_offsets("signals", signals, sum(signals.values()), None, stall_timeout)
 
     def _wait_offsets(self, which: str, end_offsets: dict[str, int], total: int,

@@ -1,0 +1,100 @@
+"""Table changes written a batch at a time.
+
+Faust writes one changelog message per table update through its producer buffer:
+a future, callbacks, sensors and a producer call per message, about a quarter of
+the worker's time at one update per event. `BatchedChangelog.write(changes)`
+applies a batch's changes to the table's store and produces them with aiokafka's
+batch API, a request or so per changelog partition, and returns once they are
+delivered. The messages are what Faust itself would write (same topic, partition,
+key and value codecs, `None` for a delete), so Faust's recovery reads them as
+usual; the store's persisted offsets (RocksDB) are kept as Faust keeps them.
+
+The embedded broker reports a partition's end offset (ListOffsets, which Faust's
+recovery reads as the changelog's highwater) as the base offset of its last record
+batch + 1: a multi-record last batch would hide all but its first record from
+recovery. So the last change of each partition goes in a batch of its own: the
+end offset is then right on the embedded broker, and nothing changes on Kafka.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any, Callable, Mapping
+
+from aiokafka import AIOKafkaProducer
+from faust.types import TP
+
+from supplymon.publish import bootstrap_servers
+from supplymon.settings import Settings
+
+
+class ChangelogProducer:
+    """One aiokafka producer for the worker's changelogs, started on first use."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._starting: asyncio.Lock | None = None
+
+    async def get(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            self._starting = self._starting or asyncio.Lock()
+            async with self._starting:
+                if self._producer is None:
+                    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(self.settings), acks="all",
+                                                max_batch_size=1 << 20, request_timeout_ms=30_000)
+                    await producer.start()
+                    self._producer = producer
+        return self._producer
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+
+class BatchedChangelog:
+    def __init__(self, table: Any, producer: ChangelogProducer, partition_of: Callable[[str], int],
+                 encode: Callable[[Any], bytes]):
+        self.table = table
+        self.producer = producer
+        self.partition_of = partition_of  # the changelog partition of a key, as Faust picks it
+        self.encode = encode  # the table's value codec
+
+    async def write(self, changes: Mapping[str, Any]) -> None:
+        """Apply `changes` (key -> value; None deletes) and deliver them to the changelog."""
+        if not changes:
+            return
+        store = self.table.data
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
+        for key, value in changes.items():
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value
+            by_partition[self.partition_of(key)].append(
+                (key.encode(), None if value is None else self.encode(value)))
+        producer = await self.producer.get()
+        topic = self.table.changelog_topic.get_topic_name()
+        sent = []
+        for partition, messages in by_partition.items():
+            for part in (messages[:-1], messages[-1:]):  # the last one alone (see above)
+                sent += await self._send(producer, topic, partition, part)
+        for partition, count, delivery in sent:
+            metadata = await delivery
+            store.set_persisted_offset(TP(topic, partition), metadata.offset + count - 1)
+
+    @staticmethod
+    async def _send(producer: AIOKafkaProducer, topic: str, partition: int,
+                    messages: list[tuple[bytes, bytes | None]]) -> list[tuple[int, int, asyncio.Future]]:
+        """Queue `messages` in as few batches as fit; (partition, count, delivery) per batch."""
+        sent, batch, count = [], producer.create_batch(), 0
+        for key, value in messages:
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send, start another
+                sent.append((partition, count, await producer.send_batch(batch, topic, partition=partition)))
+                batch, count = producer.create_batch(), 0
+                batch.append(key=key, value=value, timestamp=None)
+            count += 1
+        if count:
+            sent.append((partition, count, await producer.send_batch(batch, topic, partition=partition)))
+        return sent

@@ -1,0 +1,81 @@
+"""Table changes written a batch at a time (streams/changelog.py), on the embedded
+broker: every change reaches its partition, the store and the persisted offsets
+follow, and the broker's end offsets (what Faust's recovery reads up to) cover
+every message although the embedded broker counts only a last batch's first record."""
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import TP
+
+from streams.changelog import BatchedChangelog, ChangelogProducer
+from supplymon.embedded import EmbeddedBroker
+from supplymon.publish import ensure_topics
+from supplymon.settings import Settings
+
+TOPIC = "supply.alerts"  # any topic ensure_topics creates with 4 partitions will do
+
+
+class Store(dict):
+    """A table's store as BatchedChangelog uses it (Faust's memory store is a dict too)."""
+
+    def __init__(self):
+        super().__init__()
+        self.persisted: dict = {}
+
+    def set_persisted_offset(self, tp, offset: int) -> None:
+        self.persisted[tp] = offset
+
+
+class Table:
+    """Stands in for a Faust table: its store and its changelog topic's name."""
+
+    def __init__(self):
+        self.data = Store()
+        self.changelog_topic = type("Topic", (), {"get_topic_name": staticmethod(lambda: TOPIC)})()
+
+
+async def _write_and_read(url: str) -> tuple[Table, list, dict, dict]:
+    settings = Settings.from_env({}).with_embedded_broker(url)
+    producer = ChangelogProducer(settings)
+    table = Table()
+    changelog = BatchedChangelog(table, producer, lambda key: int(key[1:]) % 4, orjson.dumps)
+    try:
+        await changelog.write({f"k{n}": {"v": n} for n in range(1000)})
+        await changelog.write({f"k{n}": None for n in range(0, 1000, 10)} | {"k1": {"v": -1}})
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=url.split("://")[-1], auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(TOPIC, p) for p in range(4)]
+        consumer.assign(tps)
+        messages = []
+        while batch := await consumer.getmany(timeout_ms=1000):
+            messages += [m for ms in batch.values() for m in ms]
+        ends = await consumer.end_offsets(tps)
+        read_to = {tp: consumer.highwater(tp) for tp in tps}
+    finally:
+        await consumer.stop()
+    return table, messages, ends, read_to
+
+
+def test_batched_changes_reach_the_changelog_whole_and_its_end_offsets_cover_them():
+    with EmbeddedBroker() as broker:
+        settings = Settings.from_env({}).with_embedded_broker(broker.url)
+        ensure_topics(settings)
+        table, messages, ends, read_to = asyncio.run(_write_and_read(broker.url))
+    latest = {}
+    for m in sorted(messages, key=lambda m: (m.partition, m.offset)):
+        assert int(m.key.decode()[1:]) % 4 == m.partition
+        latest[m.key.decode()] = None if m.value is None else orjson.loads(m.value)
+    want = {f"k{n}": ({"v": -1} if n == 1 else None if n % 10 == 0 else {"v": n}) for n in range(1000)}
+    assert latest == want
+    assert dict(table.data) == {k: v for k, v in want.items() if v is not None}
+    # ListOffsets (Faust's recovery highwater) equals what was really written.
+    assert {tp.partition: end for tp, end in ends.items()} == {tp.partition: end for tp, end in read_to.items()}
+    assert sum(ends.values()) == len(messages) == 1000 + 101
+    assert table.data.persisted == {TP(TOPIC, tp.partition): end - 1 for tp, end in ends.items()}
