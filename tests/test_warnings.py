@@ -194,3 +194,45 @@ def test_warning_rows_have_stable_ids_and_plain_messages():
     assert rate["alert_id"] != warning_alert_row("low_delivery_rate", {"distributor_id": "D1"}, T0, None,
                                                  rate["details"], "all")["alert_id"]
 
+
+
+def test_the_instants_evaluated_are_those_at_which_a_figure_can_change():
+    """The next instants are computed from the sorted orders (not stored per order):
+    walking them must visit exactly every instant at which an order enters or leaves
+    a window, a first answer counts, or the surge baseline grows or loses an order
+    of its first day, and nothing else."""
+    import random
+    rnd = random.Random(7)
+    m = ShortageMonitor()
+    sw, recent, most = m.shortage_window, m.recent, m.surge_max_days
+    ats = sorted(T0 + rnd.randrange(40 * DAY_MS) for _ in range(60)) + [T0 + rnd.randrange(DAY_MS) for _ in range(8)]
+    expected = set()
+    first = min(ats)
+    for n, at in enumerate(ats):
+        m.order(f"O{n}", f"I{n % 5}", at, 10)
+        expected |= {at, at + sw, at + recent, at + recent + most * DAY_MS}
+        if n % 3:
+            rt = at + rnd.randrange(2 * sw)
+            m.answer(f"O{n}", rt, "accepted", 10, None)
+            if rt < at + sw:
+                expected.add(rt)
+        if at < first + DAY_MS:  # an order of the first day leaves the growing baseline
+            expected |= {at + recent + k * DAY_MS for k in range(1, most)}
+    expected |= {first + recent + k * DAY_MS for k in range(1, most + 1)}  # the baseline grows a day
+    visited = []
+    while (t := m.next_change()) is not None:
+        visited.append(t)
+        m.advance(t)
+    assert visited == sorted(expected)
+
+
+def test_a_sparse_subject_skips_the_baseline_instants():
+    """Fewer orders than a surge needs: the baseline's growth cannot matter, and a
+    subject with one order is evaluated only when that order enters or leaves a window."""
+    m = SurgeMonitor()
+    m.order(T0, 10, "O1")
+    visited = []
+    while (t := m.next_change()) is not None:
+        visited.append(t)
+        m.advance(t)
+    assert visited == sorted({T0 + o for o in m.offsets})

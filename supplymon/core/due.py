@@ -30,6 +30,13 @@ class DueIndex:
         if len(self._heap) > 4 * len(self._due) + 1024:
             self._compact()
 
+    def next_due(self) -> int | None:
+        """The earliest due time, or None."""
+        heap, due = self._heap, self._due
+        while heap and due.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
     def pop_due(self, before: int) -> list[Hashable]:
         out = []
         heap = self._heap

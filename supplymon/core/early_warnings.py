@@ -12,6 +12,7 @@ metas) from which `restore()` rebuilds it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any, Callable, Iterable
 
 from supplymon.core.alerts import warning_alert_row
@@ -60,7 +61,7 @@ class EarlyWarnings:
         for group, item, value in metas:  # after the records: a meta sets `now` and the episodes
             watch = self._group(group)
             if isinstance(watch, ManufacturerWatch):
-                watch.subject(*item[2:].split("|", 1)).load_meta(value)
+                watch.load_meta(*item[2:].split("|", 1), value)
             else:
                 watch.load_meta(value)
         for group, watch in self.groups.items():
@@ -112,6 +113,10 @@ class EarlyWarnings:
         for group, records in message.get("recs", {}).items():  # the records, then the marks
             watch = self._group(group)
             for order_id, record in records.items():
+                order_id = intern(order_id)  # shared by the order's two records and its keys
+                for name, value in record.items():  # ids repeat across orders: kept once
+                    if type(value) is str:
+                        record[name] = intern(value)
                 if watch.upsert(order_id, record):
                     out.writes[f"{group}|o:{order_id}"] = record
                     out.changed.add(group)

@@ -20,6 +20,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from supplymon.core.due import DueIndex
 from supplymon.core.windows import DAY_MS, FAMILIES
 from supplymon.settings import HOUR_MS, Rules
 
@@ -92,14 +93,18 @@ class ProductRegion:
         self.surge_factor = rules.surge_factor
         self.surge_min_days = int(rules.surge_min_history_days)
         self.surge_max_days = int(rules.surge_max_history_days)
+        # An order changes a figure when it enters a window and when it leaves one: at
+        # `ordered_at` plus each of these (the last one: it leaves memory).
+        self.offsets = tuple(sorted({0, self.shortage_window, self.recent,
+                                     self.recent + self.surge_max_days * DAY_MS, self.memory}))
         self.records: dict[str, dict] = {}
         self.index: list[tuple[int, str]] = []  # (ordered_at, order_id), sorted
         self.first_order: int | None = None
         self.now: int | None = None
         self.late = False  # a record changed at or before `now`: evaluate at now + 1
-        # Instants at which a figure can change (a heap; a superset is fine): pushed as
-        # records come, popped once passed, so finding the next one is not a scan.
-        self.pending: list[int] = []
+        # First answers still ahead of `now` (a heap, popped once passed): the other
+        # instants follow from `index` and `first_order` (see _next_instant).
+        self.answers: list[int] = []
         self.shortage = Episode(rules.ms("shortage_quiet_hours"))
         self.surge = Episode(rules.ms("surge_quiet_hours"))
 
@@ -117,8 +122,9 @@ class ProductRegion:
         self.records[order_id] = record
         if self.first_order is None or record["at"] < self.first_order:
             self.first_order = record["at"]
-            self._first_order_moved()
-        self._push_record(record)
+        rt = record.get("rt")
+        if rt is not None and rt < record["at"] + self.shortage_window and (self.now is None or rt > self.now):
+            heapq.heappush(self.answers, rt)
         if self.now is not None and (record["at"] <= self.now or (record.get("rt") or self.now + 1) <= self.now):
             self.late = True
         return True
@@ -176,40 +182,50 @@ class ProductRegion:
             return False
         return f["quantity_24h"] > self.surge_factor * f["baseline_quantity"] / f["baseline_days"]
 
-    def _push(self, instants: Iterable[int]) -> None:
-        now = self.now
-        for t in instants:
-            if now is None or t > now:
-                heapq.heappush(self.pending, t)
-
-    def _baseline_exits(self, at: int) -> Iterable[int]:
-        # While the baseline has not reached its longest, its start moves within the
-        # first day of history: orders of that day leave it at these instants.
-        return (at + self.recent + k * DAY_MS for k in range(1, self.surge_max_days))
-
-    def _push_record(self, rec: dict) -> None:
-        """The instants at which an order's record can change a figure."""
-        at = rec["at"]
-        self._push((at, at + self.shortage_window, at + self.recent, at + self.recent + self.surge_max_days * DAY_MS))
-        if rec.get("rt") is not None and rec["rt"] < at + self.shortage_window:
-            self._push((rec["rt"],))
-        if at < self.first_order + DAY_MS:
-            self._push(self._baseline_exits(at))
-
-    def _first_order_moved(self) -> None:
-        """The baseline grows a day at these instants; the first day's orders leave it."""
-        first = self.first_order
-        self._push(first + self.recent + k * DAY_MS for k in range(1, self.surge_max_days + 1))
-        for at, _ in self.index[:bisect.bisect_left(self.index, (first + DAY_MS, ""))]:
-            self._push(self._baseline_exits(at))
-
     def _next_instant(self) -> int | None:
+        """The first instant after `now` at which a figure can change (a superset is fine)."""
         if self.late:
             return self.now + 1
-        pending, now = self.pending, self.now
-        while pending and now is not None and pending[0] <= now:
-            heapq.heappop(pending)
-        return pending[0] if pending else None
+        now, index, answers = self.now, self.index, self.answers
+        while answers and now is not None and answers[0] <= now:
+            heapq.heappop(answers)
+        candidates = answers[:1]
+        for offset in self.offsets:  # the first order entering or leaving a window after now
+            i = 0 if now is None else bisect.bisect_right(index, (now - offset, "\uffff"))
+            if i < len(index):
+                candidates.append(index[i][0] + offset)
+        # The baseline's own changes matter only to a surge, which needs that many orders
+        # in 24 h: a sparse subject skips them (most subjects: one every day for 28 days).
+        baseline = self._next_baseline_change() if len(index) >= self.surge_min_orders else None
+        if baseline is not None:
+            candidates.append(baseline)
+        return min(candidates) if candidates else None
+
+    def _next_baseline_change(self) -> int | None:
+        """While the surge baseline has fewer than its most days, it grows a day at
+        first + recent + k days (k = 1 .. most) and its start moves within the first
+        day of history, so each order of that day leaves it at ordered_at + recent +
+        k days: the first of these instants after `now`, computed, not stored."""
+        first, day, most = self.first_order, DAY_MS, self.surge_max_days
+        if first is None:
+            return None
+        d = -(1 << 62) if self.now is None else self.now - self.recent  # instants > now are y + recent, y > d
+        candidates = []
+        k = max(1, (d - first) // day + 1)
+        if k <= most:
+            candidates.append(first + k * day)
+        index = self.index
+        lo = bisect.bisect_right(index, (d - most * day, "\uffff"))  # orders with an instant after d
+        hi = bisect.bisect_left(index, (first + day, ""))  # orders of the first day
+        if lo < hi:
+            if d < first + day:  # nothing has left yet: the earliest order leaves first
+                candidates.append(index[lo][0] + day)
+            else:  # y = d + 1 + ((at - d - 1) mod day): the order next in phase after d
+                phase = (d + 1 - first) % day
+                i = bisect.bisect_left(index, (first + phase, ""), lo, hi)
+                at = index[i if i < hi else lo][0]
+                candidates.append(d + 1 + (at - d - 1) % day)
+        return min(candidates) + self.recent if candidates else None
 
     def next_change(self) -> int | None:
         candidates = [c for c in (self.shortage.next_check(), self.surge.next_check()) if c is not None]
@@ -260,8 +276,6 @@ class ProductRegion:
 
     def load_meta(self, meta: dict) -> None:
         self.now, self.first_order, self.late = meta["now"], meta["first"], meta["late"]
-        if self.first_order is not None:
-            self._first_order_moved()
         self.shortage.load(meta["shortage"])
         self.surge.load(meta["surge"])
 
@@ -296,12 +310,15 @@ class SurgeMonitor(ProductRegion):
 
 class ManufacturerWatch:
     """The product+region subjects of one manufacturer's products, kept together so
-    that a shortage can name the manufacturer's other distributors who could cover."""
+    that a shortage can name the manufacturer's other distributors who could cover.
+    Subjects are indexed by their next change, so a step touches only those due."""
 
     def __init__(self, rules: Rules = DEFAULT_RULES):
         self.rules = rules
         self.subjects: dict[tuple[str, str], ProductRegion] = {}
+        self.due = DueIndex()
         self.touched: set[tuple[str, str]] = set()  # subjects whose meta changed (see take_touched)
+        self.advanced: set[tuple[str, str]] = set()  # subjects advanced since the last evict()
 
     def subject(self, product_id: str, region_code: str) -> ProductRegion:
         key = (product_id, region_code)
@@ -311,10 +328,17 @@ class ManufacturerWatch:
 
     def upsert(self, order_id: str, record: dict) -> bool:
         key = (record["p"], record["rg"])
-        changed = self.subject(*key).upsert(order_id, record)
+        subject = self.subject(*key)
+        changed = subject.upsert(order_id, record)
         if changed:
             self.touched.add(key)
+            self.due.schedule(key, subject.next_change())
         return changed
+
+    def load_meta(self, product_id: str, region_code: str, meta: dict) -> None:
+        subject = self.subject(product_id, region_code)
+        subject.load_meta(meta)
+        self.due.schedule((product_id, region_code), subject.next_change())
 
     def take_touched(self) -> dict[tuple[str, str], dict | None]:
         """The metas changed since the last call (None: the subject is gone)."""
@@ -323,26 +347,30 @@ class ManufacturerWatch:
         return out
 
     def next_change(self) -> int | None:
-        dues = [d for d in (s.next_change() for s in self.subjects.values()) if d is not None]
-        return min(dues) if dues else None
+        return self.due.next_due()
 
     def advance(self, to: int) -> list[tuple[tuple[str, str], Transition]]:
         out = []
-        for key, subject in self.subjects.items():
-            due = subject.next_change()
-            if due is not None and due <= to:
-                out += [(key, t) for t in subject.advance(to)]
-                self.touched.add(key)
+        for key in self.due.pop_due(to + 1):
+            subject = self.subjects[key]
+            out += [(key, t) for t in subject.advance(to)]
+            self.due.schedule(key, subject.next_change())
+            self.touched.add(key)
+            self.advanced.add(key)
         return out
 
     def evict(self) -> list[str]:
         gone = []
-        for key in list(self.subjects):
+        for key in sorted(self.advanced):
             subject = self.subjects[key]
             gone += subject.evict()
             if not subject.records and subject.shortage.raised_at is None and subject.surge.raised_at is None:
                 del self.subjects[key]
+                self.due.schedule(key, None)
                 self.touched.add(key)
+            else:
+                self.due.schedule(key, subject.next_change())
+        self.advanced.clear()
         return gone
 
     def coverers(self, product_id: str, region_code: str, t: int, exclude: Iterable[str]) -> list[str]:
