@@ -23,6 +23,7 @@ test: install
 bench: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.memory
 
 clean:
 	rm -rf $(VENV) data *.egg-info

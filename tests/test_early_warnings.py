@@ -67,6 +67,15 @@ def test_stream_time_waits_for_a_mark_from_every_input_partition():
     # An older mark (a resend) does not move stream time back.
     warnings.process(marks(T0, SOURCES[1:]))
     assert warnings.watermark(0) == T0 + 10 * H
+    # Marks of input partitions this worker does not read (another app's topics) do not count.
+    warnings.process(marks(T0 + 20 * H, ("other.supply.orders:0",)))
+    assert warnings.watermark(0) == T0 + 10 * H
+
+
+def test_marks_of_other_topics_do_not_make_a_stream_time():
+    warnings = evaluation()
+    warnings.process(marks(T0, SOURCES[:1]) + marks(T0 + 10 * H, ("other.supply.orders:0",)))
+    assert warnings.watermark(0) is None
 
 
 def test_a_worker_restored_from_the_table_goes_on_exactly():

@@ -82,7 +82,9 @@ class EarlyWarnings:
     def watermark(self, partition: int) -> int | None:
         """Stream time of a signals partition: the least mark, once every input partition sent one."""
         seen = self.marks.get(partition, {})
-        return min(seen.values()) if len(seen) >= len(self.sources) else None
+        if not self.sources or any(source not in seen for source in self.sources):
+            return None
+        return min(seen[source] for source in self.sources)  # marks of other topics do not count
 
     def stream_time(self) -> int | None:
         times = [t for t in map(self.watermark, self.marks) if t is not None]

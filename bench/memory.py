@@ -1,0 +1,103 @@
+"""Memory of the early warnings per order they keep (`python -m bench.memory`).
+
+The early-warning core keeps every order of the last 29 days (by default): a record
+for its manufacturer's product+region and one for its distributor, plus their table
+entries (the worker's in-memory store holds the same record objects under their own
+keys). This feeds the pure core (supplymon/core/early_warnings.py) the signals of
+N orders spread over 28 days, as the lifecycle agent would send them, keeps the
+table entries in a dict as the memory store does, and prints the process's RSS
+growth per order. Subjects are product x region; the sparser they are (fewer
+orders per product+region), the more each order costs.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import sys
+import time
+import zlib
+
+import orjson
+
+from supplymon.core.early_warnings import EarlyWarnings
+from supplymon.core.signals import order_signals, pack
+from supplymon.core.windows import DAY_MS
+from supplymon.settings import HOUR_MS, Rules
+
+T0 = 1_767_225_600_000  # 2026-01-01 UTC
+BATCH = 2000
+PARTITIONS = 4
+SOURCE = "supply.orders:0"
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def fact(rnd: random.Random, n: int, at: int, products: int, regions: int) -> dict:
+    """An answered, delivered order's fact row (what order_signals reads)."""
+    product = rnd.randrange(products)
+    return {"order_id": f"ORD-{n:010d}", "product_id": f"P{product:05d}", "manufacturer_id": f"M{product % 200:03d}",
+            "region_code": f"{330100 + 100 * rnd.randrange(regions)}", "institution_id": f"H{rnd.randrange(2000):05d}",
+            "distributor_id": f"D{rnd.randrange(80):03d}", "ordered_at": at, "quantity": rnd.randrange(1, 500),
+            "responded_at": at + 3 * HOUR_MS, "decision": "accepted", "confirmed_quantity": 100, "reject_reason": None,
+            "deadline_at": at + DAY_MS, "grassroots": rnd.random() < 0.3, "first_confirmed_at": at + 20 * HOUR_MS,
+            "on_time": 1}
+
+
+def measure(orders: int, products: int, regions: int, seed: int = 1) -> dict:
+    def partition_of(group: str) -> int:
+        return zlib.crc32(group.encode()) % PARTITIONS
+
+    warnings = EarlyWarnings(Rules(), partition_of)
+    warnings.restore([], range(PARTITIONS), [SOURCE])
+    store: dict = {}
+    rnd = random.Random(seed)
+    gc.collect()
+    base = rss_bytes()
+    started = time.perf_counter()
+    at = T0
+    for first in range(0, orders, BATCH):
+        records: dict[str, dict] = {}
+        for n in range(first, min(orders, first + BATCH)):
+            at = T0 + n * 28 * DAY_MS // orders
+            row = fact(rnd, n, at, products, regions)
+            for group, record in order_signals(row):
+                records.setdefault(group, {})[row["order_id"]] = record
+        # Through orjson and back, as the signals travel: the records' strings are the decoder's.
+        messages = [(p, orjson.loads(orjson.dumps(m)))
+                    for p, m in pack(records, {SOURCE: at}, partition_of, PARTITIONS)]
+        for key, value in warnings.process(messages).writes.items():
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value
+    elapsed = time.perf_counter() - started
+    gc.collect()
+    grown = rss_bytes() - base
+    subjects = sum(len(getattr(g, "subjects", ())) for g in warnings.groups.values())
+    return {"orders": orders, "bytes": grown, "per_order": grown / orders, "subjects": subjects,
+            "entries": len(store), "orders_per_s": orders / elapsed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, default=200_000)
+    parser.add_argument("--products", type=int, default=1000)
+    parser.add_argument("--regions", type=int, default=15)
+    args = parser.parse_args(argv)
+    m = measure(args.orders, args.products, args.regions)
+    print(f"early warnings: {m['orders']:,} orders over 28 days, {m['subjects']:,} product+region subjects "
+          f"({m['orders'] / max(m['subjects'], 1):,.1f} orders each)")
+    print(f"  RSS +{m['bytes'] / 2**20:,.0f} MiB = {m['per_order']:,.0f} B per order kept "
+          f"({m['entries']:,} table entries); {m['orders_per_s']:,.0f} orders/s through the core")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
