@@ -98,11 +98,12 @@ class Batch:
         self.watermark: int | None = None
         self.snapshots: dict[str, bytes | None] = {}  # states to write (None: delete)
         self.messages: list = []  # to acknowledge once stored
+        self.stored = order_changelog.reader()
 
     def state(self, order_id: str) -> dict:
         state = self.states.get(order_id)
         if state is None:
-            raw = unsettled[order_id] if order_id in unsettled else order_state.get(order_id)
+            raw = unsettled[order_id] if order_id in unsettled else self.stored(order_id)
             state = orjson.loads(raw) if raw else new_state(order_id)
             self.states[order_id] = state
             self.read[order_id] = raw

@@ -61,6 +61,13 @@ class BatchedChangelog:
         self.partition_of = partition_of  # the changelog partition of a key, as Faust picks it
         self.encode = encode  # the table's value codec
 
+    def reader(self) -> Callable[[str], Any]:
+        """A get on the table's store itself: Faust's Table.get adds a sensor call and
+        three layers of mapping per key (~5 % of the worker at one read per event)."""
+        store = self.table.data
+        inner = getattr(store, "data", None)  # the memory store keeps a plain dict
+        return inner.get if type(inner) is dict else store.get
+
     async def write(self, changes: Mapping[str, Any]) -> None:
         """Apply `changes` (key -> value; None deletes) and deliver them to the changelog."""
         if not changes:

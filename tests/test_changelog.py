@@ -79,3 +79,17 @@ def test_batched_changes_reach_the_changelog_whole_and_its_end_offsets_cover_the
     assert {tp.partition: end for tp, end in ends.items()} == {tp.partition: end for tp, end in read_to.items()}
     assert sum(ends.values()) == len(messages) == 1000 + 101
     assert table.data.persisted == {TP(TOPIC, tp.partition): end - 1 for tp, end in ends.items()}
+
+
+def test_the_reader_sees_what_the_faust_table_sees():
+    """The lifecycle agent reads order states through `reader()` (the store's own dict
+    for Faust's memory store), not Faust's Table.get: the same values either way."""
+    from streams.app import order_changelog, order_state
+    store = order_state.data
+    try:
+        store["O-1"] = b'{"x":1}'
+        read = order_changelog.reader()
+        assert read("O-1") == order_state.get("O-1") == b'{"x":1}'
+        assert read("O-2") is None and order_state.get("O-2") is None
+    finally:
+        store.pop("O-1", None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 
 from supplymon.core.early_warnings import EarlyWarnings
-from supplymon.core.signals import RECORDS_PER_SIGNAL, pack
+from supplymon.core.signals import RECORDS_PER_SIGNAL, delivery_record, pack, supply_record
 from supplymon.settings import HOUR_MS as H, Rules
 from tests.test_warnings import T0
 
@@ -28,8 +28,8 @@ def marks(t: int, sources=SOURCES) -> list[tuple[int, dict]]:
 def shortage_signals() -> list[tuple[int, dict]]:
     """Three institutions turned away for out of stock, 03:30 the third; marks to 05:00,
     then the marks of five quiet days (the shortage leaves the window and resolves)."""
-    records = {f"O{n}": {"p": "P1", "rg": "R1", "i": f"I{n}", "dist": "D1", "at": T0 + n * H, "q": 10,
-                         "rt": T0 + n * H + 30 * 60_000, "d": "rejected", "c": 0, "r": "out_of_stock"}
+    records = {f"O{n}": supply_record(p="P1", rg="R1", i=f"I{n}", dist="D1", at=T0 + n * H, q=10,
+                                      rt=T0 + n * H + 30 * 60_000, d="rejected", c=0, r="out_of_stock")
                for n in (1, 2, 3)}
     out = [(0, {"recs": {"m:M1": {oid: rec}}}) for oid, rec in records.items()]
     out += marks(T0 + 5 * H)
@@ -102,7 +102,7 @@ def test_a_worker_restored_from_the_table_goes_on_exactly():
 
 def test_a_batch_is_packed_into_a_message_or_so_per_partition_records_before_marks():
     groups = {"m:M1": 0, "d:D1": 1, "d:D2": 1}
-    records = {group: {f"O{n}": {"dl": n, "g": False, "ot": None} for n in range(count)}
+    records = {group: {f"O{n}": delivery_record(dl=n, g=False, ot=None) for n in range(count)}
                for group, count in (("m:M1", 3), ("d:D1", RECORDS_PER_SIGNAL), ("d:D2", 2))}
     read_to = {"supply.orders:0": T0, "supply.responses:0": T0 + 1}
     messages = pack(records, read_to, groups.__getitem__, 3)

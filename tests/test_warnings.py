@@ -4,6 +4,7 @@ from __future__ import annotations
 import orjson
 
 from supplymon.core.alerts import warning_alert_row
+from supplymon.core.signals import supply_record
 from supplymon.core.warnings import DeliveryRateMonitor, ManufacturerWatch, ShortageMonitor, SurgeMonitor
 from supplymon.core.windows import DAY_MS, FAMILIES
 from supplymon.settings import HOUR_MS as H
@@ -108,8 +109,8 @@ def test_low_delivery_rate_at_day_end_and_separately_for_grassroots():
 
 def _shortage_story(m) -> None:
     for n, institution in enumerate(("I1", "I2", "I3", "I4")):
-        m.upsert(f"O{n}", {"p": "P1", "rg": "R1", "i": institution, "dist": "D1", "at": T0 + n * 20 * H,
-                           "q": 10, "rt": T0 + n * 20 * H + H, "d": "rejected", "c": 0, "r": "out_of_stock"})
+        m.upsert(f"O{n}", supply_record(p="P1", rg="R1", i=institution, dist="D1", at=T0 + n * 20 * H,
+                                        q=10, rt=T0 + n * 20 * H + H, d="rejected", c=0, r="out_of_stock"))
 
 
 def test_a_monitor_restored_from_its_dump_continues_exactly():
@@ -139,7 +140,7 @@ def test_a_monitor_restored_from_its_dump_continues_exactly():
 def test_records_are_upserts_and_late_ones_count_from_now():
     m = ShortageMonitor()
     m.order("O1", "I1", T0, 10)
-    assert m.upsert("O1", dict(m.records["O1"])) is False  # the same record again changes nothing
+    assert m.upsert("O1", list(m.records["O1"])) is False  # the same record again changes nothing
     m.answer("O1", T0 + H, "rejected", 0, "out_of_stock")
     m.order("O2", "I2", T0 + H, 10)
     m.answer("O2", T0 + 2 * H, "rejected", 0, "out_of_stock")
@@ -168,9 +169,8 @@ def test_a_shortage_names_the_manufacturers_other_distributors():
     _shortage_story(watch)
     for n, (product, region, dist) in enumerate((("P2", "R1", "D2"), ("P1", "R2", "D3"), ("P3", "R9", "D4"),
                                                  ("P2", "R1", "D5"))):
-        watch.upsert(f"X{n}", {"p": product, "rg": region, "i": "I9", "dist": dist, "at": T0 + n * H, "q": 5,
-                               "rt": T0 + n * H + H, "d": "accepted" if dist != "D5" else "rejected", "c": 5,
-                               "r": None})
+        watch.upsert(f"X{n}", supply_record(p=product, rg=region, i="I9", dist=dist, at=T0 + n * H, q=5,
+                                            rt=T0 + n * H + H, d="accepted" if dist != "D5" else "rejected", c=5))
     # Same product elsewhere first, then the same region, then anywhere; D5 rejected; D1 is short.
     assert watch.coverers("P1", "R1", T0 + 3 * DAY_MS, ["D1"]) == ["D3", "D2", "D4"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable
 
+from supplymon.core.signals import supply_record
 from supplymon.core.warnings import DeliveryRateMonitor, ManufacturerWatch
 from tests.reference import HOUR, parse_ms
 
@@ -35,11 +36,11 @@ def expected_warnings(events: Iterable[dict]) -> set[tuple]:
     for order_id, order in orders.items():
         at = parse_ms(order["ts"])
         first = min(responses[order_id], key=lambda r: r[:2])[2] if responses[order_id] else None
-        manufacturers[order["manufacturer_id"]].upsert(order_id, {
-            "p": order["product_id"], "rg": order["region_code"], "i": order["institution_id"],
-            "dist": order["distributor_id"], "at": at, "q": order["quantity"],
-            "rt": parse_ms(first["ts"]) if first else None, "d": first and first["decision"],
-            "c": first and first["confirmed_quantity"], "r": first and first.get("reason")})
+        manufacturers[order["manufacturer_id"]].upsert(order_id, supply_record(
+            p=order["product_id"], rg=order["region_code"], i=order["institution_id"],
+            dist=order["distributor_id"], at=at, q=order["quantity"],
+            rt=parse_ms(first["ts"]) if first else None, d=first and first["decision"],
+            c=first and first["confirmed_quantity"], r=first and first.get("reason")))
         deadline = at + (24 if order["area"] == "urban" else 48) * HOUR
         on_time = (arrivals[order_id] and (first is None or first["decision"] != "rejected")
                    and min(r for _, r in arrivals[order_id]) <= deadline)

@@ -116,9 +116,9 @@ class EarlyWarnings:
             watch = self._group(group)
             for order_id, record in records.items():
                 order_id = intern(order_id)  # shared by the order's two records and its keys
-                for name, value in record.items():  # ids repeat across orders: kept once
+                for n, value in enumerate(record):  # ids repeat across orders: kept once
                     if type(value) is str:
-                        record[name] = intern(value)
+                        record[n] = intern(value)
                 if watch.upsert(order_id, record):
                     out.writes[f"{group}|o:{order_id}"] = record
                     out.changed.add(group)

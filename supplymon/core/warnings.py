@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from supplymon.core.due import DueIndex
+from supplymon.core.signals import (ANSWERED_AT, CONFIRMED, DEADLINE, DECISION, DISTRIBUTOR, GRASSROOTS, INSTITUTION,
+                                    ON_TIME_SINCE, ORDERED_AT, PRODUCT, QUANTITY, REASON, REGION, delivery_record,
+                                    supply_record)
 from supplymon.core.windows import DAY_MS, FAMILIES
 from supplymon.settings import HOUR_MS, Rules
 
@@ -78,9 +81,9 @@ class Episode:
 class ProductRegion:
     """One product in one region: `supply_shortage` and `demand_surge`.
 
-    Records: order_id -> {"i": institution, "at": ordered_at, "q": quantity,
-    "dist": distributor, "rt": first answer's ts, "d": decision, "c": confirmed,
-    "r": reason} (the answer fields absent or None until answered).
+    Records: order_id -> supply_record (core/signals.py): institution, ordered at,
+    quantity, distributor, first answer's ts, decision, confirmed, reason (the
+    answer fields None until answered).
     """
 
     def __init__(self, rules: Rules = DEFAULT_RULES):
@@ -97,7 +100,7 @@ class ProductRegion:
         # `ordered_at` plus each of these (the last one: it leaves memory).
         self.offsets = tuple(sorted({0, self.shortage_window, self.recent,
                                      self.recent + self.surge_max_days * DAY_MS, self.memory}))
-        self.records: dict[str, dict] = {}
+        self.records: dict[str, list] = {}
         self.index: list[tuple[int, str]] = []  # (ordered_at, order_id), sorted
         self.first_order: int | None = None
         self.now: int | None = None
@@ -109,28 +112,28 @@ class ProductRegion:
         self.surge = Episode(rules.ms("surge_quiet_hours"))
 
     # -- input -------------------------------------------------------------------
-    def upsert(self, order_id: str, record: dict) -> bool:
+    def upsert(self, order_id: str, record: list) -> bool:
         """Put an order's record; False if it was already there as it is."""
         old = self.records.get(order_id)
         if old == record:
             return False
-        if old is not None and old["at"] != record["at"]:
-            self.index.remove((old["at"], order_id))
+        if old is not None and old[ORDERED_AT] != record[ORDERED_AT]:
+            self.index.remove((old[ORDERED_AT], order_id))
             old = None
         if old is None:
-            bisect.insort(self.index, (record["at"], order_id))
+            bisect.insort(self.index, (record[ORDERED_AT], order_id))
         self.records[order_id] = record
-        if self.first_order is None or record["at"] < self.first_order:
-            self.first_order = record["at"]
-        rt = record.get("rt")
-        if rt is not None and rt < record["at"] + self.shortage_window and (self.now is None or rt > self.now):
+        at, rt = record[ORDERED_AT], record[ANSWERED_AT]
+        if self.first_order is None or at < self.first_order:
+            self.first_order = at
+        if rt is not None and rt < at + self.shortage_window and (self.now is None or rt > self.now):
             heapq.heappush(self.answers, rt)
-        if self.now is not None and (record["at"] <= self.now or (record.get("rt") or self.now + 1) <= self.now):
+        if self.now is not None and (at <= self.now or (rt is not None and rt <= self.now)):
             self.late = True
         return True
 
     # -- evaluation --------------------------------------------------------------
-    def _since(self, start: int, end: int) -> list[dict]:
+    def _since(self, start: int, end: int) -> list[list]:
         """Records of orders placed in (start, end]."""
         lo = bisect.bisect_right(self.index, (start, "\uffff"))
         hi = bisect.bisect_right(self.index, (end, "\uffff"))
@@ -139,14 +142,14 @@ class ProductRegion:
     def shortage_figures(self, t: int) -> dict:
         turned_away, answered, ordered, confirmed, distributors = set(), 0, 0, 0, set()
         for rec in self._since(t - self.shortage_window, t):
-            if rec.get("rt") is None or rec["rt"] > t:
+            if rec[ANSWERED_AT] is None or rec[ANSWERED_AT] > t:
                 continue
             answered += 1
-            ordered += rec["q"]
-            confirmed += rec["c"]
-            if rec["d"] in ("rejected", "partial") and rec.get("r") == "out_of_stock":
-                turned_away.add(rec["i"])
-                distributors.add(rec["dist"])
+            ordered += rec[QUANTITY]
+            confirmed += rec[CONFIRMED]
+            if rec[DECISION] in ("rejected", "partial") and rec[REASON] == "out_of_stock":
+                turned_away.add(rec[INSTITUTION])
+                distributors.add(rec[DISTRIBUTOR])
         return {"institutions_out_of_stock": sorted(turned_away), "answered_orders": answered,
                 "ordered_quantity": ordered, "confirmed_quantity": confirmed,
                 "fill_rate": round(confirmed / ordered, 4) if ordered else None,
@@ -165,14 +168,14 @@ class ProductRegion:
     def surge_figures(self, t: int) -> dict:
         recent = self._since(t - self.recent, t)
         days = self.history_days(t)
-        figures = {"orders_24h": len(recent), "quantity_24h": sum(r["q"] for r in recent),
+        figures = {"orders_24h": len(recent), "quantity_24h": sum(r[QUANTITY] for r in recent),
                    "baseline_days": days, "baseline_mean_daily_quantity": None,
                    "window_hours": self.recent / HOUR_MS,
-                   "distributors": sorted({r["dist"] for r in recent})}
+                   "distributors": sorted({r[DISTRIBUTOR] for r in recent})}
         # The baseline (a sum over up to 28 days) only matters once there are enough orders.
         if days >= self.surge_min_days and len(recent) >= self.surge_min_orders:
             start = t - self.recent
-            baseline = sum(r["q"] for r in self._since(start - days * DAY_MS, start))
+            baseline = sum(r[QUANTITY] for r in self._since(start - days * DAY_MS, start))
             figures["baseline_mean_daily_quantity"] = round(baseline / days, 3)
             figures["baseline_quantity"] = baseline
         return figures
@@ -285,13 +288,16 @@ class ShortageMonitor(ProductRegion):
 
     def order(self, order_id: str, institution_id: str, ordered_at: int, quantity: int,
               distributor_id: str = "") -> None:
-        rec = dict(self.records.get(order_id, {}), i=institution_id, at=ordered_at, q=quantity, dist=distributor_id)
+        rec = list(self.records.get(order_id) or supply_record("", "", "", "", 0, 0))
+        rec[INSTITUTION], rec[ORDERED_AT], rec[QUANTITY], rec[DISTRIBUTOR] = institution_id, ordered_at, quantity, distributor_id
         self.upsert(order_id, rec)
 
     def answer(self, order_id: str, ts: int, decision: str, confirmed: int, reason: str | None) -> None:
         rec = self.records.get(order_id)
-        if rec is not None and (rec.get("rt") is None or ts < rec["rt"]):  # the first answer by ts counts
-            self.upsert(order_id, dict(rec, rt=ts, d=decision, c=confirmed, r=reason))
+        if rec is not None and (rec[ANSWERED_AT] is None or ts < rec[ANSWERED_AT]):  # the first answer by ts counts
+            rec = list(rec)
+            rec[ANSWERED_AT], rec[DECISION], rec[CONFIRMED], rec[REASON] = ts, decision, confirmed, reason
+            self.upsert(order_id, rec)
 
     def advance(self, to: int) -> list[Transition]:
         return [t for t in super().advance(to) if t.kind == "supply_shortage"]
@@ -302,7 +308,7 @@ class SurgeMonitor(ProductRegion):
 
     def order(self, ordered_at: int, quantity: int, order_id: str | None = None) -> None:
         order_id = order_id or f"#{len(self.records)}"
-        self.upsert(order_id, {"i": "", "at": ordered_at, "q": quantity, "dist": ""})
+        self.upsert(order_id, supply_record("", "", "", "", ordered_at, quantity))
 
     def advance(self, to: int) -> list[Transition]:
         return [t for t in super().advance(to) if t.kind == "demand_surge"]
@@ -326,8 +332,8 @@ class ManufacturerWatch:
             self.subjects[key] = ProductRegion(self.rules)
         return self.subjects[key]
 
-    def upsert(self, order_id: str, record: dict) -> bool:
-        key = (record["p"], record["rg"])
+    def upsert(self, order_id: str, record: list) -> bool:
+        key = (record[PRODUCT], record[REGION])
         subject = self.subject(*key)
         changed = subject.upsert(order_id, record)
         if changed:
@@ -383,9 +389,10 @@ class ManufacturerWatch:
         for (product, region), subject in self.subjects.items():
             rank = 0 if product == product_id and region != region_code else 1 if region == region_code else 2
             for rec in subject._since(t - subject.memory, t):
-                if rec.get("rt") is not None and rec["rt"] <= t and rec["d"] == "accepted" and rec["dist"] not in exclude:
-                    best = score.get(rec["dist"], (3, 0))
-                    score[rec["dist"]] = (min(best[0], rank), best[1] - rec["q"])
+                dist = rec[DISTRIBUTOR]
+                if rec[ANSWERED_AT] is not None and rec[ANSWERED_AT] <= t and rec[DECISION] == "accepted" and dist not in exclude:
+                    best = score.get(dist, (3, 0))
+                    score[dist] = (min(best[0], rank), best[1] - rec[QUANTITY])
         return [d for d, _ in sorted(score.items(), key=lambda kv: (kv[1], kv[0]))][:3]
 
 
@@ -401,7 +408,7 @@ class DeliveryRateMonitor:
         self.window_ms = rules.ms("delivery_rate_window_days")
         self.min_orders = int(rules.delivery_rate_min_orders)
         self.threshold = rules.delivery_rate_threshold
-        self.records: dict[str, dict] = {}  # order_id -> {"dl": deadline, "g": grassroots, "ot": on time since}
+        self.records: dict[str, list] = {}  # order_id -> delivery_record (core/signals.py)
         self.open: dict[str, list | None] = {scope: None for scope in self.SCOPES}  # [raised_at, details]
         self.measured_until: int | None = None
 
@@ -409,9 +416,9 @@ class DeliveryRateMonitor:
         """The order's deadline, and since when it is known to be delivered on time
         (the confirmation of its first receipt, if that was in time); otherwise it
         counts as not on time once its deadline has passed."""
-        self.upsert(order_id, {"dl": deadline_at, "g": grassroots, "ot": on_time_since})
+        self.upsert(order_id, delivery_record(deadline_at, grassroots, on_time_since))
 
-    def upsert(self, order_id: str, record: dict) -> bool:
+    def upsert(self, order_id: str, record: list) -> bool:
         if self.records.get(order_id) == record:
             return False
         self.records[order_id] = record
@@ -420,12 +427,12 @@ class DeliveryRateMonitor:
     def _rate(self, day_end: int, grassroots_only: bool) -> tuple[int, int]:
         counted = on_time = 0
         for rec in self.records.values():
-            if not (day_end - self.window_ms < rec["dl"] <= day_end):
+            if not (day_end - self.window_ms < rec[DEADLINE] <= day_end):
                 continue
-            if grassroots_only and not rec["g"]:
+            if grassroots_only and not rec[GRASSROOTS]:
                 continue
             counted += 1
-            on_time += rec["ot"] is not None and rec["ot"] <= day_end
+            on_time += rec[ON_TIME_SINCE] is not None and rec[ON_TIME_SINCE] <= day_end
         return counted, on_time
 
     def next_change(self) -> int | None:
@@ -437,7 +444,7 @@ class DeliveryRateMonitor:
 
     def _first_day_end(self) -> int:
         """The first day end at or after the earliest deadline: nothing before it counts."""
-        return DAILY.start(min(r["dl"] for r in self.records.values()) - 1) + DAY_MS
+        return DAILY.start(min(r[DEADLINE] for r in self.records.values()) - 1) + DAY_MS
 
     def advance(self, to: int) -> list[tuple[str, Transition]]:
         """Measure every day that ended by `to` (and was not measured yet)."""
@@ -472,7 +479,7 @@ class DeliveryRateMonitor:
         """Orders whose deadline left every future window."""
         if self.measured_until is None:
             return []
-        gone = [k for k, r in self.records.items() if r["dl"] <= self.measured_until + DAY_MS - self.window_ms]
+        gone = [k for k, r in self.records.items() if r[DEADLINE] <= self.measured_until + DAY_MS - self.window_ms]
         for order_id in gone:
             del self.records[order_id]
         return gone
