@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 from faust.types import EventT
+from mode import CrashingSupervisor
 
 from agents.progress import mark_sent, mark_stored
 from agents.sequence import in_sequence
@@ -258,6 +259,7 @@ async def process(events: list[EventT]) -> None:
         stream_time.forget(_assigned_inputs())
         marked.clear()  # a new assignment: tell the early warnings again
         continuity.keep_only(_assigned_inputs())
+        order_changelog.keep_only({tp.partition for tp in _assigned_inputs()})
         _rebuild_derived_state()
     events = await in_sequence(continuity, events)
     batch = Batch()
@@ -295,12 +297,17 @@ async def finish(batch: Batch) -> None:
 write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4)
 
 
-@app.agent(input_topics)
+# A crashed agent stops the worker (CrashingSupervisor) rather than being restarted
+# in the same process: the consumer would go on past the failed batch while the
+# state kept its effects. Restarted, the worker restores the changelog and reads
+# again from the last acknowledged offsets.
+@app.agent(input_topics, supervisor_strategy=CrashingSupervisor)
 async def order_lifecycle(stream):
     await sink.open()
+    changelog_producer.acquire()
     try:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
             await process(events)
     finally:
         await write_behind.close()
-        await changelog_producer.stop()
+        await changelog_producer.release()

@@ -3,7 +3,6 @@ rebalance, so an agent checks offset continuity and reads a gap again (see
 streams/continuity.py). Shared by every agent that keeps state."""
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from faust.types import EventT
@@ -56,14 +55,3 @@ async def in_sequence(continuity: OffsetContinuity, events: list[EventT]) -> lis
         # so the messages come again even after stale ones moved them on.
         await app.consumer.seek_wait(seeks)
     return out
-
-
-async def store_rows(sink, rows, events: list[EventT]) -> None:
-    """Store a batch's rows (the sink retries until they are stored). Stopping while
-    ClickHouse refuses them withholds the batch's acks, so Faust's final commit does
-    not pass over rows that were never stored."""
-    try:
-        await sink.write(rows)
-    except asyncio.CancelledError:
-        withhold_acks(events)
-        raise

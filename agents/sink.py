@@ -135,9 +135,6 @@ class WriteBehind:
         self._task: asyncio.Task | None = None
         self._failure: BaseException | None = None
 
-    def __len__(self) -> int:
-        return len(self._queue)
-
     async def submit(self, batch: Any, rows: Rows, size: int) -> None:
         while self._queue and self._pending + size > self.max_pending:
             await self._wait_change()

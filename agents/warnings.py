@@ -1,11 +1,12 @@
 """The early-warning agent: supply shortages, demand surges, weak distributors.
 
 Thin shell around `supplymon.core.early_warnings`: reads the signals the lifecycle
-agent sends (per batch and group, the changed records of orders; marks that say
-how far each input partition has been read), lets the core apply them and advance
-the monitors to stream time, stores the alert rows (retried until stored), sends
-the alerts, then writes the changed records and metas to the table (its
-changelog), and lets the batch be acknowledged.
+agent sends (a message or so per batch: the changed records of orders by group;
+marks that say how far each input partition has been read), lets the core apply
+them and advance the monitors to stream time, stores the alert rows (retried
+until stored), sends the alerts, then writes the changed records and metas to the
+table (its changelog, retried until delivered), and lets the batch be
+acknowledged. A failure on the way withholds the batch's acknowledgement.
 """
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import logging
 from typing import Any
 
 from faust.types import EventT
+from mode import CrashingSupervisor
 
 from agents.lifecycle import sink
 from agents.progress import mark_stored
-from agents.sequence import in_sequence, store_rows
+from agents.sequence import in_sequence, withhold_acks
 from agents.sink import Rows
 from streams.app import (alerts_topic, app, changelog_producer, group_partition, settings, signals_topic,
                          warning_changelog, warning_state)
@@ -59,9 +61,20 @@ async def process(events: list[EventT]) -> None:
         _stale = False
         held = _held()
         continuity.keep_only(held)
+        warning_changelog.keep_only({tp.partition for tp in held})
         warnings.restore(warning_state.items(), {tp.partition for tp in held}, _sources())
         log.info("early warnings rebuilt: %d groups", len(warnings.groups))
     events = await in_sequence(continuity, events)
+    try:
+        await _evaluate(events)
+    except BaseException:
+        # Stopped or failed before the changes were in the changelog: take_events would
+        # acknowledge the batch on the way out, and its records would be lost.
+        withhold_acks(events)
+        raise
+
+
+async def _evaluate(events: list[EventT]) -> None:
     outcome = warnings.process((event.message.partition, event.value) for event in events)
     now = warnings.stream_time()
     if now is not None:
@@ -70,7 +83,7 @@ async def process(events: list[EventT]) -> None:
     rows = Rows()
     for alert in outcome.alerts:
         rows.add("alerts", alert)
-    await store_rows(sink, rows, events)
+    await sink.write(rows)  # retried until stored
     for alert in outcome.alerts:
         await alerts_topic.send(key=alert["alert_id"], value=alert)
         if alert["resolved_at"] is None:
@@ -79,11 +92,12 @@ async def process(events: list[EventT]) -> None:
     mark_stored(event.message for event in events)
 
 
-@app.agent(signals_topic)
+@app.agent(signals_topic, supervisor_strategy=CrashingSupervisor)  # see agents/lifecycle.py
 async def early_warnings(stream):
     await sink.open()
+    changelog_producer.acquire()
     try:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
             await process(events)
     finally:
-        await changelog_producer.stop()
+        await changelog_producer.release()

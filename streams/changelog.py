@@ -18,23 +18,40 @@ end offset is then right on the embedded broker, and nothing changes on Kafka.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 from collections import defaultdict
 from typing import Any, Callable, Mapping
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faust.types import TP
 
+from supplymon import metrics
 from supplymon.publish import bootstrap_servers
 from supplymon.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 class ChangelogProducer:
-    """One aiokafka producer for the worker's changelogs, started on first use."""
+    """One aiokafka producer for the worker's changelogs, started on first use and
+    stopped when the last agent using it lets it go (`acquire()` / `release()`)."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self._producer: AIOKafkaProducer | None = None
         self._starting: asyncio.Lock | None = None
+        self._users = 0
+
+    def acquire(self) -> None:
+        self._users += 1
+
+    async def release(self) -> None:
+        self._users -= 1
+        if self._users <= 0:
+            self._users = 0
+            await self.stop()
 
     async def get(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -43,7 +60,11 @@ class ChangelogProducer:
                 if self._producer is None:
                     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(self.settings), acks="all",
                                                 max_batch_size=1 << 20, request_timeout_ms=30_000)
-                    await producer.start()
+                    try:
+                        await producer.start()
+                    except BaseException:
+                        await producer.stop()  # its connections, before the next try makes another
+                        raise
                     self._producer = producer
         return self._producer
 
@@ -68,6 +89,18 @@ class BatchedChangelog:
         inner = getattr(store, "data", None)  # the memory store keeps a plain dict
         return inner.get if type(inner) is dict else store.get
 
+    def keep_only(self, partitions: set[int]) -> int:
+        """Drop the entries of partitions this worker no longer holds; how many. Faust's
+        memory store forgets a revoked partition's keys only if it loaded them from the
+        changelog itself, not those written since: left in, they would be taken for
+        this worker's own after a rebalance (deadlines fired, states written back over
+        the new owner's)."""
+        store = self.table.data
+        foreign = [key for key in store.keys() if self.partition_of(key) not in partitions]
+        for key in foreign:
+            store.pop(key, None)
+        return len(foreign)
+
     async def write(self, changes: Mapping[str, Any]) -> None:
         """Apply `changes` (key -> value; None deletes) and deliver them to the changelog."""
         if not changes:
@@ -81,8 +114,24 @@ class BatchedChangelog:
                 store[key] = value
             by_partition[self.partition_of(key)].append(
                 (key.encode(), None if value is None else self.encode(value)))
-        producer = await self.producer.get()
         topic = self.table.changelog_topic.get_topic_name()
+        for attempt in itertools.count():
+            try:
+                await self._deliver(topic, by_partition)
+                return
+            except KafkaError as exc:
+                # aiokafka already retried within its request timeout: Kafka is away. The
+                # batch is not acknowledged until its changes are in, so wait and send again
+                # (the same values: a resend changes nothing); a non-retriable error is a bug.
+                if not (exc.retriable or isinstance(exc, KafkaTimeoutError)):
+                    raise
+                metrics.sink_retries.labels(topic).inc()
+                log.warning("changelog %s: %d changes not delivered (%r); sending again", topic, len(changes), exc)
+                await asyncio.sleep(min(0.5 * 2 ** attempt, 10.0))
+
+    async def _deliver(self, topic: str, by_partition: Mapping[int, list[tuple[bytes, bytes | None]]]) -> None:
+        producer = await self.producer.get()
+        store = self.table.data
         sent = []
         for partition, messages in by_partition.items():
             for part in (messages[:-1], messages[-1:]):  # the last one alone (see above)

@@ -27,23 +27,33 @@ from supplymon.simulate import History, Story, generate
 EARLY_WARNINGS = ("supply_shortage", "demand_surge", "low_delivery_rate")
 
 
-async def _print_alerts(settings: Settings, out) -> None:
+async def _print_alerts(settings: Settings, out, finished: asyncio.Event) -> None:
+    """Print alerts as they come; once `finished` (everything stored, so every alert
+    is on the topic), read to the topic's end and return."""
     consumer = AIOKafkaConsumer(settings.topics.alerts, bootstrap_servers=bootstrap_servers(settings),
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     try:
-        async for message in consumer:
-            alert = orjson.loads(message.value)
-            state = "resolved" if alert["resolved_at"] else "RAISED"
-            english = alert["message"].split(" / ", 1)[-1]
-            print(f"[{local_time(alert['raised_at'])}] {alert['severity']:>8} {state:>8} "
-                  f"{alert['kind']}: {english}", file=out, flush=True)
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            for message in (m for messages in batches.values() for m in messages):
+                alert = orjson.loads(message.value)
+                state = "resolved" if alert["resolved_at"] else "RAISED"
+                english = alert["message"].split(" / ", 1)[-1]
+                print(f"[{local_time(alert['raised_at'])}] {alert['severity']:>8} {state:>8} "
+                      f"{alert['kind']}: {english}", file=out, flush=True)
+            if finished.is_set() and not batches:
+                # The fetch's high watermark, not end_offsets (see README: the embedded broker's limits).
+                positions = {tp: await consumer.position(tp) for tp in consumer.assignment()}
+                if all((consumer.highwater(tp) or 0) <= at for tp, at in positions.items()):
+                    return
     finally:
         await consumer.stop()
 
 
-async def _play(settings: Settings, args, events: History, out) -> int:
-    printer = asyncio.create_task(_print_alerts(settings, out))
+async def _play(settings: Settings, args, events: History, worker, out):
+    finished = asyncio.Event()
+    printer = asyncio.create_task(_print_alerts(settings, out, finished))
     sent = 0
     try:
         async with Publisher(settings, speed=args.speed) as publisher:
@@ -54,9 +64,13 @@ async def _play(settings: Settings, args, events: History, out) -> int:
                 if time.monotonic() - last_report > 10:
                     last_report = time.monotonic()
                     print(f"-- simulated time {event['ts'][:16]}, {sent:,} events sent", file=out, flush=True)
-        return publisher.stats
+        stats = publisher.stats
+        await asyncio.to_thread(worker.wait_stored, stats.end_offsets, sum(stats.end_offsets.values()))
+        finished.set()
+        with contextlib.suppress(asyncio.TimeoutError):  # the last alerts printed
+            await asyncio.wait_for(asyncio.shield(printer), timeout=30)
+        return stats
     finally:
-        await asyncio.sleep(1.0)  # let the last alerts print
         printer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await printer
@@ -79,10 +93,8 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
         print(f"metrics at {worker.web}/metrics; ad-hoc SQL: supplymon sql --data-dir {settings.data_dir} "
               f"\"SELECT ...\"\nplaying {args.days:g} simulated days at {args.speed:g}x "
               f"(about {args.days * 86400 / args.speed:.0f} s); Ctrl-C stops", file=out, flush=True)
-        stats = None
         try:
-            stats = asyncio.run(_play(settings, args, events, out))
-            worker.wait_stored(stats.end_offsets, sum(stats.end_offsets.values()))
+            asyncio.run(_play(settings, args, events, worker, out))
         except KeyboardInterrupt:
             print("\nstopping ...", file=out, flush=True)
         print(_summary(worker, start, events.stories), file=out, flush=True)

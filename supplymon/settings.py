@@ -146,6 +146,16 @@ class Topics:
         }[kind]
 
 
+def table_store(url: str) -> str:
+    """Only Faust's memory store: the tables are written a batch at a time straight
+    into the store (streams/changelog.py), which Faust's RocksDB store does not allow
+    outside its own event context."""
+    if url.rstrip("/") != "memory:":
+        raise ConfigError(f"SUPPLYMON_TABLE_STORE={url!r}: only memory:// is supported (the state is rebuilt "
+                          "from the changelogs; for more open orders than fit, run more workers)")
+    return url
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_url: str | None = None  # None: the embedded broker
@@ -241,7 +251,7 @@ class Settings:
             web_host=get("WEB_HOST", "127.0.0.1"),
             web_port=integer("WEB_PORT", 6066, 0),
             app_id=get("APP_ID", "supplymon"),
-            table_store=get("TABLE_STORE", "memory://"),
+            table_store=table_store(get("TABLE_STORE", "memory://")),
             batch_size=integer("BATCH_SIZE", 2000, 1),
             batch_seconds=number("BATCH_SECONDS", 0.2),
             log_level=get("LOG_LEVEL", "warning"),

@@ -93,3 +93,45 @@ def test_the_reader_sees_what_the_faust_table_sees():
         assert read("O-2") is None and order_state.get("O-2") is None
     finally:
         store.pop("O-1", None)
+
+
+def test_a_write_waits_for_an_absent_broker_and_delivers_when_it_comes():
+    """Kafka away: the write is sent again (with backoff) until delivered, never given
+    up on (its batch stays unacknowledged meanwhile), and the retries are counted."""
+    from supplymon import metrics
+    from supplymon.embedded import free_port
+
+    port = free_port("127.0.0.1")
+    url = f"kafka://127.0.0.1:{port}"
+
+    def retries() -> float:
+        return metrics.REGISTRY.get_sample_value("supplymon_sink_retries_total", {"table": TOPIC}) or 0.0
+
+    before = retries()
+
+    async def write_while_the_broker_starts() -> Table:
+        settings = Settings.from_env({}).with_embedded_broker(url)
+        producer, table = ChangelogProducer(settings), Table()
+        changelog = BatchedChangelog(table, producer, lambda key: int(key[1:]) % 4, orjson.dumps)
+        write = asyncio.create_task(changelog.write({f"k{n}": {"v": n} for n in range(10)}))
+        await asyncio.sleep(2.0)
+        assert not write.done()  # no broker yet: still trying
+        with EmbeddedBroker(port=port) as broker:
+            ensure_topics(Settings.from_env({}).with_embedded_broker(broker.url))
+            try:
+                await asyncio.wait_for(write, timeout=60)
+            finally:
+                await producer.stop()
+        return table
+
+    table = asyncio.run(write_while_the_broker_starts())
+    assert retries() > before
+    assert len(table.data.persisted) == 4 and sum(o + 1 for o in table.data.persisted.values()) == 10
+
+
+def test_entries_of_partitions_no_longer_held_are_dropped():
+    table = Table()
+    changelog = BatchedChangelog(table, None, lambda key: int(key[1:]) % 4, orjson.dumps)
+    table.data.update({f"k{n}": n for n in range(12)})
+    assert changelog.keep_only({1, 3}) == 6
+    assert sorted(table.data) == sorted(f"k{n}" for n in range(12) if n % 4 in (1, 3))

@@ -45,6 +45,7 @@ def test_missing_rules_file():
     ({"SUPPLYMON_PARTITIONS": "0"}, "must be >= 1"),
     ({"SUPPLYMON_KAFKA": "localhost:9092"}, "kafka://"),
     ({"SUPPLYMON_BATCH_SECONDS": "-1"}, "must be positive"),
+    ({"SUPPLYMON_TABLE_STORE": "rocksdb://"}, "only memory:// is supported"),
 ])
 def test_bad_environment_is_refused(env, message):
     with pytest.raises(ConfigError, match=message):

@@ -97,9 +97,9 @@ class ProductRegion:
         self.surge_min_days = int(rules.surge_min_history_days)
         self.surge_max_days = int(rules.surge_max_history_days)
         # An order changes a figure when it enters a window and when it leaves one: at
-        # `ordered_at` plus each of these (the last one: it leaves memory).
+        # `ordered_at` plus each of these (the longest is also when it leaves memory).
         self.offsets = tuple(sorted({0, self.shortage_window, self.recent,
-                                     self.recent + self.surge_max_days * DAY_MS, self.memory}))
+                                     self.recent + self.surge_max_days * DAY_MS}))
         self.records: dict[str, list] = {}
         self.index: list[tuple[int, str]] = []  # (ordered_at, order_id), sorted
         self.first_order: int | None = None
@@ -383,8 +383,9 @@ class ManufacturerWatch:
         """Other distributors that delivered this manufacturer's products with full
         answers in the days before `t` every subject still remembers (29 by default:
         what is older may or may not be evicted yet, and the answer must not depend
-        on when that happened): same product first, then the same region, then
-        elsewhere; at most three."""
+        on when that happened; only a record read out of order, raising a subject
+        behind the others, can make it so): same product first, then the same
+        region, then elsewhere; at most three."""
         exclude, score = set(exclude), {}
         for (product, region), subject in self.subjects.items():
             rank = 0 if product == product_id and region != region_code else 1 if region == region_code else 2
