@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.lifecycle import sink, stream_time, unsettled
 from agents.progress import sent_offsets, stored_offsets
-from streams.app import app, order_state, settings
+from streams.app import app, key_partition, order_state, settings
 from supplymon import metrics
 
 STARTED = time.time()
@@ -38,13 +38,17 @@ async def progress_view(web, request):
 
 @app.page("/state")
 async def state_view(web, request):
-    """The order states this worker holds: how many, and their size as stored
-    (serialized) in the table (capacity planning; the bench reads it)."""
+    """The order states this worker holds: how many, their size as stored (serialized)
+    in the table (capacity planning; the bench reads it), and how many per partition
+    (after a rebalance: only the partitions it holds)."""
     orders = size = 0
-    for value in order_state.values():
+    partitions: dict[int, int] = {}
+    for key, value in order_state.items():
         orders += 1
         size += len(value)
-    return web.json({"orders": orders, "bytes": size, "unsettled": len(unsettled)})
+        partition = key_partition(key)
+        partitions[partition] = partitions.get(partition, 0) + 1
+    return web.json({"orders": orders, "bytes": size, "unsettled": len(unsettled), "partitions": partitions})
 
 
 @app.page("/sql")

@@ -1,0 +1,110 @@
+"""Two workers sharing the partitions (the way supplymon scales): a second worker
+joins while the second half of a history is published, the group rebalances, and
+the facts and early warnings, merged from both workers' ClickHouse rows, equal
+the independent computation.
+
+Each embedded worker has its own chdb (one process per data dir), so the test
+merges their rows as one ClickHouse server would: per key, the highest version."""
+from __future__ import annotations
+
+import os
+import urllib.request
+
+import orjson
+import pytest
+
+from supplymon.embedded import EmbeddedBroker, free_port
+from supplymon.runner import http_query
+from supplymon.settings import EMBEDDED_GROUP_TIMEOUT
+from tests.conftest import supplymon
+from tests.test_end_to_end import (FACT_SQL, Worker, _end_offsets, _progress, _wait, assert_facts_match,
+                                   assert_warnings_match, build_history)
+from tests.warnings_reference import WARNINGS_SQL
+
+INPUTS = ["supply.orders", "supply.responses", "supply.shipments", "supply.arrivals"]
+FACTS_BY_VERSION = FACT_SQL.replace("SELECT order_id,", "SELECT order_id, version,")
+WARNINGS_BY_VERSION = WARNINGS_SQL.replace("SELECT kind,", "SELECT alert_id, version, kind,")
+
+
+def _rows(url: str, sql: str) -> list[dict]:
+    return [orjson.loads(line) for line in http_query(url, sql, "JSONEachRow").splitlines()]
+
+
+def _latest(rows: list[dict], key: str) -> list[dict]:
+    """Per key, the row of the highest version (what ReplacingMergeTree keeps)."""
+    best: dict = {}
+    for row in rows:
+        current = best.get(row[key])
+        if current is None or int(row["version"]) > int(current["version"]):
+            best[row[key]] = row
+    return [{k: v for k, v in row.items() if k != "version"} for row in best.values()]
+
+
+def _furthest(reports: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for report in reports:
+        for tp, offset in report.items():
+            out[tp] = max(out.get(tp, 0), offset)
+    return out
+
+
+@pytest.mark.timeout(600)
+def test_a_second_worker_joining_mid_stream_changes_no_result(tmp_path):
+    history = tmp_path / "history.jsonl"
+    events = build_history(history, days=3, orders_per_day=800, scenario=("shortage",))
+    with EmbeddedBroker() as broker:
+        base = {**os.environ, "SUPPLYMON_KAFKA": broker.url, "SUPPLYMON_BATCH_SIZE": "200",
+                "SUPPLYMON_LIVE_TICK_SECONDS": "0", "SUPPLYMON_GROUP_TIMEOUT_SECONDS": str(EMBEDDED_GROUP_TIMEOUT)}
+        lines = history.read_bytes().splitlines(keepends=True)
+        halves = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+        halves[0].write_bytes(b"".join(lines[:len(lines) // 2]))
+        halves[1].write_bytes(b"".join(lines[len(lines) // 2:]))
+
+        def publish(path) -> None:
+            published = supplymon("replay", str(path), env=base)
+            assert published.returncode == 0, published.stderr
+
+        publish(halves[0])
+        first_half = sum(_end_offsets(broker.bootstrap, INPUTS).values())
+        workers, urls = [], []
+
+        def start(name: str) -> Worker:
+            port = free_port()
+            env = {**base, "SUPPLYMON_DATA_DIR": str(tmp_path / f"data-{name}"), "SUPPLYMON_WEB_PORT": str(port)}
+            urls.append(f"http://127.0.0.1:{port}")
+            workers.append(Worker(env, tmp_path / f"worker-{name}.log"))
+            return workers[-1]
+
+        def progress(which: str) -> dict[str, int]:
+            return _furthest([_progress(url)[which] for url in urls])
+
+        try:
+            first = start("a")
+            _wait(lambda: sum(_progress(urls[0])["offsets"].values()) > first_half * 0.5, 180, "progress", first)
+            second = start("b")
+            publish(halves[1])  # while the second worker joins and the group rebalances
+            end = _end_offsets(broker.bootstrap, INPUTS)
+            _wait(lambda: any(tp.split(":")[0] in INPUTS for tp in _progress(urls[1])["assigned"]), 120,
+                  "the second worker assigned input partitions", second)
+            for worker in workers:
+                worker.check()
+            _wait(lambda: all(progress("offsets").get(tp, 0) >= off for tp, off in end.items()),
+                  300, "all offsets stored by one worker or the other", second)
+            signals = progress("signals_sent")
+            _wait(lambda: all(progress("signals").get(tp, 0) >= off for tp, off in signals.items()),
+                  300, "all signals", second)
+            # Both worked: the second worker stored events of its own partitions, and each
+            # holds the order states of its own partitions only.
+            assert sum(_progress(urls[1])["offsets"].values()) > 0
+            for url in urls:
+                held = {int(tp.rsplit(":", 1)[1]) for tp in _progress(url)["assigned"]
+                        if tp.rsplit(":", 1)[0] in INPUTS}
+                state = orjson.loads(urllib.request.urlopen(url + "/state", timeout=30).read())
+                assert {int(p) for p in state["partitions"]} <= held, (url, state["partitions"], held)
+            facts = _latest([r for url in urls for r in _rows(url, FACTS_BY_VERSION)], "order_id")
+            warnings = _latest([r for url in urls for r in _rows(url, WARNINGS_BY_VERSION)], "alert_id")
+        finally:
+            for worker in workers:
+                worker.stop()
+    assert_facts_match(sorted(facts, key=lambda r: r["order_id"]), events)
+    assert_warnings_match([{k: v for k, v in w.items() if k != "alert_id"} for w in warnings], events)
