@@ -16,7 +16,7 @@ import time
 from datetime import datetime
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from supplymon.core.alerts import local_time
 from supplymon.publish import Publisher, bootstrap_servers
@@ -27,33 +27,41 @@ from supplymon.simulate import History, Story, generate
 EARLY_WARNINGS = ("supply_shortage", "demand_surge", "low_delivery_rate")
 
 
-async def _print_alerts(settings: Settings, out, finished: asyncio.Event) -> None:
-    """Print alerts as they come; once `finished` (everything stored, so every alert
-    is on the topic), read to the topic's end and return."""
-    consumer = AIOKafkaConsumer(settings.topics.alerts, bootstrap_servers=bootstrap_servers(settings),
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+async def _print_alerts(settings: Settings, out, positions: dict, to_the_end: bool = False) -> None:
+    """Print alerts as they come, from `positions` (partition -> next offset, kept up
+    to date) or the beginning; with `to_the_end`, return once the topic is read."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(settings), enable_auto_commit=False)
     await consumer.start()
     try:
+        await consumer.topics()  # metadata, for the partitions
+        tps = [TopicPartition(settings.topics.alerts, p)
+               for p in sorted(consumer.partitions_for_topic(settings.topics.alerts) or ())]
+        consumer.assign(tps)
+        for tp in tps:
+            if tp.partition in positions:
+                consumer.seek(tp, positions[tp.partition])
+            else:
+                await consumer.seek_to_beginning(tp)
         while True:
             batches = await consumer.getmany(timeout_ms=200)
-            for message in (m for messages in batches.values() for m in messages):
-                alert = orjson.loads(message.value)
-                state = "resolved" if alert["resolved_at"] else "RAISED"
-                english = alert["message"].split(" / ", 1)[-1]
-                print(f"[{local_time(alert['raised_at'])}] {alert['severity']:>8} {state:>8} "
-                      f"{alert['kind']}: {english}", file=out, flush=True)
-            if finished.is_set() and not batches:
+            for tp, messages in batches.items():
+                for message in messages:
+                    alert = orjson.loads(message.value)
+                    state = "resolved" if alert["resolved_at"] else "RAISED"
+                    english = alert["message"].split(" / ", 1)[-1]
+                    print(f"[{local_time(alert['raised_at'])}] {alert['severity']:>8} {state:>8} "
+                          f"{alert['kind']}: {english}", file=out, flush=True)
+                    positions[tp.partition] = message.offset + 1
+            if to_the_end and not batches:
                 # The fetch's high watermark, not end_offsets (see README: the embedded broker's limits).
-                positions = {tp: await consumer.position(tp) for tp in consumer.assignment()}
-                if all((consumer.highwater(tp) or 0) <= at for tp, at in positions.items()):
+                if all((consumer.highwater(tp) or 0) <= positions.get(tp.partition, 0) for tp in tps):
                     return
     finally:
         await consumer.stop()
 
 
-async def _play(settings: Settings, args, events: History, worker, out):
-    finished = asyncio.Event()
-    printer = asyncio.create_task(_print_alerts(settings, out, finished))
+async def _play(settings: Settings, args, events: History, printed: dict, out):
+    printer = asyncio.create_task(_print_alerts(settings, out, printed))
     sent = 0
     try:
         async with Publisher(settings, speed=args.speed) as publisher:
@@ -64,12 +72,7 @@ async def _play(settings: Settings, args, events: History, worker, out):
                 if time.monotonic() - last_report > 10:
                     last_report = time.monotonic()
                     print(f"-- simulated time {event['ts'][:16]}, {sent:,} events sent", file=out, flush=True)
-        stats = publisher.stats
-        await asyncio.to_thread(worker.wait_stored, stats.end_offsets, sum(stats.end_offsets.values()))
-        finished.set()
-        with contextlib.suppress(asyncio.TimeoutError):  # the last alerts printed
-            await asyncio.wait_for(asyncio.shield(printer), timeout=30)
-        return stats
+        return publisher.stats
     finally:
         printer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -93,8 +96,12 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
         print(f"metrics at {worker.web}/metrics; ad-hoc SQL: supplymon sql --data-dir {settings.data_dir} "
               f"\"SELECT ...\"\nplaying {args.days:g} simulated days at {args.speed:g}x "
               f"(about {args.days * 86400 / args.speed:.0f} s); Ctrl-C stops", file=out, flush=True)
+        printed: dict[int, int] = {}  # alerts partition -> next offset to print
         try:
-            asyncio.run(_play(settings, args, events, worker, out))
+            stats = asyncio.run(_play(settings, args, events, printed, out))
+            worker.wait_stored(stats.end_offsets, sum(stats.end_offsets.values()))
+            # Everything is stored, so every alert is on the topic: print the rest.
+            asyncio.run(_print_alerts(settings, out, printed, to_the_end=True))
         except KeyboardInterrupt:
             print("\nstopping ...", file=out, flush=True)
         print(_summary(worker, start, events.stories), file=out, flush=True)

@@ -77,16 +77,28 @@ class Part:
     version: int = 0  # sum of the contributing orders' versions: grows, and ends the same on any path
     closed: bool = False
 
-    def add(self, contrib: list, version: int, sign: int) -> None:
-        for i in range(len(COUNTS)):
-            self.counts[i] += sign * contrib[i]
-        hours = contrib[len(COUNTS)]
-        if hours is not None:
-            if sign > 0:
-                bisect.insort(self.response_hours, hours)
-            else:
-                del self.response_hours[bisect.bisect_left(self.response_hours, hours)]
-        self.version += sign * version
+    def replace(self, old: list | None, old_version: int, new: list, version: int) -> None:
+        """An order's contribution `old` (None: none yet) becomes `new`: only what
+        differs is applied (an arrival changes two counts, not the response hours)."""
+        counts = self.counts
+        if old is None:
+            for i in range(len(COUNTS)):
+                counts[i] += new[i]
+            old_hours = None
+            self.version += version
+        else:
+            for i in range(len(COUNTS)):
+                if new[i] != old[i]:
+                    counts[i] += new[i] - old[i]
+            old_hours = old[len(COUNTS)]
+            self.version += version - old_version
+        new_hours = new[len(COUNTS)]
+        if new_hours != old_hours:
+            hours = self.response_hours
+            if old_hours is not None:
+                del hours[bisect.bisect_left(hours, old_hours)]
+            if new_hours is not None:
+                bisect.insort(hours, new_hours)
 
 
 PartKey = tuple[str, tuple[str, ...], int, int]  # family, subject, window start, partition
@@ -130,17 +142,14 @@ class Windows:
         for key in self._keys(fact, partition):
             if watermark is not None and self._expired(key, watermark):
                 continue  # a correction after the window left memory: facts have it, tables not
-            part = self._part(key)
-            if old is not None:
-                part.add(old, old_version, -1)
-            part.add(new, fact["version"], +1)
+            self._part(key).replace(old, old_version, new, fact["version"])
             self.dirty.add(key)
         return new
 
     def restore(self, fact: dict, partition: int, contrib: list, version: int) -> None:
         """Count an order already counted before a restart (no change, nothing to write)."""
         for key in self._keys(fact, partition):
-            self._part(key).add(contrib, version, +1)
+            self._part(key).replace(None, 0, contrib, version)
 
     def _expired(self, key: PartKey, watermark: int) -> bool:
         return watermark > key[2] + self.expire_ms
