@@ -21,6 +21,7 @@ import logging
 from collections import Counter
 from typing import Any
 
+import faust
 import orjson
 from faust.types import EventT
 from mode import CrashingSupervisor
@@ -59,6 +60,37 @@ _index_stale = True  # rebuild the due index and windows from the table after (r
 async def _on_rebalance(sender: Any, **kwargs: Any) -> None:
     global _index_stale
     _index_stale = True
+
+
+class _AfterRebalance(faust.Sensor):
+    """Faust calls `on_rebalance_end` once the partitions are at their committed
+    offsets and fetching again (its on_rebalance_complete signal comes before that)."""
+
+    def on_rebalance_end(self, app: Any, state: dict) -> None:
+        asyncio.ensure_future(_learn_stream_time())
+
+
+async def _learn_stream_time() -> None:
+    """Read again the last processed message of each assigned input partition. Stream
+    time is the least over the assigned partitions: a partition just taken over is
+    unknown until its next event, and a worker left with fewer partitions may now be
+    later than it was; both need a batch to act on, which a quiet platform (or a
+    replay, which has no live ticks) would not send. The message read again is a
+    duplicate (it changes nothing) and tells its partition's time at once, so the
+    deadlines due fire now, as they would have on one worker."""
+    try:
+        seeks = {}
+        for tp in _assigned_inputs():
+            position = await app.consumer.position(tp)
+            if position:
+                seeks[tp] = position - 1
+        if seeks:
+            await app.consumer.seek_wait(seeks)
+    except Exception:  # the next events or ticks tell the time anyway
+        log.warning("could not read the last processed messages again after a rebalance", exc_info=True)
+
+
+app.sensors.add(_AfterRebalance())
 
 
 def _assigned_inputs() -> set:

@@ -26,6 +26,7 @@ app = faust.App(
     settings.app_id,
     broker=_broker_urls(settings.kafka_url or "kafka://127.0.0.1:9092"),
     store=settings.table_store,
+    datadir=str(settings.data_dir / "faust"),  # Faust's own dir: with ours, not in the working directory
     topic_partitions=settings.partitions,
     topic_replication_factor=1,
     autodiscover=False,

@@ -3,7 +3,9 @@
 Each topic-partition's time is the latest event time read from it (business events
 and ticks). The watermark is the minimum over the partitions assigned to this
 worker, so one fast partition cannot fire deadlines for another; a partition not
-read from yet holds time back (the platform's ticks reach every partition).
+read from yet holds time back (the platform's ticks reach every partition, and
+after a rebalance the lifecycle agent reads each partition's last processed
+message again).
 """
 from __future__ import annotations
 
