@@ -200,6 +200,13 @@ class Settings:
         return replace(self, kafka_url=url, group_timeout_seconds=self.group_timeout_seconds or EMBEDDED_GROUP_TIMEOUT)
 
     @property
+    def insert_tmp_dir(self) -> Path:
+        """Where a worker's embedded-store inserts pass through temporary files
+        (clickhouse-connect's chdb backend): with the data dir, so that those a killed
+        worker leaves are removed on the next start, not left in /tmp."""
+        return self.data_dir / "tmp"
+
+    @property
     def chdb_path(self) -> Path:
         return (self.data_dir / "clickhouse").resolve()
 

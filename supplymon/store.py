@@ -92,13 +92,17 @@ def _open_client(settings: Settings):
     except OSError as exc:
         raise StoreError(f"cannot use data dir {settings.data_dir}: {exc}") from None
     try:
-        return clickhouse_connect.get_client(interface="chdb", path=str(path))
+        client = clickhouse_connect.get_client(interface="chdb", path=str(path))
     except Exception as exc:  # chdb raises plain RuntimeErrors
         if "Cannot lock file" in str(exc) or "Another server instance" in str(exc):
             raise DataDirBusy(
                 f"the embedded store in {settings.data_dir} is held by another supplymon process "
                 "(a worker, demo or replay); stop it or use `supplymon sql` which goes through it") from None
         raise StoreError(f"cannot open the embedded store in {path}: {exc}") from None
+    for leftover in settings.insert_tmp_dir.glob("tmp*.*"):  # the store's lock is held: no one uses them
+        if leftover.suffix in (".native", ".raw"):
+            leftover.unlink(missing_ok=True)
+    return client
 
 
 class Store:

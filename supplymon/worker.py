@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import tempfile
 
 from supplymon.publish import ensure_topics
 from supplymon.runner import prepare_data_dir, start_embedded_broker
@@ -30,6 +31,9 @@ def run(settings: Settings) -> int:
         # The rebuild ran its own event loop; Faust wants a fresh current one.
         asyncio.set_event_loop(asyncio.new_event_loop())
         os.environ.update(settings.env())  # streams.app builds the Faust app from these
+        if settings.clickhouse_url is None:
+            settings.insert_tmp_dir.mkdir(parents=True, exist_ok=True)
+            tempfile.tempdir = str(settings.insert_tmp_dir)
         from faust.worker import Worker
 
         class _QuietWorker(Worker):

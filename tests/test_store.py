@@ -70,3 +70,18 @@ def test_sink_retries_a_failed_write_until_stored(settings, caplog):
     assert count.strip() == b"1"
     assert metrics.sink_retries.labels("order_facts")._value.get() == retries_before + 1
     assert any("writing 1 rows to order_facts failed (attempt 1)" in r.message for r in caplog.records)
+
+
+def test_insert_files_a_killed_worker_left_are_removed_when_the_store_opens(settings):
+    """A worker's inserts pass through temporary files in the data dir (not /tmp);
+    those of a killed process go when the store is opened again, nothing else does."""
+    settings.insert_tmp_dir.mkdir(parents=True)
+    leftover = settings.insert_tmp_dir / "tmpab12cd.native"
+    leftover.write_bytes(b"half an insert")
+    unrelated = settings.insert_tmp_dir / "notes.txt"
+    unrelated.write_text("kept")
+    store = Store(settings)
+    try:
+        assert not leftover.exists() and unrelated.exists()
+    finally:
+        store.close()
