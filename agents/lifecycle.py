@@ -66,8 +66,12 @@ class _AfterRebalance(faust.Sensor):
     """Faust calls `on_rebalance_end` once the partitions are at their committed
     offsets and fetching again (its on_rebalance_complete signal comes before that)."""
 
+    tasks: set[asyncio.Task] = set()  # referenced until done (the loop keeps only weak references)
+
     def on_rebalance_end(self, app: Any, state: dict) -> None:
-        asyncio.ensure_future(_learn_stream_time())
+        task = asyncio.ensure_future(_learn_stream_time())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
 
 async def _learn_stream_time() -> None:
