@@ -292,10 +292,11 @@ async def process(events: list[EventT]) -> None:
     if _index_stale:
         await write_behind.drain()  # the table has every state before it is read whole
         _index_stale = False
-        stream_time.forget(_assigned_inputs())
+        assigned = _assigned_inputs()
+        stream_time.forget(assigned)
         marked.clear()  # a new assignment: tell the early warnings again
-        continuity.keep_only(_assigned_inputs())
-        order_changelog.keep_only({tp.partition for tp in _assigned_inputs()})
+        continuity.keep_only(assigned)
+        order_changelog.keep_only({tp.partition for tp in assigned})
         _rebuild_derived_state()
     events = await in_sequence(continuity, events)
     batch = Batch()

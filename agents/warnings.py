@@ -60,9 +60,10 @@ async def process(events: list[EventT]) -> None:
     if _stale:
         _stale = False
         held = _held()
+        partitions = {tp.partition for tp in held}
         continuity.keep_only(held)
-        warning_changelog.keep_only({tp.partition for tp in held})
-        warnings.restore(warning_state.items(), {tp.partition for tp in held}, _sources())
+        warning_changelog.keep_only(partitions)
+        warnings.restore(warning_state.items(), partitions, _sources())
         log.info("early warnings rebuilt: %d groups", len(warnings.groups))
     events = await in_sequence(continuity, events)
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import sys
 import time
@@ -20,6 +21,7 @@ import zlib
 
 import orjson
 
+from bench.pipeline import rss_kib
 from supplymon.core.early_warnings import EarlyWarnings
 from supplymon.core.signals import order_signals, pack
 from supplymon.core.windows import DAY_MS
@@ -29,14 +31,6 @@ T0 = 1_767_225_600_000  # 2026-01-01 UTC
 BATCH = 2000
 PARTITIONS = 4
 SOURCE = "supply.orders:0"
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def fact(rnd: random.Random, n: int, at: int, products: int, regions: int) -> dict:
@@ -59,7 +53,7 @@ def measure(orders: int, products: int, regions: int, seed: int = 1) -> dict:
     store: dict = {}
     rnd = random.Random(seed)
     gc.collect()
-    base = rss_bytes()
+    base = rss_kib(os.getpid(), "VmRSS")
     started = time.perf_counter()
     at = T0
     for first in range(0, orders, BATCH):
@@ -79,7 +73,7 @@ def measure(orders: int, products: int, regions: int, seed: int = 1) -> dict:
                 store[key] = value
     elapsed = time.perf_counter() - started
     gc.collect()
-    grown = rss_bytes() - base
+    grown = (rss_kib(os.getpid(), "VmRSS") - base) * 1024
     subjects = sum(len(getattr(g, "subjects", ())) for g in warnings.groups.values())
     return {"orders": orders, "bytes": grown, "per_order": grown / orders, "subjects": subjects,
             "entries": len(store), "orders_per_s": orders / elapsed}
