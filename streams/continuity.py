@@ -11,6 +11,7 @@ log really lacks (compaction, transaction markers) are accepted after
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Hashable, Iterable
 
@@ -21,6 +22,17 @@ class Verdict(Enum):
     PROCESS = "process"
     SKIP = "skip"  # already processed: acknowledge and drop
     SEEK = "seek"  # past a gap: do not acknowledge; seek back to `expected(tp)`
+
+
+@dataclass
+class BatchPlan:
+    """What to do with one batch: which messages (by index) to process, which to
+    leave unacknowledged, where to seek back, and what to report."""
+    process: list[int] = field(default_factory=list)
+    withheld: list[int] = field(default_factory=list)
+    seek_to: dict[Hashable, int] = field(default_factory=dict)
+    new_gaps: dict[Hashable, int] = field(default_factory=dict)  # tp -> first missing offset, gap first seen now
+    accepted_gaps: dict[Hashable, tuple[int, int]] = field(default_factory=dict)  # tp -> (missing from, resumed at)
 
 
 class OffsetContinuity:
@@ -60,6 +72,41 @@ class OffsetContinuity:
         del self._seeks[tp]
         self.next_offset[tp] = entry[1]
         return entry[1]
+
+    def plan(self, messages: Iterable[tuple[Hashable, int]], assigned: Iterable[Hashable]) -> BatchPlan:
+        """Sort a batch of (partition, offset) in delivery order. A gap seen early in
+        a batch can be filled later in the same batch (a rebalance delivers stale
+        prefetched messages, then the partition again from its commit): only what
+        is still missing at the end of the batch is sought again."""
+        assigned = set(assigned)
+        plan = BatchPlan()
+        withheld_past_gap: dict[Hashable, int] = {}  # tp -> highest offset withheld past a gap
+        for index, (tp, offset) in enumerate(messages):
+            if tp not in assigned:  # fetched before a rebalance took the partition away
+                plan.withheld.append(index)
+                continue
+            verdict = self.check(tp, offset)
+            if verdict is Verdict.PROCESS:
+                plan.process.append(index)
+                continue
+            plan.withheld.append(index)  # SKIP: acknowledged with its first reading
+            if verdict is Verdict.SEEK:
+                withheld_past_gap[tp] = max(offset, withheld_past_gap.get(tp, offset))
+        for tp, highest in withheld_past_gap.items():
+            expected = self.next_offset[tp]
+            if expected > highest:
+                continue  # the gap and all withheld past it were processed later in the batch
+            gap = self._seeks.get(tp)
+            if gap is not None:
+                if gap[2] == 0:
+                    plan.new_gaps[tp] = expected
+                self.sought(tp)
+                resumed = self.accept_gap(tp)
+                if resumed is not None:
+                    plan.accepted_gaps[tp] = (expected, resumed)
+                    continue
+            plan.seek_to[tp] = expected
+        return plan
 
     def _take(self, tp: Hashable, offset: int) -> Verdict:
         self.next_offset[tp] = offset + 1

@@ -64,3 +64,40 @@ def test_continuity_accepts_a_gap_the_log_really_has():
         c.sought("p")
     assert c.accept_gap("p") == 3
     assert c.check("p", 3) is V.PROCESS
+
+
+def test_continuity_plan_a_gap_filled_later_in_the_same_batch_is_not_sought():
+    # A rebalance delivers stale prefetched messages, then the partition again from
+    # its commit, in one batch (a worker crashed on exactly this).
+    from streams.continuity import OffsetContinuity
+    c = OffsetContinuity()
+    c.plan([("p", 330)], ["p"])
+    plan = c.plan([("p", 337), ("p", 338)] + [("p", o) for o in range(331, 340)], ["p"])
+    assert plan.process == list(range(2, 11)) and plan.withheld == [0, 1]
+    assert plan.seek_to == {} and c.expected("p") == 340
+
+
+def test_continuity_plan_seeks_to_what_is_still_missing_after_a_partly_filled_gap():
+    from streams.continuity import OffsetContinuity
+    c = OffsetContinuity()
+    c.plan([("p", 330), ("q", 7)], ["p", "q"])
+    # 337 jumps ahead; 331..333 fill part of the gap; 337 itself was withheld: read from 334
+    plan = c.plan([("p", 337), ("p", 331), ("p", 332), ("p", 333), ("q", 8), ("r", 1)], ["p", "q"])
+    assert plan.process == [1, 2, 3, 4] and plan.withheld == [0, 5]
+    assert plan.seek_to == {"p": 334}
+    # a gap still open at the end of a batch: reported once, then sought each batch
+    plan = c.plan([("p", 340)], ["p", "q"])
+    assert plan.seek_to == {"p": 334} and plan.new_gaps == {"p": 334}
+    plan = c.plan([("p", 341)], ["p", "q"])
+    assert plan.seek_to == {"p": 334} and plan.new_gaps == {}
+
+
+def test_continuity_plan_accepts_a_real_gap_after_max_seeks():
+    from streams.continuity import MAX_SEEKS, OffsetContinuity
+    c = OffsetContinuity()
+    c.plan([("p", 0)], ["p"])
+    for _ in range(MAX_SEEKS - 1):
+        assert c.plan([("p", 3)], ["p"]).seek_to == {"p": 1}
+    plan = c.plan([("p", 3)], ["p"])
+    assert plan.seek_to == {} and plan.accepted_gaps == {"p": (1, 3)}
+    assert c.plan([("p", 3)], ["p"]).process == [0]
