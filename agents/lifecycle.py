@@ -21,7 +21,6 @@ import logging
 from collections import Counter
 from typing import Any
 
-import faust
 import orjson
 from faust.types import EventT
 from mode import CrashingSupervisor
@@ -33,6 +32,7 @@ from schemas.events import Invalid, parse_event
 from streams.app import (alerts_topic, app, changelog_producer, deadletter_topic, group_partition, input_topics,
                          order_changelog, order_state, settings, signals_topic)
 from streams.continuity import OffsetContinuity
+from streams.monitor import after_rebalance
 from streams.stream_time import StreamTime
 from supplymon import metrics
 from supplymon.core.alerts import order_alert_row
@@ -62,16 +62,15 @@ async def _on_rebalance(sender: Any, **kwargs: Any) -> None:
     _index_stale = True
 
 
-class _AfterRebalance(faust.Sensor):
-    """Faust calls `on_rebalance_end` once the partitions are at their committed
-    offsets and fetching again (its on_rebalance_complete signal comes before that)."""
+_rebalance_tasks: set[asyncio.Task] = set()  # referenced until done (the loop keeps only weak references)
 
-    tasks: set[asyncio.Task] = set()  # referenced until done (the loop keeps only weak references)
 
-    def on_rebalance_end(self, app: Any, state: dict) -> None:
-        task = asyncio.ensure_future(_learn_stream_time())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+def _after_rebalance() -> None:
+    """Faust's rebalance has ended: the partitions are at their committed offsets and
+    fetching again (its on_rebalance_complete signal comes before that)."""
+    task = asyncio.ensure_future(_learn_stream_time())
+    _rebalance_tasks.add(task)
+    task.add_done_callback(_rebalance_tasks.discard)
 
 
 async def _learn_stream_time() -> None:
@@ -94,7 +93,7 @@ async def _learn_stream_time() -> None:
         log.warning("could not read the last processed messages again after a rebalance", exc_info=True)
 
 
-app.sensors.add(_AfterRebalance())
+after_rebalance(_after_rebalance)
 
 
 def _assigned_inputs() -> set:
@@ -183,23 +182,23 @@ def _read(batch: Batch, event: EventT) -> None:
         batch.dead_letter(message.key, raw or b"", parsed.reason, parsed.detail, source,
                           parsed.event_id, message.timestamp and int(message.timestamp * 1000) or 0)
         return
-    batch.kinds[parsed.kind] += 1
-    stream_time.observe(message.tp, parsed.ts_ms)
+    kind, ts_ms, event_id = parsed["kind"], parsed["ts_ms"], parsed["event_id"]
+    batch.kinds[kind] += 1
+    stream_time.observe(message.tp, ts_ms)
     text = raw.decode()
-    if parsed.kind == "tick":
-        batch.rows.add("events_raw", _raw_row(parsed.event_id, "tick", parsed.ts_ms, "", text, source))
+    if kind == "tick":
+        batch.rows.add("events_raw", _raw_row(event_id, "tick", ts_ms, "", text, source))
         return
-    fields = parsed.asdict()
-    fields["raw"], fields["src"] = text, source
-    state = batch.state(parsed.order_id)
+    parsed["raw"], parsed["src"] = text, source
+    order_id = parsed["order_id"]
+    state = batch.state(order_id)
     state.setdefault("p", message.partition)  # the partition whose window parts count it
-    outcome = lifecycle.apply(state, fields)
+    outcome = lifecycle.apply(state, parsed)
     if outcome.duplicate:
         metrics.duplicates.inc()
         return
-    batch.rows.add("events_raw", _raw_row(parsed.event_id, parsed.kind, parsed.ts_ms,
-                                          parsed.order_id, text, source))
-    _settle(batch, state, outcome, parsed.ts_ms)
+    batch.rows.add("events_raw", _raw_row(event_id, kind, ts_ms, order_id, text, source))
+    _settle(batch, state, outcome, ts_ms)
 
 
 def _settle(batch: Batch, state: dict, outcome, now: int) -> None:

@@ -1,4 +1,8 @@
-"""The five input event kinds (contract section 1) as Faust records, and their validation.
+"""The five input event kinds (contract section 1) as typed records, and their validation.
+
+Records are dicts typed by the classes below (TypedDict): the lifecycle keeps an
+event's fields as a dict anyway, and building a Faust Record per event, then its
+dict, cost more than decoding and checking it (~16 us of ~17 per event).
 
 `parse_event(raw)` turns a message's bytes into a record or an `Invalid` with a
 short reason code (a metric label) and a sentence for the dead-letter topic. It
@@ -10,9 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Union
+from typing import Any, Callable, TypedDict, Union
 
-import faust
 import orjson
 
 KINDS = ("order", "response", "shipment", "arrival", "tick")
@@ -27,7 +30,7 @@ _RFC3339 = re.compile(
 _REGION = re.compile(r"^[0-9]{6}$")
 
 
-class Event(faust.Record, abstract=True, serializer="json"):
+class Event(TypedDict):
     """Fields every event has; `ts_ms` is `ts` as epoch milliseconds (derived)."""
 
     event_id: str
@@ -56,7 +59,7 @@ class Response(Event):
     distributor_id: str
     decision: str
     confirmed_quantity: int
-    reason: str | None = None
+    reason: str | None
 
 
 class Shipment(Event):

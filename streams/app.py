@@ -46,6 +46,7 @@ app = faust.App(
     producer_linger_ms=5,
     producer_max_batch_size=1 << 20,
     logging_config=None,
+    Monitor="streams.monitor:WorkerMonitor",
 )
 
 streams.consumer.install(app)

@@ -12,7 +12,6 @@ later than it: an answer stamped exactly at the deadline is in time.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from typing import Any
 
 from supplymon.settings import HOUR_MS, Rules
@@ -28,16 +27,21 @@ ORDER_FIELDS = (
 )
 
 
-@dataclass
 class Outcome:
-    """What applying an event or advancing time did to one order."""
+    """What applying an event or advancing time did to one order (one is made per
+    event and per deadline: a plain slotted class, its lists made only when used)."""
 
-    changed: bool = False  # the fact row or alerts may differ: write them
-    duplicate: bool = False
-    held: bool = False  # kept until its order arrives
-    rejected: list[tuple[dict, str, str]] = field(default_factory=list)  # (event, reason, detail)
-    orphans: list[dict] = field(default_factory=list)  # held events whose order never came
-    purge: bool = False  # the state may be dropped
+    __slots__ = ("changed", "duplicate", "held", "rejected", "orphans", "purge")
+
+    def __init__(self, changed: bool = False, duplicate: bool = False, held: bool = False,
+                 rejected: list[tuple[dict, str, str]] | None = None, orphans: list[dict] | None = None,
+                 purge: bool = False):
+        self.changed = changed  # the fact row or alerts may differ: write them
+        self.duplicate = duplicate
+        self.held = held  # kept until its order arrives
+        self.rejected = rejected or []  # (event, reason, detail)
+        self.orphans = orphans or []  # held events whose order never came
+        self.purge = purge  # the state may be dropped
 
     def merge(self, other: "Outcome") -> None:
         self.changed |= other.changed

@@ -78,27 +78,41 @@ class Part:
     closed: bool = False
 
     def replace(self, old: list | None, old_version: int, new: list, version: int) -> None:
-        """An order's contribution `old` (None: none yet) becomes `new`: only what
-        differs is applied (an arrival changes two counts, not the response hours)."""
+        """An order's contribution `old` (None: none yet) becomes `new`."""
+        self.apply(Change(old, old_version, new, version))
+
+    def apply(self, change: "Change") -> None:
         counts = self.counts
-        if old is None:
-            for i in range(len(COUNTS)):
-                counts[i] += new[i]
-            old_hours = None
-            self.version += version
-        else:
-            for i in range(len(COUNTS)):
-                if new[i] != old[i]:
-                    counts[i] += new[i] - old[i]
-            old_hours = old[len(COUNTS)]
-            self.version += version - old_version
-        new_hours = new[len(COUNTS)]
-        if new_hours != old_hours:
+        for i, d in change.deltas:
+            counts[i] += d
+        self.version += change.version_delta
+        if change.hours_changed:
             hours = self.response_hours
-            if old_hours is not None:
-                del hours[bisect.bisect_left(hours, old_hours)]
-            if new_hours is not None:
-                bisect.insort(hours, new_hours)
+            if change.old_hours is not None:
+                del hours[bisect.bisect_left(hours, change.old_hours)]
+            if change.new_hours is not None:
+                bisect.insort(hours, change.new_hours)
+
+
+class Change:
+    """What differs between an order's old contribution and its new one, computed
+    once and applied to each of its windows: only what differs is applied (an
+    arrival changes two counts, not the response hours)."""
+
+    __slots__ = ("deltas", "version_delta", "old_hours", "new_hours", "hours_changed")
+
+    def __init__(self, old: list | None, old_version: int, new: list, version: int):
+        n = len(COUNTS)
+        if old is None:
+            self.deltas = [(i, new[i]) for i in range(n) if new[i]]
+            self.old_hours = None
+        else:
+            self.deltas = [(i, new[i] - old[i]) for i in range(n) if new[i] != old[i]]
+            self.old_hours = old[n]
+            version -= old_version
+        self.version_delta = version
+        self.new_hours = new[n]
+        self.hours_changed = self.new_hours != self.old_hours
 
 
 PartKey = tuple[str, tuple[str, ...], int, int]  # family, subject, window start, partition
@@ -131,7 +145,8 @@ class Windows:
         return part
 
     def _keys(self, fact: dict, partition: int) -> list[PartKey]:
-        return [(f.name, f.subject(fact), f.start(fact["ordered_at"]), partition) for f in self.families]
+        ordered_at = fact["ordered_at"]
+        return [(f.name, f.subject(fact), f.start(ordered_at), partition) for f in self.families]
 
     def update(self, fact: dict, partition: int, old: list | None, old_version: int,
                watermark: int | None) -> list:
@@ -139,17 +154,19 @@ class Windows:
         new = contribution(fact)
         if new == old and fact["version"] == old_version:
             return new
+        change = Change(old, old_version, new, fact["version"])
         for key in self._keys(fact, partition):
             if watermark is not None and self._expired(key, watermark):
                 continue  # a correction after the window left memory: facts have it, tables not
-            self._part(key).replace(old, old_version, new, fact["version"])
+            self._part(key).apply(change)
             self.dirty.add(key)
         return new
 
     def restore(self, fact: dict, partition: int, contrib: list, version: int) -> None:
         """Count an order already counted before a restart (no change, nothing to write)."""
+        change = Change(None, 0, contrib, version)
         for key in self._keys(fact, partition):
-            self._part(key).replace(None, 0, contrib, version)
+            self._part(key).apply(change)
 
     def _expired(self, key: PartKey, watermark: int) -> bool:
         return watermark > key[2] + self.expire_ms
