@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from supplymon import metrics
+from supplymon.retry import retry_until_done
 from supplymon.settings import Settings
 from supplymon.store import Store
 
@@ -92,21 +93,16 @@ class ClickHouseSink:
             batch = rows.by_table[table]
             if not batch:
                 continue
-            delay = self.first_backoff
-            attempt = 1
-            while True:
-                try:
-                    await self.run(self._insert, table, batch)
-                    break
-                except Exception as exc:  # any store failure: retry, never drop
-                    metrics.sink_retries.labels(table).inc()
-                    log.warning("writing %d rows to %s failed (attempt %d), retrying in %.1fs: %s",
-                                len(batch), table, attempt, delay, exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.max_backoff)
-                    attempt += 1
-                    # A broken connection is reopened on the next attempt.
-                    await self.run(self._close)
+
+            async def reopen(attempt: int, delay: float, exc: Exception) -> None:
+                metrics.sink_retries.labels(table).inc()
+                log.warning("writing %d rows to %s failed (attempt %d), retrying in %.1fs: %s",
+                            len(batch), table, attempt, delay, exc)
+                await self.run(self._close)  # a broken connection is reopened on the next attempt
+
+            # Any store failure is retried: rows are never dropped.
+            await retry_until_done(lambda: self.run(self._insert, table, batch), on_retry=reopen,
+                                   first_delay=self.first_backoff, max_delay=self.max_backoff)
             metrics.sink_rows.labels(table).inc(len(batch))
 
     async def close(self) -> None:

@@ -5,6 +5,8 @@
 
 1. raw ceiling: a bare aiokafka consumer + json.loads over the input topics;
 2. the peer: a quixstreams app, 1 h tumbling count per distributor (group_by);
+   and Faust's own ceiling: supplymon's Faust app with an agent that takes the
+   messages in batches and does nothing (bench/faust_floor.py);
 3. supplymon end to end: first event published to last fact stored, one worker;
 4. the worker's peak RSS, and the bytes of order state per open order;
 5. live alert latency at a steady 2,000 events/s (another worker, live event
@@ -20,7 +22,9 @@ import bisect
 import json
 import os
 import platform
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -114,6 +118,19 @@ def peer(settings: Settings, total: int, state_dir: Path) -> float:
         sdf.tumbling_window(3_600_000).count().final()
     app.run()
     return total / (time.perf_counter() - first[0]) if done.is_set() else float("nan")
+
+
+def faust_floor(settings: Settings, total: int, data_dir: Path) -> float:
+    """messages/s of an agent doing nothing, in a worker of its own (bench/faust_floor.py)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "bench.faust_floor", settings.kafka_url, str(total), str(data_dir),
+               *settings.topics.inputs]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                          cwd=Path(__file__).resolve().parent.parent)
+    found = re.search(r"floor (\d+)", done.stdout)
+    if found is None:
+        raise RuntimeError(f"bench.faust_floor failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return float(found.group(1))
 
 
 def rss_kib(pid: int, field: str = "VmHWM") -> int:
@@ -277,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             messages = sum(end_offsets.values())  # ticks fan out to every partition
             raw = asyncio.run(raw_ceiling(settings, end_offsets))
             peer_rate = peer(settings, messages, work / "peer-state")
+            floor = faust_floor(settings, messages, work / "floor")
             pipe_rate, peak_kib, state = pipeline(settings, lines, work / "data")
             live = live_latency(settings, work / "live")
             # Also at half of what the worker sustained: a figure that means the same on a slower machine.
@@ -287,7 +305,10 @@ def main(argv: list[str] | None = None) -> int:
             ("batched producer (supplymon Publisher)", f"{messages / publish_s:,.0f}/s", ""),
             ("raw ceiling: aiokafka + json.loads", f"{raw:,.0f}/s", ""),
             ("peer: quixstreams 1 h tumbling count per distributor", f"{peer_rate:,.0f}/s", "from its first message"),
-            ("supplymon end to end (publish -> stored)", f"{pipe_rate:,.0f}/s", "one worker, already joined"),
+            ("Faust floor: supplymon's app, an agent doing nothing", f"{floor:,.0f}/s",
+             f"from its first message; floor/peer = {floor / peer_rate:.2f}"),
+            ("supplymon end to end (publish -> stored)", f"{pipe_rate:,.0f}/s",
+             f"one worker, already joined; {pipe_rate / floor:.2f} of the Faust floor"),
             ("worker peak RSS", f"{peak_kib / 1024:,.0f} MiB", f"{orders:,} orders in state, "
              f"{peak_kib * 1024 / max(orders, 1):,.0f} B/order (whole process)"),
             ("order state, serialized in the table", f"{state['bytes'] / max(orders, 1):,.0f} B/order",

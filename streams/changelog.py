@@ -18,7 +18,6 @@ end offset is then right on the embedded broker, and nothing changes on Kafka.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections import defaultdict
 from typing import Any, Callable, Mapping
@@ -29,6 +28,7 @@ from faust.types import TP
 
 from supplymon import metrics
 from supplymon.publish import bootstrap_servers
+from supplymon.retry import retry_until_done
 from supplymon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,19 +115,17 @@ class BatchedChangelog:
             by_partition[self.partition_of(key)].append(
                 (key.encode(), None if value is None else self.encode(value)))
         topic = self.table.changelog_topic.get_topic_name()
-        for attempt in itertools.count():
-            try:
-                await self._deliver(topic, by_partition)
-                return
-            except KafkaError as exc:
-                # aiokafka already retried within its request timeout: Kafka is away. The
-                # batch is not acknowledged until its changes are in, so wait and send again
-                # (the same values: a resend changes nothing); a non-retriable error is a bug.
-                if not (exc.retriable or isinstance(exc, KafkaTimeoutError)):
-                    raise
-                metrics.sink_retries.labels(topic).inc()
-                log.warning("changelog %s: %d changes not delivered (%r); sending again", topic, len(changes), exc)
-                await asyncio.sleep(min(0.5 * 2 ** attempt, 10.0))
+        async def resend(attempt: int, delay: float, exc: Exception) -> None:
+            metrics.sink_retries.labels(topic).inc()
+            log.warning("changelog %s: %d changes not delivered (%r); sending again in %.1fs",
+                        topic, len(changes), exc, delay)
+
+        # aiokafka already retried within its request timeout: Kafka is away. The batch
+        # is not acknowledged until its changes are in, so wait and send again (the
+        # same values: a resend changes nothing); a non-retriable error is a bug.
+        await retry_until_done(lambda: self._deliver(topic, by_partition), on_retry=resend,
+                               retriable=lambda exc: isinstance(exc, KafkaError)
+                               and (exc.retriable or isinstance(exc, KafkaTimeoutError)))
 
     async def _deliver(self, topic: str, by_partition: Mapping[int, list[tuple[bytes, bytes | None]]]) -> None:
         producer = await self.producer.get()
