@@ -115,6 +115,7 @@ class BatchedChangelog:
             by_partition[self.partition_of(key)].append(
                 (key.encode(), None if value is None else self.encode(value)))
         topic = self.table.changelog_topic.get_topic_name()
+
         async def resend(attempt: int, delay: float, exc: Exception) -> None:
             metrics.sink_retries.labels(topic).inc()
             log.warning("changelog %s: %d changes not delivered (%r); sending again in %.1fs",

@@ -29,7 +29,7 @@ ORDER_FIELDS = (
 
 class Outcome:
     """What applying an event or advancing time did to one order (one is made per
-    event and per deadline: a plain slotted class, its lists made only when used)."""
+    event and per deadline: a plain slotted class, cheaper to make than a dataclass)."""
 
     __slots__ = ("changed", "duplicate", "held", "rejected", "orphans", "purge")
 
