@@ -236,3 +236,51 @@ def test_a_sparse_subject_skips_the_baseline_instants():
         visited.append(t)
         m.advance(t)
     assert visited == sorted({T0 + o for o in m.offsets})
+
+
+def test_surge_figures_from_running_sums_equal_sums_over_the_records():
+    """The surge's quantities come from running sums kept along the orders' index
+    (appended in time order, rebuilt after an insert in the middle or a changed
+    quantity, cut with evictions): at every step they equal a plain sum over the
+    records in each window."""
+    import random
+
+    from supplymon.core.signals import DISTRIBUTOR, ORDERED_AT, QUANTITY
+    from supplymon.core.warnings import ProductRegion
+
+    rng = random.Random(5)
+    subject = ProductRegion()
+    placed: dict[str, tuple[int, int]] = {}  # order id -> (ordered_at, quantity)
+    clock, evicted, baselines = T0, 0, 0
+    for step in range(3000):
+        clock += rng.randrange(0, 40 * 60_000)
+        roll = rng.random()
+        if roll < 0.7 or not placed:  # a new order, now or (sometimes) hours late
+            at = clock - (rng.randrange(0, 30 * H) if rng.random() < 0.1 else 0)
+            order_id = f"O{step}"
+        else:  # an order corrected: its quantity or even its time
+            order_id = rng.choice(sorted(placed))
+            at = placed[order_id][0] if rng.random() < 0.7 else placed[order_id][0] + rng.randrange(-H, H)
+        quantity = rng.randrange(1, 500)
+        subject.upsert(order_id, supply_record("P", "R", "I", f"D{quantity % 3}", at, quantity))
+        placed[order_id] = (at, quantity)
+        if step % 200 == 199:
+            subject.now = clock - 2 * DAY_MS  # what no window reaches from here is evicted
+            for gone in subject.evict():
+                del placed[gone]
+                evicted += 1
+        t = clock + rng.randrange(0, 2 * H)
+        figures = subject.surge_figures(t)
+        recent = [q for a, q in placed.values() if t - subject.recent < a <= t]
+        assert figures["orders_24h"] == len(recent) and figures["quantity_24h"] == sum(recent)
+        assert figures["distributors"] == sorted({r[DISTRIBUTOR] for r in subject.records.values()
+                                                  if t - subject.recent < r[ORDERED_AT] <= t})
+        days = figures["baseline_days"]
+        if "baseline_quantity" in figures:
+            baselines += 1
+            start = t - subject.recent
+            assert figures["baseline_quantity"] == sum(q for a, q in placed.values()
+                                                       if start - days * DAY_MS < a <= start)
+        assert subject.surge_figures(t, distributors=False) == {**figures, "distributors": None}
+        assert all(subject.records[o][QUANTITY] == q for o, (_, q) in placed.items())
+    assert evicted > 100 and baselines > 1000  # both paths were taken

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -28,6 +29,9 @@ from supplymon.core.windows import DAY_MS, FAMILIES
 from supplymon.settings import HOUR_MS, Rules
 
 DAILY = FAMILIES[0]
+# A window of at most this many orders is summed order by order; beyond, from running
+# sums (kept only by the subjects that needed them: ~40 bytes per order).
+SCAN_AT_MOST = 32
 DEFAULT_RULES = Rules()
 
 
@@ -102,6 +106,9 @@ class ProductRegion:
                                      self.recent + self.surge_max_days * DAY_MS}))
         self.records: dict[str, list] = {}
         self.index: list[tuple[int, str]] = []  # (ordered_at, order_id), sorted
+        # Running sums of the orders' quantities along `index` (None: rebuilt when next
+        # needed), so a window's quantity is a difference of two, not a sum over 28 days.
+        self._prefix: list[int] | None = None
         self.first_order: int | None = None
         self.now: int | None = None
         self.late = False  # a record changed at or before `now`: evaluate at now + 1
@@ -119,9 +126,19 @@ class ProductRegion:
             return False
         if old is not None and old[ORDERED_AT] != record[ORDERED_AT]:
             self.index.remove((old[ORDERED_AT], order_id))
+            self._prefix = None
             old = None
         if old is None:
-            bisect.insort(self.index, (record[ORDERED_AT], order_id))
+            entry, index = (record[ORDERED_AT], order_id), self.index
+            if not index or entry > index[-1]:  # the usual case: orders come in time order
+                index.append(entry)
+                if self._prefix is not None:
+                    self._prefix.append(self._prefix[-1] + record[QUANTITY])
+            else:
+                bisect.insort(index, entry)
+                self._prefix = None
+        elif old[QUANTITY] != record[QUANTITY]:
+            self._prefix = None
         self.records[order_id] = record
         at, rt = record[ORDERED_AT], record[ANSWERED_AT]
         if self.first_order is None or at < self.first_order:
@@ -133,11 +150,24 @@ class ProductRegion:
         return True
 
     # -- evaluation --------------------------------------------------------------
+    def _span(self, start: int, end: int) -> tuple[int, int]:
+        """Positions in `index` of the orders placed in (start, end]."""
+        index = self.index
+        return bisect.bisect_right(index, (start, "\uffff")), bisect.bisect_right(index, (end, "\uffff"))
+
     def _since(self, start: int, end: int) -> list[list]:
         """Records of orders placed in (start, end]."""
-        lo = bisect.bisect_right(self.index, (start, "\uffff"))
-        hi = bisect.bisect_right(self.index, (end, "\uffff"))
+        lo, hi = self._span(start, end)
         return [self.records[oid] for _, oid in self.index[lo:hi]]
+
+    def _quantity(self, lo: int, hi: int) -> int:
+        """Total quantity of the orders at positions lo..hi-1 of `index`."""
+        prefix, records = self._prefix, self.records
+        if prefix is None and hi - lo <= SCAN_AT_MOST:  # a sparse subject: no running sums kept
+            return sum(records[oid][QUANTITY] for _, oid in self.index[lo:hi])
+        if prefix is None:
+            prefix = self._prefix = [0, *itertools.accumulate(records[oid][QUANTITY] for _, oid in self.index)]
+        return prefix[hi] - prefix[lo]
 
     def shortage_figures(self, t: int) -> dict:
         turned_away, answered, ordered, confirmed, distributors = set(), 0, 0, 0, set()
@@ -165,17 +195,20 @@ class ProductRegion:
             return 0
         return min(self.surge_max_days, max(0, (t - self.recent - self.first_order) // DAY_MS))
 
-    def surge_figures(self, t: int) -> dict:
-        recent = self._since(t - self.recent, t)
+    def surge_figures(self, t: int, distributors: bool = True) -> dict:
+        """The surge's figures at `t`; the distributors of the last 24 h (a scan) only
+        if asked: they are details, not needed to know whether the surge holds."""
+        lo, hi = self._span(t - self.recent, t)
         days = self.history_days(t)
-        figures = {"orders_24h": len(recent), "quantity_24h": sum(r[QUANTITY] for r in recent),
+        figures = {"orders_24h": hi - lo, "quantity_24h": self._quantity(lo, hi),
                    "baseline_days": days, "baseline_mean_daily_quantity": None,
                    "window_hours": self.recent / HOUR_MS,
-                   "distributors": sorted({r[DISTRIBUTOR] for r in recent})}
-        # The baseline (a sum over up to 28 days) only matters once there are enough orders.
-        if days >= self.surge_min_days and len(recent) >= self.surge_min_orders:
+                   "distributors": sorted({r[DISTRIBUTOR] for r in self._since(t - self.recent, t)})
+                   if distributors else None}
+        # The baseline (up to 28 days) only matters once there are enough orders.
+        if days >= self.surge_min_days and hi - lo >= self.surge_min_orders:
             start = t - self.recent
-            baseline = sum(r[QUANTITY] for r in self._since(start - days * DAY_MS, start))
+            baseline = self._quantity(self._span(start - days * DAY_MS, start)[0], lo)
             figures["baseline_mean_daily_quantity"] = round(baseline / days, 3)
             figures["baseline_quantity"] = baseline
         return figures
@@ -243,11 +276,11 @@ class ProductRegion:
             t = self.next_change()
             if t is None or t > to:
                 break
-            shortage, surge = self.shortage_figures(t), self.surge_figures(t)
-            for kind, episode, figures, holds in (
-                    ("supply_shortage", self.shortage, shortage, self.shortage_holds(shortage)),
-                    ("demand_surge", self.surge, surge, self.surge_holds(surge))):
-                for transition in episode.observe(t, holds, lambda f=figures: f):
+            shortage, surge = self.shortage_figures(t), self.surge_figures(t, distributors=False)
+            for kind, episode, holds, details in (
+                    ("supply_shortage", self.shortage, self.shortage_holds(shortage), lambda f=shortage: f),
+                    ("demand_surge", self.surge, self.surge_holds(surge), lambda t=t: self.surge_figures(t))):
+                for transition in episode.observe(t, holds, details):
                     transition.kind = kind
                     out.append(transition)
             self.now, self.late = t, False
@@ -268,6 +301,8 @@ class ProductRegion:
         cut = bisect.bisect_right(self.index, (horizon, "\uffff"))
         gone = [oid for _, oid in self.index[:cut]]
         del self.index[:cut]
+        if self._prefix is not None:
+            del self._prefix[:cut]  # the sums left are offset alike: their differences hold
         for oid in gone:
             del self.records[oid]
         return gone
