@@ -284,3 +284,50 @@ def test_surge_figures_from_running_sums_equal_sums_over_the_records():
         assert subject.surge_figures(t, distributors=False) == {**figures, "distributors": None}
         assert all(subject.records[o][QUANTITY] == q for o, (_, q) in placed.items())
     assert evicted > 100 and baselines > 1000  # both paths were taken
+
+
+def test_shortage_from_a_sweep_equals_the_figures_over_the_window():
+    """A busy subject answers "does the shortage hold at t" from a sweep of the
+    answered orders' spans (made once per advance): at every instant it agrees with
+    the figures computed over the window, and its sums equal theirs."""
+    import random
+
+    from supplymon.core.warnings import SCAN_AT_MOST, ProductRegion, ShortageSweep
+
+    rng = random.Random(11)
+    subject = ProductRegion()
+    clock, checked, held, swept = T0, 0, 0, 0
+    for step in range(4000):
+        clock += rng.randrange(0, 50 * 60_000)
+        at = clock - (rng.randrange(0, 20 * H) if rng.random() < 0.1 else 0)
+        quantity = rng.randrange(1, 100)
+        # Mostly served, so that the shortage comes and goes (by fill rate or by institutions).
+        decision = rng.choices(("accepted", "partial", "rejected"), weights=(84, 10, 6))[0]
+        confirmed = {"accepted": quantity, "partial": rng.randrange(0, quantity), "rejected": 0}[decision]
+        answered_at = None if rng.random() < 0.15 else at + rng.randrange(-H, 60 * H)
+        reason = None if decision == "accepted" else rng.choice(("out_of_stock", "price", "other", "other"))
+        institution = f"I{rng.randrange(12)}"
+        subject.upsert(f"O{step}", supply_record("P", "R", institution, "D", at, quantity,
+                                                 answered_at, decision, confirmed, reason))
+        if step % 10:
+            continue
+        since = clock - rng.randrange(0, 10 * H)
+        start = bisect_right_time(subject.index, since - subject.shortage_window)
+        sweep = ShortageSweep((subject.records[o] for _, o in subject.index[start:]), subject.shortage_window, since)
+        for t in sorted(since + rng.randrange(0, 30 * H) for _ in range(8)):
+            figures = subject.shortage_figures(t)
+            assert sweep.sums(t) == (figures["answered_orders"], figures["ordered_quantity"],
+                                     figures["confirmed_quantity"])
+            assert sweep.institutions(t) == len(figures["institutions_out_of_stock"])
+            expected = subject.shortage_holds(figures)
+            assert subject.shortage_holds_at(t) == expected
+            checked += 1
+            held += expected
+            swept += subject._sweep is not None  # kept until the next upsert changes a record
+    assert checked > 3000 and 300 < held < checked - 300 and swept > 1000, (held, swept)  # both answers; the sweep used
+    assert SCAN_AT_MOST < 100
+
+
+def bisect_right_time(index: list, time: int) -> int:
+    import bisect
+    return bisect.bisect_right(index, (time, "\uffff"))

@@ -82,6 +82,55 @@ class Episode:
         self.raised_at, self.stopped_at, self.details = data
 
 
+def _running(items: list[tuple[int, int, int]]) -> tuple[list[int], list[int], list[int], list[int]]:
+    """(times, running counts, running quantities, running confirmed) of items
+    (time, quantity, confirmed) sorted by time; the running lists start at 0."""
+    times, counts, ordered, confirmed = [], [0], [0], [0]
+    for time, quantity, confirmed_quantity in items:
+        times.append(time)
+        counts.append(counts[-1] + 1)
+        ordered.append(ordered[-1] + quantity)
+        confirmed.append(confirmed[-1] + confirmed_quantity)
+    return times, counts, ordered, confirmed
+
+
+class ShortageSweep:
+    """The shortage's sums at any instant from `since` on, without a pass over the
+    window per instant. An order counts at t when placed in (t - window, t] and
+    answered by t: over [max(ordered_at, answered_at), ordered_at + window). So the
+    answered orders, ordered and confirmed quantities at t are the running sums of
+    the spans started by t minus those of the spans ended by t; the orders turned
+    away for lack of stock (few) are kept as spans to count institutions."""
+
+    def __init__(self, records: Iterable[list], window: int, since: int):
+        self.since = since
+        starts, ends, self.turned_away = [], [], []
+        for rec in records:
+            answered_at = rec[ANSWERED_AT]
+            if answered_at is None:
+                continue
+            start, end = max(rec[ORDERED_AT], answered_at), rec[ORDERED_AT] + window
+            if start >= end:
+                continue
+            starts.append((start, rec[QUANTITY], rec[CONFIRMED]))
+            ends.append((end, rec[QUANTITY], rec[CONFIRMED]))
+            if rec[DECISION] in ("rejected", "partial") and rec[REASON] == "out_of_stock":
+                self.turned_away.append((start, end, rec[INSTITUTION]))
+        starts.sort()
+        ends.sort()
+        self.started, self.ended = _running(starts), _running(ends)
+
+    def sums(self, t: int) -> tuple[int, int, int]:
+        """Answered orders, ordered quantity, confirmed quantity at `t`."""
+        (s_times, s_counts, s_ordered, s_confirmed), (e_times, e_counts, e_ordered, e_confirmed) = self.started, self.ended
+        i, j = bisect.bisect_right(s_times, t), bisect.bisect_right(e_times, t)
+        return s_counts[i] - e_counts[j], s_ordered[i] - e_ordered[j], s_confirmed[i] - e_confirmed[j]
+
+    def institutions(self, t: int) -> int:
+        """Distinct institutions turned away for lack of stock, counted at `t`."""
+        return len({institution for start, end, institution in self.turned_away if start <= t < end})
+
+
 class ProductRegion:
     """One product in one region: `supply_shortage` and `demand_surge`.
 
@@ -109,6 +158,7 @@ class ProductRegion:
         # Running sums of the orders' quantities along `index` (None: rebuilt when next
         # needed), so a window's quantity is a difference of two, not a sum over 28 days.
         self._prefix: list[int] | None = None
+        self._sweep: ShortageSweep | None = None  # made during an advance, dropped after it
         self.first_order: int | None = None
         self.now: int | None = None
         self.late = False  # a record changed at or before `now`: evaluate at now + 1
@@ -140,6 +190,7 @@ class ProductRegion:
         elif old[QUANTITY] != record[QUANTITY]:
             self._prefix = None
         self.records[order_id] = record
+        self._sweep = None
         at, rt = record[ORDERED_AT], record[ANSWERED_AT]
         if self.first_order is None or at < self.first_order:
             self.first_order = at
@@ -189,6 +240,22 @@ class ProductRegion:
         low_fill = (f["answered_orders"] >= self.shortage_min_answered
                     and f["confirmed_quantity"] < self.shortage_fill_rate * f["ordered_quantity"])
         return len(f["institutions_out_of_stock"]) >= self.shortage_institutions or low_fill
+
+    def shortage_holds_at(self, t: int) -> bool:
+        """`shortage_holds(shortage_figures(t))`; a busy subject answers it from a
+        sweep made once per advance instead of a pass over its window per instant."""
+        lo, hi = self._span(t - self.shortage_window, t)
+        if hi - lo <= SCAN_AT_MOST:
+            return self.shortage_holds(self.shortage_figures(t))
+        sweep = self._sweep
+        if sweep is None or t < sweep.since:
+            start = bisect.bisect_right(self.index, (t - self.shortage_window, "\uffff"))
+            sweep = self._sweep = ShortageSweep((self.records[oid] for _, oid in self.index[start:]),
+                                                self.shortage_window, t)
+        answered, ordered, confirmed = sweep.sums(t)
+        if answered >= self.shortage_min_answered and confirmed < self.shortage_fill_rate * ordered:
+            return True
+        return sweep.institutions(t) >= self.shortage_institutions
 
     def history_days(self, t: int) -> int:
         if self.first_order is None:
@@ -276,9 +343,10 @@ class ProductRegion:
             t = self.next_change()
             if t is None or t > to:
                 break
-            shortage, surge = self.shortage_figures(t), self.surge_figures(t, distributors=False)
+            # The figures themselves are an alert's details: made only when one is raised.
+            surge = self.surge_figures(t, distributors=False)
             for kind, episode, holds, details in (
-                    ("supply_shortage", self.shortage, self.shortage_holds(shortage), lambda f=shortage: f),
+                    ("supply_shortage", self.shortage, self.shortage_holds_at(t), lambda t=t: self.shortage_figures(t)),
                     ("demand_surge", self.surge, self.surge_holds(surge), lambda t=t: self.surge_figures(t))):
                 for transition in episode.observe(t, holds, details):
                     transition.kind = kind
@@ -286,6 +354,7 @@ class ProductRegion:
             self.now, self.late = t, False
         if self.now is None or to > self.now:
             self.now = to
+        self._sweep = None  # derived; not worth its memory between advances
         return out
 
     @property
