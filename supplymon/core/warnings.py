@@ -29,8 +29,9 @@ from supplymon.core.windows import DAY_MS, FAMILIES
 from supplymon.settings import HOUR_MS, Rules
 
 DAILY = FAMILIES[0]
-# A window of at most this many orders is summed order by order; beyond, from running
-# sums (kept only by the subjects that needed them: ~40 bytes per order).
+# A window of at most this many orders is evaluated order by order; beyond, from
+# running sums (the surge's kept by the subjects that needed them, ~40 bytes per
+# order; the shortage's made once per advance).
 SCAN_AT_MOST = 32
 DEFAULT_RULES = Rules()
 
@@ -248,9 +249,8 @@ class ProductRegion:
         if hi - lo <= SCAN_AT_MOST:
             return self.shortage_holds(self.shortage_figures(t))
         sweep = self._sweep
-        if sweep is None or t < sweep.since:
-            start = bisect.bisect_right(self.index, (t - self.shortage_window, "\uffff"))
-            sweep = self._sweep = ShortageSweep((self.records[oid] for _, oid in self.index[start:]),
+        if sweep is None or t < sweep.since:  # from the orders that can still count from t on
+            sweep = self._sweep = ShortageSweep((self.records[oid] for _, oid in self.index[lo:]),
                                                 self.shortage_window, t)
         answered, ordered, confirmed = sweep.sums(t)
         if answered >= self.shortage_min_answered and confirmed < self.shortage_fill_rate * ordered:
@@ -270,7 +270,7 @@ class ProductRegion:
         figures = {"orders_24h": hi - lo, "quantity_24h": self._quantity(lo, hi),
                    "baseline_days": days, "baseline_mean_daily_quantity": None,
                    "window_hours": self.recent / HOUR_MS,
-                   "distributors": sorted({r[DISTRIBUTOR] for r in self._since(t - self.recent, t)})
+                   "distributors": sorted({self.records[oid][DISTRIBUTOR] for _, oid in self.index[lo:hi]})
                    if distributors else None}
         # The baseline (up to 28 days) only matters once there are enough orders.
         if days >= self.surge_min_days and hi - lo >= self.surge_min_orders:
