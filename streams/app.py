@@ -5,6 +5,8 @@ address (for the embedded broker, once it has started) before importing this.
 """
 from __future__ import annotations
 
+import functools
+
 import faust
 import orjson
 from aiokafka.partitioner import murmur2
@@ -94,6 +96,7 @@ signals_topic = app.topic(
 )
 
 
+@functools.lru_cache(maxsize=1 << 16)  # murmur2 is pure Python; recent orders' keys come back often
 def key_partition(key: str) -> int:
     """The partition of a key as the producer's default partitioner picks it (murmur2)."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % settings.partitions
