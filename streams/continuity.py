@@ -96,9 +96,8 @@ class OffsetContinuity:
             expected = self.next_offset[tp]
             if expected > highest:
                 continue  # the gap and all withheld past it were processed later in the batch
-            gap = self._seeks.get(tp)
-            if gap is not None:
-                if gap[2] == 0:
+            if tp in self._seeks:  # the gap is still open (not filled and left again)
+                if self.seeking_since(tp) == 0:
                     plan.new_gaps[tp] = expected
                 self.sought(tp)
                 resumed = self.accept_gap(tp)

@@ -312,7 +312,7 @@ def test_shortage_from_a_sweep_equals_the_figures_over_the_window():
         if step % 10:
             continue
         since = clock - rng.randrange(0, 10 * H)
-        start = bisect_right_time(subject.index, since - subject.shortage_window)
+        start, _ = subject._span(since - subject.shortage_window, since)
         sweep = ShortageSweep((subject.records[o] for _, o in subject.index[start:]), subject.shortage_window, since)
         for t in sorted(since + rng.randrange(0, 30 * H) for _ in range(8)):
             figures = subject.shortage_figures(t)
@@ -326,8 +326,3 @@ def test_shortage_from_a_sweep_equals_the_figures_over_the_window():
             swept += subject._sweep is not None  # kept until the next upsert changes a record
     assert checked > 3000 and 300 < held < checked - 300 and swept > 1000, (held, swept)  # both answers; the sweep used
     assert SCAN_AT_MOST < 100
-
-
-def bisect_right_time(index: list, time: int) -> int:
-    import bisect
-    return bisect.bisect_right(index, (time, "\uffff"))

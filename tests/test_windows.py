@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from supplymon.core.lifecycle import OrderLifecycle, new_state
-from supplymon.core.windows import COUNTS, DAY_MS, FAMILIES, Part, Windows, contribution, part_row
+from supplymon.core.windows import COUNTS, DAY_MS, FAMILIES, Change, Part, Windows, contribution, part_row
 from supplymon.settings import HOUR_MS as H, Rules
 from tests.test_lifecycle import T0, arrival, order, response
 
@@ -92,14 +92,14 @@ def test_a_part_applies_only_what_changed_in_a_contribution():
     part = Part()
     a = [1, 1, 1, 0, 0, 0, 1, 10, 0, 5.0]
     b = [1, 1, 1, 0, 0, 0, 1, 20, 0, 3.0]
-    part.replace(None, 0, a, 2)
-    part.replace(None, 0, b, 3)
+    part.apply(Change(None, 0, a, 2))
+    part.apply(Change(None, 0, b, 3))
     assert part.response_hours == [3.0, 5.0] and part.version == 5
     # a's first answer corrected to an earlier one (2 h), then a's goods arrive on time
     a2 = a[:-1] + [2.0]
-    part.replace(a, 2, a2, 4)
+    part.apply(Change(a, 2, a2, 4))
     a3 = a2[:4] + [1, 0, 0, 10, 10] + [2.0]
-    part.replace(a2, 4, a3, 6)
+    part.apply(Change(a2, 4, a3, 6))
     assert part.response_hours == [2.0, 3.0] and part.version == 9
     assert dict(zip(COUNTS, part.counts)) == {
         "orders": 2, "responded": 2, "responded_within_24h": 2, "rejected": 0, "delivered_on_time": 1,

@@ -104,18 +104,10 @@ class OrderLifecycle:
         if "order" not in state:
             pending = state.get("pend")
             return min(e["ts_ms"] for e in pending) + self.orphan_ms if pending else None
-        # _deadlines() and purge_at() written out: this runs for every event and deadline.
-        order, passed = state["order"], state["passed"]
-        at = order["ordered_at"]
-        escalation = at + self.escalation_ms
-        delivery = at + (self.urban_ms if order["area"] == "urban" else self.rural_ms)
-        due = max(escalation, delivery) + self.retention_ms
-        if not passed & RESPONSE_DEADLINE:
-            due = min(due, at + self.response_ms)
-        if not passed & ESCALATION_DEADLINE:
-            due = min(due, escalation)
-        if not passed & DELIVERY_DEADLINE:
-            due = min(due, delivery)
+        due, passed = self.purge_at(state), state["passed"]
+        for bit, deadline in self._deadlines(state):
+            if not passed & bit and deadline < due:
+                due = deadline
         return due
 
     # -- events ----------------------------------------------------------------------

@@ -238,9 +238,16 @@ class ProductRegion:
                 "distributors": sorted(distributors), "window_hours": self.shortage_window / HOUR_MS}
 
     def shortage_holds(self, f: dict) -> bool:
-        low_fill = (f["answered_orders"] >= self.shortage_min_answered
-                    and f["confirmed_quantity"] < self.shortage_fill_rate * f["ordered_quantity"])
-        return len(f["institutions_out_of_stock"]) >= self.shortage_institutions or low_fill
+        return self._shortage_condition(f["answered_orders"], f["ordered_quantity"], f["confirmed_quantity"],
+                                        lambda: len(f["institutions_out_of_stock"]))
+
+    def _shortage_condition(self, answered: int, ordered: int, confirmed: int,
+                            institutions: Callable[[], int]) -> bool:
+        """The rule: a low fill rate over enough answered orders, or enough institutions
+        turned away for lack of stock (counted only if the fill rate does not decide)."""
+        if answered >= self.shortage_min_answered and confirmed < self.shortage_fill_rate * ordered:
+            return True
+        return institutions() >= self.shortage_institutions
 
     def shortage_holds_at(self, t: int) -> bool:
         """`shortage_holds(shortage_figures(t))`; a busy subject answers it from a
@@ -252,10 +259,7 @@ class ProductRegion:
         if sweep is None or t < sweep.since:  # from the orders that can still count from t on
             sweep = self._sweep = ShortageSweep((self.records[oid] for _, oid in self.index[lo:]),
                                                 self.shortage_window, t)
-        answered, ordered, confirmed = sweep.sums(t)
-        if answered >= self.shortage_min_answered and confirmed < self.shortage_fill_rate * ordered:
-            return True
-        return sweep.institutions(t) >= self.shortage_institutions
+        return self._shortage_condition(*sweep.sums(t), lambda: sweep.institutions(t))
 
     def history_days(self, t: int) -> int:
         if self.first_order is None:

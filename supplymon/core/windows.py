@@ -77,11 +77,8 @@ class Part:
     version: int = 0  # sum of the contributing orders' versions: grows, and ends the same on any path
     closed: bool = False
 
-    def replace(self, old: list | None, old_version: int, new: list, version: int) -> None:
-        """An order's contribution `old` (None: none yet) becomes `new`."""
-        self.apply(Change(old, old_version, new, version))
-
     def apply(self, change: "Change") -> None:
+        """An order's contribution changes (see Change)."""
         counts = self.counts
         for i, d in change.deltas:
             counts[i] += d
