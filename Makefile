@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install system-tools demo test bench clean
 
 install: $(STAMP)
 
@@ -14,10 +14,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Debian tools the tests use: promtool, amtool and alertmanager, headless Chromium,
+# docker-compose (for `config` only). Installed if absent, without starting the
+# services their packages would start (policy-rc.d answers 101: "not allowed").
+SYSTEM_TOOLS := promtool:prometheus amtool:prometheus-alertmanager chromium:chromium docker-compose:docker-compose
+system-tools:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  printf '#!/bin/sh\nexit 101\n' | $$SUDO tee /usr/sbin/policy-rc.d >/dev/null; \
+	  $$SUDO chmod +x /usr/sbin/policy-rc.d; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  status=$$?; $$SUDO rm -f /usr/sbin/policy-rc.d; exit $$status; \
+	fi
+
 demo: install
 	$(BIN)/supplymon demo
 
-test: install
+test: install system-tools
 	$(BIN)/python -m pytest -q
 
 bench: install
