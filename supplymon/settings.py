@@ -179,6 +179,12 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     rules: Rules = field(default_factory=Rules)
     rules_file: str | None = None
+    # Notifications (supplymon/notify): the recipients directory (TOML; None: no
+    # notifications), whether this process sends them (`replay` only with --notify),
+    # and the key that signs acknowledgement links (None: one kept in the data dir).
+    recipients_file: str | None = None
+    notify: bool = True
+    ack_secret: str | None = None
 
     ENV_PREFIX: ClassVar[str] = "SUPPLYMON_"
 
@@ -267,6 +273,9 @@ class Settings:
             topics=topics,
             rules=Rules.load(get("RULES")),
             rules_file=get("RULES"),
+            recipients_file=get("RECIPIENTS"),
+            notify=get("NOTIFY", "1").lower() not in ("0", "false", "no", "off"),
+            ack_secret=get("ACK_SECRET"),
         )
         if settings.kafka_url and not settings.kafka_url.startswith("kafka://"):
             raise ConfigError(f"{p}KAFKA must look like kafka://host:port[,host:port], got {settings.kafka_url!r}")
@@ -295,6 +304,11 @@ class Settings:
             out[p + "CLICKHOUSE"] = self.clickhouse_url
         if self.rules_file:
             out[p + "RULES"] = self.rules_file
+        if self.recipients_file:
+            out[p + "RECIPIENTS"] = self.recipients_file
+        out[p + "NOTIFY"] = "1" if self.notify else "0"
+        if self.ack_secret:
+            out[p + "ACK_SECRET"] = self.ack_secret
         for f in fields(Topics):
             out[f"{p}TOPIC_{f.name.upper()}"] = getattr(self.topics, f.name)
         return out

@@ -1,0 +1,146 @@
+"""The notifier as the worker runs it: the directory, the dispatcher, the daily
+digests and the acknowledgement links, over the store (`run(fn)` runs
+`fn(store)` on the store's thread)."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Awaitable, Callable, Iterable, Mapping
+
+import orjson
+
+from supplymon.notify.digest import DAY_MS, as_of, daily_digests, first_instant
+from supplymon.notify.directory import Directory, load_directory
+from supplymon.notify.dispatcher import Dispatcher, StoreDeliveryLog, prepared, sql_string
+from supplymon.notify.render import Renderer
+from supplymon.notify.routing import DeliveryKey
+from supplymon.notify.tokens import ack_link
+from supplymon.settings import Settings
+
+log = logging.getLogger(__name__)
+ALERT_COLUMNS = ("alert_id, kind, severity, subject_type, order_id, distributor_id, institution_id, product_id, "
+                 "region_code, toUnixTimestamp64Milli(raised_at) AS raised_at, "
+                 "toUnixTimestamp64Milli(resolved_at) AS resolved_at, message, details")
+
+
+def ack_secret(settings: Settings) -> bytes:
+    """SUPPLYMON_ACK_SECRET, or a random key kept in the data dir (readable by its owner only)."""
+    if settings.ack_secret:
+        return settings.ack_secret.encode()
+    path = Path(settings.data_dir) / "ack-secret"
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32).encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+        return key
+
+
+def public_url(settings: Settings, directory: Directory) -> str:
+    return directory.public_url or f"http://{settings.web_host}:{settings.web_port}"
+
+
+def _decoded(rows: Iterable[dict]) -> list[dict]:
+    return [dict(row, details=orjson.loads(row["details"]) if row.get("details") else {}) for row in rows]
+
+
+class Notifier:
+    def __init__(self, settings: Settings, directory: Directory, run: Callable[[Callable], Awaitable],
+                 secret: bytes, database: str = "supplymon"):
+        self.settings = settings
+        self.directory = directory
+        self.run = run
+        self.secret = secret
+        self.database = database
+        self.base_url = public_url(settings, directory)
+        self.renderer = Renderer(directory.templates or None)
+        self.renderer.check()
+        self.dispatcher = Dispatcher(directory, StoreDeliveryLog(run, database), self.renderer, self.ack_url,
+                                     generator_url=self.base_url)
+        self.dispatcher.check()
+        self.next_digest: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, run: Callable[[Callable], Awaitable]) -> "Notifier":
+        return cls(settings, load_directory(settings.recipients_file), run, ack_secret(settings))
+
+    def ack_url(self, alert_id: str, recipient: str) -> str:
+        expires = int(time.time() + self.directory.ack_link_hours * 3600)
+        return ack_link(self.base_url, self.secret, alert_id, recipient, expires)
+
+    async def rows(self, sql: str) -> list[dict]:
+        return await self.run(lambda store: store.rows(sql))
+
+    async def on_alerts(self, alerts: Iterable[Mapping]) -> list[DeliveryKey]:
+        return await self.dispatcher.submit(alerts)
+
+    async def resume(self, owns: Callable[[str], bool] = lambda alert_id: True) -> int:
+        """Queue again the alert deliveries a stopped worker left `pending` (their
+        alerts' messages were acknowledged on the topic already)."""
+        pending = await self.rows(
+            f"SELECT DISTINCT alert_id FROM {self.database}.notifications FINAL "
+            f"WHERE status = 'pending' AND NOT startsWith(alert_id, 'daily:')")
+        ids = [row["alert_id"] for row in pending if owns(row["alert_id"])]
+        if not ids:
+            return 0
+        alerts = _decoded(await self.rows(
+            f"SELECT {ALERT_COLUMNS} FROM {self.database}.alerts FINAL "
+            f"WHERE alert_id IN ({', '.join(map(sql_string, ids))})"))
+        # Both states of an alert: its raised state too, if that one was left pending.
+        states = [a for alert in alerts for a in ([dict(alert, resolved_at=None), alert]
+                                                  if alert["resolved_at"] is not None else [alert])]
+        return len(await self.dispatcher.submit(states))
+
+    async def on_stream_time(self, watermark: int) -> int:
+        """Send the daily digests of every digest instant stream time has passed."""
+        if self.next_digest is None:
+            (first,) = await self.rows(
+                f"SELECT toUnixTimestamp64Milli(min(raised_at)) AS t, count() AS n FROM {self.database}.alerts")
+            if not first["n"]:
+                return 0
+            self.next_digest = first_instant(int(first["t"]), self.directory.digest_time)
+        sent = 0
+        while self.next_digest < watermark:
+            sent += await self.send_digests(self.next_digest)
+            self.next_digest += DAY_MS
+        return sent
+
+    async def send_digests(self, instant: int) -> int:
+        t = f"fromUnixTimestamp64Milli({instant})"
+        open_alerts = _decoded(await self.rows(
+            f"SELECT {ALERT_COLUMNS} FROM {self.database}.alerts FINAL "
+            f"WHERE kind IN ('response_overdue', 'response_escalation') AND raised_at <= {t} "
+            f"AND (resolved_at IS NULL OR resolved_at > {t})"))
+        day_alerts = [as_of(a, instant) for a in _decoded(await self.rows(
+            f"SELECT {ALERT_COLUMNS} FROM {self.database}.alerts FINAL "
+            f"WHERE raised_at > fromUnixTimestamp64Milli({instant - DAY_MS}) AND raised_at <= {t}"))]
+        ids = sorted({a["alert_id"] for a in open_alerts + day_alerts})
+        acks: dict[str, list[dict]] = {}
+        if ids:
+            for row in await self.rows(
+                    f"SELECT alert_id, recipient, formatDateTime(acked_at, '%Y-%m-%d %H:%i') AS acked_at, comment "
+                    f"FROM {self.database}.alert_acks FINAL WHERE alert_id IN ({', '.join(map(sql_string, ids))}) "
+                    f"ORDER BY acked_at"):
+                acks.setdefault(row["alert_id"], []).append(row)
+        digests = daily_digests(self.directory, instant, open_alerts, day_alerts, acks,
+                                self.settings.rules.response_overdue_hours)
+        queued = 0
+        for digest in digests:
+            rid = digest.recipient.id
+            context = dict(digest.context)
+            if "overdue" in context:
+                context["overdue"] = [dict(o, ack_url=None if o["ack"] else self.ack_url(o["alert_id"], rid))
+                                      for o in context["overdue"]]
+            alerts = [prepared(a, self.ack_url(a["alert_id"], rid)) for a in digest.alerts]
+            message = self.renderer.render(digest.template, f"{digest.key.alert_id}:{rid}", rid, alerts, **context)
+            queued += await self.dispatcher.submit_message(digest.key, digest.recipient, digest.channel, message)
+        return queued
+
+    async def close(self) -> None:
+        await self.dispatcher.close()

@@ -1,0 +1,255 @@
+"""Notifications: the directory, routing, rate limits and tokens (pure), and the
+dispatcher against real receivers on 127.0.0.1 with the delivery log in real
+embedded ClickHouse (chdb)."""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from supplymon.notify.directory import DirectoryError, parse_directory
+from supplymon.notify.dispatcher import Dispatcher, StoreDeliveryLog
+from supplymon.notify.ratelimit import Plan, RateWindow, plan
+from supplymon.notify.render import Renderer
+from supplymon.notify.routing import DeliveryKey, route
+from supplymon.notify import tokens
+from supplymon.settings import Settings
+from supplymon.store import Store
+from tests.notify_servers import Robots
+
+H = 3_600_000
+T0 = 1_767_225_600_000  # 2026-01-01 08:00 +08:00
+
+
+def alert(kind="response_overdue", n=1, distributor="D1", region="360702", resolved=None, **extra) -> dict:
+    subject = "product_region" if kind in ("supply_shortage", "demand_surge") else (
+        "distributor" if kind == "low_delivery_rate" else "order")
+    return {"alert_id": f"{kind}-{n:04d}", "kind": kind,
+            "severity": "critical" if kind in ("response_escalation", "supply_shortage") else "warning",
+            "subject_type": subject, "order_id": f"O{n}" if subject == "order" else "",
+            "distributor_id": distributor if subject != "product_region" else "", "institution_id": "H1",
+            "product_id": "P1", "region_code": region if subject != "distributor" else "",
+            "raised_at": T0 + n * 60_000, "resolved_at": resolved,
+            "message": f"订单 O{n} 未响应。 / Order O{n} has no answer.", "details": {"quantity": 5, **extra}}
+
+
+def directory(robots_url="http://127.0.0.1:9", **defaults):
+    return parse_directory({
+        "defaults": {"first_backoff_seconds": 0.05, "max_backoff_seconds": 0.2, "attempts": 3,
+                     "throttle_seconds": 0.5, **defaults},
+        "vendors": {"wecom": robots_url, "dingtalk": robots_url, "feishu": robots_url},
+        "distributor": [
+            {"id": "D1", "name": "配送企业一", "regions": ["360702"],
+             "channels": [{"type": "dingtalk", "access_token": "tok", "secret": "ding-secret", "per_minute": 3}]},
+            {"id": "D2", "name": "配送企业二",
+             "channels": [{"type": "webhook", "url": f"{robots_url}/hook", "secret": "hook-secret"}]},
+        ],
+        "supervisor": [
+            {"id": "S1", "name": "章贡分局", "regions": ["3607*"],
+             "channels": [{"type": "feishu", "token": "ft", "secret": "feishu-secret"},
+                          {"type": "wecom", "key": "wecom-key", "kinds": ["supply_shortage"]}]},
+            {"id": "S2", "name": "别处", "regions": ["110101"],
+             "channels": [{"type": "wecom", "key": "other"}]},
+        ],
+    }, "test.toml", env={})
+
+
+# -- the directory -----------------------------------------------------------------------------
+
+def test_directory_errors_are_all_listed_chinese_first():
+    with pytest.raises(DirectoryError) as info:
+        parse_directory({
+            "defaults": {"digest_time": "25:00"},
+            "distributor": [{"id": "D1", "channels": [{"type": "dingtalk", "access_token": "t"},
+                                                      {"type": "pager"}]}],
+            "supervisor": [{"id": "S1", "channels": [{"type": "email", "to": ["nobody"], "kinds": ["nope"]}]}],
+            "extra": {},
+        }, "r.toml", env={})
+    text = str(info.value)
+    assert text.startswith("通讯录 r.toml 有误 / recipients directory r.toml is invalid")
+    for line in ("defaults.digest_time: 应为 HH:MM", "distributor[0].channels[0].secret: 缺少此项 / missing",
+                 "distributor[0].channels[1].type: 未知渠道类型 'pager'", "supervisor[0]: 监管人员须有 regions",
+                 "'nobody' 不是邮箱地址", "未知告警类型 'nope'", "extra: 没有此节 / unknown section",
+                 "smtp: 有邮件渠道但缺少 [smtp] 节"):
+        assert line in text, line
+
+
+def test_directory_reads_secrets_from_the_environment():
+    doc = {"distributor": [{"id": "D1", "channels": [{"type": "wecom", "key": "env:WECOM_KEY"}]}]}
+    assert parse_directory(doc, env={"WECOM_KEY": "k1"}).recipients[0].channels[0].options["key"] == "k1"
+    with pytest.raises(DirectoryError, match="环境变量 WECOM_KEY 未设置 / environment variable WECOM_KEY is not set"):
+        parse_directory(doc, env={})
+
+
+def test_the_example_directory_is_valid():
+    from supplymon.notify.directory import load_directory
+    from tests.conftest import ROOT
+    env = {name: "x" for name in ("SUPPLYMON_SMTP_PASSWORD", "D001_WECOM_KEY", "D002_DINGTALK_TOKEN", "D002_DINGTALK_SECRET", "D002_WEBHOOK_SECRET", "ZG_FEISHU_TOKEN", "ZG_FEISHU_SECRET")}
+    example = load_directory(ROOT / "infra" / "recipients.example.toml", env=env)
+    assert {r.role for r in example.recipients} == {"distributor", "supervisor", "observer"}
+
+
+# -- routing -----------------------------------------------------------------------------------
+
+def routed(a, d=None):
+    return sorted((r.id, c.label) for r, c in route(a, d or directory()))
+
+
+def test_order_alerts_go_to_the_orders_distributor():
+    assert routed(alert("response_overdue")) == [("D1", "dingtalk")]
+    assert routed(alert("delivery_overdue", distributor="D2")) == [("D2", "webhook")]
+
+
+def test_supervised_kinds_go_to_the_regions_supervisors_too():
+    assert routed(alert("response_escalation")) == [("D1", "dingtalk"), ("S1", "feishu")]
+    assert routed(alert("demand_surge")) == [("S1", "feishu")]  # wecom wants only shortages
+    # a distributor's alert has no region: the regions the directory gives the distributor
+    assert routed(alert("low_delivery_rate")) == [("S1", "feishu")]
+    assert routed(alert("low_delivery_rate", distributor="D2")) == []
+
+
+def test_a_shortage_also_goes_to_the_distributors_that_could_cover_it():
+    assert routed(alert("supply_shortage", could_cover=["D2"])) == [("D2", "webhook"), ("S1", "feishu"),
+                                                                    ("S1", "wecom")]
+
+
+# -- rate limits, tokens -----------------------------------------------------------------------
+
+def test_rate_window_and_fold_plan():
+    window = RateWindow(3, period=60)
+    for t in (0, 1, 2):
+        window.record(t)
+    assert window.available(30) == 0 and window.next_free(30) == 60
+    assert window.available(60.5) == 1
+    window.block(100)
+    assert window.available(70) == 0 and window.next_free(70) == 100
+    assert plan(2, 3) == Plan(2, 0)
+    assert plan(7, 3) == Plan(2, 5)  # two alone, five folded into the third slot
+    assert plan(7, 1) == Plan(0, 7)
+
+
+def test_ack_tokens_are_signed_and_expire():
+    sig = tokens.sign(b"k", "a1", "D1", 1000)
+    assert tokens.verify(b"k", "a1", "D1", 1000, sig, now=999) is None
+    assert "expired" in tokens.verify(b"k", "a1", "D1", 1000, sig, now=1001)
+    assert "signature" in tokens.verify(b"k", "a1", "D2", 1000, sig, now=0)  # not transferable
+    assert "signature" in tokens.verify(b"other", "a1", "D1", 1000, sig, now=0)
+
+
+# -- the dispatcher on real receivers and a real delivery log ----------------------------------
+
+@pytest.fixture
+def store_run(tmp_path):
+    store = Store(Settings(data_dir=tmp_path / "data"))
+    store.migrate()
+    executor = ThreadPoolExecutor(max_workers=1)
+
+    async def run(fn):
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, store)
+
+    yield run, store
+    executor.shutdown()
+    store.close()
+
+
+def log_rows(store):
+    return store.rows("SELECT alert_id, state, recipient, channel, status, attempts, message "
+                      "FROM supplymon.notifications FINAL ORDER BY alert_id, state, recipient, channel")
+
+
+def test_failing_receiver_gets_exactly_one_delivery_and_a_restart_sends_nothing_again(store_run):
+    run, store = store_run
+
+    async def main():
+        robots = await Robots().start()
+        robots.fail["webhook"] = 2  # 503 twice, then 204
+        try:
+            d = directory(robots.url)
+            first = Dispatcher(d, StoreDeliveryLog(run), Renderer())
+            alerts = [alert("delivery_overdue", 1, distributor="D2"), alert("delivery_overdue", 2, distributor="D2")]
+            assert len(await first.submit(alerts)) == 2
+            await first.drain(timeout=30)
+            await first.close()
+            # A new worker (a restart) reads the same alerts again, and a resolution arrives.
+            second = Dispatcher(d, StoreDeliveryLog(run), Renderer())
+            resolved = dict(alerts[0], resolved_at=T0 + 5 * H)
+            assert await second.submit([*alerts, resolved]) == [
+                DeliveryKey("delivery_overdue-0001", "resolved", "D2", "webhook")]
+            await second.drain(timeout=30)
+            await second.close()
+        finally:
+            await robots.stop()
+        return robots
+
+    robots = asyncio.run(main())
+    keys = [(b["id"], h["Idempotency-Key"]) for b, h in
+            ((body, headers) for v, body, headers in robots.received if v == "webhook")]
+    assert sorted(keys) == [("delivery_overdue-0001:raised",) * 2, ("delivery_overdue-0001:resolved",) * 2,
+                            ("delivery_overdue-0002:raised",) * 2]
+    assert not robots.refused
+    rows = log_rows(store)
+    assert [(r["alert_id"], r["state"], r["status"]) for r in rows] == [
+        ("delivery_overdue-0001", "raised", "sent"), ("delivery_overdue-0001", "resolved", "sent"),
+        ("delivery_overdue-0002", "raised", "sent")]
+    assert sum(r["attempts"] for r in rows) == 3 + 2  # two 503s retried on the first delivery
+
+
+def test_a_receiver_that_keeps_failing_is_marked_failed_without_holding_up_others(store_run):
+    run, store = store_run
+
+    async def main():
+        robots = await Robots().start()
+        robots.fail["webhook"] = 100
+        try:
+            dispatcher = Dispatcher(directory(robots.url), StoreDeliveryLog(run), Renderer())
+            await dispatcher.submit([alert("delivery_overdue", 1, distributor="D2"), alert("response_overdue", 2)])
+            await dispatcher.drain(timeout=30)
+            # failed is final: not tried again on a replay
+            assert await dispatcher.submit([alert("delivery_overdue", 1, distributor="D2")]) == []
+            await dispatcher.close()
+        finally:
+            await robots.stop()
+        return robots
+
+    robots = asyncio.run(main())
+    assert len(robots.of("dingtalk")) == 1
+    assert {(r["recipient"], r["status"], r["attempts"]) for r in log_rows(store)} == {
+        ("D2", "failed", 3), ("D1", "sent", 1)}
+
+
+def test_robots_signed_and_over_the_limit_folded_never_dropped(store_run):
+    run, store = store_run
+
+    async def main():
+        robots = await Robots().start()
+        robots.throttle["feishu"] = 1
+        try:
+            dispatcher = Dispatcher(directory(robots.url), StoreDeliveryLog(run), Renderer(),
+                                    ack_url=lambda a, r: f"http://127.0.0.1/alerts/{a}/ack?r={r}")
+            # 7 order alerts to D1's DingTalk robot, limited to 3 a minute
+            await dispatcher.submit([alert("response_overdue", n) for n in range(1, 8)])
+            # Feishu answers "frequency limited" once: the shortage waits and is sent after
+            await dispatcher.submit([alert("supply_shortage", 9)])
+            await dispatcher.drain(timeout=30)
+            await dispatcher.close()
+        finally:
+            await robots.stop()
+        return robots
+
+    robots = asyncio.run(main())
+    assert not robots.refused  # every signature passed the vendors' checks
+    ding = robots.of("dingtalk")
+    assert len(ding) == 3  # two alone, the other five folded into the third
+    texts = [m["markdown"]["text"] for m in ding]
+    for n in range(1, 8):
+        assert sum(f"订单 O{n} 未响应" in t for t in texts) == 1
+    assert "5 alerts folded" in ding[2]["markdown"]["title"]
+    assert "alerts/response_overdue-0007/ack?r=D1" in texts[2]
+    feishu = robots.of("feishu")
+    assert len(feishu) == 1 and "供应短缺" in feishu[0]["card"]["header"]["title"]["content"]
+    wecom = robots.of("wecom")
+    assert len(wecom) == 1 and wecom[0]["msgtype"] == "markdown"
+    rows = log_rows(store)
+    assert len(rows) == 7 + 2 and {r["status"] for r in rows} == {"sent"}
+    assert sorted(r["message"] for r in rows if r["recipient"] == "D1") == ["alert"] * 2 + ["folded"] * 5
