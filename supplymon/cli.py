@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=None,
                    help="publish at this many event-time seconds per second (default: as fast as possible)")
     p.add_argument("--partitions", type=int, help="partitions of new topics (default 4)")
+    p.add_argument("--notify", action="store_true",
+                   help="send notifications for the replayed alerts (SUPPLYMON_RECIPIENTS); never without it")
     data_dir(p)
 
     p = sub.add_parser("sql", help="ad-hoc SQL on the store (through the running worker if one holds it)")
@@ -106,6 +108,7 @@ def _replay(settings: Settings, args) -> int:
     from supplymon.replay import replay
 
     embedded = args.embedded
+    settings = replace(settings, notify=args.notify)
     if embedded:
         settings = replace(settings, web_port=0)  # a free port for the worker it starts
     return replay(settings, args.file, embedded, args.speed)

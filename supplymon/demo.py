@@ -92,6 +92,7 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
         wait = (story.starts_at - start).total_seconds() / args.speed
         print(f"story {story.describe()}\n    (it begins about {wait:.0f} s into the run)", file=out, flush=True)
     print(f"supplymon demo: starting the embedded broker and a worker on {settings.data_dir} ...", file=out, flush=True)
+    receiver, settings = _local_receiver(settings, args.seed)
     with embedded_stack(settings, live=True) as (settings, worker):
         print(f"metrics at {worker.web}/metrics; ad-hoc SQL: supplymon sql --data-dir {settings.data_dir} "
               f"\"SELECT ...\"\nplaying {args.days:g} simulated days at {args.speed:g}x "
@@ -105,7 +106,32 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
         except KeyboardInterrupt:
             print("\nstopping ...", file=out, flush=True)
         print(_summary(worker, start, events.stories), file=out, flush=True)
+        if receiver is not None:
+            from supplymon.replay import notified
+            with contextlib.suppress(KeyboardInterrupt):
+                print(notified(worker), file=out, flush=True)
+            receiver.stop()
+            print(receiver.summary(), file=out, flush=True)
     return 0
+
+
+def _local_receiver(settings: Settings, seed: int):
+    """Without SUPPLYMON_RECIPIENTS, notifications go to a receiver in this process
+    (a webhook per simulated distributor and region bureau), printed at the end."""
+    if settings.recipients_file:
+        return None, settings
+    import random
+    from dataclasses import replace
+
+    from supplymon.notify.local_receiver import LocalReceiver
+    from supplymon.simulate import REGIONS, World
+
+    receiver = LocalReceiver().start()
+    world = World.build(random.Random(seed))  # the world `generate` builds for this seed
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = receiver.write_directory(settings.data_dir / "demo-recipients.toml",
+                                    {d.id: d.regions for d in world.distributors}, list(REGIONS))
+    return receiver, replace(settings, recipients_file=str(path.resolve()), notify=True)
 
 
 def _summary(worker, start: datetime, stories: list[Story]) -> str:

@@ -47,6 +47,8 @@ def run(settings: Settings) -> int:
         import agents.lifecycle  # noqa: F401  (registers the agent)
         import agents.warnings  # noqa: F401  (registers the early-warning agent)
         import agents.web  # noqa: F401  (registers the web views)
+        import agents.notifier  # noqa: F401  (notifications, when a recipients directory is set)
+        import agents.acks  # noqa: F401  (POST /alerts/{id}/ack)
         from streams.app import app
 
         settings.worker_file.write_text(json.dumps({

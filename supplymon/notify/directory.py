@@ -19,6 +19,8 @@ from datetime import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from supplymon.settings import ConfigError
+
 SEVERITIES = ("info", "warning", "critical")
 ALERT_KINDS = (
     "response_overdue", "response_escalation", "delivery_overdue", "confirmation_late",
@@ -48,7 +50,7 @@ VENDOR_URLS = {
 ROLES = ("distributor", "supervisor", "observer")
 
 
-class DirectoryError(ValueError):
+class DirectoryError(ConfigError):
     """The recipients directory cannot be used; the message lists every problem."""
 
 

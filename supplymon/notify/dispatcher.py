@@ -69,6 +69,18 @@ def prepared(alert: Mapping, ack_url: str | None) -> dict:
     return out
 
 
+def with_raised_states(alerts: Iterable[Mapping]) -> list[Mapping]:
+    """Each resolved alert preceded by its raised state: whether the topic carried the
+    raised row too depends on how the events fell into batches (an alert raised and
+    resolved within one batch is sent once, resolved), and the deliveries must not."""
+    out: list[Mapping] = []
+    for alert in alerts:
+        if alert.get("resolved_at") is not None:
+            out.append({**alert, "resolved_at": None})
+        out.append(alert)
+    return out
+
+
 @dataclass
 class Job:
     key: DeliveryKey
@@ -152,7 +164,7 @@ class Dispatcher:
         """Queue the immediate deliveries of these alert states not delivered before;
         returns their keys."""
         jobs: dict[DeliveryKey, Job] = {}
-        for alert in alerts:
+        for alert in with_raised_states(alerts):
             for recipient, channel in route(alert, self.directory):
                 key = key_of(alert, recipient, channel)
                 if key not in self._inflight:
@@ -189,6 +201,10 @@ class Dispatcher:
             self._idle.clear()
         else:
             self._idle.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._inflight)
 
     async def drain(self, timeout: float | None = None) -> None:
         """Until every queued delivery has ended (sent or failed)."""

@@ -22,8 +22,8 @@ from supplymon.settings import Settings
 
 log = logging.getLogger(__name__)
 ALERT_COLUMNS = ("alert_id, kind, severity, subject_type, order_id, distributor_id, institution_id, product_id, "
-                 "region_code, toUnixTimestamp64Milli(raised_at) AS raised_at, "
-                 "toUnixTimestamp64Milli(resolved_at) AS resolved_at, message, details")
+                 "region_code, toUnixTimestamp64Milli(raised_at) AS raised_ms, "
+                 "toUnixTimestamp64Milli(resolved_at) AS resolved_ms, message, details")
 
 
 def ack_secret(settings: Settings) -> bytes:
@@ -47,7 +47,13 @@ def public_url(settings: Settings, directory: Directory) -> str:
 
 
 def _decoded(rows: Iterable[dict]) -> list[dict]:
-    return [dict(row, details=orjson.loads(row["details"]) if row.get("details") else {}) for row in rows]
+    """Alert rows (ALERT_COLUMNS) as the alerts topic carries them: times in epoch ms, details decoded.
+    (The times are selected under other names: an alias named like its column would
+    replace the column in the WHERE clause too.)"""
+    return [{**{k: v for k, v in row.items() if k not in ("raised_ms", "resolved_ms")},
+             "raised_at": int(row["raised_ms"]),
+             "resolved_at": None if row["resolved_ms"] is None else int(row["resolved_ms"]),
+             "details": orjson.loads(row["details"]) if row.get("details") else {}} for row in rows]
 
 
 class Notifier:
@@ -65,6 +71,7 @@ class Notifier:
                                      generator_url=self.base_url)
         self.dispatcher.check()
         self.next_digest: int | None = None
+        self.alerts_read = 0
 
     @classmethod
     def from_settings(cls, settings: Settings, run: Callable[[Callable], Awaitable]) -> "Notifier":
@@ -77,7 +84,8 @@ class Notifier:
     async def rows(self, sql: str) -> list[dict]:
         return await self.run(lambda store: store.rows(sql))
 
-    async def on_alerts(self, alerts: Iterable[Mapping]) -> list[DeliveryKey]:
+    async def on_alerts(self, alerts: list[Mapping]) -> list[DeliveryKey]:
+        self.alerts_read += len(alerts)
         return await self.dispatcher.submit(alerts)
 
     async def resume(self, owns: Callable[[str], bool] = lambda alert_id: True) -> int:
@@ -92,10 +100,7 @@ class Notifier:
         alerts = _decoded(await self.rows(
             f"SELECT {ALERT_COLUMNS} FROM {self.database}.alerts FINAL "
             f"WHERE alert_id IN ({', '.join(map(sql_string, ids))})"))
-        # Both states of an alert: its raised state too, if that one was left pending.
-        states = [a for alert in alerts for a in ([dict(alert, resolved_at=None), alert]
-                                                  if alert["resolved_at"] is not None else [alert])]
-        return len(await self.dispatcher.submit(states))
+        return len(await self.dispatcher.submit(alerts))
 
     async def on_stream_time(self, watermark: int) -> int:
         """Send the daily digests of every digest instant stream time has passed."""
@@ -142,5 +147,27 @@ class Notifier:
             queued += await self.dispatcher.submit_message(digest.key, digest.recipient, digest.channel, message)
         return queued
 
+    def progress(self, watermark: int | None) -> dict:
+        """For `/notify/progress`: deliveries still queued, digests stream time has made due."""
+        due = watermark is not None and self.next_digest is not None and self.next_digest < watermark
+        return {"queued": self.dispatcher.queued, "digests_due": due, "alerts_read": self.alerts_read}
+
     async def close(self) -> None:
         await self.dispatcher.close()
+
+
+def wait_notified(get_progress: Callable[[], dict], stall_timeout: float = 120.0, settle_polls: int = 6) -> dict:
+    """Until the worker has sent everything it queued and the digests due (replay --notify,
+    the demo): nothing queued, no digest due, and no new alert read for `settle_polls` polls
+    in a row (the alerts of what is stored are on the topic; this lets the agent read them)."""
+    last, still, started = None, 0, time.monotonic()
+    while True:
+        progress = get_progress()
+        idle = not progress["queued"] and not progress["digests_due"] and not progress.get("alerts_behind")
+        still = still + 1 if idle and progress["alerts_read"] == last else 0
+        last = progress["alerts_read"]
+        if still >= settle_polls:
+            return progress
+        if time.monotonic() - started > stall_timeout and not idle:
+            raise TimeoutError(f"notifications still pending after {stall_timeout:.0f}s: {progress}")
+        time.sleep(0.25)
