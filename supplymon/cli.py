@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = replace(settings, data_dir=args.data_dir)
         if getattr(args, "partitions", None):
             settings = replace(settings, partitions=args.partitions)
+        _check_recipients(settings, args)
         return COMMANDS[args.command](settings, args)
     except (ConfigError, ScenarioError, RunError, StoreError, BrokerError) as exc:
         print(f"supplymon {args.command}: {exc}", file=sys.stderr)
@@ -98,6 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"supplymon {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _check_recipients(settings: Settings, args) -> None:
+    """The recipients directory is validated before anything starts (the worker checks it again)."""
+    if args.command == "replay" and args.notify and not settings.recipients_file:
+        raise ConfigError("--notify 需要通讯录：请设置 SUPPLYMON_RECIPIENTS / --notify needs a recipients directory: "
+                          "set SUPPLYMON_RECIPIENTS")
+    if settings.recipients_file and (args.command in ("worker", "demo") or getattr(args, "notify", False)):
+        from supplymon.notify.directory import load_directory
+
+        load_directory(settings.recipients_file)
 
 
 def _terminate(signum, frame) -> None:

@@ -253,3 +253,66 @@ def test_robots_signed_and_over_the_limit_folded_never_dropped(store_run):
     rows = log_rows(store)
     assert len(rows) == 7 + 2 and {r["status"] for r in rows} == {"sent"}
     assert sorted(r["message"] for r in rows if r["recipient"] == "D1") == ["alert"] * 2 + ["folded"] * 5
+
+
+def test_digests_follow_stream_time_and_show_acknowledgements(store_run):
+    """The worker's digest path (Notifier): alerts and an acknowledgement as stored, the
+    digests of each 09:00 stream time has passed, each sent once."""
+    from supplymon.notify.service import Notifier
+
+    run, store = store_run
+    overdue = dict(alert("response_overdue", 1, distributor="D2"), raised_at=T0 + 2 * H)  # 10:00, day 1
+    escalation = dict(alert("response_escalation", 1, distributor="D2"), raised_at=T0 + 26 * H)  # 10:00, day 2
+    shortage = alert("supply_shortage", 3, could_cover=["D2"])  # 08:03 day 1, region 360702
+    store.insert("alerts", [dict(a, version=1) for a in (overdue, escalation, shortage)])
+    store.insert("alert_acks", [{"alert_id": overdue["alert_id"], "recipient": "D2", "acked_at": T0 + 30 * H,
+                                 "comment": "库存已到，今日发货"}])
+
+    async def main():
+        robots = await Robots().start()
+        try:
+            notifier = Notifier(Settings(), directory(robots.url), run, b"secret")
+            sent = await notifier.on_stream_time(T0 + 25 * H + 1)  # past 09:00 of day 2
+            await notifier.dispatcher.drain(timeout=30)
+            later = await notifier.on_stream_time(T0 + 49 * H + 1)  # past 09:00 of day 3
+            await notifier.dispatcher.drain(timeout=30)
+            # a restarted worker goes over the same days again and sends nothing
+            again = Notifier(Settings(), directory(robots.url), run, b"secret")
+            assert await again.on_stream_time(T0 + 49 * H + 1) == 0
+            await notifier.close()
+            await again.close()
+        finally:
+            await robots.stop()
+        return robots, sent, later
+
+    robots, sent, later = asyncio.run(main())
+    assert (sent, later) == (3, 2)
+    hooks = robots.of("webhook")  # D2
+    assert [m["id"] for m in hooks] == ["daily:2026-01-02:D2", "daily:2026-01-03:D2"]
+    day2, day3 = hooks
+    assert day2["type"] == "daily_distributor" and "订单 / order **O1**" in day2["markdown"]
+    assert "超时 / overdue **23.0 h**" in day2["markdown"] and "已上报" not in day2["markdown"]
+    assert "已上报 / escalated" in day3["markdown"] and "已确认 / acknowledged" in day3["markdown"]
+    assert "库存已到，今日发货" in day3["markdown"]
+    # the region's supervisor: the shortage (08:03) in day 1's summary, the escalation in day 3's
+    feishu = [m["card"] for m in robots.of("feishu")]
+    assert [c["header"]["title"]["content"] for c in feishu] == [
+        "每日告警汇总 2026-01-01（1 条）/ Daily alert summary 2026-01-01 (1)",
+        "每日告警汇总 2026-01-03（1 条）/ Daily alert summary 2026-01-03 (1)"]
+    assert "供应短缺" in feishu[0]["elements"][0]["text"]["content"]
+    assert "督促后仍未响应" in feishu[1]["elements"][0]["text"]["content"]
+    assert len(robots.of("wecom")) == 1  # S1's WeCom wants shortages only: day 1
+
+
+def test_the_cli_refuses_a_bad_directory_before_starting_anything(tmp_path):
+    from tests.conftest import supplymon
+
+    bad = tmp_path / "recipients.toml"
+    bad.write_text('[[distributor]]\nid = "D1"\n[[distributor.channels]]\ntype = "dingtalk"\naccess_token = "t"\n')
+    result = supplymon("worker", "--data-dir", str(tmp_path / "data"), env={"SUPPLYMON_RECIPIENTS": str(bad)})
+    assert result.returncode == 2
+    assert "distributor[0].channels[0].secret: 缺少此项 / missing" in result.stderr
+    assert not (tmp_path / "data").exists()  # nothing started
+    result = supplymon("replay", str(bad), "--embedded", "--notify", "--data-dir", str(tmp_path / "data"),
+                       env={"SUPPLYMON_RECIPIENTS": ""})
+    assert result.returncode == 2 and "--notify needs a recipients directory" in result.stderr
