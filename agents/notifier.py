@@ -49,28 +49,44 @@ def _held(partition: int) -> bool:
     return TP(settings.topics.alerts, partition) in app.consumer.assignment()
 
 
+_resume = True  # after each assignment: deliveries left pending in the partitions now held
+
+
+@app.on_rebalance_complete.connect
+async def _on_rebalance(sender, **kwargs) -> None:
+    global _resume
+    _resume = True
+
+
 if notifier is not None:
     @app.agent(alerts_topic)
     async def notify(stream):
         await sink.open()
-        resumed = await notifier.resume(lambda alert_id: _held(key_partition(alert_id)))
-        if resumed:
-            log.info("resumed %d deliveries left pending", resumed)
         try:
             async for events in stream.take_events(500, within=settings.batch_seconds):
-                await notifier.on_alerts([event.value for event in events])
+                await notifier.on_alerts([event.value for event in events])  # logged before acknowledged
                 for event in events:
                     read_up_to[event.message.partition] = event.message.offset + 1
         finally:
             await notifier.close()
 
     @app.timer(interval=1.0)
-    async def daily_digests():
+    async def notify_clock():
+        """Resumes pending deliveries after an assignment; sends the digests stream time made due."""
+        global _resume
         from agents.warnings import warnings
 
-        watermark = warnings.stream_time()
-        if watermark is not None and _held(0):
-            await notifier.on_stream_time(watermark)
+        try:
+            if _resume and any(tp.topic == settings.topics.alerts for tp in app.consumer.assignment()):
+                _resume = False
+                resumed = await notifier.resume(lambda alert_id: _held(key_partition(alert_id)))
+                if resumed:
+                    log.info("resumed %d deliveries left pending", resumed)
+            watermark = warnings.stream_time()
+            if watermark is not None and _held(0):
+                await notifier.on_stream_time(watermark)
+        except Exception:  # keep the clock going; the next tick tries again
+            log.exception("notifications: resuming or sending digests failed")
 
     @app.page("/notify/progress")
     async def notify_progress(web, request):

@@ -102,7 +102,7 @@ def notified(worker) -> str:
     wait_notified(lambda: orjson.loads(worker.get("/notify/progress")))
     rows = [orjson.loads(line) for line in worker.query(
         "SELECT status, count() AS n FROM supplymon.notifications FINAL GROUP BY status ORDER BY status").splitlines()]
-    return "notifications: " + (", ".join(f"{r['n']:,} {r['status']}" for r in rows) or "none")
+    return "通知 / notifications: " + (", ".join(f"{r['n']:,} {r['status']}" for r in rows) or "none")
 
 
 def summary(worker) -> str:

@@ -316,3 +316,41 @@ def test_the_cli_refuses_a_bad_directory_before_starting_anything(tmp_path):
     result = supplymon("replay", str(bad), "--embedded", "--notify", "--data-dir", str(tmp_path / "data"),
                        env={"SUPPLYMON_RECIPIENTS": ""})
     assert result.returncode == 2 and "--notify needs a recipients directory" in result.stderr
+
+
+def test_a_restart_mid_way_resumes_what_was_pending_and_sends_nothing_twice(store_run):
+    from supplymon.notify.service import Notifier
+
+    run, store = store_run
+    alerts = [alert("response_overdue", n) for n in (1, 2)] + [
+        alert("delivery_overdue", n, distributor="D2") for n in (3, 4)]
+    store.insert("alerts", [dict(a, version=1) for a in alerts])
+
+    async def main():
+        robots = await Robots().start()
+        robots.throttle["dingtalk"] = 1000  # D1's robot refuses everything for now
+        try:
+            first = Notifier(Settings(), directory(robots.url), run, b"secret")
+            assert len(await first.on_alerts(alerts)) == 4
+            while len(robots.of("webhook")) < 2:  # D2's are delivered, D1's wait
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            await first.close()  # the worker stops (or dies) here
+            pending = {r["recipient"]: r["status"] for r in log_rows(store) if r["status"] == "pending"}
+            assert pending == {"D1": "pending"}
+            robots.throttle["dingtalk"] = 0
+            second = Notifier(Settings(), directory(robots.url), run, b"secret")
+            assert await second.resume() == 2
+            await second.on_alerts(alerts)  # the topic read again after the restart: nothing new
+            await second.dispatcher.drain(timeout=30)
+            await second.close()
+        finally:
+            await robots.stop()
+        return robots
+
+    robots = asyncio.run(main())
+    assert sorted(m["id"] for m in robots.of("webhook")) == ["delivery_overdue-0003:raised",
+                                                              "delivery_overdue-0004:raised"]
+    texts = [m["markdown"]["text"] for m in robots.of("dingtalk")]
+    assert len(texts) == 2 and all(sum(f"订单 O{n} 未响应" in t for t in texts) == 1 for n in (1, 2))
+    assert {r["status"] for r in log_rows(store)} == {"sent"}

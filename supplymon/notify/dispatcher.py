@@ -30,6 +30,7 @@ from supplymon.notify.directory import Channel, Directory, DirectoryError, Recip
 from supplymon.notify.ratelimit import RateWindow, plan
 from supplymon.notify.render import Message, Renderer
 from supplymon.notify.routing import DeliveryKey, alert_state, details_of, key_of, route
+from supplymon.retry import retry_until_done
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +318,7 @@ class StoreDeliveryLog:
         for start in range(0, len(ids), 1000):
             sql = (f"SELECT alert_id, state, recipient, channel, status FROM {self.database}.notifications FINAL "
                    f"WHERE alert_id IN ({', '.join(map(sql_string, ids[start:start + 1000]))})")
-            for row in await self.run(lambda store, sql=sql: store.rows(sql)):
+            for row in await self._retried(lambda store, sql=sql: store.rows(sql), "reading"):
                 key = DeliveryKey(row["alert_id"], row["state"], row["recipient"], row["channel"])
                 if key in wanted:
                     out[key] = row["status"]
@@ -325,10 +326,11 @@ class StoreDeliveryLog:
 
     async def record(self, rows: list[dict]) -> None:
         if rows:
-            from supplymon.retry import retry_until_done
+            await self._retried(lambda store: store.insert("notifications", rows), "writing")
 
-            async def again(attempt: int, delay: float, exc: Exception) -> None:
-                log.warning("writing the delivery log failed (attempt %d), retrying in %.1fs: %s", attempt, delay, exc)
+    async def _retried(self, fn: Callable, doing: str):
+        """Until the store answers: an alert whose deliveries are not logged is not acknowledged."""
+        async def again(attempt: int, delay: float, exc: Exception) -> None:
+            log.warning("%s the delivery log failed (attempt %d), retrying in %.1fs: %s", doing, attempt, delay, exc)
 
-            await retry_until_done(lambda: self.run(lambda store: store.insert("notifications", rows)),
-                                   on_retry=again)
+        return await retry_until_done(lambda: self.run(fn), on_retry=again)

@@ -85,18 +85,20 @@ class LocalReceiver:
         return path
 
     def summary(self) -> str:
-        lines = [f"== notifications (local receiver {self.url}) =="]
+        names = {"alert": "告警 / alerts", "folded": "合并 / folded", "daily_distributor": "延迟响应清单 / delayed-response lists",
+                 "daily_supervisor": "每日汇总 / daily summaries"}
+        lines = [f"== 各接收方收到的通知 / what each recipient got (本机接收端 / local receiver {self.url}) =="]
         if not self.received:
-            lines.append("none received")
+            lines.append("未收到通知 / none received")
         for rid in sorted(self.received):
             messages = self.received[rid]
             kinds = defaultdict(int)
             for m in messages:
                 kinds[m["type"]] += 1
             digest = next((m for m in reversed(messages) if m["type"].startswith("daily")), None)
-            lines.append(f"{rid}: {len(messages)} messages ("
-                         + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) + ")"
-                         + (f"; last digest: {digest['title']}" if digest else ""))
+            lines.append(f"{rid}: {len(messages)} 条 / messages ("
+                         + ", ".join(f"{names.get(kind, kind)} {n}" for kind, n in sorted(kinds.items())) + ")"
+                         + (f"; 最近汇总 / last digest: {digest['title']}" if digest else ""))
         if self.refused:
-            lines.append(f"refused (bad signature): {self.refused}")
+            lines.append(f"签名无效被拒 / refused for a bad signature: {self.refused}")
         return "\n".join(lines)

@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Awaitable, Callable, Iterable, Mapping
 
@@ -18,7 +19,7 @@ from supplymon.notify.dispatcher import Dispatcher, StoreDeliveryLog, prepared, 
 from supplymon.notify.render import Renderer
 from supplymon.notify.routing import DeliveryKey
 from supplymon.notify.tokens import ack_link
-from supplymon.settings import Settings
+from supplymon.settings import SHANGHAI, Settings
 
 log = logging.getLogger(__name__)
 ALERT_COLUMNS = ("alert_id, kind, severity, subject_type, order_id, distributor_id, institution_id, product_id, "
@@ -105,16 +106,30 @@ class Notifier:
     async def on_stream_time(self, watermark: int) -> int:
         """Send the daily digests of every digest instant stream time has passed."""
         if self.next_digest is None:
-            (first,) = await self.rows(
-                f"SELECT toUnixTimestamp64Milli(min(raised_at)) AS t, count() AS n FROM {self.database}.alerts")
-            if not first["n"]:
+            self.next_digest = await self._first_digest()
+            if self.next_digest is None:
                 return 0
-            self.next_digest = first_instant(int(first["t"]), self.directory.digest_time)
         sent = 0
         while self.next_digest < watermark:
             sent += await self.send_digests(self.next_digest)
             self.next_digest += DAY_MS
         return sent
+
+    async def _first_digest(self) -> int | None:
+        """The first digest instant to look at: that of the earliest alert (an earlier
+        digest would be empty), or the last digest sent, whichever is later (the days
+        before it were gone through in order by an earlier run)."""
+        (first,) = await self.rows(
+            f"SELECT toUnixTimestamp64Milli(min(raised_at)) AS t, count() AS n FROM {self.database}.alerts")
+        if not first["n"]:
+            return None
+        (last,) = await self.rows(f"SELECT max(alert_id) AS id FROM {self.database}.notifications "
+                                  "WHERE startsWith(alert_id, 'daily:')")
+        start = first_instant(int(first["t"]), self.directory.digest_time)
+        if last["id"]:
+            day = datetime.strptime(last["id"].removeprefix("daily:"), "%Y-%m-%d").replace(tzinfo=SHANGHAI)
+            start = max(start, first_instant(int(day.timestamp() * 1000), self.directory.digest_time))
+        return start
 
     async def send_digests(self, instant: int) -> int:
         t = f"fromUnixTimestamp64Milli({instant})"
