@@ -53,5 +53,5 @@ class AckView(View):
                "comment": comment}
         await sink.run(lambda: sink._store_now().insert("alert_acks", [row]))
         if "text/html" in request.headers.get("Accept", ""):
-            return self.html(f"<p>已确认，谢谢。 / Acknowledged, thank you.</p>")
+            return self.html("<p>已确认，谢谢。 / Acknowledged, thank you.</p>")
         return self.json({"acknowledged": alert_id, "recipient": params["r"], "comment": comment})

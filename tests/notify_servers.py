@@ -1,15 +1,35 @@
 """Real receivers on 127.0.0.1 for the notification tests: an aiohttp server that
 plays the vendors' robots (checking their published signature algorithms), a
-generic webhook and failing receivers."""
+generic webhook and failing receivers; the delivery log's store (chdb)."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from aiohttp import web
+
+from supplymon.settings import Settings
+from supplymon.store import Store
+
+
+@pytest.fixture
+def store_run(tmp_path):
+    store = Store(Settings(data_dir=tmp_path / "data"))
+    store.migrate()
+    executor = ThreadPoolExecutor(max_workers=1)
+
+    async def run(fn):
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, store)
+
+    yield run, store
+    executor.shutdown()
+    store.close()
 
 
 def dingtalk_expected(secret: str, timestamp: str) -> str:

@@ -4,7 +4,6 @@ embedded ClickHouse (chdb)."""
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -15,8 +14,7 @@ from supplymon.notify.render import Renderer
 from supplymon.notify.routing import DeliveryKey, route
 from supplymon.notify import tokens
 from supplymon.settings import Settings
-from supplymon.store import Store
-from tests.notify_servers import Robots
+from tests.notify_servers import Robots, store_run  # noqa: F401  (a fixture)
 
 H = 3_600_000
 T0 = 1_767_225_600_000  # 2026-01-01 08:00 +08:00
@@ -138,20 +136,6 @@ def test_ack_tokens_are_signed_and_expire():
 
 
 # -- the dispatcher on real receivers and a real delivery log ----------------------------------
-
-@pytest.fixture
-def store_run(tmp_path):
-    store = Store(Settings(data_dir=tmp_path / "data"))
-    store.migrate()
-    executor = ThreadPoolExecutor(max_workers=1)
-
-    async def run(fn):
-        return await asyncio.get_running_loop().run_in_executor(executor, fn, store)
-
-    yield run, store
-    executor.shutdown()
-    store.close()
-
 
 def log_rows(store):
     return store.rows("SELECT alert_id, state, recipient, channel, status, attempts, message "

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from aiohttp import web
@@ -24,25 +23,10 @@ from supplymon.notify.digest import daily_digests
 from supplymon.notify.directory import parse_directory
 from supplymon.notify.dispatcher import Dispatcher, StoreDeliveryLog
 from supplymon.notify.render import Renderer
-from supplymon.settings import Settings
-from supplymon.store import Store
+from tests.notify_servers import store_run  # noqa: F401  (a fixture)
 from tests.test_notify import H, T0, alert
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
-
-
-@pytest.fixture
-def store_run(tmp_path):
-    store = Store(Settings(data_dir=tmp_path / "data"))
-    store.migrate()
-    executor = ThreadPoolExecutor(max_workers=1)
-
-    async def run(fn):
-        return await asyncio.get_running_loop().run_in_executor(executor, fn, store)
-
-    yield run, store
-    executor.shutdown()
-    store.close()
 
 
 class Mailbox:
