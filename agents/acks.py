@@ -9,6 +9,7 @@ escalated as the rules say; it shows in the next digest.
 """
 from __future__ import annotations
 
+import functools
 import html
 import time
 
@@ -20,7 +21,11 @@ from supplymon.notify.service import ack_secret
 from supplymon.notify.tokens import verify
 
 MAX_COMMENT = 2000
-SECRET = ack_secret(settings)
+
+
+@functools.cache
+def _secret() -> bytes:
+    return ack_secret(settings)
 
 
 def _form(alert_id: str, params, note: str = "") -> str:
@@ -44,7 +49,7 @@ class AckView(View):
         else:
             params = dict(await request.post())
         params = {**dict(request.query), **params}
-        problem = verify(SECRET, alert_id, params.get("r", ""), params.get("exp", ""), params.get("sig", ""),
+        problem = verify(_secret(), alert_id, params.get("r", ""), params.get("exp", ""), params.get("sig", ""),
                          time.time())
         if problem:
             return self.json({"error": problem}, status=403)

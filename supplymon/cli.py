@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_recipients(settings: Settings, args) -> None:
     """The recipients directory is validated before anything starts (the worker checks it again)."""
+    if args.command == "replay" and args.notify and not args.embedded:
+        raise ConfigError("--notify 仅用于 --embedded；向 Kafka 回放时由 worker 按其通讯录通知 / --notify goes with "
+                          "--embedded; replayed into Kafka, the workers notify as their directory says")
     if args.command == "replay" and args.notify and not settings.recipients_file:
         raise ConfigError("--notify 需要通讯录：请设置 SUPPLYMON_RECIPIENTS / --notify needs a recipients directory: "
                           "set SUPPLYMON_RECIPIENTS")

@@ -13,7 +13,7 @@ from supplymon.notify.ratelimit import Plan, RateWindow, plan
 from supplymon.notify.render import Renderer
 from supplymon.notify.routing import DeliveryKey, route
 from supplymon.notify import tokens
-from supplymon.settings import Settings
+from supplymon.settings import ConfigError, Settings
 from tests.notify_servers import Robots, store_run  # noqa: F401  (a fixture)
 
 H = 3_600_000
@@ -338,3 +338,24 @@ def test_a_restart_mid_way_resumes_what_was_pending_and_sends_nothing_twice(stor
     texts = [m["markdown"]["text"] for m in robots.of("dingtalk")]
     assert len(texts) == 2 and all(sum(f"订单 O{n} 未响应" in t for t in texts) == 1 for n in (1, 2))
     assert {r["status"] for r in log_rows(store)} == {"sent"}
+
+
+def test_an_operator_changes_the_words_without_code(tmp_path):
+    (tmp_path / "alert.md.j2").write_text(
+        '{% set title = "请处理：" ~ kind_zh(alerts[0].kind) %}{{ title }}\n{{ alerts[0].message_zh }}\n', "utf-8")
+    message = Renderer(tmp_path).render("alert", "a:raised", "D1", [dict(alert(), state="raised", message_zh="中文")])
+    assert (message.title, message.markdown) == ("请处理：订单超时未响应", "请处理：订单超时未响应\n中文\n")
+    # the other templates stay the built-in ones
+    assert Renderer(tmp_path).render("folded", "f", "D1", []).title.startswith("告警汇总")
+    (tmp_path / "folded.md.j2").write_text("{% if %}", "utf-8")
+    with pytest.raises(ConfigError, match="folded.md.j2:1 有误"):
+        Renderer(tmp_path).check()
+
+
+def test_wecom_markdown_is_cut_to_its_byte_limit():
+    from supplymon.notify.channels.robots import truncate_bytes
+
+    text = "订单" * 3000
+    cut = truncate_bytes(text, 4096)
+    assert len(cut.encode()) <= 4096 and cut.endswith("（内容过长，已截断 / truncated）")
+    assert truncate_bytes("短", 4096) == "短"

@@ -18,7 +18,7 @@ from typing import Any
 
 import jinja2
 
-from supplymon.settings import SHANGHAI
+from supplymon.settings import SHANGHAI, ConfigError
 
 BUILT_IN = Path(__file__).with_name("templates")
 KIND_NAMES = {
@@ -67,7 +67,11 @@ class Renderer:
     def check(self) -> None:
         """Load every template now, so a broken override fails at start, not at the first alert."""
         for name in sorted(p.name for p in BUILT_IN.glob("*.md.j2")):
-            self.env.get_template(name)
+            try:
+                self.env.get_template(name)
+            except jinja2.TemplateError as exc:
+                where = f"{exc.filename}:{exc.lineno}" if isinstance(exc, jinja2.TemplateSyntaxError) else name
+                raise ConfigError(f"模板 {where} 有误：{exc} / template {where} is broken: {exc}") from None
 
     def render(self, template: str, message_id: str, recipient: str, alerts: list[dict],
                **context: Any) -> Message:
