@@ -44,11 +44,13 @@ class AckView(View):
         return self.html(_form(alert_id, request.query))
 
     async def post(self, request, alert_id):
-        if request.content_type == "application/json":
-            params = await request.json()
-        else:
-            params = dict(await request.post())
-        params = {**dict(request.query), **params}
+        try:
+            body = await request.json() if request.content_type == "application/json" else dict(await request.post())
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return self.json({"error": "请求格式有误 / malformed request"}, status=400)
+        params = {**dict(request.query), **body}
         problem = verify(_secret(), alert_id, params.get("r", ""), params.get("exp", ""), params.get("sig", ""),
                          time.time())
         if problem:

@@ -359,3 +359,25 @@ def test_wecom_markdown_is_cut_to_its_byte_limit():
     cut = truncate_bytes(text, 4096)
     assert len(cut.encode()) <= 4096 and cut.endswith("（内容过长，已截断 / truncated）")
     assert truncate_bytes("短", 4096) == "短"
+
+
+def test_a_template_that_fails_on_an_alert_marks_its_deliveries_failed_and_nothing_waits(store_run, tmp_path):
+    run, store = store_run
+    (tmp_path / "alert.md.j2").write_text("{{ alerts[0].details.no_such_field }}", "utf-8")
+
+    async def main():
+        robots = await Robots().start()
+        try:
+            dispatcher = Dispatcher(directory(robots.url), StoreDeliveryLog(run), Renderer(tmp_path))
+            await dispatcher.submit([alert("delivery_overdue", 1, distributor="D2"),
+                                     alert("supply_shortage", 2)])  # S1's robots take the shortage
+            await dispatcher.drain(timeout=30)
+            await dispatcher.close()
+        finally:
+            await robots.stop()
+
+    asyncio.run(main())
+    rows = {(r["recipient"], r["channel"]): r["status"] for r in log_rows(store)}
+    assert rows == {("D2", "webhook"): "failed", ("S1", "feishu"): "failed", ("S1", "wecom"): "failed"}
+    (error,) = {r["last_error"] for r in store.rows("SELECT last_error FROM supplymon.notifications FINAL")}
+    assert "no_such_field" in error

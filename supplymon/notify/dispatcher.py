@@ -255,8 +255,13 @@ class Dispatcher:
 
     async def _deliver(self, lane: Lane, batch: list[Job]) -> None:
         first = batch[0]
-        client = self._client(first.recipient, first.channel)
-        message = self._message(batch)
+        try:
+            client = self._client(first.recipient, first.channel)
+            message = self._message(batch)
+        except Exception as exc:  # an operator's template that fails on this alert: fail it, go on
+            log.exception("preparing the message to %s on %s failed", first.recipient.id, first.channel.label)
+            await self._end(batch, "failed", f"{type(exc).__name__}: {exc}", "")
+            return
         delay = self.directory.first_backoff_seconds
         while True:
             for job in batch:
@@ -286,13 +291,13 @@ class Dispatcher:
                     continue
                 log.error("giving up sending to %s on %s after %d attempts: %s", first.recipient.id,
                           first.channel.label, first.attempts, exc)
-                await self._end(batch, "failed", str(exc), message)
+                await self._end(batch, "failed", str(exc), message.template)
                 return
-            await self._end(batch, "sent", "", message)
+            await self._end(batch, "sent", "", message.template)
             return
 
-    async def _end(self, batch: list[Job], status: str, error: str, message: Message) -> None:
-        await self.log.record([log_row(job.key, status, job.attempts, error, message.template) for job in batch])
+    async def _end(self, batch: list[Job], status: str, error: str, template: str) -> None:
+        await self.log.record([log_row(job.key, status, job.attempts, error, template) for job in batch])
         sent_total.labels(batch[0].channel.type, status).inc(len(batch))
         for job in batch:
             self._inflight.discard(job.key)

@@ -73,6 +73,7 @@ class Notifier:
         self.dispatcher.check()
         self.next_digest: int | None = None
         self.alerts_read = 0
+        self.digests_at: int | None = None  # the stream time the digests were last brought up to
 
     @classmethod
     def from_settings(cls, settings: Settings, run: Callable[[Callable], Awaitable]) -> "Notifier":
@@ -108,11 +109,13 @@ class Notifier:
         if self.next_digest is None:
             self.next_digest = await self._first_digest()
             if self.next_digest is None:
+                self.digests_at = watermark
                 return 0
         sent = 0
         while self.next_digest < watermark:
             sent += await self.send_digests(self.next_digest)
             self.next_digest += DAY_MS
+        self.digests_at = watermark
         return sent
 
     async def _first_digest(self) -> int | None:
@@ -163,8 +166,8 @@ class Notifier:
         return queued
 
     def progress(self, watermark: int | None) -> dict:
-        """For `/notify/progress`: deliveries still queued, digests stream time has made due."""
-        due = watermark is not None and self.next_digest is not None and self.next_digest < watermark
+        """For `/notify/progress`: deliveries still queued; whether the digests are behind stream time."""
+        due = watermark is not None and (self.digests_at is None or self.digests_at < watermark)
         return {"queued": self.dispatcher.queued, "digests_due": due, "alerts_read": self.alerts_read}
 
     async def close(self) -> None:
