@@ -106,10 +106,11 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
         except KeyboardInterrupt:
             print("\nstopping ...", file=out, flush=True)
         print(_summary(worker, start, events.stories), file=out, flush=True)
-        if receiver is not None:
+        if settings.notify and settings.recipients_file:
             from supplymon.replay import notified
             with contextlib.suppress(KeyboardInterrupt):
                 print(notified(worker), file=out, flush=True)
+        if receiver is not None:
             receiver.stop()
             print(receiver.summary(), file=out, flush=True)
     return 0

@@ -69,7 +69,8 @@ class Channel:
     def wants(self, alert: Mapping) -> bool:
         if self.kinds is not None and alert["kind"] not in self.kinds:
             return False
-        return SEVERITIES.index(alert.get("severity", "info")) >= SEVERITIES.index(self.min_severity)
+        rank = {name: n for n, name in enumerate(SEVERITIES)}
+        return rank.get(alert.get("severity", "info"), len(SEVERITIES)) >= rank[self.min_severity]
 
     @property
     def endpoint(self) -> str:
@@ -308,6 +309,8 @@ def parse_directory(doc: Mapping[str, Any], source: str = "<directory>",
         problems.add(f"smtp.{key}", "没有此项", "unknown key")
     if smtp_body.get("tls", "none") not in ("none", "starttls", "ssl"):
         problems.add("smtp.tls", "应为 none、starttls 或 ssl", "must be none, starttls or ssl")
+    elif not isinstance(smtp_body.get("port", 25), int) or not 0 < smtp_body.get("port", 25) < 65536:
+        problems.add("smtp.port", f"应为端口号，实为 {smtp_body.get('port')!r}", f"must be a port number, got {smtp_body.get('port')!r}")
     else:
         smtp = Smtp(**{k: v for k, v in smtp_body.items() if k in smtp_fields})
     recipients: list[Recipient] = []
