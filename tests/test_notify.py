@@ -227,7 +227,7 @@ def test_robots_signed_and_over_the_limit_folded_never_dropped(store_run):
     assert len(ding) == 3  # two alone, the other five folded into the third
     texts = [m["markdown"]["text"] for m in ding]
     for n in range(1, 8):
-        assert sum(f"订单 O{n} 未响应" in t for t in texts) == 1
+        assert sum(f"订单 O{n} 未响应" in t or f"订单 / order O{n}，" in t for t in texts) == 1
     assert "5 alerts folded" in ding[2]["markdown"]["title"]
     assert "alerts/response_overdue-0007/ack?r=D1" in texts[2]
     feishu = robots.of("feishu")
@@ -381,3 +381,31 @@ def test_a_template_that_fails_on_an_alert_marks_its_deliveries_failed_and_nothi
     assert rows == {("D2", "webhook"): "failed", ("S1", "feishu"): "failed", ("S1", "wecom"): "failed"}
     (error,) = {r["last_error"] for r in store.rows("SELECT last_error FROM supplymon.notifications FINAL")}
     assert "no_such_field" in error
+
+
+def test_a_fold_longer_than_wecom_takes_is_split_over_slots_not_cut(store_run):
+    run, store = store_run
+
+    async def main():
+        robots = await Robots().start()
+        try:
+            d = parse_directory({"vendors": {"wecom": robots.url}, "distributor": [
+                {"id": "D1", "channels": [{"type": "wecom", "key": "wecom-key", "per_minute": 2}]}]}, env={})
+            # a vendor minute of 0.5 s here, so that the test does not wait minutes for slots
+            dispatcher = Dispatcher(d, StoreDeliveryLog(run), Renderer(), period=0.5,
+                                    ack_url=lambda a, r: f"https://supplymon.example.gov.cn/alerts/{a}/ack?r={r}"
+                                                         f"&exp=1900000000&sig={'x' * 43}")
+            await dispatcher.submit([alert("response_overdue", n) for n in range(1, 61)])
+            await dispatcher.drain(timeout=60)
+            await dispatcher.close()
+        finally:
+            await robots.stop()
+        return robots
+
+    robots = asyncio.run(main())
+    contents = [m["markdown"]["content"] for m in robots.of("wecom")]
+    assert all(len(c.encode()) <= 4096 and "截断" not in c for c in contents)
+    for n in range(1, 61):
+        assert sum(f"订单 / order O{n}，" in c or f"订单 O{n} 未响应" in c for c in contents) == 1, n
+    assert len(contents) >= 4  # 60 alerts of ~250 bytes do not fit in one folded message
+    assert {r["status"] for r in log_rows(store)} == {"sent"} and len(log_rows(store)) == 60

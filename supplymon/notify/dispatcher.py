@@ -25,7 +25,7 @@ import aiohttp
 from prometheus_client import Counter, Gauge
 
 from supplymon import metrics
-from supplymon.notify.channels import ChannelClient, DeliveryError, Throttled
+from supplymon.notify.channels import MESSAGE_BYTES, ChannelClient, DeliveryError, Throttled
 from supplymon.notify.directory import Channel, Directory, DirectoryError, Recipient
 from supplymon.notify.ratelimit import RateWindow, plan
 from supplymon.notify.render import Message, Renderer
@@ -66,8 +66,17 @@ def prepared(alert: Mapping, ack_url: str | None) -> dict:
     zh, _, en = message.partition(" / ")
     out = {k: v for k, v in alert.items() if k != "version"}
     out.update(state=alert_state(alert), message_zh=zh, message_en=en or zh, details=details_of(alert),
-               ack_url=ack_url)
+               ack_url=ack_url, subject=subject_of(alert))
     return out
+
+
+def subject_of(alert: Mapping) -> str:
+    """What an alert is about, in a few words (Chinese / English)."""
+    if alert.get("order_id"):
+        return f"订单 / order {alert['order_id']}"
+    if alert.get("product_id"):
+        return f"产品 / product {alert['product_id']} @ {alert.get('region_code', '')}"
+    return f"配送企业 / distributor {alert.get('distributor_id', '')}"
 
 
 def with_raised_states(alerts: Iterable[Mapping]) -> list[Mapping]:
@@ -249,15 +258,29 @@ class Dispatcher:
         alerts = [prepared(job.alert, self.ack_url(job.key.alert_id, job.recipient.id)) for job in batch]
         if len(batch) == 1:
             return self.renderer.render("alert", f"{first.key.alert_id}:{first.key.state}", first.recipient.id, alerts)
-        folded_total.labels(first.channel.type).inc(len(batch))
         ids = ",".join(f"{job.key.alert_id}:{job.key.state}" for job in batch)
         return self.renderer.render("folded", f"folded:{ids}", first.recipient.id, alerts)
+
+    def _fitted(self, lane: Lane, batch: list[Job]) -> Message:
+        """The message for `batch`; a folded one that is longer than the channel takes
+        keeps fewer alerts, the others going back to the front of the lane (for the next
+        slot): a robot would cut the text, and the alerts past the cut would be lost."""
+        limit = MESSAGE_BYTES.get(batch[0].channel.type)
+        message = self._message(batch)
+        while limit and len(batch) > 1 and len(message.markdown.encode()) > limit:
+            keep = max(1, len(batch) * 3 // 4)
+            lane.queue.extendleft(reversed(batch[keep:]))
+            del batch[keep:]
+            message = self._message(batch)
+        if len(batch) > 1:
+            folded_total.labels(batch[0].channel.type).inc(len(batch))
+        return message
 
     async def _deliver(self, lane: Lane, batch: list[Job]) -> None:
         first = batch[0]
         try:
             client = self._client(first.recipient, first.channel)
-            message = self._message(batch)
+            message = self._fitted(lane, batch)
         except Exception as exc:  # an operator's template that fails on this alert: fail it, go on
             log.exception("preparing the message to %s on %s failed", first.recipient.id, first.channel.label)
             await self._end(batch, "failed", f"{type(exc).__name__}: {exc}", "")

@@ -8,6 +8,11 @@ from typing import Protocol
 from supplymon.notify.render import Message
 
 
+# The longest markdown each robot takes (bytes, UTF-8): WeCom's documented 4,096;
+# DingTalk and Feishu take more (about 20 KB and 30 KB), kept under that here.
+MESSAGE_BYTES = {"wecom": 4096, "dingtalk": 18_000, "feishu": 28_000}
+
+
 class DeliveryError(Exception):
     """Not delivered. `retriable`: worth trying again (network, 5xx, busy)."""
 

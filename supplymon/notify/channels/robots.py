@@ -14,12 +14,11 @@ import urllib.parse
 
 import aiohttp
 
-from supplymon.notify.channels import DeliveryError, Throttled
+from supplymon.notify.channels import MESSAGE_BYTES, DeliveryError, Throttled
 from supplymon.notify.channels.http import post_json
 from supplymon.notify.directory import Channel
 from supplymon.notify.render import Message
 
-WECOM_LIMIT_BYTES = 4096
 WECOM_THROTTLED = {45009}
 WECOM_BUSY = {-1}
 DINGTALK_THROTTLED = {130101}
@@ -64,7 +63,7 @@ class WeComRobot:
 
     async def send(self, message: Message) -> None:
         body = {"msgtype": "markdown",
-                "markdown": {"content": truncate_bytes(message.markdown, WECOM_LIMIT_BYTES)}}
+                "markdown": {"content": truncate_bytes(message.markdown, MESSAGE_BYTES["wecom"])}}
         answer = await post_json(self.session, self.url, body, params={"key": self.key})
         _check(answer, "errcode", WECOM_THROTTLED, WECOM_BUSY, "WeCom")
 
