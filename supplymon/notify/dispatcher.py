@@ -333,11 +333,18 @@ def sql_string(value: str) -> str:
 
 class StoreDeliveryLog:
     """The delivery log in ClickHouse (`notifications`, a ReplacingMergeTree on the
-    delivery's key, read with FINAL). `run(fn)` runs `fn(store)` on the store's thread."""
+    delivery's key, read with FINAL). `run(fn)` runs `fn(store)` on the store's thread.
+
+    Writes are grouped: rows recorded while an insert is under way go together in the
+    next one (every lane that ends a delivery meanwhile shares it), and `record`
+    returns once its own rows are stored."""
 
     def __init__(self, run: Callable[[Callable], Awaitable], database: str = "supplymon"):
         self.run = run
         self.database = database
+        self._buffer: list[dict] = []
+        self._next: asyncio.Task | None = None  # the insert that will take the buffered rows
+        self._lock = asyncio.Lock()
 
     async def statuses(self, keys: list[DeliveryKey]) -> dict[DeliveryKey, str]:
         wanted = set(keys)
@@ -353,7 +360,17 @@ class StoreDeliveryLog:
         return out
 
     async def record(self, rows: list[dict]) -> None:
-        if rows:
+        if not rows:
+            return
+        self._buffer.extend(rows)
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_task(self._flush())
+        await asyncio.shield(self._next)
+
+    async def _flush(self) -> None:
+        async with self._lock:  # one insert at a time; what comes meanwhile waits for the next
+            self._next = None
+            rows, self._buffer = self._buffer, []
             await self._retried(lambda store: store.insert("notifications", rows), "writing")
 
     async def _retried(self, fn: Callable, doing: str):
