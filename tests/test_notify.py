@@ -142,6 +142,26 @@ def log_rows(store):
                       "FROM supplymon.notifications FINAL ORDER BY alert_id, state, recipient, channel")
 
 
+def deliver(run, *batches, setup=None, make_directory=directory, renderer=None, **options) -> Robots:
+    """Submit the batches of alerts to a dispatcher over loopback robots; the robots once all is sent."""
+    async def main():
+        robots = await Robots().start()
+        if setup:
+            setup(robots)
+        try:
+            dispatcher = Dispatcher(make_directory(robots.url), StoreDeliveryLog(run), renderer or Renderer(),
+                                    **options)
+            for batch in batches:
+                await dispatcher.submit(batch)
+            await dispatcher.drain(timeout=60)
+            await dispatcher.close()
+        finally:
+            await robots.stop()
+        return robots
+
+    return asyncio.run(main())
+
+
 def test_failing_receiver_gets_exactly_one_delivery_and_a_restart_sends_nothing_again(store_run):
     run, store = store_run
 
@@ -181,47 +201,22 @@ def test_failing_receiver_gets_exactly_one_delivery_and_a_restart_sends_nothing_
 
 def test_a_receiver_that_keeps_failing_is_marked_failed_without_holding_up_others(store_run):
     run, store = store_run
-
-    async def main():
-        robots = await Robots().start()
-        robots.fail["webhook"] = 100
-        try:
-            dispatcher = Dispatcher(directory(robots.url), StoreDeliveryLog(run), Renderer())
-            await dispatcher.submit([alert("delivery_overdue", 1, distributor="D2"), alert("response_overdue", 2)])
-            await dispatcher.drain(timeout=30)
-            # failed is final: not tried again on a replay
-            assert await dispatcher.submit([alert("delivery_overdue", 1, distributor="D2")]) == []
-            await dispatcher.close()
-        finally:
-            await robots.stop()
-        return robots
-
-    robots = asyncio.run(main())
+    robots = deliver(run, [alert("delivery_overdue", 1, distributor="D2"), alert("response_overdue", 2)],
+                     setup=lambda robots: robots.fail.update(webhook=100))
     assert len(robots.of("dingtalk")) == 1
     assert {(r["recipient"], r["status"], r["attempts"]) for r in log_rows(store)} == {
         ("D2", "failed", 3), ("D1", "sent", 1)}
+    # failed is final: not tried again on a replay
+    assert deliver(run, [alert("delivery_overdue", 1, distributor="D2")]).received == []
 
 
 def test_robots_signed_and_over_the_limit_folded_never_dropped(store_run):
     run, store = store_run
-
-    async def main():
-        robots = await Robots().start()
-        robots.throttle["feishu"] = 1
-        try:
-            dispatcher = Dispatcher(directory(robots.url), StoreDeliveryLog(run), Renderer(),
-                                    ack_url=lambda a, r: f"http://127.0.0.1/alerts/{a}/ack?r={r}")
-            # 7 order alerts to D1's DingTalk robot, limited to 3 a minute
-            await dispatcher.submit([alert("response_overdue", n) for n in range(1, 8)])
-            # Feishu answers "frequency limited" once: the shortage waits and is sent after
-            await dispatcher.submit([alert("supply_shortage", 9)])
-            await dispatcher.drain(timeout=30)
-            await dispatcher.close()
-        finally:
-            await robots.stop()
-        return robots
-
-    robots = asyncio.run(main())
+    # 7 order alerts to D1's DingTalk robot, limited to 3 a minute; Feishu answers "frequency
+    # limited" once: the shortage waits and is sent after
+    robots = deliver(run, [alert("response_overdue", n) for n in range(1, 8)], [alert("supply_shortage", 9)],
+                     setup=lambda robots: robots.throttle.update(feishu=1),
+                     ack_url=lambda a, r: f"http://127.0.0.1/alerts/{a}/ack?r={r}")
     assert not robots.refused  # every signature passed the vendors' checks
     ding = robots.of("dingtalk")
     assert len(ding) == 3  # two alone, the other five folded into the third
@@ -364,19 +359,9 @@ def test_wecom_markdown_is_cut_to_its_byte_limit():
 def test_a_template_that_fails_on_an_alert_marks_its_deliveries_failed_and_nothing_waits(store_run, tmp_path):
     run, store = store_run
     (tmp_path / "alert.md.j2").write_text("{{ alerts[0].details.no_such_field }}", "utf-8")
-
-    async def main():
-        robots = await Robots().start()
-        try:
-            dispatcher = Dispatcher(directory(robots.url), StoreDeliveryLog(run), Renderer(tmp_path))
-            await dispatcher.submit([alert("delivery_overdue", 1, distributor="D2"),
-                                     alert("supply_shortage", 2)])  # S1's robots take the shortage
-            await dispatcher.drain(timeout=30)
-            await dispatcher.close()
-        finally:
-            await robots.stop()
-
-    asyncio.run(main())
+    # D2's webhook takes the first, S1's robots the shortage
+    deliver(run, [alert("delivery_overdue", 1, distributor="D2"), alert("supply_shortage", 2)],
+            renderer=Renderer(tmp_path))
     rows = {(r["recipient"], r["channel"]): r["status"] for r in log_rows(store)}
     assert rows == {("D2", "webhook"): "failed", ("S1", "feishu"): "failed", ("S1", "wecom"): "failed"}
     (error,) = {r["last_error"] for r in store.rows("SELECT last_error FROM supplymon.notifications FINAL")}
@@ -385,24 +370,12 @@ def test_a_template_that_fails_on_an_alert_marks_its_deliveries_failed_and_nothi
 
 def test_a_fold_longer_than_wecom_takes_is_split_over_slots_not_cut(store_run):
     run, store = store_run
-
-    async def main():
-        robots = await Robots().start()
-        try:
-            d = parse_directory({"vendors": {"wecom": robots.url}, "distributor": [
-                {"id": "D1", "channels": [{"type": "wecom", "key": "wecom-key", "per_minute": 2}]}]}, env={})
-            # a vendor minute of 0.5 s here, so that the test does not wait minutes for slots
-            dispatcher = Dispatcher(d, StoreDeliveryLog(run), Renderer(), period=0.5,
-                                    ack_url=lambda a, r: f"https://supplymon.example.gov.cn/alerts/{a}/ack?r={r}"
-                                                         f"&exp=1900000000&sig={'x' * 43}")
-            await dispatcher.submit([alert("response_overdue", n) for n in range(1, 61)])
-            await dispatcher.drain(timeout=60)
-            await dispatcher.close()
-        finally:
-            await robots.stop()
-        return robots
-
-    robots = asyncio.run(main())
+    # a vendor minute of 0.5 s here, so that the test does not wait minutes for slots
+    robots = deliver(run, [alert("response_overdue", n) for n in range(1, 61)], period=0.5,
+                     make_directory=lambda url: parse_directory({"vendors": {"wecom": url}, "distributor": [
+                         {"id": "D1", "channels": [{"type": "wecom", "key": "wecom-key", "per_minute": 2}]}]}, env={}),
+                     ack_url=lambda a, r: f"https://supplymon.example.gov.cn/alerts/{a}/ack?r={r}"
+                                          f"&exp=1900000000&sig={'x' * 43}")
     contents = [m["markdown"]["content"] for m in robots.of("wecom")]
     assert all(len(c.encode()) <= 4096 and "截断" not in c for c in contents)
     for n in range(1, 61):
