@@ -9,7 +9,7 @@ import pytest
 
 from supplymon.notify.directory import DirectoryError, parse_directory
 from supplymon.notify.dispatcher import Dispatcher, StoreDeliveryLog
-from supplymon.notify.ratelimit import Plan, RateWindow, plan
+from supplymon.notify.ratelimit import Plan, RateLimits, RateWindow, plan
 from supplymon.notify.render import Renderer
 from supplymon.notify.routing import DeliveryKey, route
 from supplymon.notify import tokens
@@ -125,6 +125,13 @@ def test_rate_window_and_fold_plan():
     assert plan(2, 3) == Plan(2, 0)
     assert plan(7, 3) == Plan(2, 5)  # two alone, five folded into the third slot
     assert plan(7, 1) == Plan(0, 7)
+    feishu = RateLimits([(100, 60), (5, 1)])  # a burst of 10: four alone, six folded, within the second
+    assert plan(10, feishu.available(0)) == Plan(4, 6)
+    for _ in range(5):
+        feishu.record(0)
+    assert feishu.available(0.5) == 0 and feishu.next_free(0.5) == 1 and feishu.available(1) == 5
+    assert directory().throttle_for("dingtalk") == 0.5  # set in the file
+    assert parse_directory({}).throttle_for("dingtalk") == 600 and parse_directory({}).throttle_for("wecom") == 60
 
 
 def test_ack_tokens_are_signed_and_expire():

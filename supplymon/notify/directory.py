@@ -42,6 +42,8 @@ CHANNEL_KEYS: dict[str, tuple[str, ...]] = {
 OPTIONAL_KEYS = {"name", "kinds", "min_severity", "mode", "resolved", "daily", "per_minute", "url"}
 # Messages a minute each vendor accepts per robot (stack notes); 0: no limit.
 DEFAULT_PER_MINUTE = {"wecom": 20, "dingtalk": 20, "feishu": 100}
+PER_SECOND = {"feishu": 5}  # Feishu also takes at most 5 a second
+THROTTLE_SECONDS = {"dingtalk": 600.0}
 VENDOR_URLS = {
     "wecom": "https://qyapi.weixin.qq.com",
     "dingtalk": "https://oapi.dingtalk.com",
@@ -112,7 +114,12 @@ class Directory:
     attempts: int = 5
     first_backoff_seconds: float = 1.0
     max_backoff_seconds: float = 60.0
-    throttle_seconds: float = 60.0  # how long a robot that answered "too many" is left alone
+    # How long a robot that answered "too many" is left alone; None: the vendor's own
+    # (DingTalk blocks a robot for 10 minutes, the others count by the minute).
+    throttle_seconds: float | None = None
+
+    def throttle_for(self, channel_type: str) -> float:
+        return self.throttle_seconds if self.throttle_seconds is not None else THROTTLE_SECONDS.get(channel_type, 60.0)
     templates: str = ""  # a directory of templates that override the built-in ones
     vendors: Mapping[str, str] = field(default_factory=lambda: dict(VENDOR_URLS))
     smtp: Smtp = field(default_factory=Smtp)
@@ -335,7 +342,8 @@ def parse_directory(doc: Mapping[str, Any], source: str = "<directory>",
         attempts=_number(defaults, "attempts", 5, "defaults", problems, whole=True, minimum=1),
         first_backoff_seconds=_number(defaults, "first_backoff_seconds", 1.0, "defaults", problems),
         max_backoff_seconds=_number(defaults, "max_backoff_seconds", 60.0, "defaults", problems),
-        throttle_seconds=_number(defaults, "throttle_seconds", 60.0, "defaults", problems),
+        throttle_seconds=(_number(defaults, "throttle_seconds", 60.0, "defaults", problems)
+                          if "throttle_seconds" in defaults else None),
         templates=templates, vendors=vendors, smtp=smtp, source=source)
     problems.raise_if_any()
     return directory

@@ -26,8 +26,8 @@ from prometheus_client import Counter, Gauge
 
 from supplymon import metrics
 from supplymon.notify.channels import MESSAGE_BYTES, ChannelClient, DeliveryError, Throttled
-from supplymon.notify.directory import Channel, Directory, DirectoryError, Recipient
-from supplymon.notify.ratelimit import RateWindow, plan
+from supplymon.notify.directory import PER_SECOND, Channel, Directory, DirectoryError, Recipient
+from supplymon.notify.ratelimit import RateLimits, plan
 from supplymon.notify.render import Message, Renderer
 from supplymon.notify.routing import DeliveryKey, alert_state, details_of, key_of, route
 from supplymon.retry import retry_until_done
@@ -103,7 +103,7 @@ class Job:
 
 @dataclass
 class Lane:
-    window: RateWindow
+    window: RateLimits
     queue: deque[Job] = field(default_factory=deque)
     task: asyncio.Task | None = None
 
@@ -198,7 +198,10 @@ class Dispatcher:
             self._inflight.add(job.key)
             lane = self._lanes.get(job.channel.endpoint)
             if lane is None:
-                lane = self._lanes[job.channel.endpoint] = Lane(RateWindow(job.channel.per_minute, self.period))
+                limits = [(job.channel.per_minute, self.period)]
+                if job.channel.type in PER_SECOND:
+                    limits.append((PER_SECOND[job.channel.type], self.period / 60))
+                lane = self._lanes[job.channel.endpoint] = Lane(RateLimits(limits))
             lane.queue.append(job)
             if lane.task is None or lane.task.done():
                 lane.task = asyncio.get_running_loop().create_task(self._run(lane), name=f"notify {job.channel.endpoint}")
@@ -297,8 +300,8 @@ class Dispatcher:
                 for job in batch:
                     job.attempts -= 1
                 log.warning("%s throttled %s, waiting %.0fs: %s", first.channel.type, first.recipient.id,
-                            self.directory.throttle_seconds, exc)
-                lane.window.block(time.monotonic() + self.directory.throttle_seconds)
+                            self.directory.throttle_for(first.channel.type), exc)
+                lane.window.block(time.monotonic() + self.directory.throttle_for(first.channel.type))
                 lane.queue.extendleft(reversed(batch))
                 return
             except Exception as exc:  # noqa: BLE001: a client bug must not stop the other deliveries

@@ -48,6 +48,28 @@ class RateWindow:
         self._blocked_until = max(self._blocked_until, until)
 
 
+class RateLimits:
+    """Several windows at once (Feishu: 100 a minute and 5 a second): a message goes
+    when every window has room."""
+
+    def __init__(self, limits: list[tuple[int, float]]):
+        self.windows = [RateWindow(limit, period) for limit, period in limits]
+
+    def available(self, now: float) -> int:
+        return min(window.available(now) for window in self.windows)
+
+    def next_free(self, now: float) -> float:
+        return max(window.next_free(now) for window in self.windows)
+
+    def record(self, now: float) -> None:
+        for window in self.windows:
+            window.record(now)
+
+    def block(self, until: float) -> None:
+        for window in self.windows:
+            window.block(until)
+
+
 @dataclass(frozen=True)
 class Plan:
     singles: int  # the first `singles` waiting alerts go one message each
