@@ -389,3 +389,12 @@ def test_a_fold_longer_than_wecom_takes_is_split_over_slots_not_cut(store_run):
         assert sum(f"订单 / order O{n}，" in c or f"订单 O{n} 未响应" in c for c in contents) == 1, n
     assert len(contents) >= 4  # 60 alerts of ~250 bytes do not fit in one folded message
     assert {r["status"] for r in log_rows(store)} == {"sent"} and len(log_rows(store)) == 60
+
+
+def test_a_vendor_error_code_in_http_200_is_a_failure(store_run):
+    run, store = store_run
+    robots = deliver(run, [alert("supply_shortage", 1, region="110101")])  # S2's WeCom key is wrong
+    assert robots.of("wecom") == []
+    ((row,),) = [store.rows("SELECT recipient, status, attempts, last_error FROM supplymon.notifications FINAL")]
+    assert (row["recipient"], row["status"], row["attempts"]) == ("S2", "failed", 1)  # a refusal: not retried
+    assert row["last_error"] == "WeCom errcode 93000: invalid webhook url"

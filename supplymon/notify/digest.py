@@ -23,9 +23,8 @@ from typing import Iterable, Mapping
 from supplymon.notify.directory import Channel, Directory, Recipient
 from supplymon.notify.render import local_time
 from supplymon.notify.routing import DeliveryKey, recipients_for
+from supplymon.core.windows import DAY_MS
 from supplymon.settings import HOUR_MS, SHANGHAI
-
-DAY_MS = 24 * HOUR_MS
 
 
 def first_instant(from_ms: int, at: time) -> int:

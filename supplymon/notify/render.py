@@ -12,13 +12,13 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from supplymon.settings import SHANGHAI, ConfigError
+from supplymon.core.alerts import local_time as alert_local_time
+from supplymon.settings import ConfigError
 
 BUILT_IN = Path(__file__).with_name("templates")
 KIND_NAMES = {
@@ -50,7 +50,7 @@ class Message:
 
 
 def local_time(ms: int | None) -> str:
-    return "" if ms is None else datetime.fromtimestamp(ms / 1000, SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    return "" if ms is None else alert_local_time(ms)
 
 
 class Renderer:

@@ -26,10 +26,11 @@ FEISHU_THROTTLED = {9499, 11232}
 
 
 def _check(answer, code_key: str, throttled: set[int], busy: set[int] = frozenset(), vendor: str = "") -> None:
-    code = answer.get(code_key) if isinstance(answer, dict) else None
+    body = answer if isinstance(answer, dict) else {}
+    code = body.get(code_key)
     if code == 0:
         return
-    text = f"{vendor} {code_key} {code}: {(answer or {}).get('errmsg') or (answer or {}).get('msg') or answer}"
+    text = f"{vendor} {code_key} {code}: {body.get('errmsg') or body.get('msg') or answer}"
     if code in throttled:
         raise Throttled(text)
     raise DeliveryError(text, retriable=code in busy or code is None)
