@@ -42,7 +42,7 @@ def ensure_topics(settings: Settings) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(settings), client_id="supplymon-admin")
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(name, settings.partitions, 1, topic_configs=dict(TOPIC_CONFIGS))
+        missing = [NewTopic(name, settings.partitions, settings.topic_replication, topic_configs=topic_configs(settings))
                    for name in wanted if name not in existing]
         if missing:
             try:
@@ -51,6 +51,13 @@ def ensure_topics(settings: Settings) -> None:
                 pass
     finally:
         admin.close()
+
+
+def topic_configs(settings: Settings) -> dict[str, str]:
+    """Configs of the topics supplymon creates: the defaults above, overridden and
+    extended by SUPPLYMON_TOPIC_CONFIGS (a real cluster: min.insync.replicas,
+    retention.ms, message.timestamp.after.max.ms)."""
+    return {**TOPIC_CONFIGS, **dict(settings.topic_configs)}
 
 
 def event_time_ms(value) -> int | None:
