@@ -237,14 +237,18 @@ class Settings:
     def namespaced(self, name: str) -> "Settings":
         """These settings for a side-by-side run called `name`: its own topics
         (`name.` prefix), consumer group and Faust internal topics (app id
-        `supplymon-name`) and ClickHouse database (`supplymon_name`), so that live
-        state, alerts and notifications are untouched."""
+        `supplymon-name`), ClickHouse database (`supplymon_name`) and data dir
+        (`DATA_DIR/namespaces/name`), so that live state, alerts and notifications
+        are untouched."""
         if not NAMESPACE_PATTERN.fullmatch(name or ""):
             raise ConfigError(f"namespace {name!r}: use lower-case letters, digits and _ (at most 40, "
                               "starting with a letter)")
         if self.namespace:
             raise ConfigError(f"already in namespace {self.namespace!r}")
+        # Its own data dir too: its worker's files, and its embedded store (chdb admits
+        # one process per directory, and the live worker holds the live one).
         return replace(self, namespace=name, topics=self.topics.prefixed(f"{name}."),
+                       data_dir=self.data_dir / "namespaces" / name,
                        app_id=f"{self.app_id}-{name}", clickhouse_database=f"{self.clickhouse_database}_{name}")
 
     @property
