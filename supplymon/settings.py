@@ -332,10 +332,27 @@ class Settings:
         )
         if settings.kafka_url and not settings.kafka_url.startswith("kafka://"):
             raise ConfigError(f"{p}KAFKA must look like kafka://host:port[,host:port], got {settings.kafka_url!r}")
+        if get("NAMESPACE"):
+            settings = settings.namespaced(get("NAMESPACE"))
         return replace(settings, **overrides) if overrides else settings
 
+    def _outside_namespace(self) -> "Settings":
+        """The settings `namespaced` made these from (for `env`)."""
+        name = self.namespace
+        if not name:
+            return self
+        return replace(self, namespace=None, data_dir=self.data_dir.parent.parent,
+                       topics=Topics(**{f.name: getattr(self.topics, f.name).removeprefix(f"{name}.")
+                                        for f in fields(Topics)}),
+                       app_id=self.app_id.removesuffix(f"-{name}"),
+                       clickhouse_database=self.clickhouse_database.removesuffix(f"_{name}"))
+
     def env(self) -> dict[str, str]:
-        """These settings as environment variables (to start a worker process with)."""
+        """These settings as environment variables (to start a worker process with).
+        A namespace's settings are given as the settings outside it plus
+        SUPPLYMON_NAMESPACE, so that the process knows it runs in a namespace."""
+        if self.namespace:
+            return {**self._outside_namespace().env(), self.ENV_PREFIX + "NAMESPACE": self.namespace}
         p = self.ENV_PREFIX
         out = {
             p + "DATA_DIR": str(self.data_dir),

@@ -104,10 +104,10 @@ def test_namespace_settings():
     ns = base.namespaced("what36")
     assert ns.topics.orders == "what36.supply.orders" and ns.topics.signals == "what36.supply.signals"
     assert (ns.app_id, ns.clickhouse_database, ns.clickhouse_cluster) == ("supplymon-what36", "supplymon_what36", "prod")
-    # What a worker process is started with carries the namespaced names.
-    again = Settings.from_env(ns.env())
-    assert (again.topics, again.app_id, again.clickhouse_database, again.topic_configs) == (
-        ns.topics, ns.app_id, ns.clickhouse_database, ns.topic_configs)
+    # A worker process started with these knows its namespace and gets its names.
+    assert ns.env()["SUPPLYMON_NAMESPACE"] == "what36"
+    assert Settings.from_env(ns.env()) == ns
+    assert Settings.from_env({"SUPPLYMON_NAMESPACE": "what36"}).topics.alerts == "what36.supply.alerts"
     for bad in ("What36", "", "a-b", "x" * 41):
         with pytest.raises(ConfigError, match="namespace"):
             base.namespaced(bad)
@@ -115,3 +115,49 @@ def test_namespace_settings():
         Settings.from_env({"SUPPLYMON_TOPIC_CONFIGS": "retention.ms"})
     with pytest.raises(ConfigError, match="CLICKHOUSE_DATABASE"):
         Settings.from_env({"SUPPLYMON_CLICKHOUSE_DATABASE": "x; DROP"})
+
+
+# The README's comparison of two namespaces' alerts (Side-by-side replays), verbatim.
+COMPARE_KINDS = """SELECT kind,
+       countIf(ns = 'live') AS live,
+       countIf(ns = 'what36') AS what36,
+       what36 - live AS difference
+FROM (
+    SELECT 'live' AS ns, kind FROM supplymon.alerts FINAL
+    WHERE raised_at >= '2026-03-01 00:00:00' AND raised_at < '2026-04-01 00:00:00'
+    UNION ALL
+    SELECT 'what36' AS ns, kind FROM supplymon_what36.alerts FINAL
+    WHERE raised_at >= '2026-03-01 00:00:00' AND raised_at < '2026-04-01 00:00:00'
+)
+GROUP BY kind
+ORDER BY kind"""
+ONLY_WHAT_IF = """SELECT order_id, distributor_id, raised_at
+FROM supplymon_what36.alerts FINAL
+WHERE kind = 'response_overdue'
+  AND order_id NOT IN (SELECT order_id FROM supplymon.alerts FINAL WHERE kind = 'response_overdue')
+ORDER BY raised_at"""
+
+
+def test_the_readme_query_comparing_two_namespaces(store):
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    assert COMPARE_KINDS in readme and ONLY_WHAT_IF in readme
+    store.migrate()  # supplymon_what36
+    for statement in ddl_statements("supplymon"):  # and the live database, in the same server
+        store.client.command(statement)
+
+    def alert(database: str, kind: str, order_id: str, raised: str) -> None:
+        store.client.command(
+            f"INSERT INTO {database}.alerts (alert_id, kind, severity, subject_type, order_id, distributor_id, "
+            f"raised_at, version) VALUES ('{kind}:{order_id}', '{kind}', 'warning', 'order', '{order_id}', 'D1', "
+            f"'{raised}', 1)")
+
+    alert("supplymon", "response_overdue", "O1", "2026-03-03 08:00:00")
+    alert("supplymon", "delivery_overdue", "O1", "2026-03-02 08:00:00")
+    alert("supplymon_what36", "response_overdue", "O1", "2026-03-02 20:00:00")
+    alert("supplymon_what36", "response_overdue", "O2", "2026-03-04 20:00:00")
+    alert("supplymon_what36", "delivery_overdue", "O1", "2026-03-02 08:00:00")
+    assert store.client.query(COMPARE_KINDS).result_rows == [
+        ("delivery_overdue", 1, 1, 0), ("response_overdue", 1, 2, 1)]
+    assert [row[:2] for row in store.client.query(ONLY_WHAT_IF).result_rows] == [("O2", "D1")]
