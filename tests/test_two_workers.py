@@ -48,17 +48,23 @@ def _furthest(reports: list[dict]) -> dict[str, int]:
     return out
 
 
+def _split(history, broker) -> tuple[dict, tuple]:
+    """The workers' environment on `broker`, and the history's two halves (files beside it)."""
+    base = {**os.environ, "SUPPLYMON_KAFKA": broker.url, "SUPPLYMON_BATCH_SIZE": "200",
+            "SUPPLYMON_LIVE_TICK_SECONDS": "0", "SUPPLYMON_GROUP_TIMEOUT_SECONDS": str(EMBEDDED_GROUP_TIMEOUT)}
+    lines = history.read_bytes().splitlines(keepends=True)
+    halves = history.with_name("first.jsonl"), history.with_name("second.jsonl")
+    halves[0].write_bytes(b"".join(lines[:len(lines) // 2]))
+    halves[1].write_bytes(b"".join(lines[len(lines) // 2:]))
+    return base, halves
+
+
 @pytest.mark.timeout(600)
 def test_a_second_worker_joining_mid_stream_changes_no_result(tmp_path):
     history = tmp_path / "history.jsonl"
     events = build_history(history, days=3, orders_per_day=800, scenario=("shortage",))
     with EmbeddedBroker() as broker:
-        base = {**os.environ, "SUPPLYMON_KAFKA": broker.url, "SUPPLYMON_BATCH_SIZE": "200",
-                "SUPPLYMON_LIVE_TICK_SECONDS": "0", "SUPPLYMON_GROUP_TIMEOUT_SECONDS": str(EMBEDDED_GROUP_TIMEOUT)}
-        lines = history.read_bytes().splitlines(keepends=True)
-        halves = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-        halves[0].write_bytes(b"".join(lines[:len(lines) // 2]))
-        halves[1].write_bytes(b"".join(lines[len(lines) // 2:]))
+        base, halves = _split(history, broker)
 
         def publish(path) -> None:
             published = supplymon("replay", str(path), env=base)
@@ -118,12 +124,7 @@ def test_a_worker_killed_its_partitions_taken_over_changes_no_result(tmp_path):
     history = tmp_path / "history.jsonl"
     events = build_history(history, days=3, orders_per_day=600, scenario=("shortage",))
     with EmbeddedBroker() as broker:
-        base = {**os.environ, "SUPPLYMON_KAFKA": broker.url, "SUPPLYMON_BATCH_SIZE": "200",
-                "SUPPLYMON_LIVE_TICK_SECONDS": "0", "SUPPLYMON_GROUP_TIMEOUT_SECONDS": str(EMBEDDED_GROUP_TIMEOUT)}
-        lines = history.read_bytes().splitlines(keepends=True)
-        halves = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-        halves[0].write_bytes(b"".join(lines[:len(lines) // 2]))
-        halves[1].write_bytes(b"".join(lines[len(lines) // 2:]))
+        base, halves = _split(history, broker)
         data = {name: tmp_path / f"data-{name}" for name in "ab"}
         urls = {}
 
