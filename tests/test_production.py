@@ -187,3 +187,43 @@ def test_topic_script_is_valid_shell():
     assert result.returncode == 0, result.stderr
     result = subprocess.run(["sh", "-n", str(PRODUCTION / "deploy.sh")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_future_stamped_event_is_published_with_the_wall_clock_as_its_kafka_timestamp():
+    """A production cluster refuses records stamped past message.timestamp.after.max.ms
+    (the whole batch): the publisher stamps such a record with the wall clock and leaves
+    its payload, so the worker decides on its event time."""
+    import time
+
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+
+    from supplymon.publish import Publisher
+
+    future = {"event_id": "f1", "kind": "order", "ts": "2099-01-01T00:00:00+08:00", "order_id": "O1"}
+    past = {"event_id": "p1", "kind": "order", "ts": "2026-03-01T08:00:00+08:00", "order_id": "O2"}
+    with EmbeddedBroker() as broker:
+        settings = Settings().with_embedded_broker(broker.url)
+        ensure_topics(settings)
+
+        async def go():
+            async with Publisher(settings) as publisher:
+                for event in (future, past):
+                    await publisher.publish(orjson.dumps(event))
+            consumer = AIOKafkaConsumer("supply.orders", bootstrap_servers=broker.bootstrap,
+                                        auto_offset_reset="earliest")
+            await consumer.start()
+            try:
+                batches = await consumer.getmany(timeout_ms=5000)
+                while sum(map(len, batches.values())) < 2:
+                    for tp, records in (await consumer.getmany(timeout_ms=5000)).items():
+                        batches.setdefault(tp, []).extend(records)
+                return {orjson.loads(r.value)["event_id"]: r for records in batches.values() for r in records}
+            finally:
+                await consumer.stop()
+
+        before = time.time() * 1000
+        records = asyncio.run(go())
+    assert before - 60_000 <= records["f1"].timestamp <= time.time() * 1000
+    assert orjson.loads(records["f1"].value) == future
+    assert records["p1"].timestamp == 1772323200000  # 2026-03-01T08:00+08:00: its event time
