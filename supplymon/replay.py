@@ -86,7 +86,8 @@ def namespace_stack(settings: Settings) -> Iterator[tuple[Settings, WorkerProces
     topics, created here) and ClickHouse (its own database), replaying: no live ticks."""
     logs = prepare_data_dir(settings)
     ensure_topics(settings)
-    settings = replace(settings, live_tick_seconds=0, web_port=free_port(settings.web_host))
+    # Its web server is for this command only: on loopback, on a free port.
+    settings = replace(settings, live_tick_seconds=0, web_host="127.0.0.1", web_port=free_port("127.0.0.1"))
     worker = WorkerProcess(settings, logs / "worker.log").start()
     try:
         worker.wait_ready()

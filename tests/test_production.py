@@ -27,7 +27,8 @@ from tests.conftest import ROOT
 PRODUCTION = ROOT / "infra" / "production"
 MANIFESTS = sorted((PRODUCTION / "kubernetes").glob("*.yaml"))
 SECRETS = {"CH_SUPPLYMON_PASSWORD": "pw-supplymon-7f3a", "CH_GRAFANA_PASSWORD": "pw-grafana-91c2",
-           "CH_CLUSTER_SECRET": "cluster-secret-55d0", "GRAFANA_ADMIN_PASSWORD": "pw-admin-0b8e"}
+           "CH_CLUSTER_SECRET": "cluster-secret-55d0", "GRAFANA_ADMIN_PASSWORD": "pw-admin-0b8e",
+           "SUPPLYMON_WEB_TOKEN": "token-3c9d"}
 
 
 def _tool(name: str) -> str:
@@ -77,6 +78,7 @@ def test_compose_file_is_valid_and_takes_its_secrets_from_the_environment(tmp_pa
     env = worker["environment"]
     # The password reached the worker from the environment, not from a file.
     assert env["SUPPLYMON_CLICKHOUSE"] == f"http://supplymon:{SECRETS['CH_SUPPLYMON_PASSWORD']}@clickhouse:8123"
+    assert env["SUPPLYMON_WEB_TOKEN"] == SECRETS["SUPPLYMON_WEB_TOKEN"]
     settings = Settings.from_env({k: str(v) for k, v in env.items()})
     assert settings.clickhouse_cluster == "supplymon" and settings.topic_replication == 3
     assert dict(settings.topic_configs) == {"min.insync.replicas": "2", "retention.ms": "2592000000",
@@ -110,8 +112,8 @@ def test_kubernetes_manifests_are_valid_and_use_secrets_by_reference():
     assert by_name["StatefulSet", "kafka"]["spec"]["replicas"] == 3
     assert all(by_name["StatefulSet", f"clickhouse-s{s}"]["spec"]["replicas"] == 2 for s in (1, 2))
     worker = by_name["Deployment", "supplymon-worker"]["spec"]["template"]["spec"]["containers"][0]
-    assert worker["livenessProbe"]["httpGet"]["path"] == "/health"
-    assert worker["readinessProbe"]["httpGet"]["path"].startswith("/health")
+    assert worker["livenessProbe"]["httpGet"]["path"] == "/live"
+    assert worker["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert worker["resources"]["limits"]["memory"] and worker["resources"]["requests"]["memory"]
     settings = Settings.from_env(by_name["ConfigMap", "supplymon-config"]["data"])
     assert settings.clickhouse_cluster == "supplymon" and settings.topic_replication == 3

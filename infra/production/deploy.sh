@@ -4,7 +4,8 @@
 # the manifests (kubectl apply -k). Secrets are not here: create them first,
 #   kubectl -n supplymon create secret generic supplymon-secrets \
 #     --from-literal=clickhouse-password=... --from-literal=clickhouse-grafana-password=... \
-#     --from-literal=clickhouse-cluster-secret=... --from-literal=grafana-admin-password=...
+#     --from-literal=clickhouse-cluster-secret=... --from-literal=grafana-admin-password=... \
+#     --from-literal=web-token=...
 #   kubectl -n supplymon create secret generic supplymon-alertmanager --from-file=smtp-password=FILE
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
