@@ -1,7 +1,7 @@
 """The production deployment (infra/production), validated as far as this machine
 allows: the compose file by Debian's `docker-compose config`, the Kubernetes manifests
 against the Kubernetes schemas (kubernetes-validate), Prometheus' configs by
-`promtool check config` (with the pipeline's rules of infra/prometheus/rules), the
+`promtool check config` (with the pipeline's rules of infra/prometheus/rules.yml), the
 Alertmanager config by `amtool check-config`. No Docker engine or cluster runs here:
 that the services start together is not tested. The settings the workers are given
 are read by supplymon's own settings object, and supplymon's topic creation with a
@@ -85,9 +85,12 @@ def test_compose_file_is_valid_and_takes_its_secrets_from_the_environment(tmp_pa
                                             "message.timestamp.after.max.ms": "600000"}
     assert "/health" in " ".join(worker["healthcheck"]["test"])
     mounts = dict(_bind(v) for service in services.values() for v in service.get("volumes", []))
-    assert mounts[str(ROOT / "infra" / "prometheus" / "rules")] == "/etc/prometheus/rules"
+    assert mounts[str(ROOT / "infra" / "prometheus" / "rules.yml")] == "/etc/prometheus/rules.yml"
     assert mounts[str(ROOT / "infra" / "grafana" / "provisioning")] == "/etc/grafana/provisioning"
-    assert mounts[str(ROOT / "dashboards")] == "/var/lib/grafana/dashboards"
+    # Where infra/grafana/provisioning/dashboards tells Grafana to look.
+    assert mounts[str(ROOT / "dashboards" / "grafana")] == "/var/lib/grafana/dashboards/supplymon"
+    grafana = services["grafana"]["environment"]
+    assert (grafana["CLICKHOUSE_USER"], grafana["CLICKHOUSE_PASSWORD"]) == ("grafana", SECRETS["CH_GRAFANA_PASSWORD"])
     # No secret in the repository's files: each one must come from the environment.
     for name in SECRETS:
         missing = _compose(tmp_path, {k: v for k, v in SECRETS.items() if k != name})
@@ -139,13 +142,14 @@ def _containers(doc: dict) -> list[dict]:
 
 
 def test_prometheus_config_passes_promtool_with_the_pipeline_rules(tmp_path):
-    # As deployed (compose and Kubernetes alike): beside the rules of infra/prometheus/rules.
+    # As deployed (compose and Kubernetes alike): beside the rules of infra/prometheus/rules.yml
+    # (an empty rule file while that is absent).
     shutil.copy(PRODUCTION / "prometheus" / "prometheus.yml", tmp_path / "prometheus.yml")
-    rules = ROOT / "infra" / "prometheus" / "rules"
-    if rules.is_dir():
-        shutil.copytree(rules, tmp_path / "rules")
+    rules = ROOT / "infra" / "prometheus" / "rules.yml"
+    if rules.is_file():
+        shutil.copy(rules, tmp_path / "rules.yml")
     else:
-        (tmp_path / "rules").mkdir()
+        (tmp_path / "rules.yml").write_text("groups: []\n")
     result = subprocess.run([_tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -19,10 +19,10 @@ configmap() {  # name, then --from-file arguments
   name=$1; shift
   kubectl -n "$ns" create configmap "$name" "$@" --dry-run=client -o yaml | kubectl apply -f -
 }
-configmap prometheus-rules --from-file="$repo/infra/prometheus/rules"
+configmap prometheus-rules --from-file=rules.yml="$repo/infra/prometheus/rules.yml"
 configmap grafana-datasources --from-file="$repo/infra/grafana/provisioning/datasources"
 configmap grafana-dashboard-providers --from-file="$repo/infra/grafana/provisioning/dashboards"
-configmap grafana-dashboards --from-file="$repo/dashboards"
+configmap grafana-dashboards --from-file="$repo/dashboards/grafana"
 # The topics Job runs once per deployment (a Job's pod template cannot be changed).
 kubectl -n "$ns" delete job kafka-topics --ignore-not-found
 kubectl apply -k "$here"
