@@ -398,3 +398,14 @@ def test_a_vendor_error_code_in_http_200_is_a_failure(store_run):
     ((row,),) = [store.rows("SELECT recipient, status, attempts, last_error FROM supplymon.notifications FINAL")]
     assert (row["recipient"], row["status"], row["attempts"]) == ("S2", "failed", 1)  # a refusal: not retried
     assert row["last_error"] == "WeCom errcode 93000: invalid webhook url"
+
+
+def test_a_namespace_notifies_nobody_unless_its_replay_says_notify():
+    from dataclasses import replace
+
+    assert Settings().namespaced("whatif").notify is False
+    assert Settings.from_env({"SUPPLYMON_NAMESPACE": "whatif"}).notify is False
+    told = replace(Settings(recipients_file="r.toml").namespaced("whatif"), notify=True)  # replay --notify
+    child = Settings.from_env(told.env())  # its worker process
+    assert child.notify is True and child.namespace == "whatif" and child.recipients_file == "r.toml"
+    assert Settings.from_env(Settings().namespaced("whatif").env()).notify is False
