@@ -54,6 +54,7 @@ from typing import Iterable, Iterator, Sequence
 
 import orjson
 
+from supplymon.core.conduct import city_of
 from supplymon.settings import SHANGHAI
 
 DEFAULT_START = datetime(2026, 3, 1, tzinfo=SHANGHAI)
@@ -114,6 +115,7 @@ class World:
     products: list[Product]
     distributors: list[Distributor]
     carrier: dict[tuple[str, str], Distributor]  # (product, region) -> its distributor
+    named: dict[tuple[str, str], list[Distributor]]  # (manufacturer, city) -> its (at most) two distributors
 
     @classmethod
     def build(cls, rng: random.Random, institutions: int = 60, distributors: int = 8,
@@ -136,9 +138,19 @@ class World:
             # its rural delay outside the city): 22 h at most in the city, 38 h outside,
             # within the 24 h / 48 h delivery deadlines.
             dists.append(Distributor(f"DST{n:02d}", tuple(sorted(served)), rng.uniform(2, 6), rng.uniform(4, 16)))
-        carrier = {(p.id, r): rng.choice([d for d in dists if r in d.regions] or dists)
-                   for p in prods for r in region_codes}
-        return cls(insts, prods, dists, carrier)
+        # 一厂一区两配送: each manufacturer names two distributors in a city, and they carry
+        # its products there (those of the two that serve the region, or either).
+        named = {}
+        for mfr in sorted({p.manufacturer_id for p in prods}):
+            for city in sorted({city_of(r) for r in region_codes}):
+                serving = [d for d in dists if any(city_of(r) == city for r in d.regions)] or dists
+                named[(mfr, city)] = rng.sample(serving, min(2, len(serving)))
+        carrier = {}
+        for p in prods:
+            for r in region_codes:
+                pair = named[(p.manufacturer_id, city_of(r))]
+                carrier[(p.id, r)] = rng.choice([d for d in pair if r in d.regions] or pair)
+        return cls(insts, prods, dists, carrier, named)
 
     def in_region(self, region_code: str) -> list[Institution]:
         return [i for i in self.institutions if i.region_code == region_code]

@@ -83,6 +83,8 @@ WARNING_SEVERITY = {"supply_shortage": "critical", "demand_surge": "warning", "l
                     "distributor_limit_exceeded": "warning", "price_linkage_overdue": "warning",
                     "price_inconsistent": "info", "price_rise": "warning", "remote_refusal": "warning",
                     "short_supply": "warning"}
+CONDUCT_KINDS = ("distributor_limit_exceeded", "price_linkage_overdue", "price_inconsistent", "price_rise",
+                 "remote_refusal", "short_supply")
 # An early warning's subject type, and the subject fields that name it (with the scope, in its id).
 SUBJECT_TYPE = {"low_delivery_rate": "distributor", "remote_refusal": "distributor", "short_supply": "distributor",
                 "distributor_limit_exceeded": "manufacturer_city", "price_inconsistent": "product_city"}
@@ -210,6 +212,8 @@ def warning_alert_row(kind: str, subject: dict, raised_at: int, resolved_at: int
     The id names the subject and the episode (its raise instant), so the same
     episode always has the same id; the resolved row outranks the open one."""
     subject_type = SUBJECT_TYPE.get(kind, "product_region")
+    if kind in CONDUCT_KINDS and "manufacturer_id" in subject:  # the table has no column for it
+        details = {"manufacturer_id": subject["manufacturer_id"], **details}
     ids = tuple(subject[name] for name in SUBJECT_IDS[subject_type]) + ((scope,) if subject_type == "distributor" else ())
     return {
         "alert_id": alert_id(kind, *ids, str(raised_at)),
