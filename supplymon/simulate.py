@@ -67,7 +67,7 @@ SCENARIOS = ("shortage", "surge", "bad-distributor", "third-distributor", "price
 SCENARIO_CHOICES = SCENARIOS + ("all",)
 # Simulated days each story needs to be told up to its alert (see `Story.due_by`).
 MIN_DAYS = {"shortage": 2, "surge": 10, "bad-distributor": 4, "third-distributor": 3, "price-lag": 33,
-            "price-split": 3, "price-rise": 10, "remote-refusal": 5, "short-supply": 5}
+            "price-split": 3, "price-rise": 10, "remote-refusal": 4, "short-supply": 4}
 
 QUANTITY = (1, 200)  # an order line's quantity, uniform
 MEAN_QUANTITY = sum(QUANTITY) / 2
@@ -654,7 +654,7 @@ def _distributor_story(scenario: str, kind: str, dist: Distributor, twist: _Twis
         who = getattr(cast, dist)
         begins = start + DAY
         twists = {o.n: twist for o in orders if o.dist is who and o.at >= begins}
-        return (Story(scenario, kind, "distributor", None, None, who.id, begins, end, timedelta(days=4), (),
+        return (Story(scenario, kind, "distributor", None, None, who.id, begins, end, timedelta(days=3), (),
                       f"distributor {who.id} {summary}"), twists, [])
     return tell
 
