@@ -154,6 +154,7 @@ class ManufacturerConduct:
         self.same: dict[tuple[str, str], Episode] = {}  # (product, city): price_inconsistent
         self.last_accept: dict[str, dict[str, int]] = {}  # city -> distributor -> last accepting answer
         self.limits: dict[str, Episode] = {}  # city: distributor_limit_exceeded
+        self.limit_next: dict[str, int] = {}  # city with an open episode -> its next instant of change
         # Orders and accepting answers ahead of `now`, each a heap of tuples (a set for duplicates).
         self.orders: list[tuple] = []  # (check at, ts, product, region, price, order_id)
         self.accepts: list[tuple] = []  # (check at, ts, city, distributor)
@@ -181,12 +182,8 @@ class ManufacturerConduct:
     # -- evaluation --------------------------------------------------------------
     def next_change(self) -> int | None:
         candidates = [heap[0][0] for heap in (self.orders, self.accepts) if heap]
-        candidates += [c for c in (e.next_check() for e in (*self.same.values(), *self.limits.values()))
-                       if c is not None]
-        for city, episode in self.limits.items():  # a distributor leaving the window can end an episode
-            if episode.raised_at is not None and episode.stopped_at is None:
-                leaves = [t + self.limit_window for t in self.last_accept.get(city, {}).values()]
-                candidates += [t for t in leaves if self.now is None or t > self.now]
+        candidates += [c for c in (e.next_check() for e in self.same.values()) if c is not None]
+        candidates += self.limit_next.values()
         return min(candidates) if candidates else None
 
     def advance(self, to: int) -> list[tuple[dict, Transition]]:
@@ -227,7 +224,7 @@ class ManufacturerConduct:
             last = self.last_accept.setdefault(city, {})
             last[distributor] = max(last.get(distributor, ts), ts)
             cities.add(city)
-        cities.update(city for city, e in self.limits.items() if e.raised_at is not None)
+        cities.update(city for city, at in self.limit_next.items() if at <= t)
         for city in sorted(cities):
             self._check_limit(t, city, out)
         if t // DAY_MS != self._forgot_on:
@@ -311,7 +308,21 @@ class ManufacturerConduct:
         self._emit(out, "distributor_limit_exceeded", {"region_code": city}, episode.observe(t, holds, details))
         if episode.raised_at is None:
             del self.limits[city]
+        self._schedule_limit(city, t)
         self.dirty.add(f"l:{city}")
+
+    def _schedule_limit(self, city: str, after: int | None) -> None:
+        """An open episode changes when it has been quiet long enough, or (while it
+        holds) when a counted distributor leaves the window."""
+        self.limit_next.pop(city, None)
+        episode = self.limits.get(city)
+        if episode is None:
+            return
+        times = [episode.next_check()] if episode.stopped_at is not None else [
+            at + self.limit_window for at in self.last_accept.get(city, {}).values()]
+        times = [t for t in times if t is not None and (after is None or t > after)]
+        if times:
+            self.limit_next[city] = min(times)
 
     def _forget(self, t: int) -> None:
         """Drop the days and answers no window can reach from t on (a day's margin:
@@ -365,6 +376,8 @@ class ManufacturerConduct:
             heapq.heapify(self.orders)
             heapq.heapify(self.accepts)
             self._queued = {o[1:] for o in (*self.orders, *self.accepts)}
+            for city in self.limits:
+                self._schedule_limit(city, value)
             return
         kind, key = item.split(":", 1)
         if kind == "p":
@@ -383,6 +396,7 @@ class ManufacturerConduct:
             if value["episode"]:
                 episode = self.limits[key] = Episode(self.limit_quiet)
                 episode.load(value["episode"])
+                self._schedule_limit(key, self.now)
 
     @property
     def size(self) -> int:
