@@ -78,14 +78,13 @@ def test_marks_of_other_topics_do_not_make_a_stream_time():
     assert warnings.watermark(0) is None
 
 
-def test_a_worker_restored_from_the_table_goes_on_exactly():
-    signals = shortage_signals()
-    cut = len(signals) - 6  # after the raise (03:30, marks of day 2), before the resolution (day 5)
-    # The table gets every batch's writes; a fresh worker is rebuilt from it.
+def restored_at(signals: list, cut: int) -> tuple[list[tuple], EarlyWarnings]:
+    """The alerts of signals[:cut] one by one, and a fresh worker rebuilt from the
+    table entries those batches wrote."""
     first, table, before = evaluation(), {}, []
     for batch in ([s] for s in signals[:cut]):
         outcome = first.process(batch)
-        before += [(a["kind"], a["resolved_at"]) for a in outcome.alerts]
+        before += [(a["kind"], a["product_id"], a["raised_at"], a["resolved_at"]) for a in outcome.alerts]
         for key, value in outcome.writes.items():
             if value is None:
                 table.pop(key, None)
@@ -95,8 +94,15 @@ def test_a_worker_restored_from_the_table_goes_on_exactly():
     # Marks are not in the table: after a rebalance the lifecycle sends them again.
     restored.marks = {p: dict(m) for p, m in first.marks.items()}
     restored.restore(table.items(), [0, 1], SOURCES)
+    return before, restored
+
+
+def test_a_worker_restored_from_the_table_goes_on_exactly():
+    signals = shortage_signals()
+    cut = len(signals) - 6  # after the raise (03:30, marks of day 2), before the resolution (day 5)
+    before, restored = restored_at(signals, cut)
     after = [(a["kind"], a["resolved_at"]) for a in restored.process(signals[cut:]).alerts]
-    assert before == [("supply_shortage", None)]
+    assert [(kind, resolved) for kind, _, _, resolved in before] == [("supply_shortage", None)]
     assert after == [("supply_shortage", T0 + 97 * H)]
 
 
@@ -147,17 +153,6 @@ def test_conduct_alerts_do_not_depend_on_batching_and_survive_a_restore():
         ("price_inconsistent", T0 + 2 * 24 * H + 10 * H, T0 + 4 * 24 * H + 11 * H + 7 * 24 * H)}
     # Cut after the raise; a worker rebuilt from the table entries ends alike.
     cut = len(signals) // 2
-    first, table, before = evaluation(), {}, []
-    for batch in ([s] for s in signals[:cut]):
-        outcome = first.process(batch)
-        before += [(a["kind"], a["product_id"], a["raised_at"], a["resolved_at"]) for a in outcome.alerts]
-        for key, value in outcome.writes.items():
-            if value is None:
-                table.pop(key, None)
-            else:
-                table[key] = value
-    restored = EarlyWarnings(Rules(), GROUPS.__getitem__)
-    restored.marks = {p: dict(m) for p, m in first.marks.items()}
-    restored.restore(table.items(), [0, 1], SOURCES)
+    before, restored = restored_at(signals, cut)
     after = alerts_of([signals[cut:]], restored)
     assert before and after and sorted(before + after, key=str) == sorted(one_batch, key=str)
