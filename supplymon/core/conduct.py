@@ -25,7 +25,6 @@ other early warnings.
 """
 from __future__ import annotations
 
-import bisect
 import heapq
 from typing import Iterable
 
@@ -370,6 +369,8 @@ class ManufacturerConduct:
         """One table entry of `take_writes`."""
         if item == "now":
             self.now = value
+            if value is None:  # never advanced: nothing queued was applied
+                return
             # What was queued from the restored records and is not ahead of `now` was applied.
             self.orders = [o for o in self.orders if o[1] > value]
             self.accepts = [a for a in self.accepts if a[1] > value]
