@@ -10,7 +10,7 @@ from supplymon.core.conduct import ManufacturerConduct, add_point, city_of
 from supplymon.core.signals import delivery_record, supply_record
 from supplymon.core.warnings import DeliveryRateMonitor, ManufacturerWatch
 from supplymon.core.windows import DAY_MS as D
-from supplymon.settings import HOUR_MS as H, Rules
+from supplymon.settings import HOUR_MS as H, ConfigError, Rules
 from tests.test_warnings import T0
 
 A, B, C = "150702", "150721", "360702"  # A and B in city 150700, C in 360700
@@ -281,3 +281,33 @@ def test_conduct_alert_rows_name_their_subject_and_say_it_in_chinese_first():
     again = warning_alert_row(kind, {"product_id": product, "region_code": city, "manufacturer_id": "M1"},
                               raised_at, raised_at + D, details)
     assert again["alert_id"] == row["alert_id"]
+
+
+# -- the rules file -----------------------------------------------------------------------
+
+def test_the_rules_file_sets_every_conduct_number(tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_text("[distributor_limit]\nmax_distributors = 3\nwindow_days = 60\n"
+                    "[price_rise]\ntolerance = 0.1\n[remote_refusal]\nratio = 3\n")
+    rules = Rules.load(path)
+    assert (rules.distributor_limit_max_distributors, rules.distributor_limit_window_days) == (3, 60)
+    assert rules.price_rise_tolerance == 0.1 and rules.remote_refusal_ratio == 3
+    assert rules.price_linkage_lag_days == 30  # the rest keep the contract's defaults
+    conduct = ManufacturerConduct(rules, "M1")
+    for n, dist in enumerate(("D1", "D2", "D3")):
+        conduct.observe(f"O{n}", None, supply_record(p="P1", rg=A, i="I", dist=dist, at=T0 + n * H, q=1,
+                                                     rt=T0 + n * H + 1, d="accepted", c=1, u=100.0))
+    assert conduct.advance(T0 + D) == []  # three are allowed now
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[price_linkage]\nlag_days = 200\n", "lag_days must be shorter than price_linkage.lookback_days"),
+    ("[price_inconsistent]\ntolerance = 5\n", "price_inconsistent_tolerance is a fraction"),
+    ("[short_supply]\nmin_orders = 2.5\n", "short_supply_min_orders must be a whole number"),
+    ("[price_rise]\nwindow = 3\n", "unknown key price_rise.window"),
+])
+def test_bad_conduct_rules_are_refused_with_a_clear_error(tmp_path, text, message):
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        Rules.load(path)
