@@ -18,7 +18,13 @@ early-warning threshold of the contract (section 3):
   in 72 h does not happen by chance (`supply_shortage`);
 - deliveries arrive within their deadline unless an order is answered late, not
   answered, not shipped, or held up on the road: about 93 % on time for every
-  distributor, far above 70 % (`low_delivery_rate`).
+  distributor, far above 70 % (`low_delivery_rate`);
+- each manufacturer names two distributors per city and they carry its products
+  there (`distributor_limit_exceeded`); prices are one national price per product,
+  a few cut once, in each city at one instant and everywhere within 3 days
+  (`price_linkage_overdue`, `price_inconsistent`, `price_rise`); rejections hit
+  rural and urban orders alike and shortfalls are small (`remote_refusal`,
+  `short_supply`).
 
 With `noise`, a few events are sent twice. Ticks mark the platform clock. The same
 seed gives the same history.
@@ -35,7 +41,18 @@ other order is exactly as in the healthy history of the same seed:
 - `bad-distributor`: from day 1 to the end, one distributor ignores a quarter of
   its orders and delivers to institutions outside the city area (mostly grassroots
   clinics) two to three days late.
-- `all`: the three at once, on different subjects.
+- `third-distributor`: from day 1, a third distributor takes one product's orders
+  in one region of a city where its manufacturer named two.
+- `price-lag`: a product's national price is cut on day 1, but a hospital of a
+  region in another city keeps buying it at the old price for over 30 days.
+- `price-split`: for 5 days, a product costs 3 % more in one region of a city.
+- `price-rise`: a far hospital buys a product on day 0, then 12 % dearer for a week
+  from day 8.
+- `remote-refusal`: from day 1, a distributor turns down a fifth of its orders
+  outside the city area as too remote.
+- `short-supply`: from day 1, a distributor confirms only 80-86 % of the quantity
+  of the orders it accepts.
+- `all`: every story at once, on different subjects.
 
 `History.stories` says what each injected story is, so that tests and the demo
 know which alert to expect, for which subject, from when.
