@@ -311,3 +311,14 @@ def test_bad_conduct_rules_are_refused_with_a_clear_error(tmp_path, text, messag
     path.write_text(text)
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         Rules.load(path)
+
+
+def test_a_price_above_a_free_order_raises_without_a_ratio():
+    w = Watch()
+    w.order(A, T0, 0.0)
+    w.order(A, T0 + D, 10.0)
+    alerts = {a[0]: a for a in w.run(T0 + 2 * D)}
+    assert alerts["price_rise"][5]["increase"] is None and alerts["price_inconsistent"][5]["difference"] is None
+    row = warning_alert_row("price_rise", {"product_id": "P1", "region_code": A, "manufacturer_id": "M1"},
+                            T0 + D, None, alerts["price_rise"][5])
+    assert "n/a" in row["message"]

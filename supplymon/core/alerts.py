@@ -100,9 +100,9 @@ def _percent(rate: float | None) -> str:
     return "n/a" if rate is None else f"{rate * 100:.0f}%"
 
 
-def _fine_percent(rate: float) -> str:
+def _fine_percent(rate: float | None) -> str:
     """A percentage to a tenth (price differences around the 0.5 % tolerance)."""
-    return f"{rate * 100:.1f}%"
+    return "n/a" if rate is None else f"{rate * 100:.1f}%"
 
 
 def _warning_message(kind: str, subject: dict, details: dict, since: str) -> str:

@@ -44,6 +44,11 @@ def more_than(a: float, b: float) -> bool:
     return a - b > EPSILON * max(1.0, abs(b))
 
 
+def above(price: float, base: float) -> float | None:
+    """How much `price` is above `base`, as a fraction (None over a price of 0)."""
+    return round(price / base - 1, 4) if base else None
+
+
 def city_of(region_code: str) -> str:
     """The city of a 6-digit division code: its first 4 digits + 00."""
     return region_code[:4] + "00"
@@ -252,7 +257,7 @@ class ManufacturerConduct:
         lowest = mine.lowest(ts - self.rise_window, t - 1) if mine else None
         if (product, region) not in self.rises and lowest and more_than(price, lowest[0] * (1 + self.rise_tolerance)):
             details = {"order": order, "lowest": _seen(lowest[0], lowest[1], region),
-                       "increase": round(price / lowest[0] - 1, 4), "tolerance": self.rise_tolerance,
+                       "increase": above(price, lowest[0]), "tolerance": self.rise_tolerance,
                        "window_days": self.rise_window / DAY_MS}
             self.rises[(product, region)] = [t, lowest[0], details]
             self._emit(out, "price_rise", subject, [Transition(t, None, details)])
@@ -284,7 +289,7 @@ class ManufacturerConduct:
 
             def details() -> dict:
                 return {"order": order, "lower": _seen(cheaper[0], cheaper[1], cheaper[2]),
-                        "difference": round(price / cheaper[0] - 1, 4), "tolerance": self.same_tolerance,
+                        "difference": above(price, cheaper[0]), "tolerance": self.same_tolerance,
                         "window_days": self.same_window / DAY_MS}
             # Holds at the order's instant only: resolved a window after the last such order.
             transitions = episode.observe(t, True, details) + episode.observe(t, False, dict)
