@@ -4,9 +4,10 @@ ratio; their exact raise and resolve instants; their state bounded and restorabl
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from supplymon.core.alerts import warning_alert_row
-from supplymon.core.conduct import ManufacturerConduct, add_point, city_of
+from supplymon.core.conduct import ManufacturerConduct, RegionPrices, add_point, city_of
 from supplymon.core.signals import delivery_record, supply_record
 from supplymon.core.warnings import DeliveryRateMonitor, ManufacturerWatch
 from supplymon.core.windows import DAY_MS as D
@@ -322,3 +323,48 @@ def test_a_price_above_a_free_order_raises_without_a_ratio():
     row = warning_alert_row("price_rise", {"product_id": "P1", "region_code": A, "manufacturer_id": "M1"},
                             T0 + D, None, alerts["price_rise"][5])
     assert "n/a" in row["message"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(orders=st.lists(st.tuples(st.integers(0, 6 * D), st.sampled_from([9.5, 10.0, 10.04, 10.05, 11.0, 12.0])),
+                       max_size=40),
+       a=st.integers(0, 6 * D), span=st.integers(D, 5 * D))
+def test_the_kept_points_answer_every_window_like_all_the_orders(orders, a, span):
+    """Lowest price over [a, b] with a and b in different days: the day points give
+    what a pass over every order gives, in whatever order the orders came."""
+    b = a + span
+    prices = RegionPrices()
+    for ts, price in orders:
+        prices.add(ts, price)
+    inside = [(price, ts) for ts, price in orders if a <= ts <= b]
+    got = prices.lowest(a, b)
+    assert (got[0] if got else None) == (min(inside)[0] if inside else None)
+    again = RegionPrices()
+    for ts, price in reversed(orders):
+        again.add(ts, price)
+    assert again.days == prices.days
+
+
+@settings(max_examples=100, deadline=None)
+@given(orders=st.lists(st.tuples(st.integers(0, 200 * D), st.sampled_from([A, B, C]),
+                                 st.sampled_from([90.0, 95.0, 100.0, 106.0]), st.sampled_from(["D1", "D2", "D3", "D4"])),
+                       min_size=1, max_size=30),
+       cuts=st.lists(st.integers(0, 200 * D), max_size=6))
+def test_the_same_orders_in_any_batches_raise_the_same_alerts(orders, cuts):
+    """All at once and evaluated at the end, or in time order with stream time
+    advancing between batches (each order read before stream time passes it)."""
+    def feed(w: Watch, batch):
+        for at, region, price, dist in batch:
+            w.order(region, at, price, dist=dist, answer="accepted", answered_at=at + H)
+
+    ordered = sorted(orders)
+    once = Watch()
+    feed(once, ordered)
+    want = kinds(once.run(300 * D))
+    stepwise, got, done = Watch(), [], 0
+    for cut in sorted(cuts) + [300 * D]:
+        batch = [o for o in ordered[done:] if o[0] <= cut]
+        done += len(batch)
+        feed(stepwise, batch)
+        got += kinds(stepwise.run(cut))
+    assert sorted(got, key=str) == sorted(want, key=str)
