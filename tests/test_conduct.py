@@ -113,8 +113,8 @@ def test_linkage_is_raised_at_the_order_and_resolved_by_an_order_at_the_lower_pr
     assert kinds(alerts) == [("price_linkage_overdue", "P1", A, T0 + 35 * D, None),
                              ("price_linkage_overdue", "P1", A, T0 + 35 * D, T0 + 41 * D + 3 * H)]
     details = alerts[0][5]
-    assert details["order"]["unit_price"] == 100 and details["lower"] == {"unit_price": 90, "ts": T0 + 5 * H,
-                                                                           "region_code": C}
+    assert details["order"]["unit_price"] == 100 and details["lower"] == {
+        "unit_price": 90, "ts": T0 + 5 * H, "at": "2026-03-01 05:00", "region_code": C}
     assert oid not in str(details)
 
 
@@ -140,7 +140,7 @@ def test_same_city_price_looks_back_7_days_and_resolves_7_days_after_the_last_su
     alerts = w.run(T0 + 30 * D)
     assert kinds(alerts) == [("price_inconsistent", "P1", "150700", T0 + 11 * D, None),
                              ("price_inconsistent", "P1", "150700", T0 + 11 * D, T0 + 19 * D)]
-    assert alerts[0][5]["lower"] == {"unit_price": 100.0, "ts": T0 + 10 * D, "region_code": A}
+    assert alerts[0][5]["lower"] == {"unit_price": 100.0, "ts": T0 + 10 * D, "at": "2026-03-11 00:00", "region_code": A}
 
 
 def test_orders_at_the_same_instant_do_not_compare_with_each_other():

@@ -28,6 +28,7 @@ from __future__ import annotations
 import heapq
 from typing import Iterable
 
+from supplymon.core.alerts import local_time
 from supplymon.core.signals import (ANSWERED_AT, D_ANSWERED_AT, D_CONFIRMED, D_DECISION, D_ORDERED_AT, D_QUANTITY,
                                     DECISION, DISTRIBUTOR, ORDERED_AT, PRODUCT, REGION, RURAL, UNIT_PRICE)
 from supplymon.core.warnings import Episode, Transition
@@ -125,7 +126,8 @@ class RegionPrices:
 
 
 def _seen(price: float, ts: int, region: str, order_id: str | None = None) -> dict:
-    out = {"unit_price": price, "ts": ts, "region_code": region}
+    """A price with where and when it was seen (ts in epoch ms, at in Asia/Shanghai)."""
+    out = {"unit_price": price, "ts": ts, "at": local_time(ts), "region_code": region}
     if order_id is not None:
         out["order_id"] = order_id
     return out
