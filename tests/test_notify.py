@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from supplymon.core.alerts import SUBJECT_TYPE
 from supplymon.notify.directory import DirectoryError, parse_directory
 from supplymon.notify.dispatcher import Dispatcher, StoreDeliveryLog
 from supplymon.notify.ratelimit import Plan, RateLimits, RateWindow, plan
@@ -22,7 +23,7 @@ T0 = 1_767_225_600_000  # 2026-01-01 08:00 +08:00
 
 def alert(kind="response_overdue", n=1, distributor="D1", region="360702", resolved=None, **extra) -> dict:
     subject = "product_region" if kind in ("supply_shortage", "demand_surge") else (
-        "distributor" if kind == "low_delivery_rate" else "order")
+        SUBJECT_TYPE.get(kind, "order"))
     return {"alert_id": f"{kind}-{n:04d}", "kind": kind,
             "severity": "critical" if kind in ("response_escalation", "supply_shortage") else "warning",
             "subject_type": subject, "order_id": f"O{n}" if subject == "order" else "",
@@ -105,6 +106,18 @@ def test_supervised_kinds_go_to_the_regions_supervisors_too():
     # a distributor's alert has no region: the regions the directory gives the distributor
     assert routed(alert("low_delivery_rate")) == [("S1", "feishu")]
     assert routed(alert("low_delivery_rate", distributor="D2")) == []
+
+
+def test_market_conduct_warnings_go_to_the_supervisors_of_the_region_or_city():
+    from supplymon.core.alerts import warning_alert_row
+
+    limit = warning_alert_row("distributor_limit_exceeded", {"manufacturer_id": "M1", "region_code": "360700"},
+                              T0, None, {"distributors": ["D1", "D2", "D3"], "window_days": 90,
+                                                  "max_distributors": 2})
+    assert routed(limit) == [("S1", "feishu")]  # S1 covers "3607*", the city too
+    assert routed(alert("remote_refusal")) == [("S1", "feishu")]  # D1 serves 360702
+    from supplymon.notify.dispatcher import subject_of
+    assert subject_of(limit) == "生产企业 / manufacturer M1 @ 360700"
 
 
 def test_a_shortage_also_goes_to_the_distributors_that_could_cover_it():

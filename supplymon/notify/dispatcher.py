@@ -76,7 +76,10 @@ def subject_of(alert: Mapping) -> str:
         return f"订单 / order {alert['order_id']}"
     if alert.get("product_id"):
         return f"产品 / product {alert['product_id']} @ {alert.get('region_code', '')}"
-    return f"配送企业 / distributor {alert.get('distributor_id', '')}"
+    if alert.get("distributor_id"):
+        return f"配送企业 / distributor {alert['distributor_id']}"
+    manufacturer = details_of(alert).get("manufacturer_id", "")
+    return f"生产企业 / manufacturer {manufacturer} @ {alert.get('region_code', '')}"
 
 
 def with_raised_states(alerts: Iterable[Mapping]) -> list[Mapping]:

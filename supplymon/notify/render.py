@@ -29,6 +29,12 @@ KIND_NAMES = {
     "supply_shortage": ("供应短缺", "supply shortage"),
     "demand_surge": ("需求激增", "demand surge"),
     "low_delivery_rate": ("按时配送率偏低", "low on-time delivery rate"),
+    "distributor_limit_exceeded": ("配送企业超过一厂一区两配送", "more distributors than allowed"),
+    "price_linkage_overdue": ("价格未全国联动", "price linkage overdue"),
+    "price_inconsistent": ("同城不同价", "price differs within the city"),
+    "price_rise": ("价格上涨", "price rise"),
+    "remote_refusal": ("拒绝偏远地区配送", "refuses remote areas"),
+    "short_supply": ("不足额供货", "short supply"),
 }
 SEVERITY_NAMES = {"critical": ("严重", "critical"), "warning": ("警告", "warning"), "info": ("提示", "info")}
 

@@ -1,10 +1,11 @@
 """Routing by subject: which recipients and channels an alert state goes to.
 
 - order-level alerts (subject order or institution+order) go to the order's distributor;
-- `response_escalation`, `supply_shortage`, `demand_surge`, `low_delivery_rate` go to
-  the supervisors of the alert's region (a distributor's alert has no region: to the
-  supervisors of the regions the directory gives the distributor, and to those who
-  list the distributor);
+- `response_escalation`, `supply_shortage`, `demand_surge`, `low_delivery_rate`, and
+  the market-conduct warnings (`distributor_limit_exceeded`, `price_*`,
+  `remote_refusal`, `short_supply`) go to the supervisors of the alert's region or
+  city (a distributor's alert has no region: to the supervisors of the regions the
+  directory gives the distributor, and to those who list the distributor);
 - a shortage also goes to the distributors its details name as able to cover it;
 - observers (e.g. an operations team's Alertmanager) get every alert their filters want.
 """
@@ -15,9 +16,13 @@ from typing import Any, Mapping
 
 import orjson
 
+from supplymon.core.alerts import CONDUCT_KINDS
 from supplymon.notify.directory import Channel, Directory, Recipient
 
-SUPERVISED_KINDS = frozenset({"response_escalation", "supply_shortage", "demand_surge", "low_delivery_rate"})
+# The kinds the issue names, and the market-conduct warnings (price and distribution
+# conduct are the bureau's to act on, not the distributor's to fix alone).
+SUPERVISED_KINDS = frozenset({"response_escalation", "supply_shortage", "demand_surge", "low_delivery_rate",
+                              *CONDUCT_KINDS})
 ORDER_SUBJECTS = frozenset({"order", "institution"})
 
 
