@@ -196,7 +196,7 @@ COUNTS_SQL = """
 SELECT distributor_id, count() AS orders, countIf(on_time IS NOT NULL) AS settled,
     countIf(on_time = 1) AS on_time_orders, countIf(response_hours <= 24) AS responded_within_24h,
     sumIf(quantity, decision IS NOT NULL) AS answered_quantity,
-    sumIf(confirmed_quantity, decision IS NOT NULL) AS confirmed_quantity,
+    ifNull(sumIf(confirmed_quantity, decision IS NOT NULL), 0) AS confirmed_quantity,
     countIf(grassroots = 1) AS grassroots_orders,
     countIf(grassroots = 1 AND on_time IS NOT NULL) AS grassroots_settled,
     countIf(grassroots = 1 AND on_time = 1) AS grassroots_on_time_orders
@@ -213,6 +213,9 @@ SELECT distributor_id, toString(toStartOfMonth(ordered_at)) AS month, count() AS
     countIf(grassroots = 1 AND on_time = 1) AS grassroots_on_time_orders
 FROM {db}.order_facts FINAL WHERE {where} GROUP BY distributor_id, month ORDER BY distributor_id, month"""
 
+# Human-read formats (Pretty*, Markdown) show the verdict columns only, as a table
+# (ClickHouse would turn a wide one with few rows vertical).
+HUMAN_ASSESSMENT_COLUMNS = "distributor_id, distributor_name, verdict, score, grassroots_delivery_rate, orders, reasons_text"
 ASSESSMENT_COLUMNS = (
     "distributor_id, distributor_name, score, grassroots_delivery_rate, orders, verdict, reasons, reasons_text, "
     "on_time_rate, response_24h_rate, fill_rate, alerts_per_100_orders, grassroots_orders, open_orders, "
@@ -280,10 +283,19 @@ def _replace_rows(store: StoreAccess, table: str, rows: list[dict], version: int
     store.insert(table, [{**r, "version": version, "is_deleted": 1} for r in stale])
 
 
+def _human(fmt: str) -> bool:
+    return fmt.startswith("Pretty") or fmt == "Markdown"
+
+
+def _settings(fmt: str) -> str:
+    return " SETTINGS output_format_pretty_fallback_to_vertical = 0" if _human(fmt) else ""
+
+
 def print_assessment(store: StoreAccess, run: AssessmentRun, fmt: str, out) -> None:
-    sql = (f"SELECT {ASSESSMENT_COLUMNS} FROM {DATABASE}.distributor_assessment FINAL "
+    columns = HUMAN_ASSESSMENT_COLUMNS if _human(fmt) else ASSESSMENT_COLUMNS
+    sql = (f"SELECT {columns} FROM {DATABASE}.distributor_assessment FINAL "
            f"WHERE period_from = '{run.period_from}' AND period_to = '{run.period_to}' "
-           f"AND region_code = {_literal(run.region)} ORDER BY {VERDICT_ORDER}, score, distributor_id")
+           f"AND region_code = {_literal(run.region)} ORDER BY {VERDICT_ORDER}, score, distributor_id{_settings(fmt)}")
     out.write(store.raw(sql, fmt))
     out.flush()
 
@@ -291,14 +303,14 @@ def print_assessment(store: StoreAccess, run: AssessmentRun, fmt: str, out) -> N
 # --- monthly VBP monitoring -----------------------------------------------------------
 
 SHARES_SQL = """
-SELECT institution_id, count() AS orders, sum(quantity) AS quantity, sumIf(quantity, vbp = 1) AS vbp_quantity,
-    sum(quantity * unit_price) AS amount, sumIf(quantity * unit_price, vbp = 1) AS vbp_amount
+SELECT institution_id, count() AS orders, sum(quantity) AS total_quantity, sumIf(quantity, vbp = 1) AS vbp_quantity,
+    sum(quantity * unit_price) AS total_amount, sumIf(quantity * unit_price, vbp = 1) AS vbp_amount
 FROM {db}.order_facts FINAL WHERE {where} GROUP BY institution_id"""
 
 # Purchases against agreements: ordered quantity of orders not rejected, by day
 # (agreement periods need not start on a month's first day).
 PURCHASES_SQL = """
-SELECT institution_id, product_id, toString(toDate(ordered_at)) AS day, sum(quantity) AS quantity
+SELECT institution_id, product_id, toString(toDate(ordered_at)) AS day, sum(quantity) AS purchased
 FROM {db}.order_facts FINAL
 WHERE {where} AND product_id IN ({products}) AND (decision IS NULL OR decision != 'rejected')
 GROUP BY institution_id, product_id, day"""
@@ -339,7 +351,7 @@ def run_vbp(store: StoreAccess, rules: AssessmentRules, month: str, region: str 
         for r in store.rows(PURCHASES_SQL.format(db=DATABASE, where=_period_filter(since, last, prefix),
                                                  products=products)):
             daily.setdefault((r["institution_id"], r["product_id"]), []).append(
-                (date.fromisoformat(r["day"]), int(r["quantity"])))
+                (date.fromisoformat(r["day"]), int(r["purchased"])))
         for a in active:
             bought = sum(q for day, q in daily.get((a.institution_id, a.product_id), ())
                          if a.period_from <= day <= min(a.period_to, last))
@@ -358,8 +370,8 @@ def run_vbp(store: StoreAccess, rules: AssessmentRules, month: str, region: str 
     for inst in sorted(set(shares) | {p.agreement.institution_id for p in results}):
         s = shares.get(inst, {})
         mine = [p for p in results if p.agreement.institution_id == inst]
-        quantity, vbp_quantity = int(s.get("quantity", 0)), int(s.get("vbp_quantity", 0))
-        amount, vbp_amount = float(s.get("amount", 0.0)), float(s.get("vbp_amount", 0.0))
+        quantity, vbp_quantity = int(s.get("total_quantity", 0)), int(s.get("vbp_quantity", 0))
+        amount, vbp_amount = float(s.get("total_amount", 0.0)), float(s.get("vbp_amount", 0.0))
         behind = sum(p.behind_schedule for p in mine)
         institution_rows.append({
             **base, "institution_id": inst, "orders": int(s.get("orders", 0)), "quantity": quantity,
@@ -377,7 +389,7 @@ def run_vbp(store: StoreAccess, rules: AssessmentRules, month: str, region: str 
 
 def print_vbp(store: StoreAccess, run: VbpRun, fmt: str, out) -> None:
     sql = (f"SELECT {VBP_COLUMNS} FROM {DATABASE}.vbp_monthly FINAL WHERE month = '{run.month}' "
-           f"AND region_code = {_literal(run.region)} ORDER BY behind_schedule DESC, vbp_amount_share, institution_id")
+           f"AND region_code = {_literal(run.region)} ORDER BY behind_schedule DESC, vbp_amount_share, institution_id{_settings(fmt)}")
     out.write(store.raw(sql, fmt))
     out.flush()
 
@@ -415,12 +427,12 @@ def command(settings: Settings, args) -> int:
             return run, (f"{len(run.rows)} 家配送企业 distributors: 取消资格 revoke {counts['revoke']}, "
                          f"限期整改 rectify {counts['rectify']}, 合格 pass {counts['pass']}; "
                          f"stored in {DATABASE}.distributor_assessment")
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
     store = open_store(settings)
     try:
         run, summary = work(store)
-    except AssessError:
-        raise
-    except Exception as exc:  # the store's or the worker's error, said plainly
+    except (ClickHouseError, OSError) as exc:  # the store's or the worker's error, said plainly
         raise StoreError(f"the store could not run the assessment: {exc}") from None
     finally:
         store.close()

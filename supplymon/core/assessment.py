@@ -16,6 +16,7 @@ Rates are compared exactly (as fractions), so 63/90 is 70 %, not 69.99...%.
 from __future__ import annotations
 
 import calendar
+import math
 from dataclasses import dataclass, field
 from datetime import date
 from fractions import Fraction
@@ -142,8 +143,7 @@ def components(c: DistributorCounts, rules: AssessmentRules) -> dict[str, Fracti
     """Each component in [0, 1] (None when the distributor gives it nothing to measure)."""
     alerts = None
     if c.orders:
-        per_100 = 100 * c.alerts / c.orders
-        alerts = max(0.0, 1 - per_100 / rules.alerts_per_100_for_zero)
+        alerts = max(Fraction(0), 1 - Fraction(100 * c.alerts, c.orders) / Fraction(str(rules.alerts_per_100_for_zero)))
     return {
         "on_time": _rate(c.on_time_orders, c.settled),
         "response_24h": _rate(c.responded_within_24h, c.orders),
@@ -155,12 +155,14 @@ def components(c: DistributorCounts, rules: AssessmentRules) -> dict[str, Fracti
 
 def composite_score(parts: Mapping[str, Fraction | float | None], rules: AssessmentRules) -> float | None:
     """100 x the weighted mean of the components that can be measured (a missing one's
-    weight goes to the others), to one decimal."""
-    weighted = [(rules.weights.get(name, 0.0), float(value)) for name, value in parts.items() if value is not None]
+    weight goes to the others), computed exactly and rounded half up to one decimal."""
+    weighted = [(Fraction(str(rules.weights.get(name, 0))), Fraction(value))
+                for name, value in parts.items() if value is not None]
     total = sum(w for w, _ in weighted)
     if not total:
         return None
-    return round(100 * sum(w * v for w, v in weighted) / total + 1e-9, 1)
+    tenths = 1000 * sum(w * v for w, v in weighted) / total
+    return math.floor(tenths + Fraction(1, 2)) / 10
 
 
 def verdict(score: float | None, grassroots_rate: Fraction | None, orders: int,
