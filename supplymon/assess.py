@@ -14,6 +14,8 @@ import csv
 import re
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -28,9 +30,6 @@ from supplymon.settings import SHANGHAI, ConfigError, Settings
 from supplymon.store import DATABASE, StoreError
 
 FORMATS = ("PrettyCompact", "JSONEachRow", "CSVWithNames", "TSVWithNames", "Pretty", "Markdown", "JSON")
-# Rows per INSERT ... SELECT FROM format(): the data travels inside the query text,
-# which ClickHouse parses up to max_query_size (256 KiB by default).
-INSERT_CHUNK_BYTES = 150_000
 VERDICT_ORDER = "indexOf(['revoke', 'rectify', 'pass'], verdict)"
 
 
@@ -40,47 +39,41 @@ class AssessError(ConfigError):
 
 # --- store access: directly, or through a running worker --------------------------
 
-class StoreAccess:
-    """SQL on the store: `raw(sql, fmt)` returns ClickHouse-formatted bytes."""
+# The tables `assess` writes (a worker that holds the store accepts rows for these only).
+STORED_TABLES = ("distributor_assessment", "vbp_monthly", "vbp_progress")
 
-    def __init__(self, raw: Callable[[str, str], bytes], close: Callable[[], None] = lambda: None):
-        self.raw, self.close = raw, close
+
+class StoreAccess:
+    """The store as `assess` uses it: `raw(sql, fmt)` returns ClickHouse-formatted
+    bytes; `insert_json(table, data)` stores JSONEachRow rows."""
+
+    def __init__(self, raw: Callable[[str, str], bytes], insert_json: Callable[[str, bytes], None],
+                 close: Callable[[], None] = lambda: None):
+        self.raw, self.insert_json, self.close = raw, insert_json, close
 
     def rows(self, sql: str) -> list[dict]:
         return [orjson.loads(line) for line in self.raw(sql, "JSONEachRow").splitlines() if line]
 
-    def execute(self, sql: str) -> None:
-        self.raw(sql, "TabSeparated")
-
     def insert(self, table: str, rows: Sequence[dict]) -> None:
-        """Insert dict rows (keys = column names) as INSERT ... SELECT FROM format(), a
-        plain SQL statement that works directly and through the worker's /sql alike."""
-        if not rows:
-            return
-        columns = list(rows[0])
-        types = {r["name"]: r["type"] for r in self.rows(
-            f"SELECT name, type FROM system.columns WHERE database = '{DATABASE}' AND table = '{table}'")}
-        structure = ", ".join(f"{name} {types[name]}" for name in columns)
-        chunk: list[bytes] = []
-        size = 0
-        for row in rows:
-            line = orjson.dumps(row)
-            chunk.append(line)
-            size += len(line) + 1
-            if size >= INSERT_CHUNK_BYTES:
-                self._insert_chunk(table, columns, structure, chunk)
-                chunk, size = [], 0
-        self._insert_chunk(table, columns, structure, chunk)
-
-    def _insert_chunk(self, table: str, columns: list[str], structure: str, lines: list[bytes]) -> None:
-        if lines:
-            data = _literal(b"\n".join(lines).decode())
-            self.execute(f"INSERT INTO {DATABASE}.{table} ({', '.join(columns)}) "
-                         f"SELECT * FROM format(JSONEachRow, {_literal(structure)}, {data})")
+        if rows:
+            self.insert_json(table, b"\n".join(map(orjson.dumps, rows)) + b"\n")
 
 
 def _literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _post_rows(web: str, table: str, data: bytes, timeout: float = 60.0) -> None:
+    from supplymon.runner import RunError
+
+    request = urllib.request.Request(f"{web}/assessment/rows?table={table}", data=data, method="POST",
+                                     headers={"Content-Type": "application/x-ndjson"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        raise RunError(f"the worker did not store the {table} rows: "
+                       f"{exc.read().decode(errors='replace').strip()}") from None
 
 
 def open_store(settings: Settings) -> StoreAccess:
@@ -89,12 +82,14 @@ def open_store(settings: Settings) -> StoreAccess:
 
     worker = running_worker(settings)
     if worker:
-        return StoreAccess(lambda sql, fmt: http_query(worker["web"], sql, fmt))
+        web = worker["web"]
+        return StoreAccess(lambda sql, fmt: http_query(web, sql, fmt),
+                           lambda table, data: _post_rows(web, table, data))
     if settings.clickhouse_url is None and not settings.chdb_path.exists():
         raise AssessError(f"no data in {settings.data_dir} (run a replay or the demo first)")
     store = Store(settings)
     store.migrate()
-    return StoreAccess(store.query, store.close)
+    return StoreAccess(store.query, store.insert_json, store.close)
 
 
 # --- inputs ------------------------------------------------------------------------
@@ -213,8 +208,8 @@ SELECT distributor_id, toString(toStartOfMonth(ordered_at)) AS month, count() AS
     countIf(grassroots = 1 AND on_time = 1) AS grassroots_on_time_orders
 FROM {db}.order_facts FINAL WHERE {where} GROUP BY distributor_id, month ORDER BY distributor_id, month"""
 
-# Human-read formats (Pretty*, Markdown) show the verdict columns only, as a table
-# (ClickHouse would turn a wide one with few rows vertical).
+# Human-read formats (Pretty*, Markdown) show the verdict columns only: a narrow
+# table (ClickHouse prints a table 250 or more characters wide with few rows vertically).
 HUMAN_ASSESSMENT_COLUMNS = "distributor_id, distributor_name, verdict, score, grassroots_delivery_rate, orders, reasons_text"
 ASSESSMENT_COLUMNS = (
     "distributor_id, distributor_name, score, grassroots_delivery_rate, orders, verdict, reasons, reasons_text, "
@@ -287,15 +282,11 @@ def _human(fmt: str) -> bool:
     return fmt.startswith("Pretty") or fmt == "Markdown"
 
 
-def _settings(fmt: str) -> str:
-    return " SETTINGS output_format_pretty_fallback_to_vertical = 0" if _human(fmt) else ""
-
-
 def print_assessment(store: StoreAccess, run: AssessmentRun, fmt: str, out) -> None:
     columns = HUMAN_ASSESSMENT_COLUMNS if _human(fmt) else ASSESSMENT_COLUMNS
     sql = (f"SELECT {columns} FROM {DATABASE}.distributor_assessment FINAL "
            f"WHERE period_from = '{run.period_from}' AND period_to = '{run.period_to}' "
-           f"AND region_code = {_literal(run.region)} ORDER BY {VERDICT_ORDER}, score, distributor_id{_settings(fmt)}")
+           f"AND region_code = {_literal(run.region)} ORDER BY {VERDICT_ORDER}, score, distributor_id")
     out.write(store.raw(sql, fmt))
     out.flush()
 
@@ -389,7 +380,7 @@ def run_vbp(store: StoreAccess, rules: AssessmentRules, month: str, region: str 
 
 def print_vbp(store: StoreAccess, run: VbpRun, fmt: str, out) -> None:
     sql = (f"SELECT {VBP_COLUMNS} FROM {DATABASE}.vbp_monthly FINAL WHERE month = '{run.month}' "
-           f"AND region_code = {_literal(run.region)} ORDER BY behind_schedule DESC, vbp_amount_share, institution_id{_settings(fmt)}")
+           f"AND region_code = {_literal(run.region)} ORDER BY behind_schedule DESC, vbp_amount_share, institution_id")
     out.write(store.raw(sql, fmt))
     out.flush()
 

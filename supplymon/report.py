@@ -92,8 +92,11 @@ def _svg(width: int, height: int, body: Iterable[str], label: str) -> Markup:
                   + "".join(body) + "</svg>")
 
 
-def bar_chart(items: Sequence[tuple[str, float | None]], lines: Sequence[float], label: str) -> Markup:
-    """Horizontal bars of rates (0-1), one per item, with vertical reference lines."""
+def bar_chart(items: Sequence[tuple[str, float | None]], lines: Sequence[float], label: str,
+              targets: Sequence[tuple[float, bool]] | None = None) -> Markup:
+    """Horizontal bars of rates (0-1), one per item, with vertical reference lines; with
+    `targets` ((target, short of it) per item), each bar's own target is ticked and a
+    bar short of it drawn red."""
     left, width, row = 190, 420, 20
     top = 22
     height = top + row * max(1, len(items)) + 8
@@ -110,6 +113,11 @@ def bar_chart(items: Sequence[tuple[str, float | None]], lines: Sequence[float],
             continue
         low = min((line for line in lines if value < line), default=None)
         css = "bar" if low is None else ("bar warn" if low == max(lines) else "bar bad")
+        if targets is not None:
+            target, short = targets[n]
+            x = left + width * min(1.0, target)
+            body.append(f'<line x1="{x:.1f}" y1="{y + 1}" x2="{x:.1f}" y2="{y + row - 1}" class="target"/>')
+            css = "bar bad" if short else "bar"
         body.append(f'<rect x="{left}" y="{y + 3}" width="{width * float(value):.1f}" height="{row - 6}" class="{css}"/>'
                     f'<text x="{left + width * float(value) + 4:.1f}" y="{y + 13}" class="value">{value:.1%}</text>')
     return _svg(left + width + 60, height, body, label)
@@ -185,7 +193,7 @@ h3.pass { color: #1e6b33; }
 .bar { fill: #2a7fbf; } .bar.warn { fill: #e0a21b; } .bar.bad { fill: #c8412f; }
 .ref { stroke: #b3261e; stroke-dasharray: 4 3; stroke-width: 1; }
 .axis { font-size: 11px; fill: #555; } .label { font-size: 12px; fill: #222; } .value { font-size: 11px; fill: #222; }
-.axisline { stroke: #888; }
+.axisline { stroke: #888; } .target { stroke: #222; stroke-width: 2; }
 .trend { fill: none; stroke: #2a7fbf; stroke-width: 2; } circle.trend { fill: #2a7fbf; }
 .trend.grassroots { stroke: #1e6b33; stroke-dasharray: 5 2; } circle.trend.grassroots { fill: #1e6b33; }
 .grid { display: flex; flex-wrap: wrap; gap: 10px; } .card { border: 1px solid #ddd; padding: 6px; }
@@ -317,7 +325,10 @@ def vbp_html(run) -> str:
                  bar_chart([(r["institution_id"], r["vbp_quantity_share"]) for r in shares], (), "VBP quantity share")),
         _section("约定采购量完成进度", "Purchase progress against agreed volumes",
                  bar_chart([(f"{p['institution_id']} {p['product_id']}", min(1.0, p["progress"]))
-                            for p in run.progress], (), "purchase progress"),
+                            for p in run.progress], (), "purchase progress",
+                           targets=[(p["expected_progress"] * run.rules.vbp_schedule_ratio, p["behind_schedule"])
+                                    for p in run.progress]),
+                 Markup('<p class="note">黑色竖线: 序时进度 (black tick: the time-proportional target)</p>'),
                  table(run.progress, PROGRESS_COLUMNS)),
         _section("各医疗机构明细", "All institutions", table(run.institutions, INSTITUTION_COLUMNS)),
     ]

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -150,5 +151,12 @@ def test_assess_goes_through_a_running_worker(replayed, tmp_path):
                                "SELECT count() AS n FROM supplymon.distributor_assessment FINAL "
                                "WHERE period_to = '2026-03-15'")
             assert stored.returncode == 0 and orjson.loads(stored.stdout) == {"n": 4}
+            # The write path takes POSTed rows of the assessment tables only.
+            for method, table, status in (("GET", "distributor_assessment", 405), ("POST", "order_facts", 400)):
+                request = urllib.request.Request(f"http://127.0.0.1:{web}/assessment/rows?table={table}",
+                                                 data=b"{}" if method == "POST" else None, method=method)
+                with pytest.raises(urllib.error.HTTPError) as refused:
+                    urllib.request.urlopen(request, timeout=10)
+                assert refused.value.code == status
         finally:
             worker.stop()
