@@ -72,7 +72,7 @@ def _post_rows(web: str, table: str, data: bytes, timeout: float = 60.0) -> None
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
     except urllib.error.HTTPError as exc:
-        raise RunError(f"the worker did not store the {table} rows: "
+        raise RunError(f"工作进程未能保存考核结果 / the worker did not store the {table} rows: "
                        f"{exc.read().decode(errors='replace').strip()}") from None
 
 
@@ -86,7 +86,7 @@ def open_store(settings: Settings) -> StoreAccess:
         return StoreAccess(lambda sql, fmt: http_query(web, sql, fmt),
                            lambda table, data: _post_rows(web, table, data))
     if settings.clickhouse_url is None and not settings.chdb_path.exists():
-        raise AssessError(f"no data in {settings.data_dir} (run a replay or the demo first)")
+        raise AssessError(f"{settings.data_dir} 中没有数据 / no data in {settings.data_dir} (run a replay or the demo first)")
     store = Store(settings)
     store.migrate()
     return StoreAccess(store.query, store.insert_json, store.close)
@@ -98,7 +98,7 @@ def parse_day(text: str, what: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise AssessError(f"{what} must be a date like 2025-07-01, got {text!r}") from None
+        raise AssessError(f"日期格式错误 / {what} must be a date like 2025-07-01, got {text!r}") from None
 
 
 def region_prefix(code: str | None) -> str:
@@ -106,7 +106,7 @@ def region_prefix(code: str | None) -> str:
     if not code:
         return ""
     if not re.fullmatch(r"\d{6}", code):
-        raise AssessError(f"--region must be a 6-digit division code like 150400, got {code!r}")
+        raise AssessError(f"区划代码应为 6 位数字 / --region must be a 6-digit division code like 150400, got {code!r}")
     prefix = code
     while prefix.endswith("00") and len(prefix) > 2:
         prefix = prefix[:-2]
@@ -128,13 +128,13 @@ def _read_csv(path: Path, what: str, aliases: dict[str, tuple[str, ...]], requir
             missing = [n for n in required if n not in mapping]
             if missing:
                 raise AssessError(
-                    f"{what} {path}: missing column(s) {', '.join(missing)} "
+                    f"文件缺少列 / {what} {path}: missing column(s) {', '.join(missing)} "
                     f"(found: {', '.join(header) or 'none'}; see README)")
             return [{name: (row.get(col) or "").strip() for name, col in mapping.items()} for row in reader]
     except FileNotFoundError:
-        raise AssessError(f"{what} {path} does not exist") from None
+        raise AssessError(f"文件不存在 / {what} {path} does not exist") from None
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise AssessError(f"{what} {path} is not a UTF-8 CSV file: {exc}") from None
+        raise AssessError(f"文件不是 UTF-8 CSV / {what} {path} is not a UTF-8 CSV file: {exc}") from None
 
 
 REGISTRY_COLUMNS = {"distributor_id": ("配送企业编码", "企业编码"), "distributor_name": ("配送企业名称", "企业名称"),
@@ -147,7 +147,7 @@ def read_registry(path: Path, prefix: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for n, row in enumerate(_read_csv(path, "registry", REGISTRY_COLUMNS, ["distributor_id"]), start=2):
         if not row["distributor_id"]:
-            raise AssessError(f"registry {path} line {n}: empty distributor_id")
+            raise AssessError(f"配送企业编码为空 / registry {path} line {n}: empty distributor_id")
         if prefix and row.get("region_code") and not row["region_code"].startswith(prefix):
             continue
         out[row["distributor_id"]] = row.get("distributor_name", "")
@@ -156,24 +156,29 @@ def read_registry(path: Path, prefix: str) -> dict[str, str]:
 
 AGREED_COLUMNS = {"institution_id": ("医疗机构编码", "机构编码"), "product_id": ("产品编码", "药品编码"),
                   "agreed_quantity": ("约定采购量",), "period_from": ("开始日期", "执行开始"),
-                  "period_to": ("结束日期", "执行结束")}
+                  "period_to": ("结束日期", "执行结束"), "region_code": ("区划代码", "地区编码")}
+AGREED_REQUIRED = ("institution_id", "product_id", "agreed_quantity", "period_from", "period_to")
 
 
-def read_agreements(path: Path) -> list[Agreement]:
+def read_agreements(path: Path, prefix: str) -> list[Agreement]:
+    """The agreed volumes (those of other regions left out when the file has a region
+    column and --region is given)."""
     out = []
-    for n, row in enumerate(_read_csv(path, "agreed-volume file", AGREED_COLUMNS, AGREED_COLUMNS), start=2):
+    for n, row in enumerate(_read_csv(path, "agreed-volume file", AGREED_COLUMNS, AGREED_REQUIRED), start=2):
+        if prefix and row.get("region_code") and not row["region_code"].startswith(prefix):
+            continue
         where = f"agreed-volume file {path} line {n}"
         try:
             quantity = int(row["agreed_quantity"])
         except ValueError:
-            raise AssessError(f"{where}: agreed_quantity must be a whole number, got {row['agreed_quantity']!r}") from None
+            raise AssessError(f"约定采购量应为整数 / {where}: agreed_quantity must be a whole number, got {row['agreed_quantity']!r}") from None
         if quantity <= 0:
-            raise AssessError(f"{where}: agreed_quantity must be positive, got {quantity}")
+            raise AssessError(f"约定采购量应大于 0 / {where}: agreed_quantity must be positive, got {quantity}")
         if not row["institution_id"] or not row["product_id"]:
-            raise AssessError(f"{where}: empty institution_id or product_id")
+            raise AssessError(f"医疗机构或产品编码为空 / {where}: empty institution_id or product_id")
         start, end = parse_day(row["period_from"], f"{where}: period_from"), parse_day(row["period_to"], f"{where}: period_to")
         if end < start:
-            raise AssessError(f"{where}: period_to {end} is before period_from {start}")
+            raise AssessError(f"协议结束早于开始 / {where}: period_to {end} is before period_from {start}")
         out.append(Agreement(row["institution_id"], row["product_id"], quantity, start, end))
     return out
 
@@ -329,7 +334,7 @@ def run_vbp(store: StoreAccess, rules: AssessmentRules, month: str, region: str 
     try:
         first, last = month_bounds(month)
     except ValueError as exc:
-        raise AssessError(f"--month: {exc}") from None
+        raise AssessError(f"月份格式错误 / --month: {exc}") from None
     prefix = region_prefix(region)
     shares = {r["institution_id"]: r for r in store.rows(
         SHARES_SQL.format(db=DATABASE, where=_period_filter(first, last, prefix)))}
@@ -390,12 +395,12 @@ def print_vbp(store: StoreAccess, run: VbpRun, fmt: str, out) -> None:
 def command(settings: Settings, args) -> int:
     rules = settings.rules.assessment
     if args.format not in FORMATS:
-        raise AssessError(f"--format must be one of {', '.join(FORMATS)}, got {args.format!r}")
+        raise AssessError(f"不支持的输出格式 / --format must be one of {', '.join(FORMATS)}, got {args.format!r}")
     out = sys.stdout.buffer
     if args.report == "vbp":
         if not args.month:
-            raise AssessError("assess vbp needs --month YYYY-MM")
-        agreements = read_agreements(args.agreed) if args.agreed else None
+            raise AssessError("请给出监测月份 / assess vbp needs --month YYYY-MM")
+        agreements = read_agreements(args.agreed, region_prefix(args.region)) if args.agreed else None
 
         def work(store: StoreAccess):
             run = run_vbp(store, rules, args.month, args.region, agreements)
@@ -405,10 +410,10 @@ def command(settings: Settings, args) -> int:
                          f"stored in {DATABASE}.vbp_monthly / vbp_progress")
     else:
         if not (args.date_from and args.date_to):
-            raise AssessError("assess needs --from DATE and --to DATE (e.g. --from 2024-07-01 --to 2025-06-30)")
+            raise AssessError("请给出考核期 / assess needs --from DATE and --to DATE (e.g. --from 2024-07-01 --to 2025-06-30)")
         start, end = parse_day(args.date_from, "--from"), parse_day(args.date_to, "--to")
         if end < start:
-            raise AssessError(f"--to {end} is before --from {start}")
+            raise AssessError(f"考核期结束早于开始 / --to {end} is before --from {start}")
         registry = read_registry(args.registry, region_prefix(args.region)) if args.registry else None
 
         def work(store: StoreAccess):
@@ -424,7 +429,7 @@ def command(settings: Settings, args) -> int:
     try:
         run, summary = work(store)
     except (ClickHouseError, OSError) as exc:  # the store's or the worker's error, said plainly
-        raise StoreError(f"the store could not run the assessment: {exc}") from None
+        raise StoreError(f"存储无法完成考核 / the store could not run the assessment: {exc}") from None
     finally:
         store.close()
     from supplymon.report import write_html, write_xlsx

@@ -168,12 +168,13 @@ def test_assess_on_an_empty_data_dir_says_so(tmp_path):
     assert result.returncode == 2 and "no data in" in result.stderr
 
 
-AGREED = ("医疗机构编码,产品编码,约定采购量,开始日期,结束日期\n"
-          "H-V1,P1,1200,2025-07-01,2026-06-30\n"  # 100 of 101.9 due by July's end: behind
-          "H-V1,P2,365,2025-06-01,2026-05-31\n"  # 50 (June) of 61 due: behind
-          "H-V2,P1,600,2025-07-01,2026-06-30\n"  # 60 of 50.96 due (the rejected 1000 not counted)
-          "H-V3,P2,100,2025-05-01,2026-04-30\n"  # 3rd month, nothing bought: behind, not started
-          "H-V4,P1,100,2026-01-01,2026-12-31\n")  # not yet in force in July 2025
+AGREED = ("医疗机构编码,产品编码,约定采购量,开始日期,结束日期,区划代码\n"
+          "H-V1,P1,1200,2025-07-01,2026-06-30,150402\n"  # 100 of 101.9 due by July's end: behind
+          "H-V1,P2,365,2025-06-01,2026-05-31,150402\n"  # 50 (June) of 61 due: behind
+          "H-V2,P1,600,2025-07-01,2026-06-30,150402\n"  # 60 of 50.96 due (the rejected 1000 not counted)
+          "H-V3,P2,100,2025-05-01,2026-04-30,150403\n"  # 3rd month, nothing bought: behind, not started
+          "H-V4,P1,100,2026-01-01,2026-12-31,150402\n"  # not yet in force in July 2025
+          "H-X,P1,100,2025-01-01,2025-12-31,360702\n")  # another city
 
 
 def test_monthly_vbp_report_against_an_agreed_volume_file(store_dir, tmp_path):

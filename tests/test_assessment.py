@@ -107,6 +107,7 @@ def test_rules_file_assessment_section(tmp_path):
     assert rules.weights["on_time"] == 50 and rules.weights["alerts"] == 0 and rules.weights["fill"] == 15
     assert rules.low_score_good_grassroots == "pass" and rules.alert_kinds == ("delivery_overdue",)
     assert Rules.load().assessment == AssessmentRules()  # the shipped file says the defaults
+    hash(Rules.load())  # settings stay hashable
     for bad, message in (("weight_speed = 3", "unknown key assessment.weight_speed"),
                          ("weight_fill = -1", "weight of fill"),
                          ("revoke_grassroots_below = 90", "fraction"),

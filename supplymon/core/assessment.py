@@ -48,7 +48,8 @@ class AssessmentRuleError(ValueError):
 
 @dataclass(frozen=True)
 class AssessmentRules:
-    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    # Not hashed (a dict), so that the settings holding these rules stay hashable.
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS), hash=False)
     # Alerts per 100 orders at which the alerts component gives no points (linear from 0).
     alerts_per_100_for_zero: float = 20.0
     alert_kinds: tuple[str, ...] = DEFAULT_ALERT_KINDS
