@@ -111,6 +111,7 @@ def test_rules_file_assessment_section(tmp_path):
     for bad, message in (("weight_speed = 3", "unknown key assessment.weight_speed"),
                          ("weight_fill = -1", "weight of fill"),
                          ("revoke_grassroots_below = 90", "fraction"),
+                         ('alert_kinds = "delivery_overdue"', "alert_kinds must be a list"),
                          ('low_score_good_grassroots = "maybe"', "low_score_good_grassroots")):
         path.write_text(f"[assessment]\n{bad}\n")
         with pytest.raises(ConfigError, match=message):

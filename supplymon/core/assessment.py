@@ -95,8 +95,12 @@ class AssessmentRules:
         for key, value in body.items():
             if key.startswith("weight_") and key[7:] in COMPONENTS:
                 weights[key[7:]] = value
+            elif key == "alert_kinds":
+                if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+                    raise AssessmentRuleError(f"alert_kinds must be a list of alert kinds, got {value!r}")
+                values[key] = tuple(value)
             elif key in names:
-                values[key] = tuple(value) if key == "alert_kinds" else value
+                values[key] = value
             else:
                 raise AssessmentRuleError(f"unknown key assessment.{key}")
         return cls(weights=weights, **values)
