@@ -11,6 +11,7 @@ worker's /sql endpoint, like `supplymon sql`.
 from __future__ import annotations
 
 import csv
+import os
 import re
 import sys
 import time
@@ -63,11 +64,24 @@ def _literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _post_rows(web: str, table: str, data: bytes, timeout: float = 60.0) -> None:
+def _worker_token(settings: Settings) -> str | None:
+    """The worker's web token, when it has one: SUPPLYMON_WEB_TOKEN, or the token file
+    a worker writes in its data dir."""
+    token = os.environ.get("SUPPLYMON_WEB_TOKEN")
+    if token:
+        return token
+    try:
+        return (settings.data_dir / "web-token").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _post_rows(web: str, token: str | None, table: str, data: bytes, timeout: float = 60.0) -> None:
     from supplymon.runner import RunError
 
+    headers = {"Content-Type": "application/x-ndjson", **({"X-Supplymon-Token": token} if token else {})}
     request = urllib.request.Request(f"{web}/assessment/rows?table={table}", data=data, method="POST",
-                                     headers={"Content-Type": "application/x-ndjson"})
+                                     headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
@@ -82,9 +96,9 @@ def open_store(settings: Settings) -> StoreAccess:
 
     worker = running_worker(settings)
     if worker:
-        web = worker["web"]
+        web, token = worker["web"], _worker_token(settings)
         return StoreAccess(lambda sql, fmt: http_query(web, sql, fmt),
-                           lambda table, data: _post_rows(web, table, data))
+                           lambda table, data: _post_rows(web, token, table, data))
     if settings.clickhouse_url is None and not settings.chdb_path.exists():
         raise AssessError(f"{settings.data_dir} 中没有数据 / no data in {settings.data_dir} (run a replay or the demo first)")
     store = Store(settings)

@@ -57,6 +57,15 @@ def _vbp_facts() -> list[dict]:
     ]
 
 
+@pytest.fixture
+def workdir():
+    """A private temporary directory (pytest's tmp_path lives under a directory that
+    concurrent pytest sessions of the same user clean up)."""
+    path = Path(tempfile.mkdtemp(prefix="supplymon-assess-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def store_dir():
     # Not tmp_path_factory: with the project's retention policy "none" pytest removes
@@ -156,15 +165,15 @@ def test_bad_input_is_refused_clearly(store_dir, args, message):
     assert "Traceback" not in result.stderr
 
 
-def test_registry_without_the_id_column_is_refused(store_dir, tmp_path):
-    registry = tmp_path / "r.csv"
+def test_registry_without_the_id_column_is_refused(store_dir, workdir):
+    registry = workdir / "r.csv"
     registry.write_text("name\n甲\n", encoding="utf-8")
     result = _assess(store_dir, *PERIOD, "--registry", str(registry))
     assert result.returncode == 2 and "missing column(s) distributor_id" in result.stderr
 
 
-def test_assess_on_an_empty_data_dir_says_so(tmp_path):
-    result = supplymon("assess", *PERIOD, "--data-dir", str(tmp_path / "none"))
+def test_assess_on_an_empty_data_dir_says_so(workdir):
+    result = supplymon("assess", *PERIOD, "--data-dir", str(workdir / "none"))
     assert result.returncode == 2 and "no data in" in result.stderr
 
 
@@ -177,10 +186,10 @@ AGREED = ("医疗机构编码,产品编码,约定采购量,开始日期,结束�
           "H-X,P1,100,2025-01-01,2025-12-31,360702\n")  # another city
 
 
-def test_monthly_vbp_report_against_an_agreed_volume_file(store_dir, tmp_path):
-    agreed = tmp_path / "agreed.csv"
+def test_monthly_vbp_report_against_an_agreed_volume_file(store_dir, workdir):
+    agreed = workdir / "agreed.csv"
     agreed.write_text(AGREED, encoding="utf-8")
-    html, xlsx = tmp_path / "vbp.html", tmp_path / "vbp.xlsx"
+    html, xlsx = workdir / "vbp.html", workdir / "vbp.xlsx"
     result = _assess(store_dir, "vbp", "--month", "2025-07", "--region", "150400", "--agreed", str(agreed),
                      "--format", "JSONEachRow", "--html", str(html), "--xlsx", str(xlsx))
     rows = _json(result)
@@ -207,12 +216,12 @@ def test_monthly_vbp_report_against_an_agreed_volume_file(store_dir, tmp_path):
     assert sheet.max_row == 5 and sheet["A1"].value == "医疗机构 Institution"
     page = html.read_text(encoding="utf-8")
     assert "进度滞后的医疗机构" in page and "H-V3" in page
-    problems = inspect_page(html, artifacts_dir() / "assess-vbp-report.png", tmp_path / "profile")
+    problems = inspect_page(html, artifacts_dir() / "assess-vbp-report.png", workdir / "profile")
     assert problems == []
 
 
-def test_html_report_opens_in_chromium_without_errors(store_dir, tmp_path):
-    html, xlsx = tmp_path / "report.html", tmp_path / "report.xlsx"
+def test_html_report_opens_in_chromium_without_errors(store_dir, workdir):
+    html, xlsx = workdir / "report.html", workdir / "report.xlsx"
     result = _assess(store_dir, *PERIOD, "--region", "150400", "--registry", str(store_dir / "registry.csv"),
                      "--html", str(html), "--xlsx", str(xlsx))
     assert result.returncode == 0, result.stderr
@@ -228,7 +237,7 @@ def test_html_report_opens_in_chromium_without_errors(store_dir, tmp_path):
     assert page.count(">70%</text>") == 2 and page.count(">90%</text>") == 2
     assert page.count('class="card"') == 6  # one trend per distributor
     screenshot = artifacts_dir() / "assess-report.png"
-    problems = inspect_page(html, screenshot, tmp_path / "profile")
+    problems = inspect_page(html, screenshot, workdir / "profile")
     assert problems == []
     assert screenshot.stat().st_size > 20_000
     book = load_workbook(xlsx)
@@ -240,12 +249,12 @@ def test_html_report_opens_in_chromium_without_errors(store_dir, tmp_path):
     assert scores["D-RECT"] == 73 and scores["D-NONE"] is None
 
 
-def test_the_browser_check_catches_a_broken_page(tmp_path):
+def test_the_browser_check_catches_a_broken_page(workdir):
     """The check above would see errors: a page with one of each kind fails it."""
-    page = tmp_path / "bad.html"
+    page = workdir / "bad.html"
     page.write_text('<html><body><script>console.error("boom"); missing();</script>'
                     '<img src="absent.png"></body></html>')
-    problems = inspect_page(page, tmp_path / "bad.png", tmp_path / "profile")
+    problems = inspect_page(page, workdir / "bad.png", workdir / "profile")
     assert any("boom" in p for p in problems)
     assert any("missing is not defined" in p for p in problems)
     assert any("absent.png" in p for p in problems)

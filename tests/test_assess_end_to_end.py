@@ -82,6 +82,15 @@ def build(path: Path) -> None:
     h.write(path, START + timedelta(days=16))
 
 
+@pytest.fixture
+def workdir():
+    """A private temporary directory (pytest's tmp_path lives under a directory that
+    concurrent pytest sessions of the same user clean up)."""
+    path = Path(tempfile.mkdtemp(prefix="supplymon-assess-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def replayed():
     # Not tmp_path_factory: the project's retention policy removes those after each test.
@@ -123,7 +132,7 @@ def _get(url: str) -> bool:
         return response.status == 200
 
 
-def test_assess_goes_through_a_running_worker(replayed, tmp_path):
+def test_assess_goes_through_a_running_worker(replayed, workdir):
     """While a worker holds the embedded store, assess reads and writes through its /sql."""
     data = replayed / "data"
     with EmbeddedBroker() as broker:
@@ -131,7 +140,7 @@ def test_assess_goes_through_a_running_worker(replayed, tmp_path):
         env = {**os.environ, "SUPPLYMON_KAFKA": broker.url, "SUPPLYMON_DATA_DIR": str(data),
                "SUPPLYMON_WEB_PORT": str(web), "SUPPLYMON_LIVE_TICK_SECONDS": "0",
                "SUPPLYMON_GROUP_TIMEOUT_SECONDS": str(EMBEDDED_GROUP_TIMEOUT)}
-        worker = Worker(env, tmp_path / "worker.log")
+        worker = Worker(env, workdir / "worker.log")
         try:
             deadline = time.monotonic() + 120
             while True:
@@ -141,7 +150,7 @@ def test_assess_goes_through_a_running_worker(replayed, tmp_path):
                         break
                 except OSError:
                     pass
-                assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, (workdir / "worker.log").read_text()[-3000:]
                 time.sleep(0.3)
             result = supplymon("assess", "--from", "2026-03-01", "--to", "2026-03-15", "--registry",
                                str(replayed / "registry.csv"), "--format", "JSONEachRow", "--data-dir", str(data))
