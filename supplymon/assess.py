@@ -216,9 +216,13 @@ SELECT distributor_id, count() AS orders, countIf(on_time IS NOT NULL) AS settle
     countIf(grassroots = 1 AND on_time = 1) AS grassroots_on_time_orders
 FROM {db}.order_facts FINAL WHERE {where} GROUP BY distributor_id"""
 
+# An order's alerts count in the period its order was placed in (as the order does);
+# a distributor's own alerts (low_delivery_rate, ...) by when they were raised.
 ALERTS_SQL = """
 SELECT distributor_id, count() AS alerts FROM {db}.alerts FINAL
-WHERE distributor_id != '' AND kind IN ({kinds}) AND {where} GROUP BY distributor_id"""
+WHERE distributor_id != '' AND kind IN ({kinds})
+    AND if(order_id != '', order_id IN (SELECT order_id FROM {db}.order_facts FINAL WHERE {where}), {raised_where})
+GROUP BY distributor_id"""
 
 TREND_SQL = """
 SELECT distributor_id, toString(toStartOfMonth(ordered_at)) AS month, count() AS orders,
@@ -252,11 +256,11 @@ def run_assessment(store: StoreAccess, rules: AssessmentRules, start: date, end:
     where = _period_filter(start, end, prefix)
     counts = {r["distributor_id"]: r for r in store.rows(COUNTS_SQL.format(db=DATABASE, where=where))}
     kinds = ", ".join(_literal(k) for k in rules.alert_kinds) or "''"
-    alert_where = _period_filter(start, end, "", "raised_at")
-    if prefix:  # distributor-level alerts carry no region; order-level ones do
-        alert_where += f" AND (region_code = '' OR startsWith(region_code, '{prefix}'))"
+    raised_where = _period_filter(start, end, "", "raised_at")
+    if prefix:  # a distributor's own alerts carry no region
+        raised_where += f" AND (region_code = '' OR startsWith(region_code, '{prefix}'))"
     alerts = {r["distributor_id"]: int(r["alerts"]) for r in store.rows(
-        ALERTS_SQL.format(db=DATABASE, kinds=kinds, where=alert_where))}
+        ALERTS_SQL.format(db=DATABASE, kinds=kinds, where=where, raised_where=raised_where))}
     facts = {d: DistributorCounts(d, **{k: int(v) for k, v in r.items() if k != "distributor_id"},
                                   alerts=alerts.get(d, 0)) for d, r in counts.items()}
     names = registry or {}

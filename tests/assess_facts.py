@@ -33,12 +33,14 @@ def fact(order_id: str, distributor_id: str, day: int, *, on_time: int | None = 
     }
 
 
-def alert(alert_id: str, distributor_id: str, day: int, kind: str = "delivery_overdue") -> dict:
+def alert(alert_id: str, distributor_id: str, day: int, kind: str = "delivery_overdue", order_id: str = "") -> dict:
+    """An alert raised on `day` (+24 h): of an order when `order_id` is given, else of the distributor."""
     return {
-        "alert_id": alert_id, "kind": kind, "severity": "warning", "subject_type": "order", "order_id": alert_id,
-        "distributor_id": distributor_id, "institution_id": "", "product_id": "", "region_code": "150402",
-        "raised_at": START + timedelta(days=day, hours=24), "resolved_at": None, "message": "", "details": {},
-        "version": 1,
+        "alert_id": alert_id, "kind": kind, "severity": "warning",
+        "subject_type": "order" if order_id else "distributor", "order_id": order_id,
+        "distributor_id": distributor_id, "institution_id": "", "product_id": "",
+        "region_code": "150402" if order_id else "", "raised_at": START + timedelta(days=day, hours=24),
+        "resolved_at": None, "message": "", "details": {}, "version": 1,
     }
 
 

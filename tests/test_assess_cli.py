@@ -29,8 +29,8 @@ def _facts() -> tuple[list[dict], list[dict]]:
     # D-RECT: 10 grassroots orders, 4 late (60 %), one delivery_overdue alert (10 per
     # 100 orders): 35x0.6 + 20 + 15 + 20x0.6 + 10x0.5 = 73 -> rectify.
     facts += [fact(f"RECT-{i}", "D-RECT", i, on_time=0 if i < 4 else 1, grassroots=True) for i in range(10)]
-    # D-REVOKE: never answered, never delivered, half grassroots: only the alert points
-    # (10 of the 85 measurable) -> 11.8 -> revoke.
+    # D-REVOKE: never answered, never delivered, half grassroots; one alert of its own
+    # (10 per 100 orders): half the alert points, 5 of the 85 measurable -> 5.9 -> revoke.
     facts += [fact(f"REV-{i}", "D-REVOKE", i, on_time=0, response_hours=None, grassroots=i % 2 == 0)
               for i in range(10)]
     # D-SILENT: grassroots orders all on time, but answered after 30 h with 1 unit in 10
@@ -38,8 +38,11 @@ def _facts() -> tuple[list[dict], list[dict]]:
     facts += [fact(f"SIL-{i}", "D-SILENT", i, grassroots=True, response_hours=30, confirmed=1) for i in range(10)]
     # D-OTHER: orders in another city only (for --region).
     facts += [fact(f"OTH-{i}", "D-OTHER", i, region_code="360702") for i in range(3)]
-    alerts = [alert("A-RECT", "D-RECT", 3), alert("A-PASS", "D-PASS", 2, "confirmation_late")]
-    alerts += [alert(f"A-SIL-{i}", "D-SILENT", i, "response_overdue") for i in range(3)]
+    alerts = [alert("A-RECT", "D-RECT", 3, order_id="RECT-3"),
+              alert("A-PASS", "D-PASS", 2, "confirmation_late", order_id="PASS-2"),  # not a service alert
+              alert("A-OLD", "D-PASS", 10, order_id="PASS-OLD"),  # raised in the period, its order before it
+              alert("A-REV", "D-REVOKE", 20, "low_delivery_rate")]  # the distributor's own, raised in the period
+    alerts += [alert(f"A-SIL-{i}", "D-SILENT", i, "response_overdue", order_id=f"SIL-{i}") for i in range(3)]
     return facts, alerts
 
 
@@ -100,7 +103,7 @@ def test_each_verdict_from_the_stored_facts(store_dir):
     assert got == {
         "D-PASS": ("pass", 100, ["meets_standard"]),
         "D-RECT": ("rectify", 73, ["grassroots_below_rectify"]),
-        "D-REVOKE": ("revoke", 11.8, ["low_score", "grassroots_below_revoke"]),
+        "D-REVOKE": ("revoke", 5.9, ["low_score", "grassroots_below_revoke"]),
         "D-SILENT": ("rectify", 56.5, ["low_score", "grassroots_at_least_revoke"]),
         "D-NONE": ("revoke", None, ["no_orders"]),
         # 3 of 4 on time, all answered in 2 h, 260 of 1260 units confirmed, no grassroots
@@ -109,6 +112,8 @@ def test_each_verdict_from_the_stored_facts(store_dir):
     }
     assert rows["D-VBP"]["registered"] == 0 and rows["D-PASS"]["registered"] == 1
     assert rows["D-RECT"]["grassroots_delivery_rate"] == 0.6 and rows["D-PASS"]["orders"] == 10
+    assert {d: rows[d]["alerts_per_100_orders"] for d in ("D-PASS", "D-RECT", "D-REVOKE", "D-SILENT")} == {
+        "D-PASS": 0, "D-RECT": 10, "D-REVOKE": 10, "D-SILENT": 30}
     assert rows["D-NONE"]["distributor_name"] == "戊配送" and rows["D-NONE"]["orders"] == 0
     assert "基层配送率 60.0% 低于 70.0%" in rows["D-RECT"]["reasons_text"]
     # Printed in verdict order: revoke first.
