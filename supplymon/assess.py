@@ -155,17 +155,38 @@ REGISTRY_COLUMNS = {"distributor_id": ("配送企业编码", "企业编码"), "d
                     "region_code": ("区划代码", "地区编码")}
 
 
-def read_registry(path: Path, prefix: str) -> dict[str, str]:
+def _registry(rows: Iterable[dict], prefix: str, source: str) -> dict[str, str]:
     """Distributors with delivery rights: id -> name (those of other regions left out
-    when the file has a region column and --region is given)."""
+    when the registry has a region column and --region is given)."""
     out: dict[str, str] = {}
-    for n, row in enumerate(_read_csv(path, "registry", REGISTRY_COLUMNS, ["distributor_id"]), start=2):
+    for n, row in enumerate(rows, start=1):
         if not row["distributor_id"]:
-            raise AssessError(f"配送企业编码为空 / registry {path} line {n}: empty distributor_id")
+            raise AssessError(f"配送企业编码为空 / registry {source} row {n}: empty distributor_id")
         if prefix and row.get("region_code") and not row["region_code"].startswith(prefix):
             continue
-        out[row["distributor_id"]] = row.get("distributor_name", "")
+        out[row["distributor_id"]] = row.get("distributor_name") or ""
     return out
+
+
+def read_registry(path: Path, prefix: str) -> dict[str, str]:
+    return _registry(_read_csv(path, "registry", REGISTRY_COLUMNS, ["distributor_id"]), prefix, str(path))
+
+
+def read_registry_table(store: StoreAccess, table: str, prefix: str) -> dict[str, str]:
+    """The registry kept as a table of the store (`--registry table:db.name`), with the
+    CSV's column names."""
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)?", table):
+        raise AssessError(f"表名格式错误 / --registry table:NAME wants a table name like supplymon.registry, got {table!r}")
+    database, _, name = table.rpartition(".")
+    database = database or DATABASE
+    columns = {r["name"] for r in store.rows(
+        f"SELECT name FROM system.columns WHERE database = {_literal(database)} AND table = {_literal(name)}")}
+    if "distributor_id" not in columns:
+        raise AssessError(f"登记表不存在或缺少 distributor_id 列 / registry table {database}.{name} does not exist "
+                          f"or has no distributor_id column")
+    wanted = [c for c in REGISTRY_COLUMNS if c in columns]
+    rows = store.rows(f"SELECT {', '.join(f'toString({c}) AS {c}' for c in wanted)} FROM {database}.{name}")
+    return _registry(rows, prefix, f"{database}.{name}")
 
 
 AGREED_COLUMNS = {"institution_id": ("医疗机构编码", "机构编码"), "product_id": ("产品编码", "药品编码"),
@@ -432,10 +453,13 @@ def command(settings: Settings, args) -> int:
         start, end = parse_day(args.date_from, "--from"), parse_day(args.date_to, "--to")
         if end < start:
             raise AssessError(f"考核期结束早于开始 / --to {end} is before --from {start}")
-        registry = read_registry(args.registry, region_prefix(args.region)) if args.registry else None
+        prefix = region_prefix(args.region)
+        table = args.registry[len("table:"):] if args.registry and args.registry.startswith("table:") else None
+        registry = read_registry(Path(args.registry), prefix) if args.registry and not table else None
 
         def work(store: StoreAccess):
-            run = run_assessment(store, rules, start, end, args.region, registry)
+            listed = read_registry_table(store, table, prefix) if table else registry
+            run = run_assessment(store, rules, start, end, args.region, listed)
             print_assessment(store, run, args.format, out)
             counts = {v: sum(r["verdict"] == v for r in run.rows) for v in ("revoke", "rectify", "pass")}
             return run, (f"{len(run.rows)} 家配送企业 distributors: 取消资格 revoke {counts['revoke']}, "

@@ -56,9 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="date_to", help="last day of the period, included")
     p.add_argument("--month", help="vbp: the month to monitor (YYYY-MM)")
     p.add_argument("--region", help="only orders of this division code (150400: the whole city)")
-    p.add_argument("--registry", type=Path,
-                   help="CSV of distributors with delivery rights (distributor_id[,distributor_name,region_code]); "
-                        "default: those seen in the facts")
+    p.add_argument("--registry",
+                   help="distributors with delivery rights: a CSV (distributor_id[,distributor_name,region_code]) "
+                        "or table:DB.NAME, a table of the store with those columns; default: those seen in the facts")
     p.add_argument("--agreed", type=Path,
                    help="vbp: CSV of agreed volumes (institution_id,product_id,agreed_quantity,period_from,period_to)")
     p.add_argument("--format", default="PrettyCompact", help="a ClickHouse output format (default PrettyCompact)")

@@ -13,6 +13,8 @@ import orjson
 import pytest
 from openpyxl import load_workbook
 
+from supplymon.settings import Settings
+from supplymon.store import Store
 from tests.assess_facts import alert, fact, write_store
 from tests.chromium import artifacts_dir, inspect_page
 from tests.conftest import sql_rows, supplymon
@@ -142,6 +144,22 @@ def test_a_rerun_replaces_the_period_rows(store_dir):
     stored = sql_rows(store_dir / "data", "SELECT distributor_id FROM supplymon.distributor_assessment FINAL "
                                           "WHERE period_from = '2025-07-01' AND region_code = '' ORDER BY distributor_id")
     assert [r["distributor_id"] for r in stored] == ["D-OTHER", "D-PASS", "D-RECT", "D-REVOKE", "D-SILENT", "D-VBP"]
+
+
+def test_registry_as_a_table_of_the_store(store_dir):
+    store = Store(Settings(data_dir=store_dir / "data"))
+    try:
+        store.client.command("CREATE TABLE IF NOT EXISTS supplymon.registry_test (distributor_id String, "
+                             "distributor_name String) ENGINE = MergeTree ORDER BY distributor_id")
+        store.client.command("INSERT INTO supplymon.registry_test VALUES ('D-PASS', '甲医药'), ('D-LATE', '庚配送')")
+    finally:
+        store.close()
+    rows = _json(_assess(store_dir, "--from", "2025-07-01", "--to", "2025-07-31", "--registry",
+                         "table:supplymon.registry_test", "--format", "JSONEachRow"))
+    assert (rows["D-LATE"]["verdict"], rows["D-LATE"]["reasons"]) == ("revoke", ["no_orders"])
+    assert rows["D-PASS"]["distributor_name"] == "甲医药" and rows["D-RECT"]["registered"] == 0
+    missing = _assess(store_dir, *PERIOD, "--registry", "table:supplymon.nope")
+    assert missing.returncode == 2 and "does not exist or has no distributor_id column" in missing.stderr
 
 
 def test_output_formats(store_dir):
