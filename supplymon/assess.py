@@ -4,9 +4,9 @@ monitoring, on the stored facts.
 The shell around supplymon.core.assessment: aggregates `order_facts FINAL` and
 `alerts FINAL` in SQL, lets the core score and judge, stores the rows
 (`distributor_assessment`, `vbp_monthly`, `vbp_progress`) and prints them back in a
-ClickHouse format. The store is read directly (embedded chdb under the data dir, or
+ClickHouse format. The store is used directly (embedded chdb under the data dir, or
 the ClickHouse server) or, while a worker holds the embedded store, through the
-worker's /sql endpoint, like `supplymon sql`.
+worker: reads by its /sql, like `supplymon sql`, rows by its /assessment/rows.
 """
 from __future__ import annotations
 
@@ -285,8 +285,7 @@ def run_assessment(store: StoreAccess, rules: AssessmentRules, start: date, end:
     facts = {d: DistributorCounts(d, **{k: int(v) for k, v in r.items() if k != "distributor_id"},
                                   alerts=alerts.get(d, 0)) for d, r in counts.items()}
     names = registry or {}
-    assessed_at = datetime.now(SHANGHAI)
-    version = time.time_ns() // 1000
+    assessed_at, version = _run_stamp()
     rows = []
     for a in assess_all(facts, list(names), rules):
         rows.append({
@@ -299,7 +298,7 @@ def run_assessment(store: StoreAccess, rules: AssessmentRules, start: date, end:
             "alerts": a.alerts, "alerts_per_100_orders": a.alerts_per_100_orders,
             "alerts_component": a.components["alerts"], "score": a.score, "verdict": a.verdict,
             "reasons": list(a.reasons), "reasons_text": a.reasons_text,
-            "assessed_at": assessed_at.isoformat(sep=" ", timespec="milliseconds")[:23], "version": version,
+            "assessed_at": assessed_at, "version": version,
         })
     _replace_rows(store, "distributor_assessment", rows, version,
                   f"period_from = '{start}' AND period_to = '{end}' AND region_code = {_literal(region or '')}",
@@ -307,6 +306,12 @@ def run_assessment(store: StoreAccess, rules: AssessmentRules, start: date, end:
     trend = [{k: v if k in ("distributor_id", "month") else int(v) for k, v in r.items()}
              for r in store.rows(TREND_SQL.format(db=DATABASE, where=where))]
     return AssessmentRun(start, end, region or "", rows, trend, rules)
+
+
+def _run_stamp() -> tuple[str, int]:
+    """A run's `assessed_at` (Asia/Shanghai, as ClickHouse reads it) and its rows'
+    `version` (microseconds: a later run's rows replace an earlier one's)."""
+    return datetime.now(SHANGHAI).isoformat(sep=" ", timespec="milliseconds")[:23], time.time_ns() // 1000
 
 
 def _replace_rows(store: StoreAccess, table: str, rows: list[dict], version: int, scope: str,
@@ -391,8 +396,7 @@ def run_vbp(store: StoreAccess, rules: AssessmentRules, month: str, region: str 
             bought = sum(q for day, q in daily.get((a.institution_id, a.product_id), ())
                          if a.period_from <= day <= min(a.period_to, last))
             results.append(progress(a, bought, last, rules))
-    assessed_at = datetime.now(SHANGHAI).isoformat(sep=" ", timespec="milliseconds")[:23]
-    version = time.time_ns() // 1000
+    assessed_at, version = _run_stamp()
     base = {"month": first.isoformat(), "region_code": region or ""}
     progress_rows = [{
         **base, "institution_id": p.agreement.institution_id, "product_id": p.agreement.product_id,
@@ -401,10 +405,13 @@ def run_vbp(store: StoreAccess, rules: AssessmentRules, month: str, region: str 
         "progress": p.progress, "expected_progress": p.expected_progress,
         "behind_schedule": int(p.behind_schedule), "not_started": int(p.not_started),
         "assessed_at": assessed_at, "version": version} for p in results]
+    by_institution: dict[str, list[Progress]] = {}
+    for p in results:
+        by_institution.setdefault(p.agreement.institution_id, []).append(p)
     institution_rows = []
-    for inst in sorted(set(shares) | {p.agreement.institution_id for p in results}):
+    for inst in sorted(set(shares) | set(by_institution)):
         s = shares.get(inst, {})
-        mine = [p for p in results if p.agreement.institution_id == inst]
+        mine = by_institution.get(inst, [])
         quantity, vbp_quantity = int(s.get("total_quantity", 0)), int(s.get("vbp_quantity", 0))
         amount, vbp_amount = float(s.get("total_amount", 0.0)), float(s.get("vbp_amount", 0.0))
         behind = sum(p.behind_schedule for p in mine)
