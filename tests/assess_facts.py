@@ -2,8 +2,12 @@
 written straight into an embedded store (the scoring reads only these)."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from supplymon.settings import SHANGHAI, Settings
 from supplymon.store import Store
@@ -52,3 +56,14 @@ def write_store(data_dir: Path, facts: list[dict], alerts: list[dict] = ()) -> N
         store.insert("alerts", list(alerts))
     finally:
         store.close()
+
+
+@pytest.fixture
+def workdir():
+    """A private temporary directory. Not pytest's tmp_path (nor tmp_path_factory for
+    module-wide directories): concurrent pytest sessions of one user clean up each
+    other's base directory, and the retention policy "none" removes directories
+    between tests."""
+    path = Path(tempfile.mkdtemp(prefix="supplymon-assess-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

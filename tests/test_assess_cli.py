@@ -15,7 +15,7 @@ from openpyxl import load_workbook
 
 from supplymon.settings import Settings
 from supplymon.store import Store
-from tests.assess_facts import alert, fact, write_store
+from tests.assess_facts import alert, fact, workdir, write_store  # noqa: F401 (workdir: a fixture)
 from tests.chromium import artifacts_dir, inspect_page
 from tests.conftest import sql_rows, supplymon
 
@@ -62,20 +62,9 @@ def _vbp_facts() -> list[dict]:
     ]
 
 
-@pytest.fixture
-def workdir():
-    """A private temporary directory (pytest's tmp_path lives under a directory that
-    concurrent pytest sessions of the same user clean up)."""
-    path = Path(tempfile.mkdtemp(prefix="supplymon-assess-test-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def store_dir():
-    # Not tmp_path_factory: with the project's retention policy "none" pytest removes
-    # its directories after each test, and this store serves the whole module.
-    root = Path(tempfile.mkdtemp(prefix="supplymon-assess-"))
+    root = Path(tempfile.mkdtemp(prefix="supplymon-assess-"))  # for the module: see assess_facts.workdir
     facts, alerts = _facts()
     write_store(root / "data", facts + _vbp_facts(), alerts)
     (root / "registry.csv").write_text(

@@ -17,6 +17,7 @@ import pytest
 
 from supplymon.embedded import EmbeddedBroker, free_port
 from supplymon.settings import EMBEDDED_GROUP_TIMEOUT, SHANGHAI
+from tests.assess_facts import workdir  # noqa: F401 (a fixture)
 from tests.conftest import supplymon
 from tests.test_end_to_end import Worker
 
@@ -82,19 +83,9 @@ def build(path: Path) -> None:
     h.write(path, START + timedelta(days=16))
 
 
-@pytest.fixture
-def workdir():
-    """A private temporary directory (pytest's tmp_path lives under a directory that
-    concurrent pytest sessions of the same user clean up)."""
-    path = Path(tempfile.mkdtemp(prefix="supplymon-assess-test-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def replayed():
-    # Not tmp_path_factory: the project's retention policy removes those after each test.
-    root = Path(tempfile.mkdtemp(prefix="supplymon-assess-e2e-"))
+    root = Path(tempfile.mkdtemp(prefix="supplymon-assess-e2e-"))  # for the module: see assess_facts.workdir
     build(root / "history.jsonl")
     result = supplymon("replay", str(root / "history.jsonl"), "--embedded", "--data-dir", str(root / "data"))
     assert result.returncode == 0, result.stderr[-3000:]
