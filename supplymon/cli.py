@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="PrettyCompact", help="a ClickHouse output format (default PrettyCompact)")
     p.add_argument("--html", type=Path, help="also write a self-contained HTML report here")
     p.add_argument("--xlsx", type=Path, help="also write the tables as an Excel workbook here")
+    p.add_argument("--namespace", metavar="NAME", help="assess a side-by-side replay's store (database supplymon_NAME)")
     data_dir(p)
 
     p = sub.add_parser("worker", help="the Faust worker against the configured Kafka and ClickHouse")
@@ -196,7 +197,7 @@ def _sql(settings: Settings, args) -> int:
 def _assess(settings: Settings, args) -> int:
     from supplymon.assess import command
 
-    return command(settings, args)
+    return command(settings.namespaced(args.namespace) if args.namespace else settings, args)
 
 
 def _worker(settings: Settings, args) -> int:

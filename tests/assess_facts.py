@@ -48,8 +48,9 @@ def alert(alert_id: str, distributor_id: str, day: int, kind: str = "delivery_ov
     }
 
 
-def write_store(data_dir: Path, facts: list[dict], alerts: list[dict] = ()) -> None:
-    store = Store(Settings(data_dir=data_dir))
+def write_store(data_dir: Path, facts: list[dict], alerts: list[dict] = (), namespace: str | None = None) -> None:
+    settings = Settings(data_dir=data_dir)
+    store = Store(settings.namespaced(namespace) if namespace else settings)
     try:
         store.migrate()
         store.insert("order_facts", facts)

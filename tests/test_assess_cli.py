@@ -151,6 +151,15 @@ def test_registry_as_a_table_of_the_store(store_dir):
     assert missing.returncode == 2 and "does not exist or has no distributor_id column" in missing.stderr
 
 
+def test_a_namespace_is_assessed_in_its_own_database(store_dir):
+    write_store(store_dir / "data", [fact("NS-1", "D-NS", 1)], namespace="whatif")
+    rows = _json(_assess(store_dir, *PERIOD, "--namespace", "whatif", "--format", "JSONEachRow"))
+    assert set(rows) == {"D-NS"}
+    ns = supplymon("sql", "--data-dir", str(store_dir / "data"), "--namespace", "whatif", "--format", "JSONEachRow",
+                   "SELECT distributor_id FROM supplymon.distributor_assessment FINAL")
+    assert ns.returncode == 0 and [orjson.loads(x)["distributor_id"] for x in ns.stdout.splitlines()] == ["D-NS"]
+
+
 def test_output_formats(store_dir):
     csv = _assess(store_dir, *PERIOD, "--format", "CSVWithNames")
     assert csv.returncode == 0, csv.stderr
