@@ -196,7 +196,7 @@ h3.pass { color: #1e6b33; }
 .axisline { stroke: #888; } .target { stroke: #222; stroke-width: 2; }
 .trend { fill: none; stroke: #2a7fbf; stroke-width: 2; } circle.trend { fill: #2a7fbf; }
 .trend.grassroots { stroke: #1e6b33; stroke-dasharray: 5 2; } circle.trend.grassroots { fill: #1e6b33; }
-.grid { display: flex; flex-wrap: wrap; gap: 10px; } .card { border: 1px solid #ddd; padding: 6px; }
+.grid { display: flex; flex-wrap: wrap; gap: 10px; } .card { border: 1px solid #ddd; padding: 6px; width: 248px; }
 .card b { font-size: 13px; } .note { font-size: 12px; color: #555; }
 </style></head><body>
 <h1>{{ title }}<span class="en">{{ subtitle }}</span></h1>
@@ -273,7 +273,8 @@ def assessment_html(run) -> str:
                   for t in trend if t["distributor_id"] == row["distributor_id"]]
         chart = sparkline(points, lines, f"{row['distributor_id']} monthly trend") if points else \
             Markup('<p class="empty">无订单 no orders</p>')
-        span = f"{points[0][0][:7]} – {points[-1][0][:7]}" if points else ""
+        span = (f"{points[0][0][:7]} – {points[-1][0][:7]}：按时 on-time {cell(row['on_time_rate'], 'pct')}，"
+                f"基层 grassroots {cell(row['grassroots_delivery_rate'], 'pct')}") if points else ""
         cards.append(Markup('<div class="card"><b>') + _label(row) + Markup("</b><br>") + chart
                      + Markup('<br><span class="axis">') + span + Markup("</span></div>"))
     weights = "，".join(f"{COMPONENT_LABELS[k]} {w:g}" for k, w in rules.weights.items())
