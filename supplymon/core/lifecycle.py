@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from schemas.limits import UINT16_MAX, UINT32_MAX
 from supplymon.settings import HOUR_MS, Rules
 
 # Bits of state["passed"]: the deadlines the watermark has gone past.
@@ -48,6 +49,19 @@ class Outcome:
         self.rejected.extend(other.rejected)
         self.orphans.extend(other.orphans)
         self.purge |= other.purge
+
+
+def _beyond_store(state: dict, kind: str, quantity: int) -> str | None:
+    """Why the order's fact row could not hold this event's effect (its counts and
+    delivered quantity are UInt16 and UInt32 columns), or None."""
+    if kind == "shipment" and state.get("ships", 0) >= UINT16_MAX:
+        return f"the order already has {UINT16_MAX} shipments, as many as the store counts"
+    if kind == "arrival":
+        if state.get("arrs", 0) >= UINT16_MAX:
+            return f"the order already has {UINT16_MAX} arrivals, as many as the store counts"
+        if state.get("qty", 0) + quantity > UINT32_MAX:
+            return f"the order's delivered quantity would pass {UINT32_MAX}, more than the store holds"
+    return None
 
 
 def new_state(order_id: str) -> dict:
@@ -141,6 +155,9 @@ class OrderLifecycle:
         if kind in ("response", "shipment") and quantity > order["quantity"]:
             return Outcome(rejected=[(event, "inconsistent",
                                       f"{kind} quantity {quantity} exceeds the ordered {order['quantity']}")])
+        beyond = _beyond_store(state, kind, quantity)
+        if beyond:
+            return Outcome(rejected=[(event, "bad_field", beyond)])
         if kind == "response":
             state["resp"] = _first(state.get("resp"), [
                 event["ts_ms"], event["event_id"], event["decision"],
