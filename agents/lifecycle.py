@@ -211,6 +211,8 @@ def _read(batch: Batch, event: EventT, now_ms: int) -> None:
     outcome = lifecycle.apply(state, parsed)
     if outcome.duplicate:
         metrics.duplicates.inc()
+        if outcome.rejected:  # same event_id, other content: dead-lettered, never stored as the event
+            _settle(batch, state, outcome, ts_ms)
         return
     batch.rows.add("events_raw", _raw_row(event_id, kind, ts_ms, order_id, text, source))
     _settle(batch, state, outcome, ts_ms)

@@ -12,7 +12,10 @@ later than it: an answer stamped exactly at the deadline is in time.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from typing import Any
+
+import orjson
 
 from schemas.limits import UINT16_MAX, UINT32_MAX
 from supplymon.settings import HOUR_MS, Rules
@@ -65,7 +68,18 @@ def _beyond_store(state: dict, kind: str, quantity: int) -> str | None:
 
 
 def new_state(order_id: str) -> dict:
-    return {"oid": order_id, "seen": [], "n": 0, "passed": 0, "alerts": {}}
+    return {"oid": order_id, "seen": [], "fp": [], "n": 0, "passed": 0, "alerts": {}}
+
+
+# An event's content for telling a repeat from a conflicting duplicate: its contract
+# fields, times as instants (the same instant written with another offset is the
+# same), not what the agent adds (its raw text and source).
+_NOT_CONTENT = frozenset({"ts", "received_at", "raw", "src"})
+
+
+def content_fingerprint(event: dict) -> int:
+    fields = {k: v for k, v in event.items() if k not in _NOT_CONTENT}
+    return zlib.crc32(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS))
 
 
 def _earliest(current: int | None, candidate: int) -> int:
@@ -127,9 +141,18 @@ class OrderLifecycle:
     # -- events ----------------------------------------------------------------------
     def apply(self, state: dict, event: dict) -> Outcome:
         """Apply one validated business event (as a dict of its record's fields)."""
-        if event["event_id"] in state["seen"]:
+        seen, content = state["seen"], content_fingerprint(event)
+        if event["event_id"] in seen:
+            # A repeat changes nothing; one with other content is refused besides
+            # (the first stands). States from before fingerprints were kept have none.
+            prints, n = state.get("fp", ()), seen.index(event["event_id"])
+            if n < len(prints) and prints[n] != content:
+                return Outcome(duplicate=True, rejected=[(event, "conflicting_duplicate", (
+                    f"event_id {event['event_id']} was already read with other content; the first stands"))])
             return Outcome(duplicate=True)
-        state["seen"].append(event["event_id"])
+        if len(state.setdefault("fp", [])) == len(seen):
+            state["fp"].append(content)
+        seen.append(event["event_id"])
         if event["kind"] != "order" and "order" not in state:
             state.setdefault("pend", []).append(event)
             return Outcome(held=True)
