@@ -7,8 +7,9 @@ nothing. A write the store refuses because of the rows themselves (a value a
 column cannot hold: supplymon/refusals.py) is not retried: the batch is halved
 until the refused rows are found, the rest is stored, and each refused row goes
 to `dead_letters` with the store's error; `write()` returns those dead letters
-(for the dead-letter topic). Only an outage holds the pipeline. All store calls run on one thread: chdb calls block, and the embedded
-store is used by one thread at a time.
+(for the dead-letter topic). Only an outage holds the pipeline. All store calls
+run on one thread: chdb calls block, and the embedded store is used by one
+thread at a time.
 
 `WriteBehind` lets the agent go on with the next batch while a batch's rows are
 stored: batches are queued, the rows of all queued batches are written together
