@@ -97,3 +97,21 @@ def test_hostile_lines_change_nothing_of_the_valid_history(hostile):
     big = next(d for d in dead if d["original"] == expected_original(FIVE_MB.line))
     assert big["reason"] == "too_large" and f"{len(FIVE_MB.line):,} bytes" in big["detail"]
     assert len(FIVE_MB.line) > 5_000_000 and len(big["original"].encode()) <= 4096
+
+
+def test_a_line_over_what_the_broker_takes_is_a_dead_letter_and_the_replay_goes_on(tmp_path):
+    """A line the replay's own limit lets through but the producer (1 MiB requests)
+    refuses: sent as its truncated copy instead, dead-lettered, the rest stored."""
+    events = EVENTS[:200]
+    big = huge(events, 0, 1_500_000).line
+    history = tmp_path / "h.jsonl"
+    history.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events[:100]) + big + b"\n"
+                        + b"".join(orjson.dumps(e) + b"\n" for e in events[100:]))
+    data = tmp_path / "data"
+    result = supplymon("replay", str(history), "--embedded", "--data-dir", str(data), "--max-line-bytes", "3000000")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (dead,) = sql_rows(data, DEAD_SQL)
+    assert dead["reason"] == "too_large" and f"{len(big):,} bytes" in dead["detail"]
+    assert dead["original"] == truncated(big).decode()
+    stored = sql_rows(data, "SELECT event_id FROM supplymon.events_raw FINAL")
+    assert {s["event_id"] for s in stored} == {e["event_id"] for e in events}

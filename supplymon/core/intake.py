@@ -48,8 +48,10 @@ def header(headers: Iterable | dict | None, name: str) -> bytes | None:
     return None
 
 
-def too_large(raw: bytes, size: int, limit: int) -> Invalid:
-    return Invalid("too_large", f"a message of {size:,} bytes is over the limit of {limit:,} bytes; "
+def too_large(raw: bytes, size: int, limit: int, by_publisher: bool = False) -> Invalid:
+    over = (f"over what its publisher could send (the limit of {limit:,} bytes, or the broker's)" if by_publisher
+            else f"over the limit of {limit:,} bytes")
+    return Invalid("too_large", f"a message of {size:,} bytes is {over}; "
                                 f"its first {min(size, KEPT_BYTES):,} bytes are kept", None, truncated(raw))
 
 
@@ -81,7 +83,7 @@ class Intake:
                 size = int(declared)
             except ValueError:
                 size = len(raw or b"")
-            return too_large(raw or b"", size, self.max_bytes)
+            return too_large(raw or b"", size, self.max_bytes, by_publisher=True)
         if raw is not None and len(raw) > self.max_bytes:
             return too_large(raw, len(raw), self.max_bytes)
         event = parse_event(raw)
