@@ -107,6 +107,10 @@ class ClickHouseSink:
     async def query(self, sql: str, fmt: str) -> bytes:
         return await self.run(lambda: self._store_now().query(sql, fmt))
 
+    async def insert_json(self, table: str, data: bytes) -> None:
+        """Rows a command stores through this worker (`supplymon assess`), as JSONEachRow."""
+        await self.run(lambda: self._store_now().insert_json(table, data))
+
     async def write(self, rows: Rows) -> list[dict]:
         """Store every row; returns only once all are stored (an outage is retried
         forever), with the dead letters of the rows the store refused."""
