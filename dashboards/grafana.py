@@ -57,10 +57,26 @@ def _targets(d: Dashboard, panel: Panel) -> list[cogbuilder.Builder]:
     return [ClickHouseQuery(panel.query, time_series=panel.kind == "timeseries")]
 
 
+def _label(column: str) -> str:
+    zh, en = COLUMNS[column]
+    return f"{zh} {en}"
+
+
 def _rename_columns(panel: Panel) -> models.DataTransformerConfig:
     """Tables and bars show the columns' Chinese and English names."""
-    rename = {name: f"{zh} {en}" for name, (zh, en) in COLUMNS.items() if name in panel.query}
-    return models.DataTransformerConfig(id_val="organize", options={"renameByName": rename})
+    return models.DataTransformerConfig(
+        id_val="organize", options={"renameByName": {name: _label(name) for name in panel.columns}})
+
+
+def _highlight(builder, panel: Panel):
+    """In tables and bars, the unit and threshold colours go to the rates only."""
+    for column in panel.highlighted:
+        properties = [models.DynamicConfigValue(id_val="unit", value=panel.unit),
+                      models.DynamicConfigValue(id_val="thresholds", value=_thresholds(panel).build())]
+        if panel.kind == "table":
+            properties.append(models.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"}))
+        builder = builder.with_override(models.MatcherConfig(id_val="byName", options=_label(column)), properties)
+    return builder
 
 
 def _panel(d: Dashboard, panel: Panel, panel_id: int):
@@ -80,8 +96,11 @@ def _panel(d: Dashboard, panel: Panel, panel_id: int):
                    .show_value(common_models.VisibilityMode.AUTO).with_transformation(_rename_columns(panel)))
     else:
         builder = table.Panel().with_transformation(_rename_columns(panel))
-    builder = (builder.id(panel_id).title(f"{panel.title_zh} {panel.title_en}").unit(panel.unit)
-               .thresholds(_thresholds(panel)).span(panel.width).height(panel.height))
+    builder = builder.id(panel_id).title(f"{panel.title_zh} {panel.title_en}").span(panel.width).height(panel.height)
+    if panel.kind in ("table", "bar"):
+        builder = _highlight(builder, panel)
+    else:
+        builder = builder.unit(panel.unit).thresholds(_thresholds(panel))
     for target in _targets(d, panel):
         builder = builder.with_target(target)
     return builder.datasource(PROMETHEUS if d.source == "prometheus" else CLICKHOUSE)

@@ -14,6 +14,7 @@ under 90 % with a low score, revoke), 80 % fill rate (nhsa-2024: shortage).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -49,6 +50,19 @@ class Panel:
     def expressions(self) -> list[str]:
         return [line.strip() for line in self.query.strip().splitlines() if line.strip()]
 
+    @property
+    def columns(self) -> list[str]:
+        """The labelled columns the query names (for renaming them in tables and bars)."""
+        return [name for name in COLUMNS if re.search(rf"\b{name}\b", self.query)]
+
+    @property
+    def highlighted(self) -> list[str]:
+        """In a table or bar chart, the columns the unit and thresholds apply to (rates
+        and ratios); the other columns are plain counts and codes."""
+        if self.kind in ("stat", "timeseries"):
+            return self.columns
+        return [name for name in self.columns if "_rate" in name or name.endswith(("_ratio", "_out_of_stock"))]
+
 
 @dataclass(frozen=True)
 class Variable:
@@ -80,7 +94,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "rejected": ("拒绝", "rejected"),
     "on_time_rate": ("按时配送率", "on-time delivery rate"),
     "grassroots_on_time_rate": ("基层按时配送率", "grassroots on-time rate"),
-    "response_rate_24h": ("24小时响应率", "responded within 24 h"),
+    "response_rate_24h": ("24小时响应率", "24 h response rate"),
     "response_p50_hours": ("响应时长中位数", "response p50 (h)"),
     "response_p90_hours": ("响应时长P90", "response p90 (h)"),
     "rejection_rate": ("拒绝率", "rejection rate"),
@@ -103,7 +117,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "institutions_out_of_stock": ("缺货被拒机构数", "institutions turned away"),
     "quantity_last_24h": ("近24小时数量", "quantity, last 24 h"),
     "baseline_daily_quantity": ("此前日均数量", "baseline daily mean"),
-    "surge_ratio": ("倍数", "ratio"),
+    "surge_ratio": ("激增倍数", "surge ratio"),
 }
 
 ON_TIME_LINES = (
