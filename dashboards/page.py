@@ -127,7 +127,8 @@ def index() -> dict:
         "dashboards": [{
             "uid": d.uid, "title_zh": d.title_zh, "title_en": d.title_en,
             "variables": [{"name": v.name, "label_zh": v.label_zh, "label_en": v.label_en} for v in d.variables],
-            "panels": [{k: v for k, v in asdict(p).items() if k not in ("query", "legend")} for p in d.panels],
+            "panels": [{**{k: v for k, v in asdict(p).items() if k not in ("query", "legend")},
+                        "highlighted": p.highlighted} for p in d.panels],
         } for d in DASHBOARDS if d.source == "clickhouse"],
         "columns": COLUMNS,
         "ranges": list(RANGES),

@@ -110,8 +110,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "message": ("内容", "message"),
     "raised_at": ("预警时间", "raised at"),
     "overdue_hours": ("超时(小时)", "overdue (h)"),
-    "ordered_quantity": ("订购数量", "ordered quantity"),
-    "confirmed_quantity": ("确认数量", "confirmed quantity"),
+    "ordered_units": ("订购数量", "ordered quantity"),
+    "confirmed_units": ("确认数量", "confirmed quantity"),
     "fill_rate": ("数量满足率", "fill rate"),
     "subject": ("产品/地区", "product / region"),
     "institutions_out_of_stock": ("缺货被拒机构数", "institutions turned away"),
@@ -134,6 +134,8 @@ ALERTS = "supplymon.alerts FINAL"
 # The alerts about a whole subject (product+region, distributor, ...), not one order.
 EARLY_WARNING = "subject_type NOT IN ('order', 'institution')"
 ALERT_STATE = "if(resolved_at IS NULL, '未解除 open', '已解除 resolved') AS state"
+# Open at the range's end: raised by then and not resolved by then.
+OPEN_AT_END = "raised_at <= $__toTime AND (resolved_at IS NULL OR resolved_at > $__toTime)"
 
 ON_TIME = "avg(on_time) AS on_time_rate"
 GRASSROOTS_ON_TIME = "avgIf(on_time, grassroots = 1) AS grassroots_on_time_rate"
@@ -157,7 +159,7 @@ OVERVIEW = Dashboard(
               f"SELECT {RESPONDED_24H} FROM {FACTS} WHERE $__timeFilter(ordered_at) AND {REGION}",
               unit="percentunit", thresholds=ON_TIME_LINES, base_color="red", width=6, height=4),
         Panel("open_alerts", "未解除预警", "Open alerts", "stat",
-              f"SELECT count() AS open_alerts FROM {ALERTS} WHERE resolved_at IS NULL AND raised_at <= $__toTime",
+              f"SELECT count() AS open_alerts FROM {ALERTS} WHERE {OPEN_AT_END}",
               thresholds=(Threshold(1, "orange", "有预警", "any open"),), width=6, height=4),
         Panel("orders_over_time", "订单量", "Orders over time", "timeseries",
               f"SELECT $__timeInterval(ordered_at) AS time, count() AS orders, countIf(decision = 'rejected') AS rejected"
@@ -172,7 +174,7 @@ OVERVIEW = Dashboard(
               " GROUP BY region_code ORDER BY on_time_rate, region_code",
               unit="percentunit", thresholds=ON_TIME_LINES, base_color="red"),
         Panel("open_alerts_by_kind", "未解除预警（按类型）", "Open alerts by kind", "bar",
-              f"SELECT kind, count() AS open_alerts FROM {ALERTS} WHERE resolved_at IS NULL AND raised_at <= $__toTime"
+              f"SELECT kind, count() AS open_alerts FROM {ALERTS} WHERE {OPEN_AT_END}"
               " GROUP BY kind ORDER BY open_alerts DESC, kind"),
         Panel("delayed_responses", "延迟响应清单", "Delayed-response list", "table",
               "SELECT raised_at, distributor_id, order_id, institution_id, region_code,"
@@ -228,8 +230,8 @@ SHORTAGE = Dashboard(
     source="clickhouse", variables=(REGION_VARIABLE,),
     panels=(
         Panel("fill_rate", "产品×地区 数量满足率（最低）", "Fill rate by product and region (lowest)", "table",
-              "SELECT product_id, region_code, count() AS orders, sum(quantity) AS ordered_quantity,"
-              " sum(confirmed_quantity) AS confirmed_quantity, sum(confirmed_quantity) / sum(quantity) AS fill_rate"
+              "SELECT product_id, region_code, count() AS orders, sum(quantity) AS ordered_units,"
+              " sum(confirmed_quantity) AS confirmed_units, confirmed_units / ordered_units AS fill_rate"
               f" FROM {FACTS} WHERE $__timeFilter(ordered_at) AND decision IS NOT NULL AND {REGION}"
               " GROUP BY product_id, region_code ORDER BY fill_rate, orders DESC LIMIT 50",
               unit="percentunit", thresholds=FILL_RATE_LINE, base_color="red"),
@@ -242,8 +244,10 @@ SHORTAGE = Dashboard(
         Panel("surge_vs_baseline", "订购量与基线", "Ordered quantity against its baseline", "table",
               "SELECT product_id, region_code,"
               " sumIf(quantity, ordered_at > $__toTime - INTERVAL 1 DAY) AS quantity_last_24h,"
+              # the days before the last 24 h, from the pair's first order in the range
               " round(sumIf(quantity, ordered_at <= $__toTime - INTERVAL 1 DAY)"
-              " / greatest(1, dateDiff('day', $__fromTime, $__toTime) - 1), 1) AS baseline_daily_quantity,"
+              " / greatest(1, dateDiff('hour', min(ordered_at), $__toTime - INTERVAL 1 DAY) / 24), 1)"
+              " AS baseline_daily_quantity,"
               " round(quantity_last_24h / greatest(1, baseline_daily_quantity), 2) AS surge_ratio"
               f" FROM {FACTS} WHERE $__timeFilter(ordered_at) AND {REGION}"
               " GROUP BY product_id, region_code ORDER BY surge_ratio DESC, quantity_last_24h DESC LIMIT 20",
