@@ -79,9 +79,8 @@ def apply_conditional_all(sql: str, variables: dict[str, list[str]]) -> str:
         (condition, variable), end = parsed
         phrase = condition
         reference = VARIABLE_REFERENCE.search(variable.strip())
-        if reference:
-            value = variables.get(reference.group(0))
-            if not value or value == [ALL] or value == [""]:
+        if reference and reference.group(0) in variables:  # an unknown variable keeps the condition
+            if variables[reference.group(0)] in ([], [ALL], [""]):
                 phrase = "1=1"
         sql = sql[:index] + phrase + sql[end:]
         index = sql.rfind(macro)

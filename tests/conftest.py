@@ -30,3 +30,20 @@ def sql_rows(data_dir: Path, query: str, env: dict | None = None) -> list[dict]:
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def story_replay(tmp_path_factory):
+    """The simulator's three stories (`--scenario all`, 11 days) replayed once into an
+    embedded store: (data dir, the history's stories). Shared by the tests that read a
+    realistic store (dashboards, the page)."""
+    from supplymon.simulate import generate, write_history
+
+    root = tmp_path_factory.mktemp("story-replay")
+    history = generate(days=11, orders_per_day=500, seed=7, scenario="all")
+    path = root / "history.jsonl.gz"
+    write_history(path, history)
+    data_dir = root / "data"
+    result = supplymon("replay", str(path), "--embedded", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    return data_dir, history.stories
