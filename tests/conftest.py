@@ -45,5 +45,8 @@ def story_replay(tmp_path_factory):
     write_history(path, history)
     data_dir = root / "data"
     result = supplymon("replay", str(path), "--embedded", "--data-dir", str(data_dir))
-    assert result.returncode == 0, result.stderr
+    if result.returncode != 0:  # the worker's log goes with the tmp dir: say what it said
+        logs = "\n".join(f"--- {log.name}:\n{log.read_text(errors='replace')[-4000:]}"
+                          for log in sorted((data_dir / "logs").glob("*.log")))
+        raise AssertionError(f"{result.stderr}\n{logs}")
     return data_dir, history.stories
