@@ -93,6 +93,7 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
         print(f"story {story.describe()}\n    (it begins about {wait:.0f} s into the run)", file=out, flush=True)
     print(f"supplymon demo: starting the embedded broker and a worker on {settings.data_dir} ...", file=out, flush=True)
     with embedded_stack(settings, live=True) as (settings, worker):
+        print(f"监测页面 supervisors' page: {worker.web}/ (open it in a browser)", file=out, flush=True)
         print(f"metrics at {worker.web}/metrics; ad-hoc SQL: supplymon sql --data-dir {settings.data_dir} "
               f"\"SELECT ...\"\nplaying {args.days:g} simulated days at {args.speed:g}x "
               f"(about {args.days * 86400 / args.speed:.0f} s); Ctrl-C stops", file=out, flush=True)

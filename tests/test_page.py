@@ -5,6 +5,7 @@ the test's tmp dir."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -129,3 +130,26 @@ def test_chromium_draws_every_panel_with_data(page_worker, tmp_path):
     docs = os.environ.get("SUPPLYMON_SCREENSHOT_TO")  # e.g. docs/page.png, to refresh the README's picture
     if docs:
         shutil.copy(artifacts / "page.png", docs)
+
+
+def test_metrics_report_the_pipeline_lag(page_worker):
+    """The pipeline dashboard's series: consumer lag per assigned input partition (0
+    once the worker has read and stored what the broker holds: on start it republishes
+    the stored events to rebuild its state), stream time lag behind the wall clock (the
+    history is months old)."""
+    web, stories = page_worker
+    deadline = time.monotonic() + 120
+    while True:
+        text = get(web + "/metrics")[1].decode()
+        lags = re.findall(r'^supplymon_consumer_lag_messages\{partition="(\d+)",topic="([\w.]+)"\} (\S+)$', text, re.M)
+        if len(lags) == 16 and all(float(v) == 0 for _, _, v in lags) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert {(topic, int(partition)) for partition, topic, _ in lags} == {
+        (topic, p) for topic in ("supply.orders", "supply.responses", "supply.shipments", "supply.arrivals")
+        for p in range(4)}
+    assert all(float(value) == 0 for _, _, value in lags), lags
+    lag = float(re.search(r"^supplymon_stream_time_lag_seconds (\S+)$", text, re.M).group(1))
+    stream_time = float(re.search(r"^supplymon_stream_time_seconds (\S+)$", text, re.M).group(1))
+    assert stream_time >= max(s.ends_at for s in stories).timestamp() - 7 * 86400
+    assert abs(lag - (time.time() - stream_time)) < 60
