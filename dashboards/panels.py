@@ -124,6 +124,9 @@ ON_TIME_LINES = (
     Threshold(0.7, "orange", "70% 整改线", "70% rectification line"),
     Threshold(0.9, "green", "90% 基层线", "90% grassroots line"),
 )
+# A rate against the on-time lines (red below 70 %); a small panel (the stats' row).
+RATE = dict(unit="percentunit", thresholds=ON_TIME_LINES, base_color="red")
+SMALL = dict(width=6, height=4)
 FILL_RATE_LINE = (Threshold(0.8, "green", "80% 短缺线", "80% shortage line"),)
 
 # Dashboard variables, as filters that vanish when "All" is chosen (the plugin's macro).
@@ -151,28 +154,28 @@ OVERVIEW = Dashboard(
     source="clickhouse", variables=(REGION_VARIABLE,),
     panels=(
         Panel("orders", "订单数", "Orders", "stat",
-              f"SELECT count() AS orders FROM {FACTS} WHERE $__timeFilter(ordered_at) AND {REGION}", width=6, height=4),
+              f"SELECT count() AS orders FROM {FACTS} WHERE $__timeFilter(ordered_at) AND {REGION}", **SMALL),
         Panel("on_time_rate", "按时配送率", "On-time delivery rate", "stat",
               f"SELECT {ON_TIME} FROM {FACTS} WHERE $__timeFilter(deadline_at) AND {REGION}",
-              unit="percentunit", thresholds=ON_TIME_LINES, base_color="red", width=6, height=4),
+              **RATE, **SMALL),
         Panel("response_rate", "24小时响应率", "Responded within 24 h", "stat",
               f"SELECT {RESPONDED_24H} FROM {FACTS} WHERE $__timeFilter(ordered_at) AND {REGION}",
-              unit="percentunit", thresholds=ON_TIME_LINES, base_color="red", width=6, height=4),
+              **RATE, **SMALL),
         Panel("open_alerts", "未解除预警", "Open alerts", "stat",
               f"SELECT count() AS open_alerts FROM {ALERTS} WHERE {OPEN_AT_END}",
-              thresholds=(Threshold(1, "orange", "有预警", "any open"),), width=6, height=4),
+              thresholds=(Threshold(1, "orange", "有预警", "any open"),), **SMALL),
         Panel("orders_over_time", "订单量", "Orders over time", "timeseries",
               f"SELECT $__timeInterval(ordered_at) AS time, count() AS orders, countIf(decision = 'rejected') AS rejected"
               f" FROM {FACTS} WHERE $__timeFilter(ordered_at) AND {REGION} GROUP BY time ORDER BY time"),
         Panel("daily_rates", "每日按时配送率与响应率", "Daily on-time delivery and response rates", "timeseries",
               f"SELECT toStartOfDay(ordered_at) AS time, {ON_TIME}, {RESPONDED_24H}"
               f" FROM {FACTS} WHERE $__timeFilter(ordered_at) AND {REGION} GROUP BY time ORDER BY time",
-              unit="percentunit", thresholds=ON_TIME_LINES, base_color="red"),
+              **RATE),
         Panel("region_rates", "各地区配送与响应", "Delivery and response by region", "table",
               f"SELECT region_code, count() AS orders, {ON_TIME}, {GRASSROOTS_ON_TIME}, {RESPONDED_24H}"
               f" FROM {FACTS} WHERE $__timeFilter(ordered_at) AND {REGION}"
               " GROUP BY region_code ORDER BY on_time_rate, region_code",
-              unit="percentunit", thresholds=ON_TIME_LINES, base_color="red"),
+              **RATE),
         Panel("open_alerts_by_kind", "未解除预警（按类型）", "Open alerts by kind", "bar",
               f"SELECT kind, count() AS open_alerts FROM {ALERTS} WHERE {OPEN_AT_END}"
               " GROUP BY kind ORDER BY open_alerts DESC, kind"),
@@ -187,7 +190,7 @@ OVERVIEW = Dashboard(
               " countIf(decision = 'rejected') / count() AS rejection_rate"
               f" FROM {FACTS} WHERE $__timeFilter(ordered_at) AND {REGION}"
               " GROUP BY distributor_id ORDER BY on_time_rate, distributor_id LIMIT 10",
-              unit="percentunit", thresholds=ON_TIME_LINES, base_color="red", width=24),
+              **RATE, width=24),
     ),
 )
 
@@ -197,22 +200,22 @@ DISTRIBUTOR_CARD = Dashboard(
     panels=(
         Panel("distributor_orders", "订单数", "Orders", "stat",
               f"SELECT count() AS orders FROM {FACTS} WHERE $__timeFilter(ordered_at) AND {DISTRIBUTOR}",
-              width=6, height=4),
+              **SMALL),
         Panel("distributor_on_time", "按时配送率", "On-time delivery rate", "stat",
               f"SELECT {ON_TIME} FROM {FACTS} WHERE $__timeFilter(deadline_at) AND {DISTRIBUTOR}",
-              unit="percentunit", thresholds=ON_TIME_LINES, base_color="red", width=6, height=4),
+              **RATE, **SMALL),
         Panel("distributor_grassroots", "基层按时配送率", "Grassroots on-time rate", "stat",
               f"SELECT {GRASSROOTS_ON_TIME} FROM {FACTS} WHERE $__timeFilter(deadline_at) AND {DISTRIBUTOR}",
-              unit="percentunit", thresholds=ON_TIME_LINES, base_color="red", width=6, height=4),
+              **RATE, **SMALL),
         Panel("distributor_response_p50", "响应时长中位数", "Median response time", "stat",
               f"SELECT quantileExact(0.5)(response_hours) AS response_p50_hours FROM {FACTS}"
               f" WHERE $__timeFilter(ordered_at) AND {DISTRIBUTOR}",
               unit="h", thresholds=(Threshold(24, "orange", "24小时", "24 h"), Threshold(48, "red", "48小时", "48 h")),
-              width=6, height=4),
+              **SMALL),
         Panel("distributor_daily_rates", "每日按时配送率", "Daily delivery and response rates", "timeseries",
               f"SELECT toStartOfDay(ordered_at) AS time, {ON_TIME}, {GRASSROOTS_ON_TIME}, {RESPONDED_24H}"
               f" FROM {FACTS} WHERE $__timeFilter(ordered_at) AND {DISTRIBUTOR} GROUP BY time ORDER BY time",
-              unit="percentunit", thresholds=ON_TIME_LINES, base_color="red"),
+              **RATE),
         Panel("distributor_response_hours", "响应时长 P50/P90", "Response time p50/p90", "timeseries",
               "SELECT toStartOfDay(ordered_at) AS time, quantileExact(0.5)(response_hours) AS response_p50_hours,"
               " quantileExact(0.9)(response_hours) AS response_p90_hours"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from dashboards.panels import clickhouse_panels
 from supplymon.embedded import free_port
 from tests.browser import Chromium
 from tests.conftest import ROOT
+from tests.test_live import stop
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -52,12 +52,7 @@ def page_worker(story_replay, tmp_path_factory):
                 time.sleep(0.3)
         yield web, stories
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def get(url: str, method: str = "GET") -> tuple[int, bytes]:
