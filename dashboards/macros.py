@@ -142,6 +142,13 @@ def _interval(ctx: QueryContext) -> int:
     return int(max(ctx.interval_seconds, 1))
 
 
+def _between(name: str, low: str, high: str):
+    def expand_filter(args: list[str]) -> str:
+        column = _one(name, args)
+        return f"{column} >= {low} AND {column} <= {high}"
+    return expand_filter
+
+
 def _time_macros(ctx: QueryContext) -> dict:
     s_from, s_to = f"toDateTime({_seconds(ctx.time_from)})", f"toDateTime({_seconds(ctx.time_to)})"
     ms_from = f"fromUnixTimestamp64Milli({_millis(ctx.time_from)})"
@@ -151,10 +158,9 @@ def _time_macros(ctx: QueryContext) -> dict:
         "toTime": lambda args: s_to,
         "fromTime_ms": lambda args: ms_from,
         "toTime_ms": lambda args: ms_to,
-        "timeFilter": lambda args: (c := _one("timeFilter", args)) and f"{c} >= {s_from} AND {c} <= {s_to}",
-        "timeFilter_ms": lambda args: (c := _one("timeFilter_ms", args)) and f"{c} >= {ms_from} AND {c} <= {ms_to}",
-        "dateFilter": lambda args: (c := _one("dateFilter", args))
-        and f"{c} >= {_date(ctx.time_from)} AND {c} <= {_date(ctx.time_to)}",
+        "timeFilter": _between("timeFilter", s_from, s_to),
+        "timeFilter_ms": _between("timeFilter_ms", ms_from, ms_to),
+        "dateFilter": _between("dateFilter", _date(ctx.time_from), _date(ctx.time_to)),
         "timeInterval": lambda args: f"toStartOfInterval(toDateTime({_one('timeInterval', args)}), "
                                      f"INTERVAL {_interval(ctx)} second)",
         "interval_s": lambda args: str(_interval(ctx)),
