@@ -109,7 +109,10 @@ def _panel(d: Dashboard, panel: Panel, panel_id: int):
 def build(d: Dashboard) -> dict[str, Any]:
     """The dashboard as Grafana's JSON model (a dict)."""
     builder = (dashboard.Dashboard(d.title).uid(d.uid).tags(list(d.tags)).timezone(TIMEZONE)
-               .time("now-7d", "now").refresh("1m").readonly())
+               .time("now-7d", "now").refresh("1m").readonly()
+               # The other supplymon dashboards, keeping the time range.
+               .link(dashboard.DashboardLink("集采供应监测 supplymon").type(models.DashboardLinkType.DASHBOARDS)
+                     .tags(["supplymon"]).as_dropdown(False).keep_time(True).include_vars(False)))
     for variable in d.variables:
         builder = builder.with_variable(
             dashboard.QueryVariable(variable.name).label(f"{variable.label_zh} {variable.label_en}")

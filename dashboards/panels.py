@@ -142,7 +142,9 @@ OPEN_AT_END = "raised_at <= $__toTime AND (resolved_at IS NULL OR resolved_at > 
 
 ON_TIME = "avg(on_time) AS on_time_rate"
 GRASSROOTS_ON_TIME = "avgIf(on_time, grassroots = 1) AS grassroots_on_time_rate"
-RESPONDED_24H = "countIf(response_hours <= 24) / count() AS response_rate_24h"
+# Over the orders whose 24 h have passed by the range's end, or that were answered within them.
+RESPONDED_24H = ("countIf(response_hours <= 24)"
+                 " / countIf(response_hours <= 24 OR ordered_at <= $__toTime - INTERVAL 1 DAY) AS response_rate_24h")
 
 REGION_VARIABLE = Variable("region", "地区", "region",
                            f"SELECT DISTINCT region_code FROM {FACTS} ORDER BY region_code")
