@@ -6,6 +6,7 @@ instead of reading the environment themselves.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta, timezone
@@ -20,6 +21,13 @@ HOUR_MS = 3_600_000
 CLUSTER_GROUP_TIMEOUT = 60.0
 EMBEDDED_GROUP_TIMEOUT = 6.0
 SHANGHAI = timezone(timedelta(hours=8))  # the contract's days and local times
+
+
+# A namespace names a side-by-side run (a replay next to live monitoring): lower-case
+# letters, digits and underscores, so that it fits a topic prefix, a consumer group
+# and a ClickHouse database name alike.
+NAMESPACE_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
+DEFAULT_DATABASE = "supplymon"
 
 
 class ConfigError(ValueError):
@@ -137,6 +145,10 @@ class Topics:
     def inputs(self) -> tuple[str, str, str, str]:
         return (self.orders, self.responses, self.shipments, self.arrivals)
 
+    def prefixed(self, prefix: str) -> "Topics":
+        """Every topic name with `prefix` in front (a namespace's own topics)."""
+        return Topics(**{f.name: prefix + getattr(self, f.name) for f in fields(Topics)})
+
     def for_kind(self, kind: str) -> str:
         return {
             "order": self.orders,
@@ -154,6 +166,18 @@ def table_store(url: str) -> str:
         raise ConfigError(f"SUPPLYMON_TABLE_STORE={url!r}: only memory:// is supported (the state is rebuilt "
                           "from the changelogs; for more open orders than fit, run more workers)")
     return url
+
+
+def topic_configs(text: str) -> tuple[tuple[str, str], ...]:
+    """`SUPPLYMON_TOPIC_CONFIGS`: `key=value` pairs separated by commas
+    (`min.insync.replicas=2,retention.ms=2592000000`)."""
+    out = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[a-z][a-z0-9.]*", key.strip()) or not value.strip():
+            raise ConfigError(f"SUPPLYMON_TOPIC_CONFIGS: {item!r} is not a topic config key=value")
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -179,6 +203,17 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     rules: Rules = field(default_factory=Rules)
     rules_file: str | None = None
+    # ClickHouse database of every table (queries name it `supplymon.`; the store
+    # rewrites that qualifier when it differs, see supplymon.store.qualify).
+    clickhouse_database: str = DEFAULT_DATABASE
+    # A ClickHouse cluster (remote_servers name): replicated local tables ON CLUSTER
+    # and Distributed tables over them (supplymon/cluster_ddl.py). None: single node.
+    clickhouse_cluster: str | None = None
+    # Topics supplymon creates: replication factor and configs (a real cluster:
+    # 3 and min.insync.replicas=2, message.timestamp.after.max.ms, retention).
+    topic_replication: int = 1
+    topic_configs: tuple[tuple[str, str], ...] = ()
+    namespace: str | None = None  # set by `namespaced`: a side-by-side run
 
     ENV_PREFIX: ClassVar[str] = "SUPPLYMON_"
 
@@ -198,6 +233,23 @@ class Settings:
         """These settings pointed at the embedded broker at `url` (short group
         timeouts unless SUPPLYMON_GROUP_TIMEOUT_SECONDS says otherwise)."""
         return replace(self, kafka_url=url, group_timeout_seconds=self.group_timeout_seconds or EMBEDDED_GROUP_TIMEOUT)
+
+    def namespaced(self, name: str) -> "Settings":
+        """These settings for a side-by-side run called `name`: its own topics
+        (`name.` prefix), consumer group and Faust internal topics (app id
+        `supplymon-name`), ClickHouse database (`supplymon_name`) and data dir
+        (`DATA_DIR/namespaces/name`), so that live state, alerts and notifications
+        are untouched."""
+        if not NAMESPACE_PATTERN.fullmatch(name or ""):
+            raise ConfigError(f"namespace {name!r}: use lower-case letters, digits and _ (at most 40, "
+                              "starting with a letter)")
+        if self.namespace:
+            raise ConfigError(f"already in namespace {self.namespace!r}")
+        # Its own data dir too: its worker's files, and its embedded store (chdb admits
+        # one process per directory, and the live worker holds the live one).
+        return replace(self, namespace=name, topics=self.topics.prefixed(f"{name}."),
+                       data_dir=self.data_dir / "namespaces" / name,
+                       app_id=f"{self.app_id}-{name}", clickhouse_database=f"{self.clickhouse_database}_{name}")
 
     @property
     def insert_tmp_dir(self) -> Path:
@@ -247,6 +299,12 @@ class Settings:
                 raise ConfigError(f"{p}{name} must be positive, got {value}")
             return value
 
+        def identifier(name: str, default: str) -> str:
+            value = get(name, default)
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+                raise ConfigError(f"{p}{name} must be a ClickHouse identifier (letters, digits, _), got {value!r}")
+            return value
+
         topics = Topics(**{
             f.name: get(f"TOPIC_{f.name.upper()}", f.default) for f in fields(Topics)
         })
@@ -267,13 +325,34 @@ class Settings:
             topics=topics,
             rules=Rules.load(get("RULES")),
             rules_file=get("RULES"),
+            clickhouse_database=identifier("CLICKHOUSE_DATABASE", DEFAULT_DATABASE),
+            clickhouse_cluster=get("CLICKHOUSE_CLUSTER") and identifier("CLICKHOUSE_CLUSTER", ""),
+            topic_replication=integer("TOPIC_REPLICATION", 1, 1),
+            topic_configs=topic_configs(get("TOPIC_CONFIGS", "")),
         )
         if settings.kafka_url and not settings.kafka_url.startswith("kafka://"):
             raise ConfigError(f"{p}KAFKA must look like kafka://host:port[,host:port], got {settings.kafka_url!r}")
+        if get("NAMESPACE"):
+            settings = settings.namespaced(get("NAMESPACE"))
         return replace(settings, **overrides) if overrides else settings
 
+    def _outside_namespace(self) -> "Settings":
+        """The settings `namespaced` made these from (for `env`)."""
+        name = self.namespace
+        if not name:
+            return self
+        return replace(self, namespace=None, data_dir=self.data_dir.parent.parent,
+                       topics=Topics(**{f.name: getattr(self.topics, f.name).removeprefix(f"{name}.")
+                                        for f in fields(Topics)}),
+                       app_id=self.app_id.removesuffix(f"-{name}"),
+                       clickhouse_database=self.clickhouse_database.removesuffix(f"_{name}"))
+
     def env(self) -> dict[str, str]:
-        """These settings as environment variables (to start a worker process with)."""
+        """These settings as environment variables (to start a worker process with).
+        A namespace's settings are given as the settings outside it plus
+        SUPPLYMON_NAMESPACE, so that the process knows it runs in a namespace."""
+        if self.namespace:
+            return {**self._outside_namespace().env(), self.ENV_PREFIX + "NAMESPACE": self.namespace}
         p = self.ENV_PREFIX
         out = {
             p + "DATA_DIR": str(self.data_dir),
@@ -295,6 +374,12 @@ class Settings:
             out[p + "CLICKHOUSE"] = self.clickhouse_url
         if self.rules_file:
             out[p + "RULES"] = self.rules_file
+        out[p + "CLICKHOUSE_DATABASE"] = self.clickhouse_database
+        if self.clickhouse_cluster:
+            out[p + "CLICKHOUSE_CLUSTER"] = self.clickhouse_cluster
+        out[p + "TOPIC_REPLICATION"] = str(self.topic_replication)
+        if self.topic_configs:
+            out[p + "TOPIC_CONFIGS"] = ",".join(f"{k}={v}" for k, v in self.topic_configs)
         for f in fields(Topics):
             out[f"{p}TOPIC_{f.name.upper()}"] = getattr(self.topics, f.name)
         return out
