@@ -8,6 +8,7 @@ them with these uids; `supplymon dashboards push` too).
 from __future__ import annotations
 
 import json
+from itertools import zip_longest
 from typing import Any
 
 from grafana_foundation_sdk.builders import barchart, common, dashboard, prometheus, stat, table, timeseries
@@ -53,7 +54,7 @@ def _thresholds(panel: Panel) -> dashboard.ThresholdsConfig:
 def _targets(d: Dashboard, panel: Panel) -> list[cogbuilder.Builder]:
     if d.source == "prometheus":
         return [prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(chr(ord("A") + i)).datasource(PROMETHEUS)
-                for i, (expr, legend) in enumerate(zip(panel.expressions, panel.legend or ("",) * 99))]
+                for i, (expr, legend) in enumerate(zip_longest(panel.expressions, panel.legend, fillvalue=""))]
     return [ClickHouseQuery(panel.query, time_series=panel.kind == "timeseries")]
 
 
@@ -63,7 +64,7 @@ def _label(column: str) -> str:
 
 
 def _rename_columns(panel: Panel) -> models.DataTransformerConfig:
-    """Tables and bars show the columns' Chinese and English names."""
+    """Tables, bars and legends show the columns' Chinese and English names."""
     return models.DataTransformerConfig(
         id_val="organize", options={"renameByName": {name: _label(name) for name in panel.columns}})
 
@@ -86,6 +87,8 @@ def _panel(d: Dashboard, panel: Panel, panel_id: int):
                    .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False)))
     elif panel.kind == "timeseries":
         builder = timeseries.Panel().fill_opacity(10).line_width(2)
+        if d.source == "clickhouse":
+            builder = builder.with_transformation(_rename_columns(panel))  # the legend in both languages
         if panel.thresholds:
             builder = builder.thresholds_style(
                 common.GraphThresholdsStyleConfig().mode(common_models.GraphThresholdsStyleMode.DASHED))
