@@ -25,7 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", choices=SCENARIO_CHOICES,
                    help="tell a story on top of healthy traffic: shortage (a drug runs out in a region), surge "
                         "(an epidemic-like jump in orders after 8 normal days), bad-distributor (one ignores "
-                        "orders and is late to rural clinics), all; the demo says which early warning to watch for")
+                        "orders and is late to rural clinics), third-distributor (a manufacturer's third distributor in a "
+                        "city), price-lag (a price cut not followed elsewhere for 30 days), price-split (two prices "
+                        "in one city), price-rise (a 12 %% rise), remote-refusal (rural orders turned down), "
+                        "short-supply (a distributor confirms ~83 %% of what it accepts), all; the demo says which "
+                        "early warning to watch for")
     p.add_argument("--days", type=float, default=None,
                    help="simulated days of traffic (default 3; with --scenario: " + _demo_defaults("days") + ")")
     p.add_argument("--speed", type=float, default=None,
@@ -80,7 +84,9 @@ def _parser() -> argparse.ArgumentParser:
 # The demo's --days and --speed when not given: long enough in event time for the story
 # to reach its alert (the surge needs 8 normal days first), about a minute or two of wall time.
 DEMO_RUNS = {None: (3.0, 3600.0), "shortage": (3.0, 3600.0), "bad-distributor": (5.0, 7200.0),
-             "surge": (11.0, 14400.0), "all": (11.0, 14400.0)}
+             "surge": (11.0, 14400.0), "third-distributor": (3.0, 3600.0), "price-lag": (33.0, 86400.0),
+             "price-split": (3.0, 3600.0), "price-rise": (10.0, 14400.0), "remote-refusal": (4.0, 7200.0),
+             "short-supply": (4.0, 7200.0), "all": (33.0, 86400.0)}
 
 
 def _demo_defaults(which: str) -> str:

@@ -29,6 +29,16 @@ SHANGHAI = timezone(timedelta(hours=8))  # the contract's days and local times
 NAMESPACE_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
 DEFAULT_DATABASE = "supplymon"
 
+# The rules file's sections of the market-conduct rules: [section] key -> section_key.
+CONDUCT_KEYS = {
+    "distributor_limit": ("max_distributors", "window_days", "quiet_hours"),
+    "price_linkage": ("tolerance", "lag_days", "lookback_days"),
+    "price_inconsistent": ("tolerance", "window_days"),
+    "price_rise": ("tolerance", "window_days"),
+    "remote_refusal": ("window_days", "min_orders", "rate", "ratio"),
+    "short_supply": ("window_days", "min_orders", "fill_rate_below"),
+}
+
 
 class ConfigError(ValueError):
     """A setting or a rule has a value supplymon cannot run with."""
@@ -59,6 +69,24 @@ class Rules:
     delivery_rate_window_days: float = 30
     delivery_rate_min_orders: int = 20
     delivery_rate_threshold: float = 0.7
+    # Market conduct (hulunbuir-2024 §三(二), fuxin-2020).
+    distributor_limit_max_distributors: int = 2
+    distributor_limit_window_days: float = 90
+    distributor_limit_quiet_hours: float = 24
+    price_linkage_tolerance: float = 0.005
+    price_linkage_lag_days: float = 30
+    price_linkage_lookback_days: float = 180
+    price_inconsistent_tolerance: float = 0.005
+    price_inconsistent_window_days: float = 7
+    price_rise_tolerance: float = 0.05
+    price_rise_window_days: float = 90
+    remote_refusal_window_days: float = 30
+    remote_refusal_min_orders: int = 20
+    remote_refusal_rate: float = 0.1
+    remote_refusal_ratio: float = 2
+    short_supply_window_days: float = 30
+    short_supply_min_orders: int = 20
+    short_supply_fill_rate_below: float = 0.9
 
     # The rules file groups keys in sections: [response] overdue_hours -> response_overdue_hours.
     _SECTIONS: ClassVar[dict[tuple[str, str], str]] = {
@@ -74,11 +102,15 @@ class Rules:
         **{("surge", key): f"surge_{key}" for key in (
             "window_hours", "min_orders", "factor", "min_history_days", "max_history_days", "quiet_hours")},
         **{("delivery_rate", key): f"delivery_rate_{key}" for key in ("window_days", "min_orders", "threshold")},
+        **{(section, key): f"{section}_{key}" for section, keys in CONDUCT_KEYS.items() for key in keys},
     }
     _COUNTS: ClassVar[tuple[str, ...]] = (
         "shortage_institutions", "shortage_min_answered_orders", "surge_min_orders",
-        "surge_min_history_days", "surge_max_history_days", "delivery_rate_min_orders")
-    _FRACTIONS: ClassVar[tuple[str, ...]] = ("shortage_fill_rate_below", "delivery_rate_threshold")
+        "surge_min_history_days", "surge_max_history_days", "delivery_rate_min_orders",
+        "distributor_limit_max_distributors", "remote_refusal_min_orders", "short_supply_min_orders")
+    _FRACTIONS: ClassVar[tuple[str, ...]] = (
+        "shortage_fill_rate_below", "delivery_rate_threshold", "price_linkage_tolerance",
+        "price_inconsistent_tolerance", "price_rise_tolerance", "remote_refusal_rate", "short_supply_fill_rate_below")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -93,6 +125,10 @@ class Rules:
             raise ConfigError(
                 "rule surge.min_history_days must not exceed surge.max_history_days "
                 f"({self.surge_min_history_days} > {self.surge_max_history_days})")
+        if self.price_linkage_lag_days >= self.price_linkage_lookback_days:
+            raise ConfigError(
+                "rule price_linkage.lag_days must be shorter than price_linkage.lookback_days "
+                f"({self.price_linkage_lag_days} >= {self.price_linkage_lookback_days})")
         if self.response_escalation_hours <= self.response_overdue_hours:
             raise ConfigError(
                 "rule response.escalation_hours must be later than response.overdue_hours "
