@@ -98,6 +98,7 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
     # Simulated time runs ahead of the wall clock (that is the demo): the worker is
     # told to take a simulated future, which it refuses by default (future_timestamp).
     with embedded_stack(replace(settings, allow_future=True), live=True) as (settings, worker):
+        print(f"监测页面 supervisors' page: {worker.web}/ (open it in a browser)", file=out, flush=True)
         print(f"metrics at {worker.web}/metrics; ad-hoc SQL: supplymon sql --data-dir {settings.data_dir} "
               f"\"SELECT ...\"\nplaying {args.days:g} simulated days at {args.speed:g}x "
               f"(about {args.days * 86400 / args.speed:.0f} s); Ctrl-C stops", file=out, flush=True)
