@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from supplymon import metrics
+from supplymon import health, metrics
 from supplymon.retry import retry_until_done
 from supplymon.settings import Settings
 from supplymon.store import Store
@@ -87,6 +87,10 @@ class ClickHouseSink:
     async def query(self, sql: str, fmt: str) -> bytes:
         return await self.run(lambda: self._store_now().query(sql, fmt))
 
+    async def analyst_query(self, sql: str, fmt: str) -> bytes:
+        """An analyst's query (read-only, refused with QueryRefused otherwise)."""
+        return await self.run(lambda: self._store_now().analyst_query(sql, fmt))
+
     async def write(self, rows: Rows) -> None:
         """Store every row; returns only once all are stored (retries forever)."""
         for table in TABLES:
@@ -96,6 +100,7 @@ class ClickHouseSink:
 
             async def reopen(attempt: int, delay: float, exc: Exception) -> None:
                 metrics.sink_retries.labels(table).inc()
+                health.store.failed(exc)  # logs the outage's start once, sets supplymon_up{system="store"}
                 log.warning("writing %d rows to %s failed (attempt %d), retrying in %.1fs: %s",
                             len(batch), table, attempt, delay, exc)
                 await self.run(self._close)  # a broken connection is reopened on the next attempt
@@ -104,6 +109,7 @@ class ClickHouseSink:
             await retry_until_done(lambda: self.run(self._insert, table, batch), on_retry=reopen,
                                    first_delay=self.first_backoff, max_delay=self.max_backoff)
             metrics.sink_rows.labels(table).inc(len(batch))
+            health.store.ok()
 
     async def close(self) -> None:
         await self.run(self._close)

@@ -114,10 +114,11 @@ def _replay(settings: Settings, args) -> int:
 def _sql(settings: Settings, args) -> int:
     from supplymon.runner import http_query, running_worker
     from supplymon.store import Store
+    from supplymon.web_access import client_token
 
     worker = running_worker(settings)
     if worker:
-        result = http_query(worker["web"], args.query, args.format)
+        result = http_query(worker["web"], args.query, args.format, token=client_token(settings))
     else:
         if settings.clickhouse_url is None and not settings.chdb_path.exists():
             print(f"supplymon sql: no data in {settings.data_dir} (run a replay or the demo first)", file=sys.stderr)
@@ -125,7 +126,7 @@ def _sql(settings: Settings, args) -> int:
         store = Store(settings)
         try:
             store.migrate()
-            result = store.query(args.query, args.format)
+            result = store.analyst_query(args.query, args.format)  # read-only, as through a worker
         except Exception as exc:
             print(f"supplymon sql: {exc}", file=sys.stderr)
             return 1

@@ -21,6 +21,7 @@ from supplymon.embedded import EmbeddedBroker, free_port, port_open
 from supplymon.publish import Publisher, ensure_topics
 from supplymon.settings import Settings
 from supplymon.store import Store
+from supplymon.web_access import TOKEN_HEADER, client_token
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class WorkerProcess:
         return json.loads(self.get("/progress"))
 
     def query(self, sql: str, fmt: str = "JSONEachRow", timeout: float = 60.0) -> bytes:
-        return http_query(self.web, sql, fmt, timeout)
+        return http_query(self.web, sql, fmt, timeout, token=client_token(self.settings))
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Until the worker has joined its group and been assigned every input partition."""
@@ -215,10 +216,14 @@ class WorkerProcess:
         return process.returncode
 
 
-def http_query(web: str, sql: str, fmt: str, timeout: float = 60.0) -> bytes:
+def http_query(web: str, sql: str, fmt: str, timeout: float = 60.0, token: str | None = None) -> bytes:
+    """POST a query to a worker's `/sql`, with its web token (supplymon/web_access.py;
+    default: SUPPLYMON_WEB_TOKEN)."""
+    token = token or os.environ.get("SUPPLYMON_WEB_TOKEN")
     data = urllib.parse.urlencode({"query": sql, "format": fmt}).encode()
+    request = urllib.request.Request(web + "/sql", data=data, headers={TOKEN_HEADER: token} if token else {})
     try:
-        with urllib.request.urlopen(web + "/sql", data=data, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.read()
     except urllib.error.HTTPError as exc:
         raise RunError(exc.read().decode(errors="replace").strip()) from None

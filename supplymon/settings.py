@@ -179,6 +179,12 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     rules: Rules = field(default_factory=Rules)
     rules_file: str | None = None
+    # The web endpoints' shared secret (streams/web_security.py); None: a fresh one is
+    # written to DATA_DIR/web-token (0600) when the worker starts. Required to listen
+    # on an address other than loopback.
+    web_token: str | None = None
+    # Analysts' SQL (`supplymon sql`, `/sql`): longest a query may run.
+    sql_timeout_seconds: float = 60.0
 
     ENV_PREFIX: ClassVar[str] = "SUPPLYMON_"
 
@@ -209,6 +215,11 @@ class Settings:
     @property
     def chdb_path(self) -> Path:
         return (self.data_dir / "clickhouse").resolve()
+
+    @property
+    def web_token_file(self) -> Path:
+        """The worker's web token when none is configured (mode 0600; `supplymon sql` reads it)."""
+        return self.data_dir / "web-token"
 
     @property
     def worker_file(self) -> Path:
@@ -267,6 +278,8 @@ class Settings:
             topics=topics,
             rules=Rules.load(get("RULES")),
             rules_file=get("RULES"),
+            web_token=get("WEB_TOKEN"),
+            sql_timeout_seconds=number("SQL_TIMEOUT_SECONDS", 60.0),
         )
         if settings.kafka_url and not settings.kafka_url.startswith("kafka://"):
             raise ConfigError(f"{p}KAFKA must look like kafka://host:port[,host:port], got {settings.kafka_url!r}")
@@ -295,6 +308,9 @@ class Settings:
             out[p + "CLICKHOUSE"] = self.clickhouse_url
         if self.rules_file:
             out[p + "RULES"] = self.rules_file
+        if self.web_token:
+            out[p + "WEB_TOKEN"] = self.web_token
+        out[p + "SQL_TIMEOUT_SECONDS"] = str(self.sql_timeout_seconds)
         for f in fields(Topics):
             out[f"{p}TOPIC_{f.name.upper()}"] = getattr(self.topics, f.name)
         return out

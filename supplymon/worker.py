@@ -12,6 +12,7 @@ import logging
 import os
 import tempfile
 
+from supplymon.web_access import check_listen_address, write_token_file
 from supplymon.publish import ensure_topics
 from supplymon.runner import prepare_data_dir, start_embedded_broker
 from supplymon.settings import Settings
@@ -20,7 +21,10 @@ log = logging.getLogger(__name__)
 
 
 def run(settings: Settings) -> int:
+    check_listen_address(settings)  # before anything starts: no credentials, no open address
     logs = prepare_data_dir(settings)
+    if not settings.web_token:
+        write_token_file(settings)  # a fresh secret for this run's web actions (`/sql`)
     broker = None
     if settings.embedded_kafka:
         broker, settings, _ = start_embedded_broker(settings, logs)
@@ -46,6 +50,7 @@ def run(settings: Settings) -> int:
         import agents.clock  # noqa: F401  (live ticks, when on)
         import agents.lifecycle  # noqa: F401  (registers the agent)
         import agents.warnings  # noqa: F401  (registers the early-warning agent)
+        import agents.health  # noqa: F401  (/health, /ready, /live and the dependency probes)
         import agents.web  # noqa: F401  (registers the web views)
         from streams.app import app
 

@@ -1,0 +1,97 @@
+"""`/health` and `/ready`: is the worker able to do its work, and if not, why.
+
+- `/health`: a report (JSON): the store (ClickHouse) and the broker (Kafka), each
+  up or down, since when and the last error; whether the worker holds its
+  partitions; stream time and its lag behind the wall clock. HTTP 200 when the
+  store and broker are up and the worker holds its partitions, 503 otherwise
+  (body says which).
+- `/ready`: the same verdict without the details (for a Kubernetes readiness probe).
+- `/live`: 200 while the worker's event loop answers (a liveness probe: restarting
+  the worker does not bring a broker or store back, so outages do not fail it).
+
+The broker is probed every `PROBE_SECONDS` (a metadata request from a fresh client:
+it answers only if a broker does); the store by the sink's writes, and, when no
+write has come for a while, by a `SELECT 1`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime, timezone
+
+from aiokafka import AIOKafkaClient
+
+from agents.lifecycle import _assigned_inputs, sink, stream_time
+from streams.app import _broker_urls, app, settings
+from supplymon import health, metrics
+
+log = logging.getLogger(__name__)
+
+PROBE_SECONDS = 2.0
+
+
+def _bootstrap() -> list[str]:
+    return [url.removeprefix("kafka://") for url in _broker_urls(settings.kafka_url or "kafka://127.0.0.1:9092")]
+
+
+async def probe_broker() -> None:
+    client = AIOKafkaClient(bootstrap_servers=_bootstrap(), request_timeout_ms=5000, client_id="supplymon-health")
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout=8)
+        health.broker.ok()
+    except Exception as exc:  # unreachable, or it does not answer
+        health.broker.failed(exc)
+    finally:
+        try:
+            await client.close()
+        except Exception:
+            pass
+
+
+async def probe_store() -> None:
+    """Only while the sink is not already failing (its retries report then), and only
+    the connection: a write can still fail where a read succeeds."""
+    if health.store.up is False:
+        return
+    try:
+        await asyncio.wait_for(sink.query("SELECT 1", "TSV"), timeout=10)
+        health.store.ok()
+    except Exception as exc:
+        health.store.failed(exc)
+
+
+@app.timer(PROBE_SECONDS)
+async def probe_dependencies() -> None:
+    await asyncio.gather(probe_broker(), probe_store())
+    watermark = stream_time.watermark(_assigned_inputs())
+    lag = health.stream_lag_seconds(watermark)
+    if lag is not None:
+        metrics.stream_lag.set(lag)
+
+
+def _report() -> tuple[bool, dict]:
+    ready, report = health.status(bool(_assigned_inputs()))
+    watermark = stream_time.watermark(_assigned_inputs())
+    report["stream_time"] = (datetime.fromtimestamp(watermark / 1000, timezone.utc).isoformat(timespec="milliseconds")
+                             if watermark is not None else None)
+    report["stream_lag_seconds"] = health.stream_lag_seconds(watermark)
+    report["checked_at"] = datetime.fromtimestamp(time.time(), timezone.utc).isoformat(timespec="seconds")
+    return ready, report
+
+
+@app.page("/health")
+async def health_view(web, request):
+    ready, report = _report()
+    return web.json(report, status=200 if ready else 503)
+
+
+@app.page("/ready")
+async def ready_view(web, request):
+    ready, report = _report()
+    return web.json({"status": report["status"]}, status=200 if ready else 503)
+
+
+@app.page("/live")
+async def live_view(web, request):
+    return web.json({"status": "alive"})
