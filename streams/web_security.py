@@ -129,11 +129,19 @@ class GuardedPostView(View):
 
     same_origin_ok: bool = False
 
-    async def dispatch(self, request: Any) -> Any:
-        if request.method in ("GET", "HEAD"):
-            return refusal(405, f"{request.path} 只接受 POST 请求（GET 不能执行操作）",
+    async def get(self, request: Any, **kwargs: Any) -> Any:
+        """Registered so that a GET gets the explanation below, not aiohttp's bare 405."""
+        return self._get_refused(request)
+
+    @staticmethod
+    def _get_refused(request: Any) -> aioweb.Response:
+        return refusal(405, f"{request.path} 只接受 POST 请求（GET 不能执行操作）",
                            f"{request.path} accepts POST only (a GET never performs an action)",
                            headers={"Allow": "POST"})
+
+    async def dispatch(self, request: Any) -> Any:
+        if request.method in ("GET", "HEAD"):
+            return self._get_refused(request)
         access: WebAccess = request["supplymon_access"]
         if request.method == "POST" and not access.may_post(request, self.same_origin_ok):
             return refusal(401, f"需要令牌：请在 {TOKEN_HEADER} 请求头中发送令牌（令牌在数据目录的 web-token 文件中，"
