@@ -1,0 +1,132 @@
+"""Faults on the real parts: the store unavailable for a while, the embedded broker
+restarted mid-stream. The worker waits, says so (log, metric, /health), and
+resumes; the stored facts and alerts equal the reference (tests/reference.py)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import pytest
+
+from supplymon.embedded import EmbeddedBroker, free_port
+from supplymon.runner import http_query
+from supplymon.settings import EMBEDDED_GROUP_TIMEOUT
+from tests.conftest import supplymon
+from tests.test_end_to_end import (DAILY_SQL, FACT_SQL, MALFORMED, Worker, _end_offsets, _progress, _wait,
+                                   assert_daily_match, assert_facts_match, assert_warnings_match, build_history)
+from tests.warnings_reference import WARNINGS_SQL
+
+INPUTS = ["supply.orders", "supply.responses", "supply.shipments", "supply.arrivals"]
+
+
+@contextmanager
+def unwritable(path: Path):
+    """Nothing can be created, renamed or removed in the directories under `path`
+    until the block ends: the immutable attribute as root (root ignores modes),
+    read-only modes otherwise. Symbolic links are left alone."""
+    dirs = [path, *(p for p in path.rglob("*") if p.is_dir() and not p.is_symlink())]
+    if os.geteuid() == 0:
+        made = subprocess.run(["chattr", "+i", *map(str, dirs)], capture_output=True, text=True)
+        if made.returncode != 0:
+            subprocess.run(["chattr", "-i", *map(str, dirs)], capture_output=True)
+            pytest.skip(f"cannot make {path} immutable here (chattr: {made.stderr.strip()[:300]})")
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", *map(str, dirs)], check=True)
+    else:
+        for d in dirs:
+            d.chmod(0o555)
+        try:
+            yield
+        finally:
+            for d in dirs:
+                d.chmod(0o755)
+
+
+def _health(url: str) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=5) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
+
+
+def _metric(url: str, name: str) -> float | None:
+    import urllib.request
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                if line.split(" ")[0] == name or line.startswith(name):
+                    return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def _stored_everything(url: str, end: dict, worker: Worker) -> tuple[list, list, list]:
+    _wait(lambda: all(_progress(url)["offsets"].get(tp, 0) >= off for tp, off in end.items()),
+          300, "all offsets", worker)
+    signals = _progress(url)["signals_sent"]
+    _wait(lambda: all(_progress(url)["signals"].get(tp, 0) >= off for tp, off in signals.items()),
+          300, "all signals", worker)
+    return tuple([orjson.loads(line) for line in http_query(url, sql, "JSONEachRow").splitlines()]
+                 for sql in (FACT_SQL, DAILY_SQL, WARNINGS_SQL))
+
+
+def test_store_unwritable_for_a_while_loses_and_doubles_nothing(tmp_path, data_dir):
+    history = tmp_path / "history.jsonl"
+    events = build_history(history, days=3, orders_per_day=1000, scenario=("shortage",))
+    with EmbeddedBroker() as broker:
+        web = free_port()
+        env = {**os.environ, "SUPPLYMON_KAFKA": broker.url, "SUPPLYMON_DATA_DIR": str(data_dir),
+               "SUPPLYMON_WEB_PORT": str(web), "SUPPLYMON_BATCH_SIZE": "500",
+               "SUPPLYMON_LIVE_TICK_SECONDS": "0", "SUPPLYMON_GROUP_TIMEOUT_SECONDS": str(EMBEDDED_GROUP_TIMEOUT)}
+        published = supplymon("replay", str(history), env=env)
+        assert published.returncode == 0, published.stderr
+        end = _end_offsets(broker.bootstrap, INPUTS)
+        total = sum(end.values())
+        log = tmp_path / "worker.log"
+        url = f"http://127.0.0.1:{web}"
+        worker = Worker(env, log)
+        try:
+            _wait(lambda: sum(_progress(url)["offsets"].values()) > total * 0.2, 180, "20% progress", worker)
+            with unwritable(data_dir / "clickhouse"), unwritable(data_dir / "tmp"):
+                status, report = _wait(lambda: (lambda h: h if h[0] == 503 else None)(_health(url)), 60,
+                                       "/health to report the store down", worker)
+                assert report["store"]["up"] is False and report["store"]["last_error"], report
+                assert report["status"] == "degraded"
+                assert _metric(url, 'supplymon_up{system="store"}') == 0.0
+                stalled = sum(_progress(url)["offsets"].values())
+                time.sleep(5)  # a while: the worker keeps waiting, storing nothing, acknowledging nothing
+                assert sum(_progress(url)["offsets"].values()) == stalled
+                assert stalled < total, "the worker finished before the store went away"
+                worker.check()
+            rows, daily, warnings = _stored_everything(url, end, worker)
+            status, report = _wait(lambda: (lambda h: h if h[0] == 200 else None)(_health(url)), 30,
+                                   "/health to report the store back", worker)
+            assert report["store"]["up"] is True and report["store"]["outages"] == 1
+            assert _metric(url, 'supplymon_outages_total{system="store"}') == 1.0
+        finally:
+            worker.stop()
+    text = log.read_text()
+    assert "store is unavailable" in text and "存储不可用" in text
+    assert "store is back after" in text
+    assert_facts_match(rows, events)
+    assert_daily_match(daily, events)
+    assert_warnings_match(warnings, events)
+    # Nothing doubled: one row per event in events_raw, one per bad line in dead_letters.
+    assert _rows_of(data_dir, "SELECT count() AS n, uniqExact(event_id) AS u FROM supplymon.events_raw FINAL") == [
+        {"n": str(len({e["event_id"] for e in events})), "u": str(len({e["event_id"] for e in events}))}]
+    assert _rows_of(data_dir, "SELECT reason, count() AS n FROM supplymon.dead_letters FINAL GROUP BY reason "
+                              "ORDER BY reason") == [{"reason": r, "n": "1"} for r in sorted(r for _, r in MALFORMED)]
+
+
+def _rows_of(data_dir: Path, sql: str) -> list[dict]:
+    result = supplymon("sql", "--data-dir", str(data_dir), sql, "--format", "JSONEachRow")
+    assert result.returncode == 0, result.stderr
+    return [orjson.loads(line) for line in result.stdout.splitlines()]
