@@ -96,9 +96,9 @@ def test_store_unwritable_for_a_while_loses_and_doubles_nothing(tmp_path, data_d
         try:
             _wait(lambda: sum(_progress(url)["offsets"].values()) > total * 0.2, 180, "20% progress", worker)
             with unwritable(data_dir / "clickhouse"), unwritable(data_dir / "tmp"):
-                status, report = _wait(lambda: (lambda h: h if h[0] == 503 else None)(_health(url)), 60,
-                                       "/health to report the store down", worker)
-                assert report["store"]["up"] is False and report["store"]["last_error"], report
+                status, report = _wait(lambda: (lambda h: h if h[1]["store"]["up"] is False else None)(_health(url)),
+                                       60, "/health to report the store down", worker)
+                assert status == 503 and report["store"]["last_error"], report
                 assert report["status"] == "degraded"
                 assert _metric(url, 'supplymon_up{system="store"}') == 0.0
                 stalled = sum(_progress(url)["offsets"].values())
@@ -121,9 +121,9 @@ def test_store_unwritable_for_a_while_loses_and_doubles_nothing(tmp_path, data_d
     assert_warnings_match(warnings, events)
     # Nothing doubled: one row per event in events_raw, one per bad line in dead_letters.
     assert _rows_of(data_dir, "SELECT count() AS n, uniqExact(event_id) AS u FROM supplymon.events_raw FINAL") == [
-        {"n": str(len({e["event_id"] for e in events})), "u": str(len({e["event_id"] for e in events}))}]
+        {"n": len({e["event_id"] for e in events}), "u": len({e["event_id"] for e in events})}]
     assert _rows_of(data_dir, "SELECT reason, count() AS n FROM supplymon.dead_letters FINAL GROUP BY reason "
-                              "ORDER BY reason") == [{"reason": r, "n": "1"} for r in sorted(r for _, r in MALFORMED)]
+                              "ORDER BY reason") == [{"reason": r, "n": 1} for r in sorted(r for _, r in MALFORMED)]
 
 
 def _rows_of(data_dir: Path, sql: str) -> list[dict]:
