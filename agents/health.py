@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from datetime import datetime, timezone
 
 from aiokafka import AIOKafkaClient
+from aiokafka.protocol.metadata import MetadataRequest
 
 from agents.lifecycle import _assigned_inputs, sink, stream_time
 from streams.app import _broker_urls, app, settings
@@ -29,6 +32,7 @@ from supplymon import health, metrics
 log = logging.getLogger(__name__)
 
 PROBE_SECONDS = 2.0
+identity = health.ClusterIdentity()
 
 
 def _bootstrap() -> list[str]:
@@ -39,14 +43,26 @@ async def probe_broker() -> None:
     client = AIOKafkaClient(bootstrap_servers=_bootstrap(), request_timeout_ms=5000, client_id="supplymon-health")
     try:
         await asyncio.wait_for(client.bootstrap(), timeout=8)
-        health.broker.ok()
+        metadata = await asyncio.wait_for(client.send(client.get_random_node(), MetadataRequest(
+            topics=[], allow_auto_topic_creation=False)), timeout=8)
     except Exception as exc:  # unreachable, or it does not answer
         health.broker.failed(exc)
+    else:
+        if identity.replaced(getattr(metadata, "cluster_id", None)):
+            stop_broker_lost("Kafka 代理已被替换（集群 ID 变了）", "the broker was replaced (its cluster id changed)")
+        elif not health.broker_lost:
+            health.broker.ok()
     finally:
         try:
             await client.close()
         except Exception:
             pass
+
+
+def stop_broker_lost(reason_zh: str, reason_en: str) -> None:
+    """Stop this worker (as SIGTERM does: in order) with health.EXIT_BROKER_LOST."""
+    if health.lose_broker(reason_zh, reason_en):
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def probe_store() -> None:

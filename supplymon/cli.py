@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=None,
                    help="publish at this many event-time seconds per second (default: as fast as possible)")
     p.add_argument("--partitions", type=int, help="partitions of new topics (default 4)")
+    p.add_argument("--skip-stored", action="store_true",
+                   help="publish only the lines not already in the store of --data-dir (events by event_id, bad "
+                        "lines as dead letters): resending after the embedded broker lost what it held")
     data_dir(p)
 
     p = sub.add_parser("sql", help="ad-hoc SQL on the store (through the running worker if one holds it)")
@@ -108,31 +111,13 @@ def _replay(settings: Settings, args) -> int:
     embedded = args.embedded
     if embedded:
         settings = replace(settings, web_port=0)  # a free port for the worker it starts
-    return replay(settings, args.file, embedded, args.speed)
+    return replay(settings, args.file, embedded, args.speed, skip_stored=args.skip_stored)
 
 
 def _sql(settings: Settings, args) -> int:
-    from supplymon.runner import http_query, running_worker
-    from supplymon.store import Store
-    from supplymon.web_access import client_token
+    from supplymon.runner import store_query
 
-    worker = running_worker(settings)
-    if worker:
-        result = http_query(worker["web"], args.query, args.format, token=client_token(settings))
-    else:
-        if settings.clickhouse_url is None and not settings.chdb_path.exists():
-            print(f"supplymon sql: no data in {settings.data_dir} (run a replay or the demo first)", file=sys.stderr)
-            return 1
-        store = Store(settings)
-        try:
-            store.migrate()
-            result = store.analyst_query(args.query, args.format)  # read-only, as through a worker
-        except Exception as exc:
-            print(f"supplymon sql: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            store.close()
-    sys.stdout.buffer.write(result)
+    sys.stdout.buffer.write(store_query(settings, args.query, args.format))
     sys.stdout.flush()
     return 0
 

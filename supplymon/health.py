@@ -64,6 +64,42 @@ class Availability:
 store = Availability("store", "ClickHouse 存储")
 broker = Availability("broker", "Kafka 代理")
 
+# The worker's exit code when the broker it read from lost its log (the embedded
+# broker exited, or the broker answering is another one: a new cluster id). Its
+# state and offsets refer to a log that is gone: the embedded stack must be started
+# again (a fresh broker, rebuilt from ClickHouse), which a restart of the worker does.
+EXIT_BROKER_LOST = 75  # EX_TEMPFAIL
+broker_lost = ""  # why, once it happened
+
+
+def lose_broker(reason_zh: str, reason_en: str) -> bool:
+    """Record that the broker's log is gone; True the first time (the caller stops the worker)."""
+    global broker_lost
+    if broker_lost:
+        return False
+    broker_lost = reason_en
+    log.error("%s：本进程的状态与偏移量对应的日志已不存在，退出（代码 %d），重启后将从 ClickHouse 重建 / %s: "
+              "this worker's state and offsets refer to a log that is gone; exiting (code %d) to be "
+              "restarted, which rebuilds from ClickHouse", reason_zh, EXIT_BROKER_LOST, reason_en, EXIT_BROKER_LOST)
+    broker.failed(reason_en)
+    return True
+
+
+class ClusterIdentity:
+    """The broker's cluster id as first seen; a different one later means another
+    broker (the embedded broker takes a new id at every start: supplymon/embedded.py)."""
+
+    def __init__(self) -> None:
+        self.cluster_id: str | None = None
+
+    def replaced(self, cluster_id: str | None) -> bool:
+        if not cluster_id:
+            return False
+        if self.cluster_id is None:
+            self.cluster_id = cluster_id
+            return False
+        return cluster_id != self.cluster_id
+
 
 def stream_lag_seconds(stream_time_ms: int | None, now: float | None = None) -> float | None:
     """How far stream time is behind the wall clock (large in a replay of old events)."""

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import sys
 import time
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 import orjson
 
 from supplymon.publish import Publisher, ensure_topics
-from supplymon.runner import RunError, embedded_stack
+from supplymon.runner import RunError, embedded_stack, store_query
 from supplymon.settings import Settings
 
 
@@ -62,29 +63,62 @@ class Meter:
         print(f"{self.label}: {done:,}{share}, {rate:,.0f}/s", file=self.out, flush=True)
 
 
-async def _publish(settings: Settings, path: Path, speed: float | None, meter: Meter):
+def stored_lines(settings: Settings) -> Callable[[bytes], bool]:
+    """Whether a line is already in the store: an event whose event_id is in
+    `events_raw` or `dead_letters`, or a line stored as it is in `dead_letters`
+    (asked of the running worker's `/sql`, or of the store directly)."""
+    ids = set(store_query(settings, "SELECT event_id FROM supplymon.events_raw UNION DISTINCT "
+                                    "SELECT assumeNotNull(event_id) FROM supplymon.dead_letters WHERE event_id IS NOT NULL",
+                          "TSVRaw").decode().splitlines())
+    digests = set(store_query(settings, "SELECT DISTINCT hex(MD5(original)) FROM supplymon.dead_letters",
+                              "TSVRaw").decode().lower().splitlines())
+
+    def stored(line: bytes) -> bool:
+        raw = line.strip()
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("event_id"), str) and doc["event_id"] in ids:
+            return True
+        return hashlib.md5(raw).hexdigest() in digests
+
+    return stored
+
+
+async def _publish(settings: Settings, path: Path, speed: float | None, meter: Meter,
+                   skip: Callable[[bytes], bool] | None = None):
     async with Publisher(settings, speed=speed) as publisher:
+        skipped = 0
         for n, line in enumerate(read_lines(path), 1):
+            if skip is not None and skip(line):
+                skipped += 1
+                continue
             await publisher.publish(line)
             meter(n)
+        if skip is not None:
+            print(f"skipped {skipped:,} lines already stored", file=sys.stderr, flush=True)
         await publisher.flush()
         meter(publisher.stats.events + publisher.stats.ticks, force=True)
     return publisher.stats
 
 
-def replay(settings: Settings, path: Path, embedded: bool, speed: float | None = None) -> int:
+def replay(settings: Settings, path: Path, embedded: bool, speed: float | None = None,
+           skip_stored: bool = False) -> int:
     if not path.exists():
         raise RunError(f"{path} does not exist")
     if not embedded:
         if settings.embedded_kafka:
             raise RunError("no Kafka configured: set SUPPLYMON_KAFKA=kafka://host:port, or use --embedded")
         ensure_topics(settings)
-        stats = asyncio.run(_publish(settings, path, speed, Meter("published")))
+        skip = stored_lines(settings) if skip_stored else None
+        stats = asyncio.run(_publish(settings, path, speed, Meter("published"), skip))
         print(f"published {stats.events:,} events and {stats.ticks:,} ticks "
               f"({stats.unreadable:,} unreadable lines, left to the worker's dead-letter topic)")
         return 0
     with embedded_stack(settings, live=False) as (settings, worker):
-        stats = asyncio.run(_publish(settings, path, speed, Meter("published")))
+        skip = stored_lines(settings) if skip_stored else None
+        stats = asyncio.run(_publish(settings, path, speed, Meter("published"), skip))
         total = sum(stats.end_offsets.values())
         meter = Meter("processed and stored")
         worker.wait_stored(stats.end_offsets, total, report=meter)

@@ -216,6 +216,26 @@ class WorkerProcess:
         return process.returncode
 
 
+def store_query(settings: Settings, sql: str, fmt: str) -> bytes:
+    """An analyst's query (read-only: supplymon/sql_guard.py) on the store: through the
+    worker's `/sql` while a worker holds the data dir, else on the store directly."""
+    worker = running_worker(settings)
+    if worker:
+        return http_query(worker["web"], sql, fmt, token=client_token(settings))
+    if settings.clickhouse_url is None and not settings.chdb_path.exists():
+        raise RunError(f"no data in {settings.data_dir} (run a replay or the demo first)")
+    store = Store(settings)
+    try:
+        store.migrate()
+        return store.analyst_query(sql, fmt)
+    except RunError:
+        raise
+    except Exception as exc:  # a refused or failed query: its message says why
+        raise RunError(str(exc)) from None
+    finally:
+        store.close()
+
+
 def http_query(web: str, sql: str, fmt: str, timeout: float = 60.0, token: str | None = None) -> bytes:
     """POST a query to a worker's `/sql`, with its web token (supplymon/web_access.py;
     default: SUPPLYMON_WEB_TOKEN)."""

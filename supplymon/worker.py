@@ -10,12 +10,15 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import tempfile
+import threading
 
-from supplymon.web_access import check_listen_address, write_token_file
+from supplymon import health
 from supplymon.publish import ensure_topics
 from supplymon.runner import prepare_data_dir, start_embedded_broker
 from supplymon.settings import Settings
+from supplymon.web_access import check_listen_address, write_token_file
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +59,16 @@ def run(settings: Settings) -> int:
 
         settings.worker_file.write_text(json.dumps({
             "pid": os.getpid(), "web": f"http://{settings.web_host}:{settings.web_port}",
-            "kafka": settings.kafka_url}))
+            "kafka": settings.kafka_url, "broker_pid": broker.process.pid if broker is not None else None}))
         worker = _QuietWorker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
                               override_logging=True)
+        if broker is not None:
+            _watch_embedded_broker(broker)
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
-            return int(exc.code or 0)
-        return 0
+            return health.EXIT_BROKER_LOST if health.broker_lost else int(exc.code or 0)
+        return health.EXIT_BROKER_LOST if health.broker_lost else 0
     finally:
         try:
             settings.worker_file.unlink()
@@ -71,3 +76,18 @@ def run(settings: Settings) -> int:
             pass
         if broker is not None:
             broker.stop()
+
+
+def _watch_embedded_broker(broker) -> None:
+    """The embedded broker keeps its log in memory: if it exits under the worker, the
+    log is gone. Stop the worker (code 75); started again, it starts a fresh broker and
+    rebuilds its state from ClickHouse."""
+    process = broker.process
+
+    def watch() -> None:
+        code = process.wait()
+        if broker.process is process and health.lose_broker(
+                f"内置 Kafka 代理意外退出（代码 {code}）", f"the embedded broker exited (code {code})"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="embedded-broker-watch", daemon=True).start()
