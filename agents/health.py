@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import time
 from datetime import datetime, timezone
 
@@ -49,7 +47,8 @@ async def probe_broker() -> None:
         health.broker.failed(exc)
     else:
         if identity.replaced(getattr(metadata, "cluster_id", None)):
-            stop_broker_lost("Kafka 代理已被替换（集群 ID 变了）", "the broker was replaced (its cluster id changed)")
+            health.lose_broker("Kafka 代理已被替换（集群 ID 变了）", "the broker was replaced (its cluster id changed)",
+                               settings.worker_file)
         elif not health.broker_lost:
             health.broker.ok()
     finally:
@@ -57,12 +56,6 @@ async def probe_broker() -> None:
             await client.close()
         except Exception:
             pass
-
-
-def stop_broker_lost(reason_zh: str, reason_en: str) -> None:
-    """Stop this worker (as SIGTERM does: in order) with health.EXIT_BROKER_LOST."""
-    if health.lose_broker(reason_zh, reason_en):
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def probe_store() -> None:

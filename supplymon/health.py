@@ -9,8 +9,11 @@ rule reads this: it is for operators, so it may use the wall clock.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 from supplymon import metrics
@@ -72,17 +75,27 @@ EXIT_BROKER_LOST = 75  # EX_TEMPFAIL
 broker_lost = ""  # why, once it happened
 
 
-def lose_broker(reason_zh: str, reason_en: str) -> bool:
-    """Record that the broker's log is gone; True the first time (the caller stops the worker)."""
+def lose_broker(reason_zh: str, reason_en: str, worker_file: Path | None = None) -> None:
+    """The broker's log is gone: say why and end this process at once with
+    EXIT_BROKER_LOST. Not a graceful stop: that would wait on writes to a broker that
+    is gone, or commit this worker's offsets into a broker whose log they do not
+    describe; an end like SIGKILL's loses nothing (the next start rebuilds from
+    ClickHouse, whose rows are written before anything is acknowledged)."""
     global broker_lost
     if broker_lost:
-        return False
+        return
     broker_lost = reason_en
     log.error("%s：本进程的状态与偏移量对应的日志已不存在，退出（代码 %d），重启后将从 ClickHouse 重建 / %s: "
               "this worker's state and offsets refer to a log that is gone; exiting (code %d) to be "
               "restarted, which rebuilds from ClickHouse", reason_zh, EXIT_BROKER_LOST, reason_en, EXIT_BROKER_LOST)
     broker.failed(reason_en)
-    return True
+    if worker_file is not None:
+        worker_file.unlink(missing_ok=True)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_BROKER_LOST)
 
 
 class ClusterIdentity:

@@ -66,7 +66,9 @@ class Meter:
 def stored_lines(settings: Settings) -> Callable[[bytes], bool]:
     """Whether a line is already in the store: an event whose event_id is in
     `events_raw` or `dead_letters`, or a line stored as it is in `dead_letters`
-    (asked of the running worker's `/sql`, or of the store directly)."""
+    (asked of the running worker's `/sql`, or of the store directly). Ticks are
+    always sent again: a rebuild does not republish them (supplymon/runner.py), and
+    one a partition has read already changes nothing there."""
     ids = set(store_query(settings, "SELECT event_id FROM supplymon.events_raw UNION DISTINCT "
                                     "SELECT assumeNotNull(event_id) FROM supplymon.dead_letters WHERE event_id IS NOT NULL",
                           "TSVRaw").decode().splitlines())
@@ -79,6 +81,8 @@ def stored_lines(settings: Settings) -> Callable[[bytes], bool]:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError:
             doc = None
+        if isinstance(doc, dict) and doc.get("kind") == "tick":
+            return False
         if isinstance(doc, dict) and isinstance(doc.get("event_id"), str) and doc["event_id"] in ids:
             return True
         return hashlib.md5(raw).hexdigest() in digests

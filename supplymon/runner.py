@@ -75,7 +75,14 @@ async def publish_lines(settings: Settings, lines, on_progress: Callable[[int], 
 
 def rebuild_from_store(settings: Settings) -> int:
     """Publish the stored events (events_raw, in event-time order) into a fresh broker,
-    so that the worker's state is rebuilt: the embedded broker keeps nothing."""
+    so that the worker's state is rebuilt: the embedded broker keeps nothing.
+
+    Not the ticks: a stored tick was read in at least one partition, not necessarily
+    in all, and republished it goes to every partition: a partition that had not read
+    that far would jump ahead of its own events not yet stored (which the publisher
+    resends after the rebuild), firing deadlines early. Each partition's time is
+    rebuilt from its own events; the ticks come again with the publisher's resend
+    (`replay --skip-stored` resends every tick) or the live clock."""
     if settings.clickhouse_url is None and not settings.chdb_path.exists():
         return 0
     store = Store(settings)
@@ -84,8 +91,9 @@ def rebuild_from_store(settings: Settings) -> int:
 
         def lines():
             for batch in store.iter_raw():
-                for _kind, payload in batch:
-                    yield payload
+                for kind, payload in batch:
+                    if kind != "tick":
+                        yield payload
 
         stats = asyncio.run(publish_lines(settings, lines()))
     finally:

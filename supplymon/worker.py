@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import tempfile
 import threading
 
@@ -63,12 +62,12 @@ def run(settings: Settings) -> int:
         worker = _QuietWorker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
                               override_logging=True)
         if broker is not None:
-            _watch_embedded_broker(broker)
+            _watch_embedded_broker(broker, settings)
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
-            return health.EXIT_BROKER_LOST if health.broker_lost else int(exc.code or 0)
-        return health.EXIT_BROKER_LOST if health.broker_lost else 0
+            return int(exc.code or 0)
+        return 0
     finally:
         try:
             settings.worker_file.unlink()
@@ -78,16 +77,16 @@ def run(settings: Settings) -> int:
             broker.stop()
 
 
-def _watch_embedded_broker(broker) -> None:
+def _watch_embedded_broker(broker, settings: Settings) -> None:
     """The embedded broker keeps its log in memory: if it exits under the worker, the
-    log is gone. Stop the worker (code 75); started again, it starts a fresh broker and
+    log is gone. End the worker (code 75); started again, it starts a fresh broker and
     rebuilds its state from ClickHouse."""
     process = broker.process
 
     def watch() -> None:
         code = process.wait()
-        if broker.process is process and health.lose_broker(
-                f"内置 Kafka 代理意外退出（代码 {code}）", f"the embedded broker exited (code {code})"):
-            os.kill(os.getpid(), signal.SIGTERM)
+        if broker.process is process:  # not stopped by this worker
+            health.lose_broker(f"内置 Kafka 代理意外退出（代码 {code}）", f"the embedded broker exited (code {code})",
+                               settings.worker_file)
 
     threading.Thread(target=watch, name="embedded-broker-watch", daemon=True).start()
