@@ -123,6 +123,7 @@ class WorkerProcess:
         self.settings = settings
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self.broker: EmbeddedBroker | None = None  # the embedded broker it reads, when this process owns it
 
     @property
     def web(self) -> str:
@@ -144,6 +145,13 @@ class WorkerProcess:
             return ""
 
     def _check_alive(self) -> None:
+        broker = self.broker.process if self.broker is not None else None
+        if broker is not None and broker.poll() is not None:
+            raise RunError(f"内置 Kafka 代理意外退出（代码 {broker.returncode}），其中尚未存储的事件已丢失；已存储的都在。"
+                           f"再次运行同一命令并加上 --skip-stored 即可继续。\n"
+                           f"the embedded broker exited (code {broker.returncode}); what it held and was not stored "
+                           "yet is lost, everything stored is kept: run the same command again with --skip-stored "
+                           "to go on")
         if self.process is None or self.process.poll() is not None:
             raise RunError(f"the worker exited (code {self.process.returncode if self.process else None}); "
                            f"its log {self.log_path} ends with:\n{self.log_tail()}")
@@ -274,8 +282,9 @@ def embedded_stack(settings: Settings, live: bool) -> Iterator[tuple[Settings, W
                            live_tick_seconds=settings.live_tick_seconds if live else 0)
         if rebuilt:
             print(f"rebuilt state from {rebuilt} events stored in {settings.data_dir}", flush=True)
-        worker = WorkerProcess(settings, logs / "worker.log").start()
-        worker.wait_ready()
+        worker = WorkerProcess(settings, logs / "worker.log")
+        worker.broker = broker
+        worker.start().wait_ready()
         yield settings, worker
     finally:
         if worker is not None:
