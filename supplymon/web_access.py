@@ -43,7 +43,7 @@ def write_token_file(settings: Settings) -> str:
     token = secrets.token_urlsafe(32)
     path = settings.web_token_file
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         os.fchmod(fd, 0o600)  # whatever the umask or an older file
         os.write(fd, token.encode())

@@ -119,12 +119,18 @@ def test_store_unwritable_for_a_while_loses_and_doubles_nothing(tmp_path, data_d
     text = log.read_text()
     assert "store is unavailable" in text and "存储不可用" in text
     assert "store is back after" in text
+    assert_as_reference(data_dir, events, rows, daily, warnings)
+
+
+def assert_as_reference(data_dir: Path, events: list[dict], rows, daily, warnings) -> None:
+    """Facts, daily windows and early warnings as in the reference; nothing doubled: one
+    row per event in events_raw, one per bad line in dead_letters."""
     assert_facts_match(rows, events)
     assert_daily_match(daily, events)
     assert_warnings_match(warnings, events)
-    # Nothing doubled: one row per event in events_raw, one per bad line in dead_letters.
+    event_ids = len({e["event_id"] for e in events})
     assert _rows_of(data_dir, "SELECT count() AS n, uniqExact(event_id) AS u FROM supplymon.events_raw FINAL") == [
-        {"n": len({e["event_id"] for e in events}), "u": len({e["event_id"] for e in events})}]
+        {"n": event_ids, "u": event_ids}]
     assert _rows_of(data_dir, "SELECT reason, count() AS n FROM supplymon.dead_letters FINAL GROUP BY reason "
                               "ORDER BY reason") == [{"reason": r, "n": 1} for r in sorted(r for _, r in MALFORMED)]
 
@@ -190,10 +196,4 @@ def test_embedded_broker_lost_mid_stream_worker_restarts_and_resend_loses_and_do
         rows, daily, warnings = _stored_everything(url, end, worker)
     finally:
         worker.stop()
-    assert_facts_match(rows, events)
-    assert_daily_match(daily, events)
-    assert_warnings_match(warnings, events)
-    assert _rows_of(data_dir, "SELECT count() AS n, uniqExact(event_id) AS u FROM supplymon.events_raw FINAL") == [
-        {"n": len({e["event_id"] for e in events}), "u": len({e["event_id"] for e in events})}]
-    assert _rows_of(data_dir, "SELECT reason, count() AS n FROM supplymon.dead_letters FINAL GROUP BY reason "
-                              "ORDER BY reason") == [{"reason": r, "n": 1} for r in sorted(r for _, r in MALFORMED)]
+    assert_as_reference(data_dir, events, rows, daily, warnings)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import stat
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 
 from supplymon.embedded import free_port
 from tests.conftest import ROOT, supplymon
+from tests.test_live import stop
 
 
 def _env(data_dir, port: int, **extra) -> dict:
@@ -56,12 +56,7 @@ def worker(tmp_path_factory):
             time.sleep(0.2)
         yield url, data_dir, log
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def _serving(url: str) -> bool:
@@ -185,3 +180,49 @@ def test_non_loopback_address_needs_a_configured_token(tmp_path):
     assert result.returncode == 2
     assert "需要凭据" in result.stderr and "needs credentials" in result.stderr
     assert not re.search(r"embedded broker at", result.stdout)
+
+
+def _mocked(method: str, headers: dict, remote: str = "127.0.0.1"):
+    from aiohttp.test_utils import make_mocked_request
+
+    request = make_mocked_request(method, "/sql", headers=headers)
+    return type("Request", (), {"headers": request.headers, "host": request.host, "scheme": "http",
+                                "remote": remote})()
+
+
+@pytest.mark.parametrize("host, token, sent, origin, remote, same_origin_ok, allowed", [
+    ("127.0.0.1", None, None, "http://127.0.0.1:6066", "127.0.0.1", True, True),    # the worker's own page
+    ("127.0.0.1", None, None, "http://127.0.0.1:6066", "127.0.0.1", False, False),  # ... not for /sql
+    ("127.0.0.1", None, None, "http://evil.example", "127.0.0.1", True, False),
+    ("127.0.0.1", None, None, None, "127.0.0.1", True, False),                      # no Origin: not a page
+    ("0.0.0.0", "a-long-enough-token", None, "http://10.0.0.5:6066", "10.0.0.9", True, False),  # only tokens
+    ("0.0.0.0", "a-long-enough-token", "a-long-enough-token", None, "10.0.0.9", False, True),
+    ("0.0.0.0", "a-long-enough-token", "a-long-enough-tokeN", None, "10.0.0.9", False, False),
+])
+def test_who_may_post(host, token, sent, origin, remote, same_origin_ok, allowed):
+    from dataclasses import replace
+
+    from streams.web_security import WebAccess
+    from supplymon.settings import Settings
+
+    access = WebAccess(replace(Settings.from_env({}), web_host=host, web_token=token))
+    headers = {"Host": "127.0.0.1:6066" if host == "127.0.0.1" else "10.0.0.5:6066"}
+    if origin:
+        headers["Origin"] = origin
+    if sent:
+        headers["X-Supplymon-Token"] = sent
+    assert access.may_post(_mocked("POST", headers, remote), same_origin_ok) is allowed
+
+
+def test_host_names_checked_only_on_loopback():
+    from dataclasses import replace
+
+    from streams.web_security import WebAccess
+    from supplymon.settings import Settings
+
+    loopback = WebAccess(Settings.from_env({}))
+    for host, ok in (("127.0.0.1:6066", True), ("localhost:6066", True), ("[::1]:6066", True),
+                     ("evil.example:6066", False), ("127.0.0.1.evil.example", False)):
+        assert loopback.host_allowed(_mocked("GET", {"Host": host})) is ok, host
+    anywhere = WebAccess(replace(Settings.from_env({}), web_host="0.0.0.0", web_token="a-long-enough-token"))
+    assert anywhere.host_allowed(_mocked("GET", {"Host": "monitor.example:6066"}))
