@@ -3,7 +3,7 @@ is Kafka (the broker) up, since when.
 
 The sink reports each write's outcome, a probe each broker check; an outage's
 start and end are logged once each (not at every retry), counted, and shown on
-`/health` and in the gauges `supplymon_store_up` / `supplymon_broker_up`. No
+`/health` and in the gauge `supplymon_up{system="store"|"broker"}`. No
 rule reads this: it is for operators, so it may use the wall clock.
 """
 from __future__ import annotations
