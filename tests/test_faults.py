@@ -86,9 +86,7 @@ def test_store_unwritable_for_a_while_loses_and_doubles_nothing(tmp_path, data_d
     events = build_history(history, days=3, orders_per_day=1000, scenario=("shortage",))
     with EmbeddedBroker() as broker:
         web = free_port()
-        env = {**os.environ, "SUPPLYMON_KAFKA": broker.url, "SUPPLYMON_DATA_DIR": str(data_dir),
-               "SUPPLYMON_WEB_PORT": str(web), "SUPPLYMON_BATCH_SIZE": "500",
-               "SUPPLYMON_LIVE_TICK_SECONDS": "0", "SUPPLYMON_GROUP_TIMEOUT_SECONDS": str(EMBEDDED_GROUP_TIMEOUT)}
+        env = _broker_env(broker, data_dir, web)
         published = supplymon("replay", str(history), env=env)
         assert published.returncode == 0, published.stderr
         end = _end_offsets(broker.bootstrap, INPUTS)
@@ -197,3 +195,66 @@ def test_embedded_broker_lost_mid_stream_worker_restarts_and_resend_loses_and_do
     finally:
         worker.stop()
     assert_as_reference(data_dir, events, rows, daily, warnings)
+
+
+def _broker_env(broker: EmbeddedBroker, data_dir: Path, web: int) -> dict:
+    return {**os.environ, "SUPPLYMON_KAFKA": broker.url, "SUPPLYMON_DATA_DIR": str(data_dir),
+            "SUPPLYMON_WEB_PORT": str(web), "SUPPLYMON_BATCH_SIZE": "500", "SUPPLYMON_LIVE_TICK_SECONDS": "0",
+            "SUPPLYMON_GROUP_TIMEOUT_SECONDS": str(EMBEDDED_GROUP_TIMEOUT)}
+
+
+def test_broker_frozen_for_a_while_worker_waits_reports_and_resumes(tmp_path, data_dir):
+    """A broker that stops answering (SIGSTOP) and comes back with its log (SIGCONT),
+    as a real Kafka restarting does: the worker reports it and goes on."""
+    history = tmp_path / "history.jsonl"
+    events = build_history(history, days=3, orders_per_day=1000, scenario=("shortage",))
+    with EmbeddedBroker() as broker:
+        web = free_port()
+        url = f"http://127.0.0.1:{web}"
+        env = _broker_env(broker, data_dir, web)
+        published = supplymon("replay", str(history), env=env)
+        assert published.returncode == 0, published.stderr
+        end = _end_offsets(broker.bootstrap, INPUTS)
+        total = sum(end.values())
+        log = tmp_path / "worker.log"
+        worker = Worker(env, log)
+        try:
+            _wait(lambda: sum(_progress(url)["offsets"].values()) > total * 0.2, 180, "20% progress", worker)
+            broker.process.send_signal(signal.SIGSTOP)
+            try:
+                status, report = _wait(lambda: (lambda h: h if h[1]["broker"]["up"] is False else None)(_health(url)),
+                                       60, "/health to report the broker down", worker)
+                assert status == 503 and report["status"] == "degraded"
+                assert _metric(url, 'supplymon_up{system="broker"}') == 0.0
+                time.sleep(3)
+                worker.check()
+            finally:
+                broker.process.send_signal(signal.SIGCONT)
+            rows, daily, warnings = _stored_everything(url, end, worker)
+            _wait(lambda: _health(url)[0] == 200, 60, "/health to report the broker back", worker)
+        finally:
+            worker.stop()
+    text = log.read_text()
+    assert "broker is unavailable" in text and "broker is back after" in text
+    assert_as_reference(data_dir, events, rows, daily, warnings)
+
+
+def test_worker_stops_when_the_broker_answering_is_another_one(tmp_path, data_dir):
+    """The broker restarted on the same address with nothing (a memory broker): same
+    address, new cluster id. The worker must not go on as if nothing happened."""
+    port = free_port()
+    broker = EmbeddedBroker(port=port).start()
+    web = free_port()
+    url = f"http://127.0.0.1:{web}"
+    log = tmp_path / "worker.log"
+    worker = Worker(_broker_env(broker, data_dir, web), log)
+    try:
+        _wait(lambda: _health(url)[0] == 200, 120, "the worker to be healthy", worker)
+        broker.stop()
+        broker = EmbeddedBroker(port=port).start()
+        assert worker.process.wait(60) == 75, log.read_text()[-3000:]
+    finally:
+        worker.stop()
+        broker.stop()
+    assert "the broker was replaced (its cluster id changed)" in log.read_text()
+    assert not (data_dir / "worker.json").exists()
