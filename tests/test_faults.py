@@ -11,6 +11,7 @@ import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -81,7 +82,9 @@ def _stored_everything(url: str, end: dict, worker: Worker) -> tuple[list, list,
                  for sql in (FACT_SQL, DAILY_SQL, WARNINGS_SQL))
 
 
-def test_store_unwritable_for_a_while_loses_and_doubles_nothing(tmp_path, data_dir):
+@contextmanager
+def _worker_a_fifth_through(tmp_path: Path, data_dir: Path):
+    """A history published to a fresh broker, and a worker a fifth of the way through it."""
     history = tmp_path / "history.jsonl"
     events = build_history(history, days=3, orders_per_day=1000, scenario=("shortage",))
     with EmbeddedBroker() as broker:
@@ -90,34 +93,40 @@ def test_store_unwritable_for_a_while_loses_and_doubles_nothing(tmp_path, data_d
         published = supplymon("replay", str(history), env=env)
         assert published.returncode == 0, published.stderr
         end = _end_offsets(broker.bootstrap, INPUTS)
-        total = sum(end.values())
-        log = tmp_path / "worker.log"
-        url = f"http://127.0.0.1:{web}"
-        worker = Worker(env, log)
+        run = SimpleNamespace(events=events, broker=broker, url=f"http://127.0.0.1:{web}", end=end,
+                              total=sum(end.values()), log=tmp_path / "worker.log")
+        run.worker = Worker(env, run.log)
         try:
-            _wait(lambda: sum(_progress(url)["offsets"].values()) > total * 0.2, 180, "20% progress", worker)
-            with unwritable(data_dir / "clickhouse"):
-                status, report = _wait(lambda: (lambda h: h if h[1]["store"]["up"] is False else None)(_health(url)),
-                                       60, "/health to report the store down", worker)
-                assert status == 503 and report["store"]["last_error"], report
-                assert report["status"] == "degraded"
-                assert _metric(url, 'supplymon_up{system="store"}') == 0.0
-                stalled = sum(_progress(url)["offsets"].values())
-                time.sleep(5)  # a while: the worker keeps waiting, storing nothing, acknowledging nothing
-                assert sum(_progress(url)["offsets"].values()) == stalled
-                assert stalled < total, "the worker finished before the store went away"
-                worker.check()
-            rows, daily, warnings = _stored_everything(url, end, worker)
-            status, report = _wait(lambda: (lambda h: h if h[0] == 200 else None)(_health(url)), 30,
-                                   "/health to report the store back", worker)
-            assert report["store"]["up"] is True and report["store"]["outages"] == 1
-            assert _metric(url, 'supplymon_outages_total{system="store"}') == 1.0
+            _wait(lambda: sum(_progress(run.url)["offsets"].values()) > run.total * 0.2, 180, "20% progress",
+                  run.worker)
+            yield run
         finally:
-            worker.stop()
-    text = log.read_text()
+            run.worker.stop()
+
+
+def test_store_unwritable_for_a_while_loses_and_doubles_nothing(tmp_path, data_dir):
+    with _worker_a_fifth_through(tmp_path, data_dir) as run:
+        url, worker = run.url, run.worker
+        with unwritable(data_dir / "clickhouse"):
+            status, report = _wait(lambda: (lambda h: h if h[1]["store"]["up"] is False else None)(_health(url)),
+                                   60, "/health to report the store down", worker)
+            assert status == 503 and report["store"]["last_error"], report
+            assert report["status"] == "degraded"
+            assert _metric(url, 'supplymon_up{system="store"}') == 0.0
+            stalled = sum(_progress(url)["offsets"].values())
+            time.sleep(5)  # a while: the worker keeps waiting, storing nothing, acknowledging nothing
+            assert sum(_progress(url)["offsets"].values()) == stalled
+            assert stalled < run.total, "the worker finished before the store went away"
+            worker.check()
+        rows, daily, warnings = _stored_everything(url, run.end, worker)
+        status, report = _wait(lambda: (lambda h: h if h[0] == 200 else None)(_health(url)), 30,
+                               "/health to report the store back", worker)
+        assert report["store"]["up"] is True and report["store"]["outages"] == 1
+        assert _metric(url, 'supplymon_outages_total{system="store"}') == 1.0
+    text = run.log.read_text()
     assert "store is unavailable" in text and "存储不可用" in text
     assert "store is back after" in text
-    assert_as_reference(data_dir, events, rows, daily, warnings)
+    assert_as_reference(data_dir, run.events, rows, daily, warnings)
 
 
 def assert_as_reference(data_dir: Path, events: list[dict], rows, daily, warnings) -> None:
@@ -206,37 +215,23 @@ def _broker_env(broker: EmbeddedBroker, data_dir: Path, web: int) -> dict:
 def test_broker_frozen_for_a_while_worker_waits_reports_and_resumes(tmp_path, data_dir):
     """A broker that stops answering (SIGSTOP) and comes back with its log (SIGCONT),
     as a real Kafka restarting does: the worker reports it and goes on."""
-    history = tmp_path / "history.jsonl"
-    events = build_history(history, days=3, orders_per_day=1000, scenario=("shortage",))
-    with EmbeddedBroker() as broker:
-        web = free_port()
-        url = f"http://127.0.0.1:{web}"
-        env = _broker_env(broker, data_dir, web)
-        published = supplymon("replay", str(history), env=env)
-        assert published.returncode == 0, published.stderr
-        end = _end_offsets(broker.bootstrap, INPUTS)
-        total = sum(end.values())
-        log = tmp_path / "worker.log"
-        worker = Worker(env, log)
+    with _worker_a_fifth_through(tmp_path, data_dir) as run:
+        url, worker = run.url, run.worker
+        run.broker.process.send_signal(signal.SIGSTOP)
         try:
-            _wait(lambda: sum(_progress(url)["offsets"].values()) > total * 0.2, 180, "20% progress", worker)
-            broker.process.send_signal(signal.SIGSTOP)
-            try:
-                status, report = _wait(lambda: (lambda h: h if h[1]["broker"]["up"] is False else None)(_health(url)),
-                                       60, "/health to report the broker down", worker)
-                assert status == 503 and report["status"] == "degraded"
-                assert _metric(url, 'supplymon_up{system="broker"}') == 0.0
-                time.sleep(3)
-                worker.check()
-            finally:
-                broker.process.send_signal(signal.SIGCONT)
-            rows, daily, warnings = _stored_everything(url, end, worker)
-            _wait(lambda: _health(url)[0] == 200, 60, "/health to report the broker back", worker)
+            status, report = _wait(lambda: (lambda h: h if h[1]["broker"]["up"] is False else None)(_health(url)),
+                                   60, "/health to report the broker down", worker)
+            assert status == 503 and report["status"] == "degraded"
+            assert _metric(url, 'supplymon_up{system="broker"}') == 0.0
+            time.sleep(3)
+            worker.check()
         finally:
-            worker.stop()
-    text = log.read_text()
+            run.broker.process.send_signal(signal.SIGCONT)
+        rows, daily, warnings = _stored_everything(url, run.end, worker)
+        _wait(lambda: _health(url)[0] == 200, 60, "/health to report the broker back", worker)
+    text = run.log.read_text()
     assert "broker is unavailable" in text and "broker is back after" in text
-    assert_as_reference(data_dir, events, rows, daily, warnings)
+    assert_as_reference(data_dir, run.events, rows, daily, warnings)
 
 
 def test_worker_stops_when_the_broker_answering_is_another_one(tmp_path, data_dir):
