@@ -37,25 +37,41 @@ def _bootstrap() -> list[str]:
     return [url.removeprefix("kafka://") for url in _broker_urls(settings.kafka_url or "kafka://127.0.0.1:9092")]
 
 
-async def probe_broker() -> None:
+async def broker_cluster_id() -> str | None:
+    """The cluster id of the broker answering (raises if none answers)."""
     client = AIOKafkaClient(bootstrap_servers=_bootstrap(), request_timeout_ms=5000, client_id="supplymon-health")
     try:
         await asyncio.wait_for(client.bootstrap(), timeout=8)
         metadata = await asyncio.wait_for(client.send(client.get_random_node(), MetadataRequest(
             topics=[], allow_auto_topic_creation=False)), timeout=8)
-    except Exception as exc:  # unreachable, or it does not answer
-        health.broker.failed(exc)
-    else:
-        if identity.replaced(getattr(metadata, "cluster_id", None)):
-            health.lose_broker("Kafka 代理已被替换（集群 ID 变了）", "the broker was replaced (its cluster id changed)",
-                               settings.worker_file)
-        elif not health.broker_lost:
-            health.broker.ok()
+        return getattr(metadata, "cluster_id", None)
     finally:
         try:
             await client.close()
-        except Exception:
+        except Exception:  # closing a half-open client is not worth failing for
             pass
+
+
+def learn_cluster_id(loop: asyncio.AbstractEventLoop) -> None:
+    """Before the worker reads anything: the id of the broker its offsets and state
+    will refer to (the probes compare every later answer with it)."""
+    try:
+        identity.replaced(loop.run_until_complete(broker_cluster_id()))
+    except Exception:  # not answering yet: the first probe that gets an answer learns it
+        log.warning("could not ask the broker its cluster id at start", exc_info=True)
+
+
+async def probe_broker() -> None:
+    try:
+        cluster_id = await broker_cluster_id()
+    except Exception as exc:  # unreachable, or it does not answer
+        health.broker.failed(exc)
+        return
+    if identity.replaced(cluster_id):
+        health.lose_broker("Kafka 代理已被替换（集群 ID 变了）", "the broker was replaced (its cluster id changed)",
+                           settings.worker_file)
+    elif not health.broker_lost:
+        health.broker.ok()
 
 
 async def probe_store() -> None:

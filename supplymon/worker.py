@@ -14,6 +14,7 @@ import tempfile
 import threading
 
 from supplymon import health
+from supplymon.log_throttle import throttle_client_logs
 from supplymon.publish import ensure_topics
 from supplymon.runner import prepare_data_dir, start_embedded_broker
 from supplymon.settings import Settings
@@ -35,7 +36,8 @@ def run(settings: Settings) -> int:
         ensure_topics(settings)
     try:
         # The rebuild ran its own event loop; Faust wants a fresh current one.
-        asyncio.set_event_loop(asyncio.new_event_loop())
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         os.environ.update(settings.env())  # streams.app builds the Faust app from these
         if settings.clickhouse_url is None:
             settings.insert_tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -48,6 +50,7 @@ def run(settings: Settings) -> int:
                 # record: every library's debug record (one per message sent) was then built,
                 # a tenth of the worker's time. No spinner; the level stays as configured.
                 self.spinner = None
+                throttle_client_logs(logger)  # a broker outage's client errors once per 30 s each
 
         import agents.clock  # noqa: F401  (live ticks, when on)
         import agents.lifecycle  # noqa: F401  (registers the agent)
@@ -55,6 +58,8 @@ def run(settings: Settings) -> int:
         import agents.health  # noqa: F401  (/health, /ready, /live and the dependency probes)
         import agents.web  # noqa: F401  (registers the web views)
         from streams.app import app
+
+        agents.health.learn_cluster_id(loop)  # before anything is read: see supplymon/health.py
 
         settings.worker_file.write_text(json.dumps({
             "pid": os.getpid(), "web": f"http://{settings.web_host}:{settings.web_port}",
