@@ -24,7 +24,8 @@ from supplymon.runner import embedded_stack
 from supplymon.settings import SHANGHAI, Settings
 from supplymon.simulate import History, Story, generate
 
-EARLY_WARNINGS = ("supply_shortage", "demand_surge", "low_delivery_rate")
+EARLY_WARNINGS = ("supply_shortage", "demand_surge", "low_delivery_rate", "distributor_limit_exceeded",
+                  "price_linkage_overdue", "price_inconsistent", "price_rise", "remote_refusal", "short_supply")
 
 
 async def _print_alerts(settings: Settings, out, positions: dict, to_the_end: bool = False) -> None:
@@ -129,7 +130,8 @@ def _summary(worker, start: datetime, stories: list[Story]) -> str:
         + ", ".join(f"{w['distributor_id']} {w['on_time_pct']}% of {w['orders']}" for w in worst),
     ]
     warnings = rows(
-        "SELECT kind, product_id, region_code, distributor_id, JSONExtractString(details, 'scope') AS scope,"
+        "SELECT kind, subject_type, product_id, region_code, distributor_id, JSONExtractString(details, 'scope') AS scope,"
+        " JSONExtractString(details, 'manufacturer_id') AS manufacturer_id,"
         " toUnixTimestamp64Milli(raised_at) AS raised, toUnixTimestamp64Milli(resolved_at) AS resolved"
         " FROM supplymon.alerts FINAL WHERE kind IN ('" + "', '".join(EARLY_WARNINGS) + "')"
         f" AND toUnixTimestamp64Milli(raised_at) >= {int(start.timestamp() * 1000)} ORDER BY raised, kind")
@@ -141,8 +143,13 @@ def _summary(worker, start: datetime, stories: list[Story]) -> str:
 
 
 def _subject(warning: dict) -> str:
-    if warning["kind"] == "low_delivery_rate":
-        return f"distributor {warning['distributor_id']} ({warning['scope'] or 'all'})"
+    if warning["subject_type"] == "distributor":
+        scope = f" ({warning['scope'] or 'all'})" if warning["kind"] == "low_delivery_rate" else ""
+        return f"distributor {warning['distributor_id']}{scope}"
+    if warning["subject_type"] == "manufacturer_city":
+        return f"manufacturer {warning['manufacturer_id']} in city {warning['region_code']}"
+    if warning["subject_type"] == "product_city":
+        return f"product {warning['product_id']} in city {warning['region_code']}"
     return f"product {warning['product_id']} in region {warning['region_code']}"
 
 
@@ -157,6 +164,8 @@ def _tells(story: Story, warning: dict) -> bool:
         return False
     if story.subject_type == "distributor":
         return warning["distributor_id"] == story.distributor_id
+    if story.subject_type == "manufacturer_city":
+        return (warning["manufacturer_id"], warning["region_code"]) == story.subject
     return (warning["product_id"], warning["region_code"]) == story.subject
 
 
