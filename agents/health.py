@@ -30,6 +30,7 @@ from supplymon import health, metrics
 log = logging.getLogger(__name__)
 
 PROBE_SECONDS = 2.0
+STORE_IDLE_SECONDS = 10.0  # the store is probed only after this long without a successful write
 identity = health.ClusterIdentity()
 
 
@@ -75,15 +76,20 @@ async def probe_broker() -> None:
 
 
 async def probe_store() -> None:
-    """Only while the sink is not already failing (its retries report then), and only
-    the connection: a write can still fail where a read succeeds."""
-    if health.store.up is False:
+    """The store's connection, while the sink is quiet: not while it is failing (its
+    retries report then), nor right after a write succeeded. A probe that times out
+    says the store's thread is busy (a large insert), not that the store is away."""
+    if health.store.up is False or time.time() - health.store.last_ok < STORE_IDLE_SECONDS:
         return
+    failures = health.store.failures
     try:
-        await asyncio.wait_for(sink.query("SELECT 1", "TSV"), timeout=10)
-        health.store.ok()
+        await asyncio.wait_for(sink.query("SELECT 1", "TSV"), timeout=30)
+    except asyncio.TimeoutError:
+        log.info("the store's thread did not answer the health probe within 30 s (busy)")
     except Exception as exc:
         health.store.failed(exc)
+    else:
+        health.store.ok_unless_failed_since(failures)
 
 
 @app.timer(PROBE_SECONDS)

@@ -32,8 +32,11 @@ class Availability:
         self.since = clock()
         self.last_error = ""
         self.outages = 0
+        self.failures = 0  # every failure reported (a probe's success does not undo a later one)
+        self.last_ok = float("-inf")  # when a success was last reported
 
     def ok(self) -> None:
+        self.last_ok = self.clock()
         if self.up is False:
             log.warning("%s已恢复，中断 %.1f 秒 / %s is back after %.1f s down",
                         self.zh, self.down_seconds(), self.system, self.down_seconds())
@@ -41,7 +44,14 @@ class Availability:
             self.up, self.since = True, self.clock()
             metrics.system_up.labels(self.system).set(1)
 
+    def ok_unless_failed_since(self, failures: int) -> None:
+        """A probe's success, unless a failure was reported after the probe began (a
+        write that failed meanwhile knows better)."""
+        if self.failures == failures:
+            self.ok()
+
     def failed(self, error: BaseException | str) -> None:
+        self.failures += 1
         self.last_error = str(error).strip().splitlines()[0][:500] if str(error).strip() else type(error).__name__
         if self.up is not False:
             self.up, self.since = False, self.clock()

@@ -60,3 +60,14 @@ def test_a_new_cluster_id_means_another_broker():
 def test_stream_lag():
     assert health.stream_lag_seconds(None) is None
     assert health.stream_lag_seconds(1_000_000, now=1_060.5) == 60.5
+
+
+def test_a_probe_does_not_undo_a_failure_reported_while_it_ran():
+    store = health.Availability("store-probe-test", "测试存储")
+    store.ok()
+    before = store.failures
+    store.failed(OSError("disk"))  # a write fails while the probe's SELECT 1 is queued
+    store.ok_unless_failed_since(before)  # ... which then succeeds
+    assert store.up is False and store.outages == 1
+    store.ok_unless_failed_since(store.failures)
+    assert store.up is True
