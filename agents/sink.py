@@ -91,6 +91,10 @@ class ClickHouseSink:
         """An analyst's query (read-only, refused with QueryRefused otherwise)."""
         return await self.run(lambda: self._store_now().analyst_query(sql, fmt))
 
+    async def insert_json(self, table: str, data: bytes) -> None:
+        """Rows a command stores through this worker (`supplymon assess`), as JSONEachRow."""
+        await self.run(lambda: self._store_now().insert_json(table, data))
+
     async def write(self, rows: Rows) -> None:
         """Store every row; returns only once all are stored (retries forever)."""
         for table in TABLES:

@@ -16,6 +16,7 @@ from agents.progress import sent_offsets, stored_offsets
 from streams.app import app, key_partition, order_state, settings
 from streams.web_security import GuardedPostView, refusal
 from supplymon import metrics
+from supplymon.assess import STORED_TABLES
 from supplymon.sql_guard import QueryRefused
 
 STARTED = time.time()
@@ -71,3 +72,19 @@ class SqlView(GuardedPostView):
         except Exception as exc:  # the ClickHouse error, for the analyst to fix the query
             return self.text(f"查询失败 / query failed: {exc}\n", status=400)
         return self.bytes(result, content_type="text/plain")
+
+
+@app.page("/assessment/rows")
+class AssessmentRowsView(GuardedPostView):
+    """POST the rows `supplymon assess` stores while this worker holds the store:
+    `?table=` one of the assessment tables, the body JSONEachRow; with the token."""
+
+    async def post(self, request):
+        table = request.query.get("table")
+        if table not in STORED_TABLES:
+            return self.text(f"table must be one of {', '.join(STORED_TABLES)}\n", status=400)
+        try:
+            await sink.insert_json(table, await request.read())
+        except Exception as exc:  # the ClickHouse error, for the command to report
+            return self.text(f"{exc}\n", status=400)
+        return self.text("ok\n")
