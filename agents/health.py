@@ -25,7 +25,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from agents.lifecycle import _assigned_inputs, sink, stream_time
 from streams.app import _broker_urls, app, settings
-from supplymon import health, metrics
+from supplymon import health
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,6 @@ async def probe_store() -> None:
 @app.timer(PROBE_SECONDS)
 async def probe_dependencies() -> None:
     await asyncio.gather(probe_broker(), probe_store())
-    watermark = stream_time.watermark(_assigned_inputs())
-    lag = health.stream_lag_seconds(watermark)
-    if lag is not None:
-        metrics.stream_lag.set(lag)
 
 
 def _report() -> tuple[bool, dict]:

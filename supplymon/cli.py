@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=None,
                    help="publish at this many event-time seconds per second (default: as fast as possible)")
     p.add_argument("--partitions", type=int, help="partitions of new topics (default 4)")
+    p.add_argument("--allow-future", action="store_true",
+                   help="accept events stamped past the wall clock (a simulated future; with --embedded or --namespace; "
+                        "a worker of its own takes SUPPLYMON_ALLOW_FUTURE=1). Without it they are refused "
+                        "(future_timestamp)")
+    p.add_argument("--max-line-bytes", type=int, default=None,
+                   help="a longer line goes to the dead letters, truncated (too_large); default 1000000 "
+                        "or SUPPLYMON_MAX_EVENT_BYTES")
     p.add_argument("--skip-stored", action="store_true",
                    help="publish only the lines not already in the store of --data-dir (events by event_id, bad "
                         "lines as dead letters): resending after the embedded broker lost what it held")
@@ -97,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="inject a story into the healthy traffic (needs at least: "
                         + ", ".join(f"{name} {min_days(name)} days" for name in SCENARIO_CHOICES) + ")")
     p.add_argument("--out", type=Path, required=True, help="output file (.jsonl or .jsonl.gz)")
+
+    from dashboards.cli import add_parser as add_dashboards
+    add_dashboards(sub)
     return parser
 
 
@@ -167,6 +177,15 @@ def _replay(settings: Settings, args) -> int:
         settings = settings.namespaced(args.namespace)
     if args.embedded:
         settings = replace(settings, web_port=0)  # a free port for the worker it starts
+    if args.allow_future:
+        if not (args.embedded or args.namespace):
+            raise ConfigError("--allow-future is for a replay's own worker (--embedded or --namespace NAME); "
+                              "set SUPPLYMON_ALLOW_FUTURE=1 where your worker runs instead")
+        settings = replace(settings, allow_future=True)
+    if args.max_line_bytes is not None:
+        if args.max_line_bytes < 1024:
+            raise ConfigError(f"--max-line-bytes must be at least 1024, got {args.max_line_bytes}")
+        settings = replace(settings, max_event_bytes=args.max_line_bytes)
     return replay(settings, lines, args.embedded, args.speed, skip_stored=args.skip_stored)
 
 
@@ -210,4 +229,11 @@ def _demo(settings: Settings, args) -> int:
     return run_demo(replace(settings, web_port=settings.web_port or 0), args)
 
 
-COMMANDS = {"demo": _demo, "replay": _replay, "sql": _sql, "worker": _worker, "simulate": _simulate, "assess": _assess}
+def _dashboards(settings: Settings, args) -> int:
+    from dashboards.cli import run
+
+    return run(settings, args)
+
+
+COMMANDS = {"demo": _demo, "replay": _replay, "sql": _sql, "worker": _worker, "simulate": _simulate, "assess": _assess,
+            "dashboards": _dashboards}

@@ -1,4 +1,6 @@
 """Prometheus metrics served by the worker at /metrics."""
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -11,6 +13,9 @@ dead_letters = Counter("supplymon_dead_letters_total", "Messages sent to the dea
 sink_rows = Counter("supplymon_sink_rows_total", "Rows written to ClickHouse, by table", ["table"],
                     registry=REGISTRY)
 sink_retries = Counter("supplymon_sink_retries_total", "Failed writes that were retried, by ClickHouse table or changelog topic",
+                       ["table"], registry=REGISTRY)
+sink_refused = Counter("supplymon_sink_refused_rows_total",
+                       "Rows the store refused (a value its column cannot hold), sent to the dead letters, by table",
                        ["table"], registry=REGISTRY)
 sink_seconds = Histogram("supplymon_sink_write_seconds", "Time to write one batch to ClickHouse",
                          registry=REGISTRY)
@@ -35,5 +40,23 @@ system_up = Gauge("supplymon_up", "Whether a system this worker depends on is re
                   "by system: store (ClickHouse), broker (Kafka)", ["system"], registry=REGISTRY)
 outages = Counter("supplymon_outages_total", "Outages seen (a system going from reachable to not), by system",
                   ["system"], registry=REGISTRY)
-stream_lag = Gauge("supplymon_stream_lag_seconds", "Wall clock minus stream time (large in a replay of old events)",
-                   registry=REGISTRY)
+
+
+def _lag_behind(watermark: Gauge) -> float:
+    """Wall clock minus a watermark gauge (seconds); 0 until the first event moves it.
+    For alerting on a stalled pipeline only: no rule reads the wall clock."""
+    value = watermark._value.get()
+    return max(0.0, time.time() - value) if value > 0 else 0.0
+
+
+stream_time_lag = Gauge("supplymon_stream_time_lag_seconds",
+                        "Wall clock minus stream time (the watermark), seconds; 0 before the first event",
+                        registry=REGISTRY)
+stream_time_lag.set_function(lambda: _lag_behind(stream_time))
+warning_time_lag = Gauge("supplymon_warning_stream_time_lag_seconds",
+                         "Wall clock minus the early warnings' stream time, seconds; 0 before the first signal",
+                         registry=REGISTRY)
+warning_time_lag.set_function(lambda: _lag_behind(warning_time))
+consumer_lag = Gauge("supplymon_consumer_lag_messages",
+                     "Messages of an assigned input partition not yet processed and stored "
+                     "(high watermark minus the next offset to store)", ["topic", "partition"], registry=REGISTRY)

@@ -56,6 +56,8 @@ def run(settings: Settings) -> int:
         import agents.lifecycle  # noqa: F401  (registers the agent)
         import agents.warnings  # noqa: F401  (registers the early-warning agent)
         import agents.health  # noqa: F401  (/health, /ready, /live and the dependency probes)
+        import agents.dashboard  # noqa: F401  (the supervisors' page at /)
+        import agents.lag  # noqa: F401  (consumer lag for Prometheus)
         import agents.web  # noqa: F401  (registers the web views)
         from streams.app import app
 

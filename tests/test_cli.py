@@ -56,6 +56,7 @@ def test_demo_runs_a_short_simulation_and_summarises(data_dir):
     subject = f"product {story.product_id} in region {story.region_code}"
     assert out.startswith("story shortage: ") and f"watch for supply_shortage on {subject}" in out
     assert "metrics at http://127.0.0.1:" in out
+    assert "监测页面 supervisors' page: http://127.0.0.1:" in out
     assert "RAISED delivery_overdue" in out  # alerts print as they are raised
     assert "RAISED supply_shortage: Since " in out and f"product {story.product_id} of " in out
     assert f"story shortage: supply_shortage raised on {subject}" in out
