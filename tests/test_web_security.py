@@ -126,10 +126,13 @@ def test_cross_site_and_rebinding_requests_are_refused(worker):
 def test_faust_builtin_pages_are_not_served(worker):
     url, _, _ = worker
     for path in ("/router/", "/router/topics", "/table/", "/table/order-state/", "/table/order-state/x/",
-                 "/", "/assignment/", "/graph/", "/performance/"):
+                 "/assignment/", "/graph/", "/performance/"):
         assert request(url + path)[0] == 404, path
     for path in ("/metrics", "/progress", "/state", "/live"):
         assert request(url + path)[0] == 200, path
+    # `/` is supplymon's own page (agents/dashboard.py), not Faust's statistics or index.
+    status, body = request(url + "/")
+    assert status == 200 and "<html" in body.lower() and '{"status":"OK"}' not in body
 
 
 def test_health_reports_store_and_broker(worker):
