@@ -2,10 +2,12 @@
 when, and what they said, into `alert_acks`.
 
 The credential is the signed, expiring link the message carried (`r`, `exp`,
-`sig`: see supplymon/notify/tokens.py), verified here; nothing else is accepted.
-`GET` on the same address only shows a small form that posts (a GET never
-changes state). An acknowledgement stops nothing: an order still unanswered is
-escalated as the rules say; it shows in the next digest.
+`sig`: see supplymon/notify/tokens.py), verified here, in place of the worker's web
+token (streams/web_security.py), which distributors do not have; the web server's
+rules for every route (loopback Host names on a loopback server, no cross-site
+POST) apply as to any page. `GET` on the same address only shows a small form that
+posts to it (a GET never changes state). An acknowledgement stops nothing: an order
+still unanswered is escalated as the rules say; it shows in the next digest.
 """
 from __future__ import annotations
 
