@@ -16,13 +16,18 @@ from tests.test_live import start_worker, stop
 SECRET = b"ack-test-secret"
 
 
-def post(url: str, fields: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=urllib.parse.urlencode(fields).encode(), method="POST")
+def post(url: str, fields: dict, headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=urllib.parse.urlencode(fields).encode(), method="POST",
+                                     headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body)
+        except ValueError:  # the web server's own refusals are plain text
+            return exc.code, {"text": body.decode()}
 
 
 def test_a_signed_link_acknowledges_and_nothing_else_does(tmp_path):
@@ -56,6 +61,8 @@ def test_a_signed_link_acknowledges_and_nothing_else_does(tmp_path):
         assert post(f"{web}/alerts/other-alert/ack", dict(query, comment="x"))[0] == 403
         stale = tokens.ack_link(web, SECRET, alert_id, "D1", int(time.time()) - 1)
         assert post(stale, {"comment": "x"}) == (403, {"error": "链接已过期 / link expired"})
+        # a page on another site cannot make a recipient's browser post it, even with a good link
+        assert post(link, {"comment": "x"}, {"Origin": "http://evil.example"})[0] == 403
         forged = tokens.ack_link(web, b"guess", alert_id, "D1", expires)
         assert post(forged, {"comment": "x"}) == (403, {"error": "签名无效 / invalid signature"})
         rows = http_query(web, "SELECT alert_id, recipient, comment FROM supplymon.alert_acks FINAL", "JSONEachRow")
