@@ -171,6 +171,7 @@ class Story:
     within: timedelta
     scopes: tuple[str, ...]  # low_delivery_rate: ("all", "grassroots"); otherwise ()
     summary: str  # what happens, in one sentence
+    summary_zh: str = ""  # the same in Chinese (people read it first)
 
     @property
     def subject(self) -> tuple[str, str] | str:
@@ -182,13 +183,20 @@ class Story:
     def due_by(self) -> datetime:
         return self.starts_at + self.within
 
+    def subject_text(self) -> str:
+        """The subject for people, Chinese then English."""
+        if self.subject_type == "distributor":
+            return f"配送企业 {self.distributor_id} / distributor {self.distributor_id}"
+        return (f"产品 {self.product_id}（{self.region_code}）/ product {self.product_id} "
+                f"in region {self.region_code}")
+
     def describe(self) -> str:
-        """The story and the alert to watch for, for people."""
-        subject = (f"distributor {self.distributor_id}" if self.subject_type == "distributor"
-                   else f"product {self.product_id} in region {self.region_code}")
+        """The story and the alert to watch for, for people (Chinese, then English)."""
         scopes = f" ({', '.join(self.scopes)})" if self.scopes else ""
-        return (f"{self.scenario}: {self.summary}\n    watch for {self.kind}{scopes} on {subject}, "
-                f"due by {self.due_by:%Y-%m-%d %H:%M} (story from {self.starts_at:%Y-%m-%d %H:%M})")
+        zh = f"{self.summary_zh}\n    " if self.summary_zh else ""
+        return (f"{self.scenario}: {zh}{self.summary}\n    预期预警 watch for {self.kind}{scopes} on "
+                f"{self.subject_text()}, 最迟 due by {self.due_by:%Y-%m-%d %H:%M} "
+                f"(故事开始 story from {self.starts_at:%Y-%m-%d %H:%M})")
 
 
 def _iso(moment: datetime) -> str:
@@ -398,7 +406,10 @@ def _shortage(world: World, cast: _Cast, orders: list[_Order], rng: random.Rando
                   min(ends, end), timedelta(hours=72), (),
                   f"{product.id} ({'VBP ' if product.vbp else ''}{product.kind} of {product.manufacturer_id}) runs out of stock in region {region}: "
                   f"for {SHORTAGE_HOURS} h its distributor {dist.id} turns every order away with out_of_stock "
-                  f"(rejected or a small part confirmed), {len(extra)} institutions of the region among them.")
+                  f"(rejected or a small part confirmed), {len(extra)} institutions of the region among them.",
+                  f"{product.id}（{'集采' if product.vbp else ''}{'药品' if product.kind == 'drug' else '耗材'}，"
+                  f"生产企业 {product.manufacturer_id}）在 {region} 断货：{SHORTAGE_HOURS} 小时内配送企业 {dist.id} "
+                  f"以缺货为由拒绝或仅部分响应每一笔订单，其中包括该地区 {len(extra)} 家医疗机构。")
     return story, twists, extra
 
 
@@ -433,7 +444,9 @@ def _surge(world: World, cast: _Cast, orders: list[_Order], rng: random.Random, 
                   min(begins + SURGE_DAYS * DAY, end), timedelta(hours=24), (),
                   f"an epidemic-like surge: for {SURGE_DAYS} days, institutions of region {region} place "
                   f"{per_day} extra orders a day for {product.id} (about {per_day * MEAN_QUANTITY / daily:.0f}x "
-                  f"the {daily:.0f} units a day ordered in the {baseline_days:.0f} days before).")
+                  f"the {daily:.0f} units a day ordered in the {baseline_days:.0f} days before).",
+                  f"类似疫情的需求激增：{SURGE_DAYS} 天内 {region} 的医疗机构每天多下 {per_day} 笔 {product.id} 订单"
+                  f"（约为此前 {baseline_days:.0f} 天日均 {daily:.0f} 件的 {per_day * MEAN_QUANTITY / daily:.0f} 倍）。")
     return story, {}, extra
 
 
@@ -447,7 +460,9 @@ def _bad_distributor(world: World, cast: _Cast, orders: list[_Order], rng: rando
                   timedelta(days=30), ("all", "grassroots"),
                   f"distributor {dist.id} ignores {BAD_IGNORED:.0%} of its orders and delivers to institutions "
                   f"outside the city area (mostly grassroots) {BAD_RURAL_DELAY_HOURS[0]:.0f}-"
-                  f"{BAD_RURAL_DELAY_HOURS[1]:.0f} h late.")
+                  f"{BAD_RURAL_DELAY_HOURS[1]:.0f} h late.",
+                  f"配送企业 {dist.id} 对 {BAD_IGNORED:.0%} 的订单不予响应，向主城区外（多为基层）医疗机构的配送晚到 "
+                  f"{BAD_RURAL_DELAY_HOURS[0]:.0f}-{BAD_RURAL_DELAY_HOURS[1]:.0f} 小时。")
     return story, twists, []
 
 
