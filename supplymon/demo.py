@@ -117,6 +117,7 @@ async def _play(settings: Settings, speed: float, events: History, state: DemoSt
             for event in events:
                 await publisher.publish(orjson.dumps(event))
                 state.on_sent(event)
+        state.played()
         return publisher.stats
     finally:
         for task in (reader, follower):
@@ -241,12 +242,12 @@ def _console(out):
     return Console(file=out)
 
 
-def save_svg(state: DemoState, path: Path, width: int = 110) -> None:
+def save_svg(state: DemoState, path: Path, width: int = 120) -> None:
     """The live view as it stands, as an SVG image (for the README)."""
     from rich.console import Console
 
     console = Console(record=True, width=width, file=io.StringIO(), force_terminal=True, color_system="truecolor")
-    console.print(render(state))
+    console.print(render(state, width=width))
     console.save_svg(str(path), title="supplymon demo")
 
 

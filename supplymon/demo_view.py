@@ -104,13 +104,23 @@ class DemoState:
     alerts: dict[str, dict] = field(default_factory=dict)  # alert_id -> its latest row
     warnings: list[EarlyWarning] = field(default_factory=list)  # early warnings, as raised
     _samples: deque = field(default_factory=lambda: deque(maxlen=40))  # (monotonic, sent)
+    _played: list[float] = field(default_factory=list)  # monotonic: first event sent, then all sent
 
     def on_sent(self, event: dict) -> None:
         if event["kind"] != "tick":
             self.sent += 1
+        if not self._played:
+            self._played.append(time.monotonic())
         self.sim_time = datetime.fromisoformat(event["ts"])
 
+    def played(self) -> None:
+        """Every event is sent: from now on the rate is the run's mean."""
+        if len(self._played) == 1:
+            self._played.append(time.monotonic())
+
     def events_per_second(self) -> float:
+        if len(self._played) == 2:
+            return self.sent / max(self._played[1] - self._played[0], 1e-3)
         now = time.monotonic()
         self._samples.append((now, self.sent))
         while len(self._samples) > 2 and now - self._samples[0][0] > 5:
@@ -221,7 +231,7 @@ class LiveView:
     def render(self) -> Group:
         # As many warnings (two lines each) as the terminal leaves room for, 2 to 6.
         room = (self.console.height - 18 - len(self.state.stories) - len(self.state.pointers)) // 2
-        return render(self.state, max(2, min(self.WARNINGS_SHOWN, room)))
+        return render(self.state, max(2, min(self.WARNINGS_SHOWN, room)), self.console.width)
 
 
 def _clock(state: DemoState) -> Table:
@@ -237,39 +247,47 @@ def _clock(state: DemoState) -> Table:
         now = f"{state.start:%Y-%m-%d %H:%M} 起 from, {days:g} 天 days at {state.speed:g}x"
     grid.add_row("模拟时间 simulated", now)
     stored = (f"{100 * state.stored_offsets / state.published_offsets:.0f}%" if state.published_offsets else "-")
-    grid.add_row("事件/秒 events/s", f"{state.events_per_second():,.0f}   已发送 sent {state.sent:,}   "
+    mean = " (平均 mean)" if len(state._played) == 2 else ""
+    grid.add_row("事件/秒 events/s", f"{state.events_per_second():,.0f}{mean}   已发送 sent {state.sent:,}   "
                                      f"已处理 stored {stored}")
     grid.add_row("状态 state", state.phase)
     return grid
 
 
-def _alert_counts(state: DemoState):
-    counts = state.by_kind()
+def _alert_counts(state: DemoState, width: int):
+    counts = list(state.by_kind().items())
     if not counts:
         return Text("暂无 none yet", style="dim")
-    cells = []
-    for kind, (raised, open_) in counts.items():
-        cell = Text(kind_label(kind) + " ")
-        cell.append(f"{open_:,}", style="bold")
-        cell.append(f" / {raised:,}", style="dim")
-        cells.append(cell)
-    return Columns(cells, padding=(0, 3))
+    groups = max(1, min(3, (width - 4) // 54))  # side by side, as many as fit
+    table = Table.grid(padding=(0, 1))
+    for _ in range(groups):
+        table.add_column(no_wrap=True, overflow="ellipsis")
+        table.add_column(justify="right", style="bold", no_wrap=True, min_width=5)
+        table.add_column(style="dim", no_wrap=True, min_width=10)
+    rows = -(-len(counts) // groups)
+    for r in range(rows):
+        cells = []
+        for kind, (raised, open_) in counts[r::rows]:
+            cells += [kind_label(kind), f"{open_:,}", f"/ {raised:,}"]
+        table.add_row(*cells, *[""] * (3 * groups - len(cells)))
+    return table
 
 
 def _stories(state: DemoState) -> Table:
     table = Table.grid(padding=(0, 2))
-    for _ in range(4):
-        table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True, min_width=max(len(s.scenario) for s in state.stories))
+    for _ in range(3):
+        table.add_column(no_wrap=True, overflow="ellipsis", min_width=8)
     for story in state.stories:
         warned = state.story_warnings(story)
         if warned:
             first = min(w.alert["raised_at"] for w in warned)
-            outcome = Text(f"✓ 开始后 {hours_after(story, first):.1f} 小时预警 raised "
-                           f"{hours_after(story, first):.1f} h after it began", style="green")
+            hours = hours_after(story, first)
+            outcome = Text(f"✓ {hours:.1f} 小时后预警 raised after {hours:.1f} h", style="green")
         elif (state.sim_time or state.start) < story.starts_at:
             outcome = Text(f"{story.starts_at:%m-%d %H:%M} 开始 begins", style="dim")
         else:
-            outcome = Text(f"进行中 under way, 最迟 due {story.due_by:%m-%d %H:%M}", style="yellow")
+            outcome = Text(f"进行中 under way · 最迟 due {story.due_by:%m-%d %H:%M}", style="yellow")
         subject = (story.distributor_id if story.subject_type == "distributor"
                    else " @ ".join(v for v in (story.product_id, story.region_code) if v))
         table.add_row(Text(story.scenario, style="bold"), kind_label(story.kind), subject, outcome)
@@ -304,13 +322,13 @@ def _pointers(state: DemoState) -> Table:
     return table
 
 
-def render(state: DemoState, warnings_shown: int = 6) -> Group:
+def render(state: DemoState, warnings_shown: int = 6, width: int = 120) -> Group:
     """The live layout from the state alone (also used to save it as an image)."""
     def panel(body, title: str, style: str) -> Panel:
         return Panel(body, title=title, title_align="left", border_style=style)
 
     parts = [panel(_clock(state), "supplymon 演示 demo", "blue"),
-             panel(_alert_counts(state), "告警 alerts: 未解除 open / 共 raised", "yellow")]
+             panel(_alert_counts(state, width), "告警 alerts: 未解除 open / 共 raised", "yellow")]
     if state.stories:
         parts.append(panel(_stories(state), "故事 stories", "magenta"))
     parts += [panel(_warnings(state, warnings_shown), "早期预警 early warnings", "red"),
