@@ -35,7 +35,7 @@ from supplymon.core.alerts import local_time
 from supplymon.demo_view import (ORDER_SUBJECTS, AlertLog, DemoState, LiveView, PlainView, Pointer, hours_after,
                                  kind_label, render, subject_text, tells)
 from supplymon.publish import Publisher, bootstrap_servers
-from supplymon.runner import RunError, embedded_stack
+from supplymon.runner import RunError, embedded_stack, prepare_data_dir
 from supplymon.settings import SHANGHAI, Settings
 from supplymon.simulate import History, Story, generate
 from supplymon.store import Store
@@ -196,9 +196,9 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
     for story in events.stories:
         wait = (story.starts_at - start).total_seconds() / args.speed
         say(f"故事 story {story.describe()}\n    (约 {wait:.0f} 秒后开始 it begins about {wait:.0f} s into the run)")
+    logs = prepare_data_dir(settings)  # first: a data dir held by a running worker is refused as it is
     _clear_previous_demo(settings, start, say)
-    (settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
-    alert_log = AlertLog(settings.data_dir / "logs" / "demo-alerts.log")
+    alert_log = AlertLog(logs / "demo-alerts.log")
     view = PlainView(state, alert_log, out) if plain else LiveView(state, alert_log, _console(out))
     summary = None
     try:

@@ -20,7 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, TextIO
 
-from rich.columns import Columns
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
@@ -118,8 +117,12 @@ class DemoState:
         if len(self._played) == 1:
             self._played.append(time.monotonic())
 
+    @property
+    def all_sent(self) -> bool:
+        return len(self._played) == 2
+
     def events_per_second(self) -> float:
-        if len(self._played) == 2:
+        if self.all_sent:
             return self.sent / max(self._played[1] - self._played[0], 1e-3)
         now = time.monotonic()
         self._samples.append((now, self.sent))
@@ -247,7 +250,7 @@ def _clock(state: DemoState) -> Table:
         now = f"{state.start:%Y-%m-%d %H:%M} 起 from, {days:g} 天 days at {state.speed:g}x"
     grid.add_row("模拟时间 simulated", now)
     stored = (f"{100 * state.stored_offsets / state.published_offsets:.0f}%" if state.published_offsets else "-")
-    mean = " (平均 mean)" if len(state._played) == 2 else ""
+    mean = " (平均 mean)" if state.all_sent else ""
     grid.add_row("事件/秒 events/s", f"{state.events_per_second():,.0f}{mean}   已发送 sent {state.sent:,}   "
                                      f"已处理 stored {stored}")
     grid.add_row("状态 state", state.phase)

@@ -4,6 +4,7 @@ the summary (timed against the story's start), every alert in the alert log."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import select
@@ -12,11 +13,11 @@ import subprocess
 import sys
 import termios
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from supplymon.settings import SHANGHAI
 from supplymon.simulate import DEFAULT_START, generate
-from tests.conftest import ROOT, sql_rows
+from tests.conftest import ROOT, sql_rows, supplymon
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 DAYS, ORDERS_PER_DAY = 11, 200
@@ -99,3 +100,20 @@ def test_the_demo_on_a_terminal_shows_the_live_view_every_story_and_the_summary(
     stored = sql_rows(data_dir, "SELECT kind, message FROM supplymon.alerts FINAL")
     assert stored and all(f" {a['kind']}: {a['message']}" in log for a in stored)
     assert all(re.search(r"[\u4e00-\u9fff]", a["message"].split(" / ")[0]) for a in stored)
+
+
+def test_the_demo_refuses_a_data_dir_whose_other_events_overlap_its_days(tmp_path, data_dir):
+    """Other data is never removed: a demo whose simulated days it reaches into stops."""
+    now = datetime.now(SHANGHAI).replace(microsecond=0)
+    order = {"event_id": "e1", "kind": "order", "ts": (now - timedelta(hours=2)).isoformat(), "order_id": "O1",
+             "institution_id": "I1", "region_code": "150702", "area": "urban", "grassroots": False,
+             "distributor_id": "D1", "manufacturer_id": "M1", "product_id": "P1", "product_kind": "drug",
+             "vbp": True, "quantity": 5, "unit_price": 1.0}
+    history = tmp_path / "h.jsonl"
+    history.write_text(json.dumps(order) + "\n")
+    assert supplymon("replay", str(history), "--embedded", "--data-dir", str(data_dir)).returncode == 0
+    result = supplymon("demo", "--scenario", "healthy", "--days", "1", "--data-dir", str(data_dir), timeout=120)
+    assert result.returncode == 1
+    assert "存有截至" in result.stderr and "holds other events up to" in result.stderr
+    (kept,) = sql_rows(data_dir, "SELECT count() AS n FROM supplymon.events_raw WHERE event_id = 'e1'")
+    assert kept["n"] == 1
