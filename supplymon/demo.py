@@ -165,7 +165,7 @@ def where_to_look(settings: Settings, worker, alert_log: Path) -> list[Pointer]:
     pointers += [
         Pointer("即席查询 ad-hoc SQL",
                 sql_command(settings, "SELECT kind, count() FROM supplymon.alerts FINAL GROUP BY kind")),
-        Pointer("告警日志 alert log", str(alert_log)),
+        Pointer("告警日志 alert log", str(alert_log), after_run=True),
         Pointer("指标 metrics", f"{worker.web}/metrics"),
     ]
     return pointers
@@ -227,7 +227,7 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
                 except KeyboardInterrupt:
                     state.phase = "已停止 stopped"
                     view.say("停止中 stopping ...")
-                summary = _summary(worker, settings, start, events.stories, alert_log.path)
+                summary = _summary(worker, settings, start, events.stories, state.pointers)
                 if args.screenshot:
                     save_svg(state, args.screenshot)
     finally:
@@ -251,7 +251,7 @@ def save_svg(state: DemoState, path: Path, width: int = 120) -> None:
     console.save_svg(str(path), title="supplymon demo")
 
 
-def _summary(worker, settings: Settings, start: datetime, stories: list[Story], alert_log: Path) -> str:
+def _summary(worker, settings: Settings, start: datetime, stories: list[Story], pointers: list[Pointer]) -> str:
     def rows(sql: str) -> list[dict]:
         return [orjson.loads(line) for line in worker.query(sql).splitlines()]
 
@@ -289,7 +289,7 @@ def _summary(worker, settings: Settings, start: datetime, stories: list[Story], 
     lines.append("查看存储的数据 explore what was stored:")
     for what, sql in EXPLORE:
         lines += [f"  # {what}", f"  {sql_command(settings, sql)}"]
-    lines.append(f"  # 本次所有告警 every alert of this run: {alert_log}")
+    lines += [f"{p.label}: {p.text()}" for p in pointers if p.after_run]
     return "\n".join(lines)
 
 

@@ -73,10 +73,12 @@ def log_line(alert: dict) -> str:
 @dataclass
 class Pointer:
     """Where to look next: a label (Chinese, then English) and a text, or a function
-    that gives the text when the view is drawn (e.g. what a receiver got so far)."""
+    that gives the text when the view is drawn (e.g. what a receiver got so far).
+    `after_run`: still there once the demo has stopped (the summary lists it too)."""
 
     label: str
     value: str | Callable[[], str]
+    after_run: bool = False
 
     def text(self) -> str:
         return self.value() if callable(self.value) else self.value

@@ -67,6 +67,8 @@ def test_demo_runs_a_short_simulation_and_summarises(data_dir):
     orders = int(summary.split("订单 orders: ")[1].split(";")[0].replace(",", ""))
     assert orders >= 300
     assert "按时配送率最低的配送企业 weakest distributors by on-time delivery: DST" in summary
+    assert f'  supplymon sql --data-dir {data_dir} "SELECT kind, count() AS alerts' in summary
+    assert summary.rstrip().endswith(f"告警日志 alert log: {data_dir}/logs/demo-alerts.log")
     # Again on the same data dir: the previous demo is replaced, not added to.
     again = supplymon(*args, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
