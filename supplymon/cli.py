@@ -149,7 +149,7 @@ def _simulate(settings: Settings, args) -> int:
     count = write_history(args.out, history)
     print(f"wrote {count:,} events to {args.out}")
     for story in history.stories:
-        print(f"story {story.describe()}")
+        print(f"故事 story {story.describe()}")
     return 0
 
 

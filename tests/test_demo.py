@@ -16,11 +16,11 @@ import time
 from datetime import datetime, timedelta
 
 from supplymon.settings import SHANGHAI
-from supplymon.simulate import DEFAULT_START, generate
+from supplymon.simulate import DEFAULT_START, generate, min_days
 from tests.conftest import ROOT, sql_rows, supplymon
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-DAYS, ORDERS_PER_DAY = 11, 200
+DAYS, ORDERS_PER_DAY = max(11, min_days("all")), 200  # long enough for every story
 
 
 def run_in_terminal(args: list[str], columns: int = 120, lines: int = 50, timeout: float = 300) -> tuple[int, str]:
@@ -68,7 +68,7 @@ def test_the_demo_on_a_terminal_shows_the_live_view_every_story_and_the_summary(
     live, summary = text[:text.index("== 小结 summary ==")], text[text.index("== 小结 summary =="):]
     assert "RAISED" not in live  # no line per alert on a terminal
     last = live[live.rindex("supplymon 演示 demo"):]  # the last frame
-    assert "第 11.0/11 天 day" in last and "完成 done" in last
+    assert f"第 {DAYS:.1f}/{DAYS} 天 day" in last and "完成 done" in last
     assert re.search(r"事件/秒 events/s +[\d,]+ \(平均 mean\) +已发送 sent [\d,]+ +已处理 stored 100%", last)
     assert re.search(r"配送超时 delivery_overdue +\d+ / \d+", last)
     for story in stories:
