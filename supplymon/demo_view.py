@@ -234,9 +234,18 @@ class LiveView:
         self._live.refresh()
 
     def render(self) -> Group:
-        # As many warnings (two lines each) as the terminal leaves room for, 2 to 6.
-        room = (self.console.height - 18 - len(self.state.stories) - len(self.state.pointers)) // 2
-        return render(self.state, max(2, min(self.WARNINGS_SHOWN, room)), self.console.width)
+        # The latest warnings, as many as the terminal's height leaves room for: with
+        # their message below each while there is room for two lines each, else one;
+        # none on a terminal too small (the stories still show theirs). Live would crop
+        # the bottom of a view taller than the terminal.
+        width, state = self.console.width, self.state
+        alert_rows = -(-len(state.by_kind()) // _groups(width)) or 1
+        others = (5 + alert_rows + 2 + (len(state.stories) + 2 if state.stories else 0)
+                  + len(state.pointers) + 3 + 1)  # borders, a wrapped command, the cursor line
+        room = self.console.height - others - 3  # the warnings' borders and "more earlier"
+        if room >= 4:
+            return render(state, min(self.WARNINGS_SHOWN, room // 2), width)
+        return render(state, max(0, room), width, messages=False)
 
 
 def _clock(state: DemoState) -> Table:
@@ -259,11 +268,16 @@ def _clock(state: DemoState) -> Table:
     return grid
 
 
+def _groups(width: int) -> int:
+    """Alert kinds side by side: as many groups as the width holds, up to 3."""
+    return max(1, min(3, (width - 4) // 54))
+
+
 def _alert_counts(state: DemoState, width: int):
     counts = list(state.by_kind().items())
     if not counts:
         return Text("暂无 none yet", style="dim")
-    groups = max(1, min(3, (width - 4) // 54))  # side by side, as many as fit
+    groups = _groups(width)
     table = Table.grid(padding=(0, 1))
     for _ in range(groups):
         table.add_column(no_wrap=True, overflow="ellipsis")
@@ -299,7 +313,7 @@ def _stories(state: DemoState) -> Table:
     return table
 
 
-def _warnings(state: DemoState, shown: int) -> Table:
+def _warnings(state: DemoState, shown: int, messages: bool) -> Table:
     table = Table.grid()
     table.add_column(no_wrap=True, overflow="ellipsis")
     if not state.warnings:
@@ -312,7 +326,8 @@ def _warnings(state: DemoState, shown: int) -> Table:
         if warning.story:
             head.append(f"  ← 故事 story {warning.story.scenario}", style="green")
         table.add_row(head)
-        table.add_row(Text("  " + alert["message"].split(" / ", 1)[0], style="dim"))
+        if messages:
+            table.add_row(Text("  " + alert["message"].split(" / ", 1)[0], style="dim"))
     if len(state.warnings) > shown:
         table.add_row(Text(f"  (另有更早的 {len(state.warnings) - shown} 条 more earlier)", style="dim"))
     return table
@@ -327,7 +342,7 @@ def _pointers(state: DemoState) -> Table:
     return table
 
 
-def render(state: DemoState, warnings_shown: int = 6, width: int = 120) -> Group:
+def render(state: DemoState, warnings_shown: int = 6, width: int = 120, messages: bool = True) -> Group:
     """The live layout from the state alone (also used to save it as an image)."""
     def panel(body, title: str, style: str) -> Panel:
         return Panel(body, title=title, title_align="left", border_style=style)
@@ -336,6 +351,7 @@ def render(state: DemoState, warnings_shown: int = 6, width: int = 120) -> Group
              panel(_alert_counts(state, width), "告警 alerts: 未解除 open / 共 raised", "yellow")]
     if state.stories:
         parts.append(panel(_stories(state), "故事 stories", "magenta"))
-    parts += [panel(_warnings(state, warnings_shown), "早期预警 early warnings", "red"),
-              panel(_pointers(state), "接下来看 where to look next", "green")]
+    if warnings_shown:
+        parts.append(panel(_warnings(state, warnings_shown, messages), "早期预警 early warnings", "red"))
+    parts.append(panel(_pointers(state), "接下来看 where to look next", "green"))
     return Group(*parts)

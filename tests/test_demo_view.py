@@ -123,3 +123,27 @@ def test_every_alert_message_is_chinese_first_then_english():
     assert "主城区外" in deadline_alert("delivery_overdue")["message"]
     assert all(kind in kind_label(kind) and KIND_NAMES[kind] in kind_label(kind) for kind in KIND_NAMES)
     assert kind_label("new_kind") == "new_kind"
+
+
+def test_the_live_view_fits_the_terminal_it_is_drawn_on(tmp_path):
+    """Live crops what does not fit: the view drops the warnings' messages, then the
+    warnings, before the places to look next would fall off a small terminal."""
+    from supplymon.demo_view import AlertLog, LiveView
+
+    state = DemoState([SHORTAGE, BAD], START, START + timedelta(days=5), 3600)
+    state.pointers = [Pointer("即席查询 ad-hoc SQL", "supplymon sql --data-dir data \"SELECT kind, count() FROM "
+                              "supplymon.alerts FINAL GROUP BY kind\""), Pointer("指标 metrics", "http://x/metrics")]
+    for kind in ("delivery_overdue", "response_overdue", "confirmation_late", "response_escalation"):
+        state.on_alert(deadline_alert(kind, order=kind))
+    for n in range(8):
+        state.on_alert(shortage_alert(product=f"P{n}", hours=n))
+    log = AlertLog(tmp_path / "alerts.log")
+    for width, height, shown in ((80, 24, "none"), (80, 28, "lines"), (100, 40, "messages"), (120, 50, "messages")):
+        console = Console(file=io.StringIO(), width=width, height=height, color_system=None)
+        console.print(LiveView(state, log, console).render())
+        text = console.file.getvalue()
+        assert len(text.splitlines()) < height, (width, height)
+        assert "http://x/metrics" in text and "✓ 1.0 小时后预警" in text
+        assert ("P7 @ 150702" in text) == (shown != "none")  # the latest warning
+        assert ("起产品 P7（生产企业 M1）" in text) == (shown == "messages")
+    log.close()
