@@ -10,9 +10,10 @@ also goes to `DATA_DIR/logs/demo-alerts.log`. It ends (or on Ctrl-C) with a
 summary read back from ClickHouse: each story's warning and how long after the
 story began it came, and the commands to explore what was stored.
 
-Simulated time ends at the hour before the run starts (the platform refuses
-events stamped ahead of its clock), so the worker's wall-clock ticks are off:
-the simulator's own ticks move time, as in a replay.
+Simulated time ends at the last full hour before the run (the platform refuses
+events stamped ahead of its clock), so the worker's wall-clock ticks are off (one
+would jump past the simulated days): the simulator's own ticks move time, as in
+a replay.
 """
 from __future__ import annotations
 
@@ -99,10 +100,11 @@ async def _follow(worker, state: DemoState, view, publisher: Publisher) -> None:
     while True:
         if time.monotonic() - last_asked >= 1:
             last_asked = time.monotonic()
+            published = dict(publisher.stats.end_offsets)  # "topic:partition" -> next offset
             with contextlib.suppress(OSError, ValueError, RunError):
-                progress = await asyncio.to_thread(worker.progress)
-                state.stored_offsets = sum(progress["offsets"].values())
-            state.published_offsets = sum(publisher.stats.end_offsets.values())
+                stored = (await asyncio.to_thread(worker.progress))["offsets"]
+                state.stored_offsets = sum(min(stored.get(tp, 0), end) for tp, end in published.items())
+                state.published_offsets = sum(published.values())
         view.tick()
         await asyncio.sleep(0.25)
 
@@ -151,10 +153,10 @@ def _clear_previous_demo(settings: Settings, start: datetime, say) -> None:
             f"{settings.data_dir} (each demo run starts afresh)")
     elif int(held["latest"]) > start.timestamp() * 1000:
         raise RunError(
-            f"数据目录 {settings.data_dir} 存有截至 {local_time(int(held['latest']))} 的其他事件，晚于本次演示的模拟起点；"
-            f"请另用 --data-dir。 / data dir {settings.data_dir} holds other events up to "
-            f"{local_time(int(held['latest']))}, after this demo's simulated start {start:%Y-%m-%d %H:%M}: "
-            "use another --data-dir")
+            f"数据目录 {settings.data_dir} 存有演示以外的数据，其事件截至 {local_time(int(held['latest']))}，"
+            f"晚于本次演示的模拟起点；请另用 --data-dir。 / data dir {settings.data_dir} holds other data than a "
+            f"demo's, with events up to {local_time(int(held['latest']))}, after this demo's simulated start "
+            f"{start:%Y-%m-%d %H:%M}: use another --data-dir")
 
 
 def where_to_look(settings: Settings, worker, alert_log: Path) -> list[Pointer]:

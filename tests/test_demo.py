@@ -116,6 +116,6 @@ def test_the_demo_refuses_a_data_dir_whose_other_events_overlap_its_days(tmp_pat
     assert supplymon("replay", str(history), "--embedded", "--data-dir", str(data_dir)).returncode == 0
     result = supplymon("demo", "--scenario", "healthy", "--days", "1", "--data-dir", str(data_dir), timeout=120)
     assert result.returncode == 1
-    assert "存有截至" in result.stderr and "holds other events up to" in result.stderr
+    assert "存有演示以外的数据" in result.stderr and "holds other data than a demo's" in result.stderr
     (kept,) = sql_rows(data_dir, "SELECT count() AS n FROM supplymon.events_raw WHERE event_id = 'e1'")
     assert kept["n"] == 1
