@@ -119,6 +119,7 @@ def _warning_message(kind: str, subject: dict, details: dict, since: str) -> str
         product, region = subject["product_id"], subject["region_code"]
         mean = details["baseline_mean_daily_quantity"]
         ratio = f"{details['quantity_24h'] / mean:.1f}" if mean else "n/a"
+        mean = "n/a" if mean is None else f"{mean:.1f}"  # details keep the precision; people read one decimal
         dists = ", ".join(details["distributors"]) or "-"
         hours = _number(details["window_hours"])
         return (f"{since} 起产品 {product} 在 {region} 需求激增：{hours} 小时内 {details['orders_24h']} 笔订单共 "
