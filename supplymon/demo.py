@@ -277,7 +277,8 @@ def _summary(worker, settings: Settings, start: datetime, stories: list[Story], 
     ]
     warnings = rows(
         "SELECT kind, subject_type, product_id, region_code, distributor_id,"
-        " JSONExtractString(details, 'scope') AS scope, toUnixTimestamp64Milli(raised_at) AS raised,"
+        " JSONExtractString(details, 'scope') AS scope, JSONExtractString(details, 'manufacturer_id') AS manufacturer_id,"
+        " toUnixTimestamp64Milli(raised_at) AS raised,"
         " toUnixTimestamp64Milli(resolved_at) AS resolved FROM supplymon.alerts FINAL"
         f" WHERE subject_type NOT IN {ORDER_SUBJECTS}"
         f" AND toUnixTimestamp64Milli(raised_at) >= {int(start.timestamp() * 1000)} ORDER BY raised, kind")

@@ -43,14 +43,20 @@ def is_early_warning(alert: dict) -> bool:
     return alert["subject_type"] not in ORDER_SUBJECTS
 
 
+def alert_subject(alert: dict) -> tuple[str, str] | str:
+    """An alert's subject as `Story.subject` gives it: the distributor, or (product or
+    manufacturer, region or city)."""
+    if alert["subject_type"] == "distributor":
+        return alert["distributor_id"]
+    if alert["subject_type"] == "manufacturer_city":
+        return (alert.get("manufacturer_id") or (alert.get("details") or {}).get("manufacturer_id", ""),
+                alert["region_code"])
+    return (alert["product_id"], alert["region_code"])
+
+
 def tells(story: Story, alert: dict) -> bool:
     """Whether `alert` (a row of the alerts table or topic) is the one `story` was told to raise."""
-    if alert["kind"] != story.kind:
-        return False
-    if story.subject_type == "distributor":
-        return alert["distributor_id"] == story.distributor_id
-    return all(mine is None or alert[name] == mine
-               for name, mine in (("product_id", story.product_id), ("region_code", story.region_code)))
+    return alert["kind"] == story.kind and alert_subject(alert) == story.subject
 
 
 def hours_after(story: Story, raised_ms: int) -> float:
@@ -58,10 +64,11 @@ def hours_after(story: Story, raised_ms: int) -> float:
 
 
 def subject_text(alert: dict) -> str:
-    if alert["subject_type"] == "distributor":
+    subject = alert_subject(alert)
+    if isinstance(subject, str):
         scope = (alert.get("details") or {}).get("scope")
-        return f"{alert['distributor_id']}" + (f" ({scope})" if scope and scope != "all" else "")
-    return " @ ".join(v for v in (alert.get("product_id"), alert.get("region_code")) if v)
+        return subject + (f" ({scope})" if scope and scope != "all" else "")
+    return " @ ".join(v for v in subject if v)
 
 
 def log_line(alert: dict) -> str:
@@ -307,8 +314,7 @@ def _stories(state: DemoState) -> Table:
             outcome = Text(f"{story.starts_at:%m-%d %H:%M} 开始 begins", style="dim")
         else:
             outcome = Text(f"进行中 under way · 最迟 due {story.due_by:%m-%d %H:%M}", style="yellow")
-        subject = (story.distributor_id if story.subject_type == "distributor"
-                   else " @ ".join(v for v in (story.product_id, story.region_code) if v))
+        subject = story.subject if isinstance(story.subject, str) else " @ ".join(v for v in story.subject if v)
         table.add_row(Text(story.scenario, style="bold"), kind_label(story.kind), subject, outcome)
     return table
 

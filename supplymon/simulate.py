@@ -407,7 +407,7 @@ def _shortage(world: World, cast: _Cast, orders: list[_Order], rng: random.Rando
                   f"{product.id} ({'VBP ' if product.vbp else ''}{product.kind} of {product.manufacturer_id}) runs out of stock in region {region}: "
                   f"for {SHORTAGE_HOURS} h its distributor {dist.id} turns every order away with out_of_stock "
                   f"(rejected or a small part confirmed), {len(extra)} institutions of the region among them.",
-                  f"{product.id}（{'集采' if product.vbp else ''}{'药品' if product.kind == 'drug' else '耗材'}，"
+                  summary_zh=f"{product.id}（{'集采' if product.vbp else ''}{'药品' if product.kind == 'drug' else '耗材'}，"
                   f"生产企业 {product.manufacturer_id}）在 {region} 断货：{SHORTAGE_HOURS} 小时内配送企业 {dist.id} "
                   f"以缺货为由拒绝或仅部分响应每一笔订单，其中包括该地区 {len(extra)} 家医疗机构。")
     return story, twists, extra
@@ -445,7 +445,7 @@ def _surge(world: World, cast: _Cast, orders: list[_Order], rng: random.Random, 
                   f"an epidemic-like surge: for {SURGE_DAYS} days, institutions of region {region} place "
                   f"{per_day} extra orders a day for {product.id} (about {per_day * MEAN_QUANTITY / daily:.0f}x "
                   f"the {daily:.0f} units a day ordered in the {baseline_days:.0f} days before).",
-                  f"类似疫情的需求激增：{SURGE_DAYS} 天内 {region} 的医疗机构每天多下 {per_day} 笔 {product.id} 订单"
+                  summary_zh=f"类似疫情的需求激增：{SURGE_DAYS} 天内 {region} 的医疗机构每天多下 {per_day} 笔 {product.id} 订单"
                   f"（约为此前 {baseline_days:.0f} 天日均 {daily:.0f} 件的 {per_day * MEAN_QUANTITY / daily:.0f} 倍）。")
     return story, {}, extra
 
@@ -461,7 +461,7 @@ def _bad_distributor(world: World, cast: _Cast, orders: list[_Order], rng: rando
                   f"distributor {dist.id} ignores {BAD_IGNORED:.0%} of its orders and delivers to institutions "
                   f"outside the city area (mostly grassroots) {BAD_RURAL_DELAY_HOURS[0]:.0f}-"
                   f"{BAD_RURAL_DELAY_HOURS[1]:.0f} h late.",
-                  f"配送企业 {dist.id} 对 {BAD_IGNORED:.0%} 的订单不予响应，向主城区外（多为基层）医疗机构的配送晚到 "
+                  summary_zh=f"配送企业 {dist.id} 对 {BAD_IGNORED:.0%} 的订单不予响应，向主城区外（多为基层）医疗机构的配送晚到 "
                   f"{BAD_RURAL_DELAY_HOURS[0]:.0f}-{BAD_RURAL_DELAY_HOURS[1]:.0f} 小时。")
     return story, twists, []
 

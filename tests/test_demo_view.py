@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from rich.console import Console
 
 from supplymon.core.alerts import KIND_NAMES, order_alert_row, warning_alert_row
-from supplymon.demo_view import DemoState, Pointer, kind_label, render, tells
+from supplymon.demo_view import DemoState, Pointer, alert_subject, kind_label, render, subject_text, tells
 from supplymon.settings import SHANGHAI
 from supplymon.simulate import Story
 
@@ -63,6 +63,11 @@ def test_a_story_is_told_by_its_kind_on_its_subject_only():
     assert tells(BAD, rate_alert()) and tells(BAD, rate_alert(scope="all"))
     assert not tells(BAD, rate_alert(dist="D1"))
     assert not tells(SHORTAGE, rate_alert()) and not tells(BAD, shortage_alert())
+    # A manufacturer+city subject is read from the alert's details.
+    limit = {"kind": "distributor_limit_exceeded", "subject_type": "manufacturer_city", "product_id": "",
+             "region_code": "150700", "distributor_id": "", "details": {"manufacturer_id": "M1"}}
+    assert alert_subject(limit) == ("M1", "150700") and subject_text(limit) == "M1 @ 150700"
+    assert subject_text(rate_alert()) == "D9 (grassroots)" and subject_text(rate_alert(scope="all")) == "D9"
 
 
 def test_state_keeps_the_early_warnings_once_with_their_story_and_counts_alerts_by_kind():
