@@ -8,6 +8,12 @@ N orders spread over 28 days, as the lifecycle agent would send them, keeps the
 table entries in a dict as the memory store does, and prints the process's RSS
 growth per order. Subjects are product x region; the sparser they are (fewer
 orders per product+region), the more each order costs.
+
+The market-conduct rules (core/conduct.py) reach up to 180 days back but keep no
+order: per product, region and day a price point or two, per city and distributor
+the last acceptance. `--days 200` spreads the orders over 200 days, so that state
+is at its full 180-day depth; the figure printed is then per order of the last
+29 days (what the rest keeps), and the conduct state is counted apart.
 """
 from __future__ import annotations
 
@@ -35,16 +41,19 @@ SOURCE = "supply.orders:0"
 
 def fact(rnd: random.Random, n: int, at: int, products: int, regions: int) -> dict:
     """An answered, delivered order's fact row (what order_signals reads)."""
-    product = rnd.randrange(products)
+    product, region = rnd.randrange(products), rnd.randrange(regions)
     return {"order_id": f"ORD-{n:010d}", "product_id": f"P{product:05d}", "manufacturer_id": f"M{product % 200:03d}",
-            "region_code": f"{330100 + 100 * rnd.randrange(regions)}", "institution_id": f"H{rnd.randrange(2000):05d}",
-            "distributor_id": f"D{rnd.randrange(80):03d}", "ordered_at": at, "quantity": rnd.randrange(1, 500),
+            "region_code": f"{330100 + 100 * region}", "institution_id": f"H{rnd.randrange(2000):05d}",
+            # 一厂一区两配送: the manufacturer's two distributors in the city.
+            "distributor_id": f"D{(product % 200 * 7 + region * 3 + rnd.randrange(2)) % 80:03d}",
+            "ordered_at": at, "quantity": rnd.randrange(1, 500),
             "responded_at": at + 3 * HOUR_MS, "decision": "accepted", "confirmed_quantity": 100, "reject_reason": None,
             "deadline_at": at + DAY_MS, "grassroots": rnd.random() < 0.3, "first_confirmed_at": at + 20 * HOUR_MS,
-            "on_time": 1}
+            "on_time": 1, "area": "rural" if rnd.random() < 0.5 else "urban",
+            "unit_price": round(1 + product * 0.37, 2)}  # one national price per product
 
 
-def measure(orders: int, products: int, regions: int, seed: int = 1) -> dict:
+def measure(orders: int, products: int, regions: int, seed: int = 1, days: int = 28) -> dict:
     def partition_of(group: str) -> int:
         return zlib.crc32(group.encode()) % PARTITIONS
 
@@ -59,7 +68,7 @@ def measure(orders: int, products: int, regions: int, seed: int = 1) -> dict:
     for first in range(0, orders, BATCH):
         records: dict[str, dict] = {}
         for n in range(first, min(orders, first + BATCH)):
-            at = T0 + n * 28 * DAY_MS // orders
+            at = T0 + n * days * DAY_MS // orders
             row = fact(rnd, n, at, products, regions)
             for group, record in order_signals(row):
                 records.setdefault(group, {})[row["order_id"]] = record
@@ -75,8 +84,10 @@ def measure(orders: int, products: int, regions: int, seed: int = 1) -> dict:
     gc.collect()
     grown = (rss_kib(os.getpid(), "VmRSS") - base) * 1024
     subjects = sum(len(getattr(g, "subjects", ())) for g in warnings.groups.values())
-    return {"orders": orders, "bytes": grown, "per_order": grown / orders, "subjects": subjects,
-            "entries": len(store), "orders_per_s": orders / elapsed}
+    kept = orders * min(1.0, 29 / days)  # the orders of the last 29 days (records kept)
+    conduct = sum(g.conduct.size for g in warnings.groups.values() if hasattr(g, "subjects"))
+    return {"orders": orders, "bytes": grown, "per_order": grown / kept, "subjects": subjects, "days": days,
+            "entries": len(store), "orders_per_s": orders / elapsed, "conduct_points": conduct, "kept": kept}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,12 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=200_000)
     parser.add_argument("--products", type=int, default=1000)
     parser.add_argument("--regions", type=int, default=15)
+    parser.add_argument("--days", type=int, default=28, help="days the orders are spread over (default 28)")
     args = parser.parse_args(argv)
-    m = measure(args.orders, args.products, args.regions)
-    print(f"early warnings: {m['orders']:,} orders over 28 days, {m['subjects']:,} product+region subjects "
-          f"({m['orders'] / max(m['subjects'], 1):,.1f} orders each)")
+    m = measure(args.orders, args.products, args.regions, days=args.days)
+    print(f"early warnings: {m['orders']:,} orders over {m['days']} days, {m['subjects']:,} product+region subjects "
+          f"({m['kept'] / max(m['subjects'], 1):,.1f} orders each kept)")
     print(f"  RSS +{m['bytes'] / 2**20:,.0f} MiB = {m['per_order']:,.0f} B per order kept "
           f"({m['entries']:,} table entries); {m['orders_per_s']:,.0f} orders/s through the core")
+    print(f"  market conduct: {m['conduct_points']:,} price points and acceptances kept "
+          f"({m['conduct_points'] / m['kept']:,.2f} per order kept)")
     return 0
 
 

@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS {db}.alerts (
     alert_id String,
     kind LowCardinality(String),
     severity LowCardinality(String),
+    -- order, institution, product_region, distributor, manufacturer_city, product_city
+    -- (for the *_city types region_code holds the city's code; manufacturer in details)
     subject_type LowCardinality(String),
     order_id String,
     distributor_id LowCardinality(String),

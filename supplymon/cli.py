@@ -9,7 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from supplymon.settings import ConfigError, Settings
+from supplymon.settings import ConfigError, Rules, Settings
 from supplymon.simulate import SCENARIO_CHOICES, ScenarioError, generate, min_days, write_history
 
 
@@ -36,8 +36,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--orders-per-day", type=int, default=400, help="orders placed a simulated day (default 400)")
     p.add_argument("--seed", type=int, default=7)
 
-    p = sub.add_parser("replay", help="publish a JSON Lines history (.gz too)")
-    p.add_argument("file", type=Path)
+    p = sub.add_parser("replay", help="publish a history: JSON Lines (.gz too), Parquet, or the stored events")
+    p.add_argument("file", type=Path, nargs="?",
+                   help="JSON Lines (.gz too) or Parquet (a `payload` column, or one column per event field)")
+    p.add_argument("--from-clickhouse", action="store_true",
+                   help="replay the stored events (events_raw) instead of a file; needs --namespace")
+    p.add_argument("--since", help="with --from-clickhouse: orders placed from this time (2026-03-01 or RFC 3339)")
+    p.add_argument("--until", help="with --from-clickhouse: events before this time, then a tick at it")
+    p.add_argument("--namespace", metavar="NAME",
+                   help="replay side by side with live monitoring: own topics (NAME.supply.*), consumer group "
+                        "and ClickHouse database (supplymon_NAME); a worker of the namespace runs until all is stored")
+    p.add_argument("--rules", type=Path, metavar="FILE",
+                   help="the rules file of this replay's worker (what if the response deadline were 36 h?)")
     p.add_argument("--embedded", action="store_true",
                    help="start the embedded stack, wait until every event is stored, stop")
     p.add_argument("--speed", type=float, default=None,
@@ -47,10 +57,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sql", help="ad-hoc SQL on the store (through the running worker if one holds it)")
     p.add_argument("query")
+    p.add_argument("--namespace", metavar="NAME", help="a side-by-side replay's store (database supplymon_NAME)")
     p.add_argument("--format", default="PrettyCompact", help="a ClickHouse output format (default PrettyCompact)")
     data_dir(p)
 
     p = sub.add_parser("worker", help="the Faust worker against the configured Kafka and ClickHouse")
+    p.add_argument("--namespace", metavar="NAME", help="a worker of a side-by-side namespace (see replay)")
     data_dir(p)
 
     p = sub.add_parser("simulate", help="write a replayable simulated history")
@@ -66,8 +78,10 @@ def _parser() -> argparse.ArgumentParser:
 
 # The demo's --days and --speed when not given: long enough in event time for the story
 # to reach its alert (the surge needs 8 normal days first), about a minute or two of wall time.
-DEMO_RUNS = {"all": (11.0, 14400.0), "healthy": (3.0, 3600.0), "shortage": (3.0, 3600.0),
-             "bad-distributor": (5.0, 7200.0), "surge": (11.0, 14400.0)}
+DEMO_RUNS = {"all": (33.0, 43200.0), "healthy": (3.0, 3600.0), "shortage": (3.0, 3600.0),
+             "bad-distributor": (5.0, 7200.0), "surge": (11.0, 14400.0), "third-distributor": (3.0, 3600.0),
+             "price-lag": (33.0, 86400.0), "price-split": (3.0, 3600.0), "price-rise": (10.0, 14400.0),
+             "remote-refusal": (4.0, 7200.0), "short-supply": (4.0, 7200.0)}
 
 
 def _demo_defaults(which: str) -> str:
@@ -106,17 +120,38 @@ def _terminate(signum, frame) -> None:
 
 def _replay(settings: Settings, args) -> int:
     from supplymon.replay import replay
+    from supplymon.sources import history_lines, parse_moment, store_lines
 
-    embedded = args.embedded
-    if embedded:
+    if (args.file is None) == (not args.from_clickhouse):
+        raise ConfigError("give a FILE or --from-clickhouse (one of them)")
+    if args.from_clickhouse:
+        if not args.namespace:
+            raise ConfigError("--from-clickhouse replays the stored events into a namespace: add --namespace NAME")
+        since, until = (parse_moment(t) if t else None for t in (args.since, args.until))
+        if since and until and since >= until:
+            raise ConfigError(f"--since {args.since} is not before --until {args.until}")
+        lines = store_lines(settings, since, until)  # the live store's events
+    elif args.since or args.until:
+        raise ConfigError("--since and --until select stored events: use them with --from-clickhouse")
+    else:
+        lines = history_lines(args.file)
+    if args.rules:
+        if not (args.embedded or args.namespace):
+            raise ConfigError("--rules sets the rules of a replay's own worker: add --namespace NAME or --embedded")
+        settings = replace(settings, rules=Rules.load(args.rules), rules_file=str(args.rules.resolve()))
+    if args.namespace:
+        settings = settings.namespaced(args.namespace)
+    if args.embedded:
         settings = replace(settings, web_port=0)  # a free port for the worker it starts
-    return replay(settings, args.file, embedded, args.speed)
+    return replay(settings, lines, args.embedded, args.speed)
 
 
 def _sql(settings: Settings, args) -> int:
     from supplymon.runner import http_query, running_worker
     from supplymon.store import Store
 
+    if args.namespace:
+        settings = settings.namespaced(args.namespace)
     worker = running_worker(settings)
     if worker:
         result = http_query(worker["web"], args.query, args.format)
@@ -141,7 +176,7 @@ def _sql(settings: Settings, args) -> int:
 def _worker(settings: Settings, args) -> int:
     from supplymon.worker import run
 
-    return run(settings)
+    return run(settings.namespaced(args.namespace) if args.namespace else settings)
 
 
 def _simulate(settings: Settings, args) -> int:

@@ -42,7 +42,7 @@ def ensure_topics(settings: Settings) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(settings), client_id="supplymon-admin")
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(name, settings.partitions, 1, topic_configs=dict(TOPIC_CONFIGS))
+        missing = [NewTopic(name, settings.partitions, settings.topic_replication, topic_configs=topic_configs(settings))
                    for name in wanted if name not in existing]
         if missing:
             try:
@@ -51,6 +51,13 @@ def ensure_topics(settings: Settings) -> None:
                 pass
     finally:
         admin.close()
+
+
+def topic_configs(settings: Settings) -> dict[str, str]:
+    """Configs of the topics supplymon creates: the defaults above, overridden and
+    extended by SUPPLYMON_TOPIC_CONFIGS (a real cluster: min.insync.replicas,
+    retention.ms, message.timestamp.after.max.ms)."""
+    return {**TOPIC_CONFIGS, **dict(settings.topic_configs)}
 
 
 def event_time_ms(value) -> int | None:
@@ -143,6 +150,11 @@ class Publisher:
             await asyncio.sleep(wait)
 
     async def _send(self, topic, key, value, ts, partition) -> None:
+        if ts is not None and ts > time.time() * 1000:
+            # A cluster with message.timestamp.after.max.ms refuses a whole record batch
+            # for one record stamped in the future: such a record gets the wall clock as
+            # its Kafka timestamp, and the worker judges its event time from its `ts`.
+            ts = None
         future = await self._producer.send(topic, value=value, key=key, timestamp_ms=ts,
                                            partition=partition)
         self._pending.append(future)

@@ -1,46 +1,29 @@
-"""`supplymon replay FILE`: publish a history (JSON Lines, optionally .gz).
+"""`supplymon replay FILE`: publish a history (JSON Lines, optionally .gz, or Parquet;
+or, with `--from-clickhouse`, the stored `events_raw`: supplymon/sources.py).
 
 With `--embedded`: start the embedded stack on the data dir, publish every line,
-wait until the worker has processed and stored all of it, stop, exit 0. Without:
-publish to the configured Kafka. Either way as fast as possible, or paced at
-`--speed` event-time seconds per second.
+wait until the worker has processed and stored all of it, stop, exit 0. With
+`--namespace NAME` (settings already namespaced): start a worker of that namespace
+against the configured Kafka and ClickHouse (its own topics, consumer group and
+database), publish, wait until all is stored, stop it; live monitoring is
+untouched. Otherwise: publish to the configured Kafka. Either way as fast as
+possible, or paced at `--speed` event-time seconds per second.
 """
 from __future__ import annotations
 
 import asyncio
-import gzip
 import sys
 import time
-from pathlib import Path
-from typing import IO, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Iterable, Iterator
 
 import orjson
 
+from supplymon.embedded import free_port
 from supplymon.publish import Publisher, ensure_topics
-from supplymon.runner import RunError, embedded_stack
+from supplymon.runner import RunError, WorkerProcess, embedded_stack, prepare_data_dir
 from supplymon.settings import Settings
-
-
-def open_history(path: Path) -> IO[bytes]:
-    try:
-        handle = open(path, "rb")
-    except OSError as exc:
-        raise RunError(f"cannot read {path}: {exc.strerror}") from None
-    if handle.read(2) == b"\x1f\x8b":  # gzip magic, whatever the file is called
-        handle.close()
-        return gzip.open(path, "rb")
-    handle.seek(0)
-    return handle
-
-
-def read_lines(path: Path) -> Iterator[bytes]:
-    with open_history(path) as handle:
-        try:
-            for line in handle:
-                if line.strip():
-                    yield line
-        except (OSError, EOFError) as exc:
-            raise RunError(f"{path} is damaged: {exc}") from None
 
 
 class Meter:
@@ -62,9 +45,9 @@ class Meter:
         print(f"{self.label}: {done:,}{share}, {rate:,.0f}/s", file=self.out, flush=True)
 
 
-async def _publish(settings: Settings, path: Path, speed: float | None, meter: Meter):
+async def _publish(settings: Settings, lines: Iterable[bytes], speed: float | None, meter: Meter):
     async with Publisher(settings, speed=speed) as publisher:
-        for n, line in enumerate(read_lines(path), 1):
+        for n, line in enumerate(lines, 1):
             await publisher.publish(line)
             meter(n)
         await publisher.flush()
@@ -72,25 +55,45 @@ async def _publish(settings: Settings, path: Path, speed: float | None, meter: M
     return publisher.stats
 
 
-def replay(settings: Settings, path: Path, embedded: bool, speed: float | None = None) -> int:
-    if not path.exists():
-        raise RunError(f"{path} does not exist")
-    if not embedded:
-        if settings.embedded_kafka:
-            raise RunError("no Kafka configured: set SUPPLYMON_KAFKA=kafka://host:port, or use --embedded")
+def replay(settings: Settings, lines: Iterable[bytes], embedded: bool, speed: float | None = None) -> int:
+    """Publish `lines` (supplymon.sources); with a worker of its own when embedded or
+    namespaced, until all is stored."""
+    if not embedded and settings.embedded_kafka:
+        raise RunError("no Kafka configured: set SUPPLYMON_KAFKA=kafka://host:port, or use --embedded")
+    if not embedded and not settings.namespace:
         ensure_topics(settings)
-        stats = asyncio.run(_publish(settings, path, speed, Meter("published")))
+        stats = asyncio.run(_publish(settings, lines, speed, Meter("published")))
         print(f"published {stats.events:,} events and {stats.ticks:,} ticks "
               f"({stats.unreadable:,} unreadable lines, left to the worker's dead-letter topic)")
         return 0
-    with embedded_stack(settings, live=False) as (settings, worker):
-        stats = asyncio.run(_publish(settings, path, speed, Meter("published")))
+    stack = embedded_stack(settings, live=False) if embedded else namespace_stack(settings)
+    with stack as (settings, worker):
+        if settings.namespace:
+            print(f"namespace {settings.namespace}: topics {settings.topics.orders} ..., consumer group "
+                  f"{settings.app_id}, ClickHouse database {settings.clickhouse_database}", flush=True)
+        stats = asyncio.run(_publish(settings, lines, speed, Meter("published")))
         total = sum(stats.end_offsets.values())
         meter = Meter("processed and stored")
         worker.wait_stored(stats.end_offsets, total, report=meter)
         meter(total, total, force=True)
         print(summary(worker), flush=True)
     return 0
+
+
+@contextmanager
+def namespace_stack(settings: Settings) -> Iterator[tuple[Settings, WorkerProcess]]:
+    """A worker of the namespace in `settings` against the configured Kafka (its own
+    topics, created here) and ClickHouse (its own database), replaying: no live ticks."""
+    logs = prepare_data_dir(settings)
+    ensure_topics(settings)
+    # Its web server is for this command only: on loopback, on a free port.
+    settings = replace(settings, live_tick_seconds=0, web_host="127.0.0.1", web_port=free_port("127.0.0.1"))
+    worker = WorkerProcess(settings, logs / "worker.log").start()
+    try:
+        worker.wait_ready()
+        yield settings, worker
+    finally:
+        worker.stop()
 
 
 def summary(worker) -> str:

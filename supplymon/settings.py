@@ -6,6 +6,7 @@ instead of reading the environment themselves.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta, timezone
@@ -20,6 +21,23 @@ HOUR_MS = 3_600_000
 CLUSTER_GROUP_TIMEOUT = 60.0
 EMBEDDED_GROUP_TIMEOUT = 6.0
 SHANGHAI = timezone(timedelta(hours=8))  # the contract's days and local times
+
+
+# A namespace names a side-by-side run (a replay next to live monitoring): lower-case
+# letters, digits and underscores, so that it fits a topic prefix, a consumer group
+# and a ClickHouse database name alike.
+NAMESPACE_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
+DEFAULT_DATABASE = "supplymon"
+
+# The rules file's sections of the market-conduct rules: [section] key -> section_key.
+CONDUCT_KEYS = {
+    "distributor_limit": ("max_distributors", "window_days", "quiet_hours"),
+    "price_linkage": ("tolerance", "lag_days", "lookback_days"),
+    "price_inconsistent": ("tolerance", "window_days"),
+    "price_rise": ("tolerance", "window_days"),
+    "remote_refusal": ("window_days", "min_orders", "rate", "ratio"),
+    "short_supply": ("window_days", "min_orders", "fill_rate_below"),
+}
 
 
 class ConfigError(ValueError):
@@ -51,6 +69,24 @@ class Rules:
     delivery_rate_window_days: float = 30
     delivery_rate_min_orders: int = 20
     delivery_rate_threshold: float = 0.7
+    # Market conduct (hulunbuir-2024 §三(二), fuxin-2020).
+    distributor_limit_max_distributors: int = 2
+    distributor_limit_window_days: float = 90
+    distributor_limit_quiet_hours: float = 24
+    price_linkage_tolerance: float = 0.005
+    price_linkage_lag_days: float = 30
+    price_linkage_lookback_days: float = 180
+    price_inconsistent_tolerance: float = 0.005
+    price_inconsistent_window_days: float = 7
+    price_rise_tolerance: float = 0.05
+    price_rise_window_days: float = 90
+    remote_refusal_window_days: float = 30
+    remote_refusal_min_orders: int = 20
+    remote_refusal_rate: float = 0.1
+    remote_refusal_ratio: float = 2
+    short_supply_window_days: float = 30
+    short_supply_min_orders: int = 20
+    short_supply_fill_rate_below: float = 0.9
 
     # The rules file groups keys in sections: [response] overdue_hours -> response_overdue_hours.
     _SECTIONS: ClassVar[dict[tuple[str, str], str]] = {
@@ -66,11 +102,15 @@ class Rules:
         **{("surge", key): f"surge_{key}" for key in (
             "window_hours", "min_orders", "factor", "min_history_days", "max_history_days", "quiet_hours")},
         **{("delivery_rate", key): f"delivery_rate_{key}" for key in ("window_days", "min_orders", "threshold")},
+        **{(section, key): f"{section}_{key}" for section, keys in CONDUCT_KEYS.items() for key in keys},
     }
     _COUNTS: ClassVar[tuple[str, ...]] = (
         "shortage_institutions", "shortage_min_answered_orders", "surge_min_orders",
-        "surge_min_history_days", "surge_max_history_days", "delivery_rate_min_orders")
-    _FRACTIONS: ClassVar[tuple[str, ...]] = ("shortage_fill_rate_below", "delivery_rate_threshold")
+        "surge_min_history_days", "surge_max_history_days", "delivery_rate_min_orders",
+        "distributor_limit_max_distributors", "remote_refusal_min_orders", "short_supply_min_orders")
+    _FRACTIONS: ClassVar[tuple[str, ...]] = (
+        "shortage_fill_rate_below", "delivery_rate_threshold", "price_linkage_tolerance",
+        "price_inconsistent_tolerance", "price_rise_tolerance", "remote_refusal_rate", "short_supply_fill_rate_below")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -85,6 +125,10 @@ class Rules:
             raise ConfigError(
                 "rule surge.min_history_days must not exceed surge.max_history_days "
                 f"({self.surge_min_history_days} > {self.surge_max_history_days})")
+        if self.price_linkage_lag_days >= self.price_linkage_lookback_days:
+            raise ConfigError(
+                "rule price_linkage.lag_days must be shorter than price_linkage.lookback_days "
+                f"({self.price_linkage_lag_days} >= {self.price_linkage_lookback_days})")
         if self.response_escalation_hours <= self.response_overdue_hours:
             raise ConfigError(
                 "rule response.escalation_hours must be later than response.overdue_hours "
@@ -137,6 +181,10 @@ class Topics:
     def inputs(self) -> tuple[str, str, str, str]:
         return (self.orders, self.responses, self.shipments, self.arrivals)
 
+    def prefixed(self, prefix: str) -> "Topics":
+        """Every topic name with `prefix` in front (a namespace's own topics)."""
+        return Topics(**{f.name: prefix + getattr(self, f.name) for f in fields(Topics)})
+
     def for_kind(self, kind: str) -> str:
         return {
             "order": self.orders,
@@ -154,6 +202,18 @@ def table_store(url: str) -> str:
         raise ConfigError(f"SUPPLYMON_TABLE_STORE={url!r}: only memory:// is supported (the state is rebuilt "
                           "from the changelogs; for more open orders than fit, run more workers)")
     return url
+
+
+def topic_configs(text: str) -> tuple[tuple[str, str], ...]:
+    """`SUPPLYMON_TOPIC_CONFIGS`: `key=value` pairs separated by commas
+    (`min.insync.replicas=2,retention.ms=2592000000`)."""
+    out = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[a-z][a-z0-9.]*", key.strip()) or not value.strip():
+            raise ConfigError(f"SUPPLYMON_TOPIC_CONFIGS: {item!r} is not a topic config key=value")
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -179,6 +239,17 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     rules: Rules = field(default_factory=Rules)
     rules_file: str | None = None
+    # ClickHouse database of every table (queries name it `supplymon.`; the store
+    # rewrites that qualifier when it differs, see supplymon.store.qualify).
+    clickhouse_database: str = DEFAULT_DATABASE
+    # A ClickHouse cluster (remote_servers name): replicated local tables ON CLUSTER
+    # and Distributed tables over them (supplymon/cluster_ddl.py). None: single node.
+    clickhouse_cluster: str | None = None
+    # Topics supplymon creates: replication factor and configs (a real cluster:
+    # 3 and min.insync.replicas=2, message.timestamp.after.max.ms, retention).
+    topic_replication: int = 1
+    topic_configs: tuple[tuple[str, str], ...] = ()
+    namespace: str | None = None  # set by `namespaced`: a side-by-side run
 
     ENV_PREFIX: ClassVar[str] = "SUPPLYMON_"
 
@@ -198,6 +269,23 @@ class Settings:
         """These settings pointed at the embedded broker at `url` (short group
         timeouts unless SUPPLYMON_GROUP_TIMEOUT_SECONDS says otherwise)."""
         return replace(self, kafka_url=url, group_timeout_seconds=self.group_timeout_seconds or EMBEDDED_GROUP_TIMEOUT)
+
+    def namespaced(self, name: str) -> "Settings":
+        """These settings for a side-by-side run called `name`: its own topics
+        (`name.` prefix), consumer group and Faust internal topics (app id
+        `supplymon-name`), ClickHouse database (`supplymon_name`) and data dir
+        (`DATA_DIR/namespaces/name`), so that live state, alerts and notifications
+        are untouched."""
+        if not NAMESPACE_PATTERN.fullmatch(name or ""):
+            raise ConfigError(f"namespace {name!r}: use lower-case letters, digits and _ (at most 40, "
+                              "starting with a letter)")
+        if self.namespace:
+            raise ConfigError(f"already in namespace {self.namespace!r}")
+        # Its own data dir too: its worker's files, and its embedded store (chdb admits
+        # one process per directory, and the live worker holds the live one).
+        return replace(self, namespace=name, topics=self.topics.prefixed(f"{name}."),
+                       data_dir=self.data_dir / "namespaces" / name,
+                       app_id=f"{self.app_id}-{name}", clickhouse_database=f"{self.clickhouse_database}_{name}")
 
     @property
     def insert_tmp_dir(self) -> Path:
@@ -247,6 +335,12 @@ class Settings:
                 raise ConfigError(f"{p}{name} must be positive, got {value}")
             return value
 
+        def identifier(name: str, default: str) -> str:
+            value = get(name, default)
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+                raise ConfigError(f"{p}{name} must be a ClickHouse identifier (letters, digits, _), got {value!r}")
+            return value
+
         topics = Topics(**{
             f.name: get(f"TOPIC_{f.name.upper()}", f.default) for f in fields(Topics)
         })
@@ -267,13 +361,34 @@ class Settings:
             topics=topics,
             rules=Rules.load(get("RULES")),
             rules_file=get("RULES"),
+            clickhouse_database=identifier("CLICKHOUSE_DATABASE", DEFAULT_DATABASE),
+            clickhouse_cluster=get("CLICKHOUSE_CLUSTER") and identifier("CLICKHOUSE_CLUSTER", ""),
+            topic_replication=integer("TOPIC_REPLICATION", 1, 1),
+            topic_configs=topic_configs(get("TOPIC_CONFIGS", "")),
         )
         if settings.kafka_url and not settings.kafka_url.startswith("kafka://"):
             raise ConfigError(f"{p}KAFKA must look like kafka://host:port[,host:port], got {settings.kafka_url!r}")
+        if get("NAMESPACE"):
+            settings = settings.namespaced(get("NAMESPACE"))
         return replace(settings, **overrides) if overrides else settings
 
+    def _outside_namespace(self) -> "Settings":
+        """The settings `namespaced` made these from (for `env`)."""
+        name = self.namespace
+        if not name:
+            return self
+        return replace(self, namespace=None, data_dir=self.data_dir.parent.parent,
+                       topics=Topics(**{f.name: getattr(self.topics, f.name).removeprefix(f"{name}.")
+                                        for f in fields(Topics)}),
+                       app_id=self.app_id.removesuffix(f"-{name}"),
+                       clickhouse_database=self.clickhouse_database.removesuffix(f"_{name}"))
+
     def env(self) -> dict[str, str]:
-        """These settings as environment variables (to start a worker process with)."""
+        """These settings as environment variables (to start a worker process with).
+        A namespace's settings are given as the settings outside it plus
+        SUPPLYMON_NAMESPACE, so that the process knows it runs in a namespace."""
+        if self.namespace:
+            return {**self._outside_namespace().env(), self.ENV_PREFIX + "NAMESPACE": self.namespace}
         p = self.ENV_PREFIX
         out = {
             p + "DATA_DIR": str(self.data_dir),
@@ -295,6 +410,12 @@ class Settings:
             out[p + "CLICKHOUSE"] = self.clickhouse_url
         if self.rules_file:
             out[p + "RULES"] = self.rules_file
+        out[p + "CLICKHOUSE_DATABASE"] = self.clickhouse_database
+        if self.clickhouse_cluster:
+            out[p + "CLICKHOUSE_CLUSTER"] = self.clickhouse_cluster
+        out[p + "TOPIC_REPLICATION"] = str(self.topic_replication)
+        if self.topic_configs:
+            out[p + "TOPIC_CONFIGS"] = ",".join(f"{k}={v}" for k, v in self.topic_configs)
         for f in fields(Topics):
             out[f"{p}TOPIC_{f.name.upper()}"] = getattr(self.topics, f.name)
         return out

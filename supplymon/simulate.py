@@ -18,7 +18,13 @@ early-warning threshold of the contract (section 3):
   in 72 h does not happen by chance (`supply_shortage`);
 - deliveries arrive within their deadline unless an order is answered late, not
   answered, not shipped, or held up on the road: about 93 % on time for every
-  distributor, far above 70 % (`low_delivery_rate`).
+  distributor, far above 70 % (`low_delivery_rate`);
+- each manufacturer names two distributors per city and they carry its products
+  there (`distributor_limit_exceeded`); prices are one national price per product,
+  a few cut once, in each city at one instant and everywhere within 3 days
+  (`price_linkage_overdue`, `price_inconsistent`, `price_rise`); rejections hit
+  rural and urban orders alike and shortfalls are small (`remote_refusal`,
+  `short_supply`).
 
 With `noise`, a few events are sent twice. Ticks mark the platform clock. The same
 seed gives the same history.
@@ -35,7 +41,18 @@ other order is exactly as in the healthy history of the same seed:
 - `bad-distributor`: from day 1 to the end, one distributor ignores a quarter of
   its orders and delivers to institutions outside the city area (mostly grassroots
   clinics) two to three days late.
-- `all`: the three at once, on different subjects.
+- `third-distributor`: from day 1, a third distributor takes one product's orders
+  in one region of a city where its manufacturer named two.
+- `price-lag`: a product's national price is cut on day 1, but a hospital of a
+  region in another city keeps buying it at the old price for over 30 days.
+- `price-split`: for 5 days, a product costs 3 % more in one region of a city.
+- `price-rise`: a far hospital buys a product on day 0, then 12 % dearer for a week
+  from day 8.
+- `remote-refusal`: from day 1, a distributor turns down a fifth of its orders
+  outside the city area as too remote.
+- `short-supply`: from day 1, a distributor confirms only 80-86 % of the quantity
+  of the orders it accepts.
+- `all`: every story at once, on different subjects.
 
 `History.stories` says what each injected story is, so that tests and the demo
 know which alert to expect, for which subject, from when.
@@ -54,6 +71,7 @@ from typing import Iterable, Iterator, Sequence
 
 import orjson
 
+from supplymon.core.conduct import city_of
 from supplymon.settings import SHANGHAI
 
 DEFAULT_START = datetime(2026, 3, 1, tzinfo=SHANGHAI)
@@ -61,10 +79,12 @@ REGIONS = ("150702", "150721", "150781", "150785", "360702", "360721")
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 
-SCENARIOS = ("shortage", "surge", "bad-distributor")
+SCENARIOS = ("shortage", "surge", "bad-distributor", "third-distributor", "price-lag", "price-split", "price-rise",
+             "remote-refusal", "short-supply")
 SCENARIO_CHOICES = SCENARIOS + ("all",)
 # Simulated days each story needs to be told up to its alert (see `Story.due_by`).
-MIN_DAYS = {"shortage": 2, "surge": 10, "bad-distributor": 4}
+MIN_DAYS = {"shortage": 2, "surge": 10, "bad-distributor": 4, "third-distributor": 3, "price-lag": 33,
+            "price-split": 3, "price-rise": 10, "remote-refusal": 4, "short-supply": 4}
 
 QUANTITY = (1, 200)  # an order line's quantity, uniform
 MEAN_QUANTITY = sum(QUANTITY) / 2
@@ -77,6 +97,19 @@ SURGE_FACTOR = 6  # the surge days' quantity, in multiples of the mean daily qua
 SURGE_MIN_ORDERS = 30  # ... and at least this many orders a day
 BAD_IGNORED = 0.25  # share of its orders the bad distributor never answers
 BAD_RURAL_DELAY_HOURS = (44.0, 72.0)  # its extra time on the road outside the city area
+# Healthy prices: one national price per product; a few products get a cut during a
+# history, which reaches each city at one instant, every city within CUT_SPREAD_HOURS.
+CUT_SHARE = 0.15
+CUT_FACTOR = (0.90, 0.97)
+CUT_SPREAD_HOURS = 72.0
+SPLIT_DAYS, SPLIT_FACTOR = 5, 1.03  # price-split: one region of a city 3 % dearer for 5 days
+# price-rise: a far hospital buys on day 0, then (after more than a week, so that it is
+# a rise, not a second price within the week) 12 % dearer for a week from day RISE_FROM.
+RISE_FROM, RISE_DAYS, RISE_FACTOR = 8, 7, 1.12
+LAG_CUT = 0.92  # price-lag: the national cut the far region does not follow
+FAR_ORDERS_PER_DAY = 2  # orders a day from the far region's institution (price-lag, price-rise)
+REMOTE_REFUSED = 0.2  # remote-refusal: share of its orders outside the city area turned down
+SHORT_CONFIRMED = (0.80, 0.86)  # short-supply: share of the quantity it confirms on what it accepts
 
 
 class ScenarioError(ValueError):
@@ -114,6 +147,7 @@ class World:
     products: list[Product]
     distributors: list[Distributor]
     carrier: dict[tuple[str, str], Distributor]  # (product, region) -> its distributor
+    named: dict[tuple[str, str], list[Distributor]]  # (manufacturer, city) -> its (at most) two distributors
 
     @classmethod
     def build(cls, rng: random.Random, institutions: int = 60, distributors: int = 8,
@@ -136,9 +170,19 @@ class World:
             # its rural delay outside the city): 22 h at most in the city, 38 h outside,
             # within the 24 h / 48 h delivery deadlines.
             dists.append(Distributor(f"DST{n:02d}", tuple(sorted(served)), rng.uniform(2, 6), rng.uniform(4, 16)))
-        carrier = {(p.id, r): rng.choice([d for d in dists if r in d.regions] or dists)
-                   for p in prods for r in region_codes}
-        return cls(insts, prods, dists, carrier)
+        # 一厂一区两配送: each manufacturer names two distributors in a city, and they carry
+        # its products there (those of the two that serve the region, or either).
+        named = {}
+        for mfr in sorted({p.manufacturer_id for p in prods}):
+            for city in sorted({city_of(r) for r in region_codes}):
+                serving = [d for d in dists if any(city_of(r) == city for r in d.regions)] or dists
+                named[(mfr, city)] = rng.sample(serving, min(2, len(serving)))
+        carrier = {}
+        for p in prods:
+            for r in region_codes:
+                pair = named[(p.manufacturer_id, city_of(r))]
+                carrier[(p.id, r)] = rng.choice([d for d in pair if r in d.regions] or pair)
+        return cls(insts, prods, dists, carrier, named)
 
     def in_region(self, region_code: str) -> list[Institution]:
         return [i for i in self.institutions if i.region_code == region_code]
@@ -171,12 +215,19 @@ class Story:
     within: timedelta
     scopes: tuple[str, ...]  # low_delivery_rate: ("all", "grassroots"); otherwise ()
     summary: str  # what happens, in one sentence
-    summary_zh: str = ""  # the same in Chinese (people read it first)
+    manufacturer_id: str | None = None  # manufacturer_city: the manufacturer
+    summary_zh: str = ""  # the summary in Chinese (people read it first)
 
     @property
     def subject(self) -> tuple[str, str] | str:
+        """As in the alerts table: the distributor, (product, region), (product, city)
+        or (manufacturer, city)."""
         if self.subject_type == "distributor":
             return self.distributor_id
+        if self.subject_type == "manufacturer_city":
+            return (self.manufacturer_id, city_of(self.region_code))
+        if self.subject_type == "product_city":
+            return (self.product_id, city_of(self.region_code))
         return (self.product_id, self.region_code)
 
     @property
@@ -187,6 +238,11 @@ class Story:
         """The subject for people, Chinese then English."""
         if self.subject_type == "distributor":
             return f"配送企业 {self.distributor_id} / distributor {self.distributor_id}"
+        city = city_of(self.region_code or "")
+        if self.subject_type == "manufacturer_city":
+            return f"生产企业 {self.manufacturer_id}（{city} 市）/ manufacturer {self.manufacturer_id} in city {city}"
+        if self.subject_type == "product_city":
+            return f"产品 {self.product_id}（{city} 市）/ product {self.product_id} in city {city}"
         return (f"产品 {self.product_id}（{self.region_code}）/ product {self.product_id} "
                 f"in region {self.region_code}")
 
@@ -241,6 +297,8 @@ class _Twist:
     turned_away: bool = False  # answered quickly with out_of_stock: rejected, or a small part confirmed
     ignored_share: float = 0.0  # never answered with this probability
     rural_delay: tuple[float, float] = (0.0, 0.0)  # extra hours on the road outside the city area
+    rural_refused: float = 0.0  # orders outside the city area turned down as too remote, this share
+    confirmed_share: tuple[float, float] | None = None  # what it accepts, only this share confirmed
 
 
 def _answer(rng: random.Random, order: _Order, twist: _Twist | None) -> tuple[str, int, str | None]:
@@ -249,6 +307,18 @@ def _answer(rng: random.Random, order: _Order, twist: _Twist | None) -> tuple[st
         if quantity == 1 or rng.random() < 0.5:
             return "rejected", 0, "out_of_stock"
         return "partial", rng.randint(1, max(1, quantity * 3 // 10)), "out_of_stock"
+    if twist and twist.rural_refused and order.inst.area == "rural" and rng.random() < twist.rural_refused:
+        return "rejected", 0, "remote_area"
+    decision, confirmed, reason = _healthy_answer(rng, order)
+    if twist and twist.confirmed_share and decision != "rejected":
+        short = math.ceil(quantity * rng.uniform(*twist.confirmed_share))
+        if short < confirmed:
+            return "partial", short, "other"
+    return decision, confirmed, reason
+
+
+def _healthy_answer(rng: random.Random, order: _Order) -> tuple[str, int, str | None]:
+    quantity = order.quantity
     roll = rng.random()
     if roll < 0.0002:
         return "rejected", 0, "qualification"  # a large order turned away: rare, or fill rates would dip
@@ -360,6 +430,13 @@ class _Cast:
     bad: Distributor
     short: tuple[Product, str]
     surge: tuple[Product, str]
+    third: tuple[Product, str, Distributor]  # a product+region moved to a third distributor
+    split: tuple[Product, str]  # a region of a city with a second price
+    lag: Product  # cut in the city, not followed in a far region
+    rise: Product  # dearer in a far region for a week
+    far: tuple[str, str]  # two regions of a city the world does not have (price-lag, price-rise)
+    refuser: Distributor
+    shorter: Distributor
 
     @classmethod
     def of(cls, world: World) -> "_Cast":
@@ -378,7 +455,30 @@ class _Cast:
 
         short = pick(by_size[0], set())
         surge = pick(by_size[1 if len(by_size) > 1 else 0], {short[0].id})
-        return cls(bad, short, surge)
+        # The conduct stories: products with no healthy price cut, each its own.
+        taken = {short[0].id, surge[0].id} | set(_cut_products(world))
+        free = sorted((p for p in world.products if p.id not in taken), key=lambda p: (not p.vbp, p.id))
+        if len(free) < 4:
+            raise ScenarioError("the world has too few products for every story")
+        third_product, split_product, lag, rise = free[:4]
+        third_region = by_size[-1]
+        named = world.named[(third_product.manufacturer_id, city_of(third_region))]
+        others = [d for d in world.distributors if d not in named and d is not bad]
+        third = min(others, key=lambda d: (third_region not in d.regions, d.id))
+        split_region = by_size[0]
+        cities = {city_of(r) for r in by_size}
+        far = [r for r in REGIONS if city_of(r) not in cities][:2]
+        if len(far) < 2:
+            far = ["990101", "990102"]  # a made-up city when the world spans every known one
+        # Two distributors of their own: not the bad one, not the third, carrying no other story's product.
+        busy = {bad.id, third.id} | {world.carrier[(p.id, r)].id for p, r in (short, surge)}
+        def rural_demand(d: Distributor) -> int:
+            return sum(sum(i.area == "rural" for i in world.in_region(r)) for (p, r), c in world.carrier.items() if c is d)
+        free_dists = sorted((d for d in world.distributors if d.id not in busy), key=lambda d: (-rural_demand(d), d.id))
+        if len(free_dists) < 2:
+            raise ScenarioError("the world has too few distributors for every story")
+        return cls(bad, short, surge, (third_product, third_region, third), (split_product, split_region), lag, rise,
+                   (far[0], far[1]), free_dists[0], free_dists[1])
 
 
 def _story_rng(seed: int, scenario: str) -> random.Random:
@@ -466,7 +566,155 @@ def _bad_distributor(world: World, cast: _Cast, orders: list[_Order], rng: rando
     return story, twists, []
 
 
-TELLERS = {"shortage": _shortage, "surge": _surge, "bad-distributor": _bad_distributor}
+def _set_price(order: _Order, price: float) -> None:
+    order.events[0][1]["unit_price"] = price
+
+
+def _cut_products(world: World) -> list[str]:
+    """The products whose national price is cut during a healthy history (the world's alone)."""
+    return [p.id for p in world.products
+            if zlib.crc32(f"cut:{p.id}:{p.unit_price}".encode()) % 1000 < CUT_SHARE * 1000]
+
+
+def _healthy_prices(orders: list[_Order], world: World, seed: int, start: datetime, days: int) -> None:
+    """One national price per product; a few are cut on some day from the third on, in
+    each city at one instant, in every city within CUT_SPREAD_HOURS."""
+    rng = random.Random(f"{seed}:prices")
+    cities = sorted({city_of(r) for r in REGIONS} | {city_of(i.region_code) for i in world.institutions})
+    cuts = {}
+    for product_id in _cut_products(world):
+        day = 2 + int(rng.random() * max(1, days - 2))
+        factor = rng.uniform(*CUT_FACTOR)
+        cuts[product_id] = factor, {c: start + day * DAY + timedelta(hours=rng.uniform(0, CUT_SPREAD_HOURS))
+                                    for c in cities}
+    for order in orders:
+        cut = cuts.get(order.product.id)
+        if cut and order.at >= cut[1][city_of(order.inst.region_code)]:
+            _set_price(order, round(order.product.unit_price * cut[0], 2))
+
+
+def _far_orders(world: World, product: Product, region: str, rng: random.Random, start: datetime, end: datetime,
+                next_n: int, price_at, orders_on=lambda day: True) -> list[_Order]:
+    """FAR_ORDERS_PER_DAY orders a day of `product` from a hospital of `region` (a city
+    the world does not have), delivered by the product's distributor at home."""
+    inst = Institution(f"INS{region}", region, "urban", False)
+    home = sorted({i.region_code for i in world.institutions})[0]
+    dist = world.carrier[(product.id, home)]
+    out: list[_Order] = []
+    day = start
+    while day < end:
+        for _ in range(FAR_ORDERS_PER_DAY if orders_on(day) else 0):
+            at = _order_time(rng, day)
+            if at <= end:
+                order = _Order(next_n + len(out), at, inst, product, dist, rng.randint(*QUANTITY))
+                _set_price(order, price_at(at))
+                order.events += _fate(rng, order)
+                out.append(order)
+        day += DAY
+    return out
+
+
+def _third_distributor(world: World, cast: _Cast, orders: list[_Order], rng: random.Random, start: datetime,
+                       end: datetime, next_n: int) -> tuple[Story, dict[int, _Twist], list[_Order]]:
+    product, region, third = cast.third
+    begins = start + DAY
+    twists = {}
+    for order in orders:
+        if order.product is product and order.inst.region_code == region and order.at >= begins:
+            order.dist = third
+            order.events[0][1]["distributor_id"] = third.id
+            twists[order.n] = _Twist()  # its answer and deliveries come from the third distributor
+    named = ", ".join(d.id for d in world.named[(product.manufacturer_id, city_of(region))])
+    story = Story("third-distributor", "distributor_limit_exceeded", "manufacturer_city", product.id, region,
+                  third.id, begins, end, timedelta(days=2), (),
+                  f"{product.manufacturer_id} names {named} in city {city_of(region)}, but from day 1 a third "
+                  f"distributor, {third.id}, takes and delivers the orders for {product.id} in region {region}.",
+                  manufacturer_id=product.manufacturer_id,
+                  summary_zh=f"生产企业 {product.manufacturer_id} 在 {city_of(region)} 市指定的配送企业为 {named.replace(', ', '、')}，但自第 1 天起"
+                             f"第三家配送企业 {third.id} 承接并配送 {region} 的 {product.id} 订单。")
+    return story, twists, []
+
+
+def _price_lag(world: World, cast: _Cast, orders: list[_Order], rng: random.Random, start: datetime,
+               end: datetime, next_n: int) -> tuple[Story, dict[int, _Twist], list[_Order]]:
+    product, region = cast.lag, cast.far[0]
+    begins = start + DAY
+    cut = round(product.unit_price * LAG_CUT, 2)
+    for order in orders:
+        if order.product is product and order.at >= begins:
+            _set_price(order, cut)
+    extra = _far_orders(world, product, region, rng, start, end, next_n, lambda at: product.unit_price)
+    story = Story("price-lag", "price_linkage_overdue", "product_region", product.id, region, extra[0].dist.id,
+                  begins, end, timedelta(days=32), (),
+                  f"the national price of {product.id} is cut from {product.unit_price} to {cut} on day 1, but a "
+                  f"hospital of region {region} (another city) keeps buying it at {product.unit_price}: after "
+                  f"30 days the cut is overdue there.",
+                  summary_zh=f"{product.id} 的全国价格于第 1 天由 {product.unit_price} 降至 {cut}，但 {region}（另一城市）"
+                             f"的一家医院仍按 {product.unit_price} 采购：30 天后该地区的联动调价即已逾期。")
+    return story, {}, extra
+
+
+def _price_split(world: World, cast: _Cast, orders: list[_Order], rng: random.Random, start: datetime,
+                 end: datetime, next_n: int) -> tuple[Story, dict[int, _Twist], list[_Order]]:
+    product, region = cast.split
+    begins = start + DAY
+    ends = min(begins + SPLIT_DAYS * DAY, end)
+    dearer = round(product.unit_price * SPLIT_FACTOR, 2)
+    for order in orders:
+        if order.product is product and order.inst.region_code == region and begins <= order.at < ends:
+            _set_price(order, dearer)
+    story = Story("price-split", "price_inconsistent", "product_city", product.id, region,
+                  world.carrier[(product.id, region)].id, begins, ends, timedelta(days=1), (),
+                  f"for {SPLIT_DAYS} days from day 1, {product.id} costs {dearer} in region {region} instead of "
+                  f"{product.unit_price} elsewhere in city {city_of(region)}.",
+                  summary_zh=f"自第 1 天起 {SPLIT_DAYS} 天内，{product.id} 在 {region} 的价格为 {dearer}，而 "
+                             f"{city_of(region)} 市其他地区为 {product.unit_price}。")
+    return story, {}, []
+
+
+def _price_rise(world: World, cast: _Cast, orders: list[_Order], rng: random.Random, start: datetime,
+                end: datetime, next_n: int) -> tuple[Story, dict[int, _Twist], list[_Order]]:
+    product, region = cast.rise, cast.far[1]
+    begins = start + RISE_FROM * DAY
+    ends = min(begins + RISE_DAYS * DAY, end)
+    dearer = round(product.unit_price * RISE_FACTOR, 2)
+    extra = _far_orders(world, product, region, rng, start, end, next_n,
+                        lambda at: dearer if begins <= at < ends else product.unit_price,
+                        lambda day: day < start + DAY or day >= begins)
+    story = Story("price-rise", "price_rise", "product_region", product.id, region, extra[0].dist.id, begins, ends,
+                  timedelta(days=1), (),
+                  f"a hospital of region {region} buys {product.id} at {product.unit_price} on day 0, then from day "
+                  f"{RISE_FROM} at {dearer} ({RISE_FACTOR - 1:.0%} more) for {RISE_DAYS} days, then at "
+                  f"{product.unit_price} again.",
+                  summary_zh=f"{region} 的一家医院第 0 天按 {product.unit_price} 采购 {product.id}，自第 {RISE_FROM} 天起 "
+                             f"{RISE_DAYS} 天按 {dearer}（上涨 {RISE_FACTOR - 1:.0%}）采购，之后恢复 {product.unit_price}。")
+    return story, {}, extra
+
+
+def _distributor_story(scenario: str, kind: str, dist: Distributor, twist: _Twist, summary: str, summary_zh: str):
+    def tell(world: World, cast: _Cast, orders: list[_Order], rng: random.Random, start: datetime,
+             end: datetime, next_n: int) -> tuple[Story, dict[int, _Twist], list[_Order]]:
+        who = getattr(cast, dist)
+        begins = start + DAY
+        twists = {o.n: twist for o in orders if o.dist is who and o.at >= begins}
+        return (Story(scenario, kind, "distributor", None, None, who.id, begins, end, timedelta(days=3), (),
+                      f"distributor {who.id} {summary}", summary_zh=f"配送企业 {who.id} {summary_zh}"), twists, [])
+    return tell
+
+
+TELLERS = {"shortage": _shortage, "surge": _surge, "bad-distributor": _bad_distributor,
+           "third-distributor": _third_distributor, "price-lag": _price_lag, "price-split": _price_split,
+           "price-rise": _price_rise,
+           "remote-refusal": _distributor_story(
+               "remote-refusal", "remote_refusal", "refuser", _Twist(rural_refused=REMOTE_REFUSED),
+               f"turns down {REMOTE_REFUSED:.0%} of the orders of institutions outside the city area as too "
+               f"remote from day 1.",
+               f"自第 1 天起以路远为由拒绝主城区外医疗机构 {REMOTE_REFUSED:.0%} 的订单。"),
+           "short-supply": _distributor_story(
+               "short-supply", "short_supply", "shorter", _Twist(confirmed_share=SHORT_CONFIRMED),
+               f"confirms only {SHORT_CONFIRMED[0]:.0%}-{SHORT_CONFIRMED[1]:.0%} of the quantity of the orders it "
+               f"accepts from day 1.",
+               f"自第 1 天起对其接受的订单只确认 {SHORT_CONFIRMED[0]:.0%}-{SHORT_CONFIRMED[1]:.0%} 的数量。")}
 
 
 # -- the history --------------------------------------------------------------------
@@ -503,6 +751,7 @@ def generate(days: int = 7, orders_per_day: int = 500, seed: int = 7, start: dat
     start = start or DEFAULT_START
     end = start + timedelta(days=days)
     orders = _healthy_orders(rng, world, start, days, orders_per_day)
+    _healthy_prices(orders, world, seed, start, days)
     stories: list[Story] = []
     if told:
         cast = _Cast.of(world)

@@ -8,17 +8,29 @@ from __future__ import annotations
 
 import logging
 import operator
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 from urllib.parse import urlparse
 
 import orjson
 
-from supplymon.settings import ConfigError, Settings
+from supplymon.cluster_ddl import cluster_statements
+from supplymon.settings import DEFAULT_DATABASE, ConfigError, Settings
 
 log = logging.getLogger(__name__)
 DDL_FILE = Path(__file__).resolve().parent.parent / "schemas" / "clickhouse.sql"
-DATABASE = "supplymon"
+DATABASE = DEFAULT_DATABASE
+# Queries name tables `supplymon.<table>`; a store on another database (a namespace,
+# SUPPLYMON_CLICKHOUSE_DATABASE) rewrites that qualifier, in one place, so that every
+# query (and those added later) follows the setting. Other databases' names
+# (`supplymon_what36.alerts`) are left as written.
+_DEFAULT_QUALIFIER = re.compile(rf"(?<![\w.`\"]){DEFAULT_DATABASE}\.(?=[A-Za-z_`])")
+
+
+def qualify(sql: str, database: str) -> str:
+    """`sql` with the default database's qualifier `supplymon.` turned into `database.`."""
+    return sql if database == DEFAULT_DATABASE else _DEFAULT_QUALIFIER.sub(database + ".", sql)
 
 # Columns written by the worker, per table (the rest take their defaults).
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -75,6 +87,15 @@ def ddl_statements(database: str = DATABASE) -> list[str]:
     return out
 
 
+def schema_statements(settings: Settings, database: str | None = None) -> list[str]:
+    """The DDL for these settings: single-node, or for the ClickHouse cluster they name."""
+    database = database or settings.clickhouse_database
+    statements = ddl_statements(database)
+    if settings.clickhouse_cluster:
+        return cluster_statements(statements, database, settings.clickhouse_cluster)
+    return statements
+
+
 def _open_client(settings: Settings):
     import clickhouse_connect
 
@@ -86,7 +107,12 @@ def _open_client(settings: Settings):
         return clickhouse_connect.get_client(
             host=url.hostname, port=url.port or (8443 if url.scheme == "https" else 8123),
             username=url.username or "default", password=url.password or "",
-            secure=url.scheme == "https")
+            secure=url.scheme == "https",
+            # On a cluster, an insert into a Distributed table returns once every shard
+            # has its rows (not when queued on the node we talk to): the sink's
+            # "stored" then means stored, and a shard that is down fails the insert,
+            # which the sink retries.
+            settings={"insert_distributed_sync": 1} if settings.clickhouse_cluster else None)
     path = settings.chdb_path
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -107,9 +133,9 @@ def _open_client(settings: Settings):
 
 
 class Store:
-    def __init__(self, settings: Settings, database: str = DATABASE):
+    def __init__(self, settings: Settings, database: str | None = None):
         self.settings = settings
-        self.database = database
+        self.database = database or settings.clickhouse_database
         self.client = _open_client(settings)
         # clickhouse-connect imports pandas and numpy (if installed) on the first
         # insert, which takes a second or more: do it now, while starting.
@@ -118,7 +144,7 @@ class Store:
         self._column_types: dict[str, Sequence] = {}  # table -> its columns' types (asked once)
 
     def migrate(self) -> None:
-        for statement in ddl_statements(self.database):
+        for statement in schema_statements(self.settings, self.database):
             self.client.command(statement)
 
     def insert(self, table: str, rows: Sequence[dict]) -> None:
@@ -141,7 +167,7 @@ class Store:
         self.client.insert(name, data, column_names=columns, column_types=types, column_oriented=True)
 
     def query(self, sql: str, fmt: str = "TabSeparatedWithNames") -> bytes:
-        return self.client.raw_query(sql, fmt=fmt)
+        return self.client.raw_query(qualify(sql, self.database), fmt=fmt)
 
     def rows(self, sql: str) -> list[dict]:
         """Run a query and return its rows as dicts (JSONEachRow)."""

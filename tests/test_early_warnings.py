@@ -78,14 +78,13 @@ def test_marks_of_other_topics_do_not_make_a_stream_time():
     assert warnings.watermark(0) is None
 
 
-def test_a_worker_restored_from_the_table_goes_on_exactly():
-    signals = shortage_signals()
-    cut = len(signals) - 6  # after the raise (03:30, marks of day 2), before the resolution (day 5)
-    # The table gets every batch's writes; a fresh worker is rebuilt from it.
+def restored_at(signals: list, cut: int) -> tuple[list[tuple], EarlyWarnings]:
+    """The alerts of signals[:cut] one by one, and a fresh worker rebuilt from the
+    table entries those batches wrote."""
     first, table, before = evaluation(), {}, []
     for batch in ([s] for s in signals[:cut]):
         outcome = first.process(batch)
-        before += [(a["kind"], a["resolved_at"]) for a in outcome.alerts]
+        before += [(a["kind"], a["product_id"], a["raised_at"], a["resolved_at"]) for a in outcome.alerts]
         for key, value in outcome.writes.items():
             if value is None:
                 table.pop(key, None)
@@ -95,8 +94,15 @@ def test_a_worker_restored_from_the_table_goes_on_exactly():
     # Marks are not in the table: after a rebalance the lifecycle sends them again.
     restored.marks = {p: dict(m) for p, m in first.marks.items()}
     restored.restore(table.items(), [0, 1], SOURCES)
+    return before, restored
+
+
+def test_a_worker_restored_from_the_table_goes_on_exactly():
+    signals = shortage_signals()
+    cut = len(signals) - 6  # after the raise (03:30, marks of day 2), before the resolution (day 5)
+    before, restored = restored_at(signals, cut)
     after = [(a["kind"], a["resolved_at"]) for a in restored.process(signals[cut:]).alerts]
-    assert before == [("supply_shortage", None)]
+    assert [(kind, resolved) for kind, _, _, resolved in before] == [("supply_shortage", None)]
     assert after == [("supply_shortage", T0 + 97 * H)]
 
 
@@ -117,3 +123,36 @@ def test_a_batch_is_packed_into_a_message_or_so_per_partition_records_before_mar
     assert max(sum(map(len, m.get("recs", {}).values())) for _, m in messages) <= RECORDS_PER_SIGNAL
     assert max(len(orjson.dumps(m)) for _, m in messages) < 1_000_000
     assert pack({}, {}, groups.__getitem__, 3) == []
+
+
+def conduct_signals() -> list[tuple[int, dict]]:
+    """Orders of P1 in two regions of one city, the second 3 % dearer from day 2 (a
+    second price: price_inconsistent), answered by three distributors (more than two:
+    distributor_limit_exceeded); each order with its day's marks, then 10 quiet days."""
+    out = []
+    for day in range(5):
+        for n, (region, dist) in enumerate((("150702", "D1"), ("150721", "D2"), ("150721", "D3"))):
+            at = T0 + day * 24 * H + (9 + n) * H
+            price = 103.0 if region == "150721" and day >= 2 else 100.0
+            record = supply_record(p="P1", rg=region, i=f"I{n}", dist=dist, at=at, q=10, rt=at + H,
+                                   d="accepted" if dist != "D3" or day >= 3 else "rejected", c=10, u=price)
+            out.append((0, {"recs": {"m:M1": {f"O{day}-{n}": record}}}))
+        out += marks(T0 + day * 24 * H + 20 * H)
+    for day in range(5, 16):
+        out += marks(T0 + day * 24 * H)
+    return out
+
+
+def test_conduct_alerts_do_not_depend_on_batching_and_survive_a_restore():
+    signals = conduct_signals()
+    one_batch = alerts_of([signals])
+    assert one_batch == alerts_of([[s] for s in signals])
+    assert len(one_batch) == 3 and {(k, r, e) for k, _, r, e in one_batch} == {
+        ("distributor_limit_exceeded", T0 + 3 * 24 * H + 12 * H, None),  # D3's first acceptance, day 3
+        ("price_inconsistent", T0 + 2 * 24 * H + 10 * H, None),
+        ("price_inconsistent", T0 + 2 * 24 * H + 10 * H, T0 + 4 * 24 * H + 11 * H + 7 * 24 * H)}
+    # Cut after the raise; a worker rebuilt from the table entries ends alike.
+    cut = len(signals) // 2
+    before, restored = restored_at(signals, cut)
+    after = alerts_of([signals[cut:]], restored)
+    assert before and after and sorted(before + after, key=str) == sorted(one_batch, key=str)

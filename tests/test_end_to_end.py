@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from supplymon.core.alerts import CONDUCT_KINDS
 from supplymon.embedded import EmbeddedBroker, free_port
 from supplymon.runner import http_query
 from supplymon.settings import EMBEDDED_GROUP_TIMEOUT
@@ -52,7 +53,8 @@ ORPHAN = {"event_id": "orphan-1", "kind": "response", "ts": "2026-03-01T01:00:00
 
 
 def build_history(path: Path, days: int = 4, orders_per_day: int = 800,
-                  scenario: tuple[str, ...] = ("shortage", "bad-distributor")) -> list[dict]:
+                  scenario: tuple[str, ...] = ("shortage", "bad-distributor", "third-distributor", "price-split",
+                                               "remote-refusal", "short-supply")) -> list[dict]:
     """A simulated history with stories that raise early warnings, made harder: answers
     ahead of their orders, bad lines, an orphan."""
     events = list(generate(days=days, orders_per_day=orders_per_day, seed=11, scenario=scenario))
@@ -246,7 +248,7 @@ def _wait(predicate, timeout: float, what: str, worker: Worker):
 def test_worker_killed_mid_stream_restarts_to_the_same_facts(tmp_path, data_dir):
     """The broker survives (as a real cluster would); the worker is SIGKILLed and restarted."""
     history = tmp_path / "history.jsonl"
-    events = build_history(history, days=3, orders_per_day=1000, scenario=("shortage",))
+    events = build_history(history, days=3, orders_per_day=1000, scenario=("shortage", "third-distributor", "price-split"))
     with EmbeddedBroker() as broker:
         web = free_port()
         env = {**os.environ, "SUPPLYMON_KAFKA": broker.url, "SUPPLYMON_DATA_DIR": str(data_dir),
@@ -289,7 +291,8 @@ def test_results_do_not_depend_on_partitions_batching_or_speed(tmp_path):
     with 4 partitions, large batches, as fast as it goes, gives the same facts, alerts
     and windowed tables."""
     history = tmp_path / "history.jsonl"
-    write_history(history, generate(days=4, orders_per_day=300, seed=21, scenario=("shortage", "bad-distributor")))
+    write_history(history, generate(days=4, orders_per_day=300, seed=21, scenario=(
+        "shortage", "bad-distributor", "third-distributor", "price-split", "remote-refusal", "short-supply")))
     results = []
     for partitions, batch, speed in (("1", "50", ["--speed", "30000"]), ("4", "2000", [])):
         data = tmp_path / f"data-{partitions}"
@@ -301,5 +304,6 @@ def test_results_do_not_depend_on_partitions_batching_or_speed(tmp_path):
             "SELECT * FROM supplymon.distributor_hourly ORDER BY hour, distributor_id",
             "SELECT * FROM supplymon.product_region_daily ORDER BY day, product_id, region_code")])
     one, four = results
+    assert set(CONDUCT_KINDS) - {"price_linkage_overdue", "price_rise"} <= {r["kind"] for r in one[1]}
     for name, a, b in zip(("facts", "alerts", "daily", "hourly", "product_region"), one, four):
         assert a and a == b, name

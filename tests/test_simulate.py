@@ -26,7 +26,7 @@ class Warned:
     """One episode of an early warning (resolved_at None: still open at the end)."""
 
     kind: str
-    subject: tuple[str, str] | str  # (product, region) or distributor
+    subject: tuple[str, str] | str  # (product, region), (product, city), (manufacturer, city) or distributor
     scope: str  # low_delivery_rate: "all" / "grassroots"; otherwise ""
     raised_at: int
     resolved_at: int | None
@@ -62,6 +62,8 @@ def assert_told(story: Story, warned: list[Warned]) -> list[Warned]:
     # 6-11 orders a day per product+region: >= 20 answered orders in 72 h, so the fill
     # rate counts; 9 days, so the surge's baseline (>= 7 whole days) is there at the end.
     (3, 9, 1300),
+    # 40 days: the 30-day conduct windows fill, healthy price cuts reach every city.
+    (4, 40, 500),
 ])
 def test_healthy_traffic_raises_no_early_warning(seed, days, orders_per_day):
     history = generate(days=days, orders_per_day=orders_per_day, seed=seed)
@@ -122,13 +124,23 @@ def test_same_seed_same_history():
 # -- scenarios ----------------------------------------------------------------------
 
 def story_orders(story: Story, events: list[dict]) -> set[str]:
-    """The orders a story may change: its subject's orders from its start, and new ones."""
+    """The orders a story may change: its distributor's or its product+region's orders
+    from its start (for price-lag, the cut: its product's everywhere), and new ones."""
     out = set()
     for e in events:
-        if e["kind"] != "order" or parse_ms(e["ts"]) < ms(story.starts_at):
+        if e["kind"] != "order":
             continue
-        if (e["distributor_id"] == story.distributor_id if story.subject_type == "distributor"
-                else (e["product_id"], e["region_code"]) == story.subject):
+        if e["institution_id"] == f"INS{e['region_code']}":  # a far region's hospital: new orders
+            out.add(e["order_id"])
+        if parse_ms(e["ts"]) < ms(story.starts_at):
+            continue
+        if story.subject_type == "distributor":
+            mine = e["distributor_id"] == story.distributor_id
+        elif story.scenario == "price-lag":
+            mine = e["product_id"] == story.product_id
+        else:
+            mine = (e["product_id"], e["region_code"]) == (story.product_id, story.region_code)
+        if mine:
             out.add(e["order_id"])
     return out
 
@@ -189,21 +201,45 @@ def test_bad_distributor_raises_low_delivery_rate_overall_and_for_grassroots():
         assert w.resolved_at is None  # the distributor does not get better
 
 
+CONDUCT_SCENARIOS = ("third-distributor", "price-lag", "price-split", "price-rise", "remote-refusal", "short-supply")
+
+
+@pytest.mark.parametrize("scenario", CONDUCT_SCENARIOS)
+def test_a_conduct_story_raises_its_alert_alone_and_in_time(scenario):
+    history = generate(days=min_days(scenario), orders_per_day=500, seed=7, scenario=scenario)
+    warned = early_warnings(history)
+    (story,) = history.stories
+    assert {(w.kind, w.subject, w.scope) for w in warned} == expected(history.stories)
+    (w,) = assert_told(story, warned)
+    if story.subject_type == "distributor":  # measured at a day's end
+        assert (w.raised_at - ms(story.starts_at)) % (24 * HOUR) == 0
+
+
+def test_conduct_alerts_resolve_as_their_rules_say():
+    history = generate(days=20, orders_per_day=500, seed=7, scenario=("price-split", "price-rise"))
+    warned = {w.kind: w for w in early_warnings(history)}
+    split, rise = history.stories
+    # A second price for 5 days: resolved 7 days after the last dearer order.
+    assert ms(split.ends_at) < warned["price_inconsistent"].resolved_at <= ms(split.ends_at + timedelta(days=7))
+    # Back at the old price: resolved at the first order at it.
+    assert ms(rise.ends_at) <= warned["price_rise"].resolved_at <= ms(rise.ends_at + timedelta(days=1))
+
+
 def test_all_tells_every_story_on_its_own_subject():
-    history = generate(days=11, orders_per_day=500, seed=7, scenario="all")
+    history = generate(days=min_days("all"), orders_per_day=500, seed=7, scenario="all")
     warned = early_warnings(history)
     assert [s.scenario for s in history.stories] == list(SCENARIOS)
-    assert len({s.subject for s in history.stories}) == 3
+    assert len({s.subject for s in history.stories}) == len(SCENARIOS)
     assert {(w.kind, w.subject, w.scope) for w in warned} == expected(history.stories)
     for story in history.stories:
         assert_told(story, warned)
         # The same subject and start as when the story is told alone.
-        (alone,) = generate(days=11, orders_per_day=500, seed=7, scenario=story.scenario).stories
+        (alone,) = generate(days=min_days("all"), orders_per_day=500, seed=7, scenario=story.scenario).stories
         assert (alone.subject, alone.starts_at) == (story.subject, story.starts_at)
 
 
 def test_scenario_errors_say_what_is_wrong():
-    with pytest.raises(ScenarioError, match="unknown scenario 'flood'.*shortage, surge, bad-distributor, all"):
+    with pytest.raises(ScenarioError, match="unknown scenario 'flood'.*shortage, surge, bad-distributor, third-distributor.*short-supply, all"):
         generate(days=3, scenario="flood")
     with pytest.raises(ScenarioError, match="surge needs at least 10 simulated days"):
         generate(days=5, scenario="surge")

@@ -16,7 +16,7 @@ import pytest
 from supplymon.embedded import EmbeddedBroker, free_port
 from supplymon.runner import http_query
 from supplymon.settings import EMBEDDED_GROUP_TIMEOUT
-from tests.conftest import supplymon
+from tests.conftest import sql_rows, supplymon
 from tests.test_end_to_end import (FACT_SQL, Worker, _end_offsets, _progress, _wait, assert_facts_match,
                                    assert_warnings_match, build_history)
 from tests.warnings_reference import WARNINGS_SQL
@@ -48,17 +48,23 @@ def _furthest(reports: list[dict]) -> dict[str, int]:
     return out
 
 
+def _split(history, broker) -> tuple[dict, tuple]:
+    """The workers' environment on `broker`, and the history's two halves (files beside it)."""
+    base = {**os.environ, "SUPPLYMON_KAFKA": broker.url, "SUPPLYMON_BATCH_SIZE": "200",
+            "SUPPLYMON_LIVE_TICK_SECONDS": "0", "SUPPLYMON_GROUP_TIMEOUT_SECONDS": str(EMBEDDED_GROUP_TIMEOUT)}
+    lines = history.read_bytes().splitlines(keepends=True)
+    halves = history.with_name("first.jsonl"), history.with_name("second.jsonl")
+    halves[0].write_bytes(b"".join(lines[:len(lines) // 2]))
+    halves[1].write_bytes(b"".join(lines[len(lines) // 2:]))
+    return base, halves
+
+
 @pytest.mark.timeout(600)
 def test_a_second_worker_joining_mid_stream_changes_no_result(tmp_path):
     history = tmp_path / "history.jsonl"
     events = build_history(history, days=3, orders_per_day=800, scenario=("shortage",))
     with EmbeddedBroker() as broker:
-        base = {**os.environ, "SUPPLYMON_KAFKA": broker.url, "SUPPLYMON_BATCH_SIZE": "200",
-                "SUPPLYMON_LIVE_TICK_SECONDS": "0", "SUPPLYMON_GROUP_TIMEOUT_SECONDS": str(EMBEDDED_GROUP_TIMEOUT)}
-        lines = history.read_bytes().splitlines(keepends=True)
-        halves = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-        halves[0].write_bytes(b"".join(lines[:len(lines) // 2]))
-        halves[1].write_bytes(b"".join(lines[len(lines) // 2:]))
+        base, halves = _split(history, broker)
 
         def publish(path) -> None:
             published = supplymon("replay", str(path), env=base)
@@ -106,5 +112,61 @@ def test_a_second_worker_joining_mid_stream_changes_no_result(tmp_path):
         finally:
             for worker in workers:
                 worker.stop()
+    assert_facts_match(sorted(facts, key=lambda r: r["order_id"]), events)
+    assert_warnings_match([{k: v for k, v in w.items() if k != "alert_id"} for w in warnings], events)
+
+
+@pytest.mark.timeout(600)
+def test_a_worker_killed_its_partitions_taken_over_changes_no_result(tmp_path):
+    """Two workers share the partitions; one is SIGKILLed mid-stream (no goodbye to the
+    group): after its session times out the survivor takes its partitions over, reads
+    on from their last commit and ends with the facts and early warnings of one worker."""
+    history = tmp_path / "history.jsonl"
+    events = build_history(history, days=3, orders_per_day=600, scenario=("shortage",))
+    with EmbeddedBroker() as broker:
+        base, halves = _split(history, broker)
+        data = {name: tmp_path / f"data-{name}" for name in "ab"}
+        urls = {}
+
+        def start(name: str) -> Worker:
+            port = free_port()
+            urls[name] = f"http://127.0.0.1:{port}"
+            env = {**base, "SUPPLYMON_DATA_DIR": str(data[name]), "SUPPLYMON_WEB_PORT": str(port)}
+            return Worker(env, tmp_path / f"worker-{name}.log")
+
+        def inputs_held(name: str) -> set[str]:
+            return {tp for tp in _progress(urls[name])["assigned"] if tp.rsplit(":", 1)[0] in INPUTS}
+
+        assert supplymon("replay", str(halves[0]), env=base).returncode == 0
+        survivor = start("a")
+        victim = None
+        try:
+            _wait(lambda: sum(_progress(urls["a"])["offsets"].values()) > 0, 180, "progress", survivor)
+            victim = start("b")
+            assert supplymon("replay", str(halves[1]), env=base).returncode == 0
+            end = _end_offsets(broker.bootstrap, INPUTS)
+            _wait(lambda: _rows(urls["b"], "SELECT count() AS n FROM supplymon.order_facts")[0]["n"] > 0, 180,
+                  "the second worker storing facts of its partitions", victim)
+            taken = inputs_held("b")
+            unfinished = {tp for tp, off in _progress(urls["b"])["offsets"].items() if off < end.get(tp, 0)}
+            victim.kill()
+            assert taken and unfinished, "the second worker finished before it could be killed"
+            assert len(inputs_held("a")) < len(end)
+            _wait(lambda: inputs_held("a") == set(end), 120, "the survivor holding every input partition", survivor)
+            _wait(lambda: all(_progress(urls["a"])["offsets"].get(tp, 0) >= off for tp, off in end.items()),
+                  300, "every offset stored by the survivor", survivor)
+            signals = _progress(urls["a"])["signals_sent"]
+            _wait(lambda: all(_progress(urls["a"])["signals"].get(tp, 0) >= off for tp, off in signals.items()),
+                  300, "all signals", survivor)
+            survivor_rows = [_rows(urls["a"], sql) for sql in (FACTS_BY_VERSION, WARNINGS_BY_VERSION)]
+        finally:
+            survivor.stop()
+            if victim is not None:
+                victim.stop()
+    # The killed worker's store (its lock died with it) holds what it stored before.
+    victim_rows = [sql_rows(data["b"], sql) for sql in (FACTS_BY_VERSION, WARNINGS_BY_VERSION)]
+    assert victim_rows[0], "the killed worker stored nothing: the takeover was not exercised"
+    facts = _latest(survivor_rows[0] + victim_rows[0], "order_id")
+    warnings = _latest(survivor_rows[1] + victim_rows[1], "alert_id")
     assert_facts_match(sorted(facts, key=lambda r: r["order_id"]), events)
     assert_warnings_match([{k: v for k, v in w.items() if k != "alert_id"} for w in warnings], events)

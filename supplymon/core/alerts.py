@@ -89,7 +89,17 @@ def order_alert_row(alert: dict, fact: dict, version: int) -> dict:
     }
 
 
-WARNING_SEVERITY = {"supply_shortage": "critical", "demand_surge": "warning", "low_delivery_rate": "warning"}
+WARNING_SEVERITY = {"supply_shortage": "critical", "demand_surge": "warning", "low_delivery_rate": "warning",
+                    "distributor_limit_exceeded": "warning", "price_linkage_overdue": "warning",
+                    "price_inconsistent": "info", "price_rise": "warning", "remote_refusal": "warning",
+                    "short_supply": "warning"}
+CONDUCT_KINDS = ("distributor_limit_exceeded", "price_linkage_overdue", "price_inconsistent", "price_rise",
+                 "remote_refusal", "short_supply")
+# An early warning's subject type, and the subject fields that name it (with the scope, in its id).
+SUBJECT_TYPE = {"low_delivery_rate": "distributor", "remote_refusal": "distributor", "short_supply": "distributor",
+                "distributor_limit_exceeded": "manufacturer_city", "price_inconsistent": "product_city"}
+SUBJECT_IDS = {"distributor": ("distributor_id",), "product_region": ("product_id", "region_code"),
+               "manufacturer_city": ("manufacturer_id", "region_code"), "product_city": ("product_id", "region_code")}
 
 
 def _number(value: float) -> str:
@@ -98,6 +108,11 @@ def _number(value: float) -> str:
 
 def _percent(rate: float | None) -> str:
     return "n/a" if rate is None else f"{rate * 100:.0f}%"
+
+
+def _fine_percent(rate: float | None) -> str:
+    """A percentage to a tenth (price differences around the 0.5 % tolerance)."""
+    return "n/a" if rate is None else f"{rate * 100:.1f}%"
 
 
 def _warning_message(kind: str, subject: dict, details: dict, since: str) -> str:
@@ -137,18 +152,80 @@ def _warning_message(kind: str, subject: dict, details: dict, since: str) -> str
                 f" / Distributor {dist} delivered {rate} of {'grassroots ' if grassroots else ''}orders on time "
                 f"in the {days} days to {since} ({details['on_time']} of {details['orders']}), "
                 f"below {floor}: call it in to rectify.")
+    return _conduct_message(kind, subject, details, since)
+
+
+def _price(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _conduct_message(kind: str, subject: dict, details: dict, since: str) -> str:
+    """The market-conduct rules' messages (core/conduct.py)."""
+    if kind == "distributor_limit_exceeded":
+        mfr, city, dists = subject["manufacturer_id"], subject["region_code"], details["distributors"]
+        days, most = _number(details["window_days"]), details["max_distributors"]
+        return (f"{since} 起生产企业 {mfr} 在 {city} 市近 {days} 天有 {len(dists)} 家配送企业（{'、'.join(dists)}）"
+                f"承接其产品订单，超过“一厂一区两配送”规定的 {most} 家，请核查其配送企业。"
+                f" / Since {since} manufacturer {mfr} has had {len(dists)} distributors ({', '.join(dists)}) accept "
+                f"orders for its products in city {city} within {days} days, more than the {most} allowed "
+                f"(one manufacturer, two distributors per zone): check whom it named.")
+    if kind in ("price_linkage_overdue", "price_inconsistent", "price_rise"):
+        product, mfr = subject["product_id"], subject["manufacturer_id"]
+        order = details["order"]
+        lower = details.get("lower") or details["lowest"]
+        price, low = _price(order["unit_price"]), _price(lower["unit_price"])
+        where, low_where, low_when = order["region_code"], lower["region_code"], local_time(lower["ts"])
+        if kind == "price_linkage_overdue":
+            lag = _number(details["lag_days"])
+            return (f"{since} 起产品 {product}（生产企业 {mfr}）在 {where} 仍以 {price} 元采购（订单 {order['order_id']}），"
+                    f"而 {low_where} 于 {low_when} 已降至 {low} 元，超过 {lag} 天未联动调价，请督促同步调价。"
+                    f" / Since {since} product {product} of {mfr} is still ordered in region {where} at CNY {price} "
+                    f"(order {order['order_id']}) although region {low_where} had it at CNY {low} on {low_when}, "
+                    f"more than {lag} days before: have the price cut linked here.")
+        if kind == "price_inconsistent":
+            city, pct = subject["region_code"], _fine_percent(details["difference"])
+            return (f"{since} 起产品 {product}（生产企业 {mfr}）在 {city} 市同城不同价：{where} 订单 {order['order_id']} "
+                    f"单价 {price} 元，比 {low_where} 于 {low_when} 的 {low} 元高 {pct}，请督促执行同城同价。"
+                    f" / Since {since} product {product} of {mfr} has two prices in city {city}: order "
+                    f"{order['order_id']} in {where} at CNY {price}, {pct} above CNY {low} in {low_where} on "
+                    f"{low_when}: enforce one price per city.")
+        days, pct = _number(details["window_days"]), _fine_percent(details["increase"])
+        return (f"{since} 起产品 {product}（生产企业 {mfr}）在 {where} 涨价：订单 {order['order_id']} 单价 {price} 元，"
+                f"比近 {days} 天最低价 {low} 元（{low_when}）高 {pct}，请核查是否恶意涨价。"
+                f" / Since {since} product {product} of {mfr} costs more in region {where}: order {order['order_id']} "
+                f"at CNY {price}, {pct} above the {days}-day lowest of CNY {low} ({low_when}): check for an "
+                f"abusive price rise.")
+    dist, days = subject["distributor_id"], _number(details["window_days"])
+    if kind == "remote_refusal":
+        rate, urban = _percent(details["rural_rejection_rate"]), _percent(details["urban_rejection_rate"])
+        rural = f"{details['rural_rejected']}/{details['rural_orders']}"
+        return (f"配送企业 {dist} 截至 {since} 近 {days} 天拒绝了 {rural} 笔主城区外订单（{rate}），主城区拒单率 {urban}，"
+                f"涉嫌拒绝提供偏远地区配送，请督促限期整改。"
+                f" / Distributor {dist} turned down {rural} orders outside the city area in the {days} days to "
+                f"{since} ({rate}; in the city: {urban}): suspected refusal to serve remote institutions; order it "
+                f"to rectify.")
+    if kind == "short_supply":
+        fill, below, orders = _percent(details["fill_rate"]), _percent(details["fill_rate_below"]), details[
+            "accepted_orders"]
+        return (f"配送企业 {dist} 截至 {since} 近 {days} 天接单 {orders} 笔，确认数量仅为订购数量的 {fill}（低于 {below}），"
+                f"涉嫌不足额供货，请督促限期整改。"
+                f" / Distributor {dist} confirmed only {fill} of the quantity ordered on the {orders} orders it "
+                f"accepted in the {days} days to {since} (below {below}): suspected short supply; order it to "
+                f"rectify.")
     raise ValueError(f"no message for alert kind {kind!r}")
 
 
 def warning_alert_row(kind: str, subject: dict, raised_at: int, resolved_at: int | None,
                       details: dict, scope: str = "") -> dict:
-    """An early warning (subject: product+region or distributor) as an `alerts` row.
+    """An early warning (subject: product+region, product+city, manufacturer+city or
+    distributor; a city's code is in `region_code`) as an `alerts` row.
 
     The id names the subject and the episode (its raise instant), so the same
     episode always has the same id; the resolved row outranks the open one."""
-    subject_type = "distributor" if kind == "low_delivery_rate" else "product_region"
-    ids = ((subject["distributor_id"], scope) if subject_type == "distributor"
-           else (subject["product_id"], subject["region_code"]))
+    subject_type = SUBJECT_TYPE.get(kind, "product_region")
+    if kind in CONDUCT_KINDS and "manufacturer_id" in subject:  # the table has no column for it
+        details = {"manufacturer_id": subject["manufacturer_id"], **details}
+    ids = tuple(subject[name] for name in SUBJECT_IDS[subject_type]) + ((scope,) if subject_type == "distributor" else ())
     return {
         "alert_id": alert_id(kind, *ids, str(raised_at)),
         "kind": kind,

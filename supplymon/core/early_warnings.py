@@ -7,7 +7,8 @@ the least mark over every input partition (none until each has sent one); the
 groups of that partition are advanced to it and their transitions become alert
 rows. Everything the evaluation keeps is written out as table entries
 ("<group>|o:<order>" records, "<group>|s:<product>|<region>" and "<group>|meta"
-metas) from which `restore()` rebuilds it.
+metas, "<group>|c:..." the manufacturer's conduct state) from which `restore()`
+rebuilds it.
 """
 from __future__ import annotations
 
@@ -60,7 +61,9 @@ class EarlyWarnings:
                 metas.append((group, item, value))
         for group, item, value in metas:  # after the records: a meta sets `now` and the episodes
             watch = self._group(group)
-            if isinstance(watch, ManufacturerWatch):
+            if isinstance(watch, ManufacturerWatch) and item.startswith("c:"):
+                watch.conduct.load(item[2:], value)
+            elif isinstance(watch, ManufacturerWatch):
                 watch.load_meta(*item[2:].split("|", 1), value)
             else:
                 watch.load_meta(value)
@@ -72,7 +75,7 @@ class EarlyWarnings:
     def _group(self, group: str) -> Group:
         watch = self.groups.get(group)
         if watch is None:
-            watch = self.groups[group] = (ManufacturerWatch(self.rules) if group.startswith("m:")
+            watch = self.groups[group] = (ManufacturerWatch(self.rules, group[2:]) if group.startswith("m:")
                                           else DeliveryRateMonitor(self.rules))
         return watch
 
@@ -108,6 +111,8 @@ class EarlyWarnings:
             if isinstance(watch, ManufacturerWatch):
                 for (product, region), meta in watch.take_touched().items():
                     out.writes[f"{group}|s:{product}|{region}"] = meta
+                for item, value in watch.conduct.take_writes().items():
+                    out.writes[f"{group}|c:{item}"] = value
             self._schedule(group)
         return out
 
@@ -140,6 +145,7 @@ class EarlyWarnings:
                             product, region, transition.raised_at, transition.details["distributors"])
                     out.alerts.append(_row(transition, {"product_id": product, "region_code": region,
                                                         "manufacturer_id": ident}))
+                out.alerts += [_row(transition, subject) for subject, transition in watch.conduct.advance(watermark)]
             else:
                 for _, transition in watch.advance(watermark):
                     out.alerts.append(_row(transition, {"distributor_id": ident}))

@@ -30,34 +30,42 @@ def distributor_group(distributor_id: str) -> str:
 # Records are lists, not dicts: the early warnings keep one per order and side for
 # 29 days, and a list of 10 costs ~140 bytes where a dict costs ~350; the decoded
 # list is kept as is, by the monitors and the table's store alike.
-SUPPLY_FIELDS = ("p", "rg", "i", "dist", "at", "q", "rt", "d", "c", "r")
+SUPPLY_FIELDS = ("p", "rg", "i", "dist", "at", "q", "rt", "d", "c", "r", "u")
 (PRODUCT, REGION, INSTITUTION, DISTRIBUTOR, ORDERED_AT, QUANTITY, ANSWERED_AT, DECISION, CONFIRMED,
- REASON) = range(len(SUPPLY_FIELDS))
-DELIVERY_FIELDS = ("dl", "g", "ot")
-DEADLINE, GRASSROOTS, ON_TIME_SINCE = range(len(DELIVERY_FIELDS))
+ REASON, UNIT_PRICE) = range(len(SUPPLY_FIELDS))
+DELIVERY_FIELDS = ("dl", "g", "ot", "at", "ru", "q", "rt", "d", "c")
+(DEADLINE, GRASSROOTS, ON_TIME_SINCE, D_ORDERED_AT, RURAL, D_QUANTITY, D_ANSWERED_AT, D_DECISION,
+ D_CONFIRMED) = range(len(DELIVERY_FIELDS))
 
 
 def supply_record(p: str, rg: str, i: str, dist: str, at: int, q: int, rt: int | None = None,
-                  d: str | None = None, c: int | None = None, r: str | None = None) -> list:
-    """An order as the shortage and surge rules see it: product, region, institution,
-    distributor, ordered at, quantity, and its first answer (ts, decision, confirmed,
-    reason; None until answered)."""
-    return [p, rg, i, dist, at, q, rt, d, c, r]
+                  d: str | None = None, c: int | None = None, r: str | None = None,
+                  u: float | None = None) -> list:
+    """An order as the manufacturer's rules see it: product, region, institution,
+    distributor, ordered at, quantity, its first answer (ts, decision, confirmed,
+    reason; None until answered) and its unit price (the price rules)."""
+    return [p, rg, i, dist, at, q, rt, d, c, r, u]
 
 
-def delivery_record(dl: int, g: bool, ot: int | None) -> list:
-    """An order as the delivery rate sees it: deadline, grassroots, on time since."""
-    return [dl, g, ot]
+def delivery_record(dl: int, g: bool, ot: int | None, at: int | None = None, ru: bool | None = None,
+                    q: int | None = None, rt: int | None = None, d: str | None = None,
+                    c: int | None = None) -> list:
+    """An order as the distributor's rules see it: deadline, grassroots, on time since
+    (the delivery rate); ordered at, rural, quantity and its first answer's ts,
+    decision and confirmed quantity (remote refusals, short supply)."""
+    return [dl, g, ot, at, ru, q, rt, d, c]
 
 
 def order_signals(fact: dict) -> list[tuple[str, list]]:
     """(group, record) for an order's `order_facts` row."""
     supply = supply_record(fact["product_id"], fact["region_code"], fact["institution_id"],
                            fact["distributor_id"], fact["ordered_at"], fact["quantity"], fact["responded_at"],
-                           fact["decision"], fact["confirmed_quantity"], fact["reject_reason"])
+                           fact["decision"], fact["confirmed_quantity"], fact["reject_reason"], fact["unit_price"])
     # On time is known from the confirmation of the first receipt, if that was in time.
     delivery = delivery_record(fact["deadline_at"], bool(fact["grassroots"]),
-                               fact["first_confirmed_at"] if fact["on_time"] == 1 else None)
+                               fact["first_confirmed_at"] if fact["on_time"] == 1 else None, fact["ordered_at"],
+                               fact["area"] == "rural", fact["quantity"], fact["responded_at"], fact["decision"],
+                               fact["confirmed_quantity"])
     return [(manufacturer_group(fact["manufacturer_id"]), supply),
             (distributor_group(fact["distributor_id"]), delivery)]
 

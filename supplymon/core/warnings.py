@@ -1,6 +1,7 @@
 """Early warnings over sliding event-time windows (contract section 3):
 `supply_shortage` and `demand_surge` per product+region, `low_delivery_rate` per
-distributor. Pure logic, no I/O.
+distributor, and with them the market-conduct rules of core/conduct.py (in the
+manufacturer's and the distributor's group). Pure logic, no I/O.
 
 Each subject keeps one record per order (upserted: the same record twice changes
 nothing, a corrected record replaces the old one) and the instant `now` up to
@@ -22,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from supplymon.core.due import DueIndex
-from supplymon.core.signals import (ANSWERED_AT, CONFIRMED, DEADLINE, DECISION, DISTRIBUTOR, GRASSROOTS, INSTITUTION,
-                                    ON_TIME_SINCE, ORDERED_AT, PRODUCT, QUANTITY, REASON, REGION, delivery_record,
-                                    supply_record)
+from supplymon.core.signals import (ANSWERED_AT, CONFIRMED, D_ORDERED_AT, DEADLINE, DECISION, DISTRIBUTOR,
+                                    GRASSROOTS, INSTITUTION, ON_TIME_SINCE, ORDERED_AT, PRODUCT, QUANTITY, REASON,
+                                    REGION, delivery_record, supply_record)
 from supplymon.core.windows import DAY_MS, FAMILIES
 from supplymon.settings import HOUR_MS, Rules
 
@@ -427,8 +428,9 @@ class ManufacturerWatch:
     that a shortage can name the manufacturer's other distributors who could cover.
     Subjects are indexed by their next change, so a step touches only those due."""
 
-    def __init__(self, rules: Rules = DEFAULT_RULES):
+    def __init__(self, rules: Rules = DEFAULT_RULES, manufacturer_id: str = ""):
         self.rules = rules
+        self.conduct = conduct.ManufacturerConduct(rules, manufacturer_id)
         self.subjects: dict[tuple[str, str], ProductRegion] = {}
         self.due = DueIndex()
         self.touched: set[tuple[str, str]] = set()  # subjects whose meta changed (see take_touched)
@@ -443,7 +445,11 @@ class ManufacturerWatch:
     def upsert(self, order_id: str, record: list) -> bool:
         key = (record[PRODUCT], record[REGION])
         subject = self.subject(*key)
+        old = subject.records.get(order_id)
         changed = subject.upsert(order_id, record)
+        # A record of an order older than any window here was seen before it was evicted.
+        if changed and (old is not None or subject.now is None or record[ORDERED_AT] > subject.now - subject.memory):
+            self.conduct.observe(order_id, old, record)
         if changed:
             self.touched.add(key)
             self.due.schedule(key, subject.next_change())
@@ -461,7 +467,8 @@ class ManufacturerWatch:
         return out
 
     def next_change(self) -> int | None:
-        return self.due.next_due()
+        times = [t for t in (self.due.next_due(), self.conduct.next_change()) if t is not None]
+        return min(times) if times else None
 
     def advance(self, to: int) -> list[tuple[tuple[str, str], Transition]]:
         out = []
@@ -519,6 +526,7 @@ class DeliveryRateMonitor:
         self.threshold = rules.delivery_rate_threshold
         self.records: dict[str, list] = {}  # order_id -> delivery_record (core/signals.py)
         self.open: dict[str, list | None] = {scope: None for scope in self.SCOPES}  # [raised_at, details]
+        self.conduct = conduct.DistributorConduct(rules)  # remote_refusal, short_supply
         self.measured_until: int | None = None
 
     def outcome(self, order_id: str, deadline_at: int, grassroots: bool, on_time_since: int | None) -> None:
@@ -545,15 +553,16 @@ class DeliveryRateMonitor:
         return counted, on_time
 
     def next_change(self) -> int | None:
-        if not self.records and not any(self.open.values()):
+        if not self.records and not any(self.open.values()) and not any(self.conduct.open.values()):
             return None
         if self.measured_until is None:
             return self._first_day_end() if self.records else None
         return self.measured_until + DAY_MS
 
     def _first_day_end(self) -> int:
-        """The first day end at or after the earliest deadline: nothing before it counts."""
-        return DAILY.start(min(r[DEADLINE] for r in self.records.values()) - 1) + DAY_MS
+        """The first day end at or after the earliest deadline or order: nothing before it counts."""
+        first = min(min(r[DEADLINE], r[D_ORDERED_AT] or r[DEADLINE]) for r in self.records.values())
+        return DAILY.start(first - 1) + DAY_MS
 
     def advance(self, to: int) -> list[tuple[str, Transition]]:
         """Measure every day that ended by `to` (and was not measured yet)."""
@@ -581,6 +590,7 @@ class DeliveryRateMonitor:
                                    resolved_rate=round(on_time / counted, 4))
                     out.append((scope, Transition(raised_at, end, details, "low_delivery_rate", scope)))
                     self.open[scope] = None
+            out += [("", transition) for transition in self.conduct.measure(self.records.values(), end)]
             self.measured_until = end
         return out
 
@@ -588,17 +598,23 @@ class DeliveryRateMonitor:
         """Orders whose deadline left every future window."""
         if self.measured_until is None:
             return []
-        gone = [k for k, r in self.records.items() if r[DEADLINE] <= self.measured_until + DAY_MS - self.window_ms]
+        start = self.measured_until + DAY_MS  # the next window's end
+        gone = [k for k, r in self.records.items() if r[DEADLINE] <= start - self.window_ms
+                and not self.conduct.keeps(r, start - self.conduct.memory)]
         for order_id in gone:
             del self.records[order_id]
         return gone
 
     def dump_meta(self) -> dict:
-        return {"open": self.open, "measured_until": self.measured_until}
+        return {"open": self.open, "measured_until": self.measured_until, "conduct": self.conduct.open}
 
     def load_meta(self, meta: dict) -> None:
         self.open, self.measured_until = dict(meta["open"]), meta["measured_until"]
+        self.conduct.open.update(meta.get("conduct") or {})
 
 
 __all__ = ["Transition", "Episode", "ProductRegion", "ShortageMonitor", "SurgeMonitor",
            "ManufacturerWatch", "DeliveryRateMonitor", "HOUR_MS"]
+
+# Last: conduct.py builds on Episode and Transition above (used at run time only).
+from supplymon.core import conduct  # noqa: E402
