@@ -270,10 +270,10 @@ def _summary(worker, settings: Settings, start: datetime, stories: list[Story], 
         f"订单 orders: {totals['orders']:,}; 按时送达 delivered on time: {totals['delivered_on_time']:,}; "
         f"迟到或未送达 late or undelivered: {totals['missed']:,}; 平均响应 mean response time: "
         f"{totals['mean_response_hours']} 小时 h",
-        "告警 alerts: " + ("; ".join(f"{kind_label(a['kind'])} {a['n']}（未解除 {a['open']} open）" for a in alerts)
+        "告警 alerts: " + ("; ".join(f"{kind_label(a['kind'])} {a['n']:,}（未解除 {a['open']:,} open）" for a in alerts)
                          or "无 none"),
         "按时配送率最低的配送企业 weakest distributors by on-time delivery: "
-        + ", ".join(f"{w['distributor_id']} {w['on_time_pct']}%（{w['orders']} 单 orders）" for w in worst),
+        + ", ".join(f"{w['distributor_id']} {w['on_time_pct']}%（{w['orders']:,} 单 orders）" for w in worst),
     ]
     warnings = rows(
         "SELECT kind, subject_type, product_id, region_code, distributor_id,"
