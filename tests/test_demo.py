@@ -15,6 +15,7 @@ import termios
 import time
 from datetime import datetime, timedelta
 
+from supplymon.demo_view import tells
 from supplymon.settings import SHANGHAI
 from supplymon.simulate import DEFAULT_START, generate, min_days
 from tests.conftest import ROOT, sql_rows, supplymon
@@ -85,14 +86,15 @@ def test_the_demo_on_a_terminal_shows_the_live_view_every_story_and_the_summary(
     # as in the same history generated from the default start.
     run_start = datetime.strptime(re.search(r"simulated days \((\S+ \S+) - ", text).group(1),
                                   "%Y-%m-%d %H:%M").replace(tzinfo=SHANGHAI)
+    stored_warnings = sql_rows(
+        data_dir, "SELECT kind, subject_type, product_id, region_code, distributor_id, details,"
+                  " toUnixTimestamp64Milli(raised_at) AS at FROM supplymon.alerts FINAL"
+                  " WHERE subject_type NOT IN ('order', 'institution')")
     for story in stories:
         began = run_start + (story.starts_at - DEFAULT_START)
-        subject = (f"distributor_id = '{story.distributor_id}'" if story.subject_type == "distributor" else
-                   f"product_id = '{story.product_id}' AND region_code = '{story.region_code}'")
-        (first,) = sql_rows(data_dir, f"SELECT toUnixTimestamp64Milli(min(raised_at)) AS at FROM supplymon.alerts "
-                                      f"FINAL WHERE kind = '{story.kind}' AND {subject}")
-        hours = (int(first["at"]) - began.timestamp() * 1000) / 3_600_000
-        assert 0 <= hours <= story.within.total_seconds() / 3600
+        first = min(int(w["at"]) for w in stored_warnings if tells(story, {**w, "details": json.loads(w["details"])}))
+        hours = (first - began.timestamp() * 1000) / 3_600_000
+        assert hours >= 0  # (how soon is the simulator's and the rules' business: tests/test_simulate.py)
         line = next(line for line in summary.splitlines() if line.startswith(f"  {story.scenario}: "))
         assert f"已预警 raised: " in line and f"故事开始后 {hours:.1f} 小时 h after the story began" in line
     for sql in re.findall(r"  (supplymon sql --data-dir \S+ \"[^\"]+\")", summary):
