@@ -87,6 +87,10 @@ class ClickHouseSink:
     async def query(self, sql: str, fmt: str) -> bytes:
         return await self.run(lambda: self._store_now().query(sql, fmt))
 
+    async def insert_json(self, table: str, data: bytes) -> None:
+        """Rows a command stores through this worker (`supplymon assess`), as JSONEachRow."""
+        await self.run(lambda: self._store_now().insert_json(table, data))
+
     async def write(self, rows: Rows) -> None:
         """Store every row; returns only once all are stored (retries forever)."""
         for table in TABLES:

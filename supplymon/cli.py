@@ -61,6 +61,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="PrettyCompact", help="a ClickHouse output format (default PrettyCompact)")
     data_dir(p)
 
+    p = sub.add_parser("assess", help="the periodic distributor assessment, or (assess vbp) the monthly VBP monitoring")
+    p.add_argument("report", nargs="?", choices=("distributors", "vbp"), default="distributors",
+                   help="distributors (default): scores and verdicts over --from..--to; "
+                        "vbp: VBP products' share and agreed-volume progress in --month")
+    p.add_argument("--from", dest="date_from", help="first day of the period (YYYY-MM-DD, Asia/Shanghai)")
+    p.add_argument("--to", dest="date_to", help="last day of the period, included")
+    p.add_argument("--month", help="vbp: the month to monitor (YYYY-MM)")
+    p.add_argument("--region", help="only orders of this division code (150400: the whole city)")
+    p.add_argument("--registry",
+                   help="distributors with delivery rights: a CSV (distributor_id[,distributor_name,region_code]) "
+                        "or table:DB.NAME, a table of the store with those columns; default: those seen in the facts")
+    p.add_argument("--agreed", type=Path,
+                   help="vbp: CSV of agreed volumes (institution_id,product_id,agreed_quantity,period_from,period_to)")
+    p.add_argument("--format", default="PrettyCompact", help="a ClickHouse output format (default PrettyCompact)")
+    p.add_argument("--html", type=Path, help="also write a self-contained HTML report here")
+    p.add_argument("--xlsx", type=Path, help="also write the tables as an Excel workbook here")
+    p.add_argument("--namespace", metavar="NAME", help="assess a side-by-side replay's store (database supplymon_NAME)")
+    data_dir(p)
+
     p = sub.add_parser("worker", help="the Faust worker against the configured Kafka and ClickHouse")
     p.add_argument("--namespace", metavar="NAME", help="a worker of a side-by-side namespace (see replay)")
     data_dir(p)
@@ -173,6 +192,12 @@ def _sql(settings: Settings, args) -> int:
     return 0
 
 
+def _assess(settings: Settings, args) -> int:
+    from supplymon.assess import command
+
+    return command(settings.namespaced(args.namespace) if args.namespace else settings, args)
+
+
 def _worker(settings: Settings, args) -> int:
     from supplymon.worker import run
 
@@ -197,4 +222,4 @@ def _demo(settings: Settings, args) -> int:
     return run_demo(replace(settings, web_port=settings.web_port or 0), args)
 
 
-COMMANDS = {"demo": _demo, "replay": _replay, "sql": _sql, "worker": _worker, "simulate": _simulate}
+COMMANDS = {"demo": _demo, "replay": _replay, "sql": _sql, "worker": _worker, "simulate": _simulate, "assess": _assess}

@@ -13,6 +13,8 @@ from datetime import timedelta, timezone
 from pathlib import Path
 from typing import ClassVar, Mapping
 
+from supplymon.core.assessment import AssessmentRuleError, AssessmentRules
+
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules.toml")
 HOUR_MS = 3_600_000
 # Consumer group timeouts (session and rebalance): what a real cluster wants, and a
@@ -87,6 +89,8 @@ class Rules:
     short_supply_window_days: float = 30
     short_supply_min_orders: int = 20
     short_supply_fill_rate_below: float = 0.9
+    # The periodic assessment and VBP monitoring (the rules file's [assessment] section).
+    assessment: AssessmentRules = field(default_factory=AssessmentRules)
 
     # The rules file groups keys in sections: [response] overdue_hours -> response_overdue_hours.
     _SECTIONS: ClassVar[dict[tuple[str, str], str]] = {
@@ -115,6 +119,8 @@ class Rules:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "assessment":  # validated by AssessmentRules itself
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"rule {f.name} must be a positive number, got {value!r}")
             if f.name in self._COUNTS and value != int(value):
@@ -149,6 +155,12 @@ class Rules:
         values = {}
         known = {section for section, _ in cls._SECTIONS}
         for section, body in doc.items():
+            if section == "assessment" and isinstance(body, dict):
+                try:
+                    values["assessment"] = AssessmentRules.from_section(body)
+                except (AssessmentRuleError, TypeError) as exc:
+                    raise ConfigError(f"rules file {path}: [assessment] {exc}") from None
+                continue
             if section not in known or not isinstance(body, dict):
                 raise ConfigError(f"rules file {path}: unknown section [{section}]")
             for key, value in body.items():
