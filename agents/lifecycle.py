@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -28,7 +29,7 @@ from mode import CrashingSupervisor
 from agents.progress import mark_sent, mark_stored
 from agents.sequence import in_sequence
 from agents.sink import ClickHouseSink, Rows, WriteBehind
-from schemas.events import Invalid, parse_event
+from schemas.events import Invalid
 from streams.app import (alerts_topic, app, changelog_producer, deadletter_topic, group_partition, input_topics,
                          order_changelog, order_state, settings, signals_topic)
 from streams.continuity import OffsetContinuity
@@ -37,6 +38,7 @@ from streams.stream_time import StreamTime
 from supplymon import metrics
 from supplymon.core.alerts import order_alert_row
 from supplymon.core.due import DueIndex
+from supplymon.core.intake import Intake
 from supplymon.core.lifecycle import OrderLifecycle, new_state
 from supplymon.core.signals import fingerprint, order_signals, pack
 from supplymon.core.windows import Windows, part_row
@@ -44,6 +46,8 @@ from supplymon.core.windows import Windows, part_row
 log = logging.getLogger(__name__)
 
 lifecycle = OrderLifecycle(settings.rules)
+intake = Intake(settings.max_event_bytes, settings.rules.ms("max_future_skew_minutes"),
+                allow_future=settings.allow_future, trust_rebuilt=settings.embedded_broker)
 sink = ClickHouseSink(settings)
 stream_time = StreamTime()
 due_index = DueIndex()
@@ -164,22 +168,33 @@ class Batch:
                     source: tuple[str, int, int], event_id: str | None, noticed_at: int) -> None:
         metrics.dead_letters.labels(reason).inc()
         topic, partition, offset = source
-        self.dead.append((key, raw, {
-            "supplymon-reason": reason.encode(), "supplymon-detail": detail.encode(),
-            "supplymon-source": f"{topic}:{partition}:{offset}".encode()}))
-        self.rows.add("dead_letters", {
-            "topic": topic, "partition": partition, "offset": offset, "reason": reason,
-            "detail": detail, "event_id": event_id,
-            "original": raw.decode("utf-8", "replace"), "noticed_at": noticed_at})
+        row = {"topic": topic, "partition": partition, "offset": offset, "reason": reason,
+               "detail": detail, "event_id": event_id,
+               "original": raw.decode("utf-8", "replace"), "noticed_at": noticed_at}
+        self.dead.append((key, raw, _dead_headers(row)))
+        self.rows.add("dead_letters", row)
 
 
-def _read(batch: Batch, event: EventT) -> None:
+def _dead_headers(row: dict) -> dict[str, bytes]:
+    """A dead-letter message's headers, from its `dead_letters` row."""
+    return {"supplymon-reason": row["reason"].encode(), "supplymon-detail": row["detail"].encode(),
+            "supplymon-source": f"{row['topic']}:{row['partition']}:{row['offset']}".encode()}
+
+
+async def send_refused(rows: list[dict]) -> None:
+    """Rows the store refused (their dead letters are stored already) to the dead-letter topic."""
+    for row in rows:
+        await deadletter_topic.send(key=None, value=row["original"].encode(), headers=_dead_headers(row))
+
+
+def _read(batch: Batch, event: EventT, now_ms: int) -> None:
     message = event.message
     raw = message.value if isinstance(message.value, bytes) else event.value
     source = (message.topic, message.partition, message.offset)
-    parsed = parse_event(raw)
+    parsed = intake.admit(raw, now_ms, message.headers)
     if isinstance(parsed, Invalid):
-        batch.dead_letter(message.key, raw or b"", parsed.reason, parsed.detail, source,
+        kept = parsed.original if parsed.original is not None else raw or b""
+        batch.dead_letter(message.key, kept, parsed.reason, parsed.detail, source,
                           parsed.event_id, message.timestamp and int(message.timestamp * 1000) or 0)
         return
     kind, ts_ms, event_id = parsed["kind"], parsed["ts_ms"], parsed["event_id"]
@@ -196,6 +211,8 @@ def _read(batch: Batch, event: EventT) -> None:
     outcome = lifecycle.apply(state, parsed)
     if outcome.duplicate:
         metrics.duplicates.inc()
+        if outcome.rejected:  # same event_id, other content: dead-lettered, never stored as the event
+            _settle(batch, state, outcome, ts_ms)
         return
     batch.rows.add("events_raw", _raw_row(event_id, kind, ts_ms, order_id, text, source))
     _settle(batch, state, outcome, ts_ms)
@@ -240,9 +257,9 @@ def _advance(batch: Batch) -> None:
 
 
 def _emit(batch: Batch) -> None:
+    # Purged orders too: one advance may pass an order's deadlines and its retention
+    # at once, and its final fact and alerts are written before its state is dropped.
     for order_id in batch.changed:
-        if order_id in batch.purged:
-            continue
         state = batch.states[order_id]
         if "order" not in state:
             continue
@@ -253,7 +270,7 @@ def _emit(batch: Batch) -> None:
             if state.setdefault("sg", [-1, -1])[n] != checksum:  # tell the early warnings only what changed
                 state["sg"][n] = checksum
                 batch.signals.setdefault(group, {})[order_id] = record
-        state["c"] = windows.update(fact, state["p"], state.get("c"), state.get("cv", 0), batch.watermark)
+        state["c"] = windows.update(fact, state["p"], state.get("c"), state.get("cv", 0))
         state["cv"] = fact["version"]
         for alert in lifecycle.changed_alerts(state):
             row = order_alert_row(alert, fact, fact["version"])
@@ -299,8 +316,10 @@ async def process(events: list[EventT]) -> None:
         _rebuild_derived_state()
     events = await in_sequence(continuity, events)
     batch = Batch()
+    # The wall clock, read once per batch, only to refuse stamps from the future (intake).
+    now_ms = int(time.time() * 1000)
     for event in events:
-        _read(batch, event)
+        _read(batch, event, now_ms)
     _advance(batch)
     _emit(batch)
     # Marks now: by the time the batch is finished, later batches have been read.
@@ -330,7 +349,7 @@ async def finish(batch: Batch) -> None:
     metrics.open_orders.set(len(due_index))
 
 
-write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4)
+write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4, on_refused=send_refused)
 
 
 # A crashed agent stops the worker (CrashingSupervisor) rather than being restarted

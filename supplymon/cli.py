@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=None,
                    help="publish at this many event-time seconds per second (default: as fast as possible)")
     p.add_argument("--partitions", type=int, help="partitions of new topics (default 4)")
+    p.add_argument("--allow-future", action="store_true",
+                   help="accept events stamped past the wall clock (a simulated future; with --embedded or --namespace; "
+                        "a worker of its own takes SUPPLYMON_ALLOW_FUTURE=1). Without it they are refused "
+                        "(future_timestamp)")
+    p.add_argument("--max-line-bytes", type=int, default=None,
+                   help="a longer line goes to the dead letters, truncated (too_large); default 1000000 "
+                        "or SUPPLYMON_MAX_EVENT_BYTES")
     data_dir(p)
 
     p = sub.add_parser("sql", help="ad-hoc SQL on the store (through the running worker if one holds it)")
@@ -162,6 +169,15 @@ def _replay(settings: Settings, args) -> int:
         settings = settings.namespaced(args.namespace)
     if args.embedded:
         settings = replace(settings, web_port=0)  # a free port for the worker it starts
+    if args.allow_future:
+        if not (args.embedded or args.namespace):
+            raise ConfigError("--allow-future is for a replay's own worker (--embedded or --namespace NAME); "
+                              "set SUPPLYMON_ALLOW_FUTURE=1 where your worker runs instead")
+        settings = replace(settings, allow_future=True)
+    if args.max_line_bytes is not None:
+        if args.max_line_bytes < 1024:
+            raise ConfigError(f"--max-line-bytes must be at least 1024, got {args.max_line_bytes}")
+        settings = replace(settings, max_event_bytes=args.max_line_bytes)
     return replay(settings, lines, args.embedded, args.speed)
 
 
