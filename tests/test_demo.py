@@ -100,6 +100,9 @@ def test_the_demo_on_a_terminal_shows_the_live_view_every_story_and_the_summary(
     for sql in re.findall(r"  (supplymon sql --data-dir \S+ \"[^\"]+\")", summary):
         assert "supplymon.alerts" in sql or "supplymon.distributor_daily" in sql
 
+    # Nothing of the demo's traffic is refused: no event is stamped ahead of the wall clock.
+    assert sql_rows(data_dir, "SELECT count() AS n FROM supplymon.dead_letters")[0]["n"] == 0
+
     # Every alert stored went to the alert log, Chinese first.
     log = (data_dir / "logs" / "demo-alerts.log").read_text(encoding="utf-8")
     stored = sql_rows(data_dir, "SELECT kind, message FROM supplymon.alerts FINAL")
