@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="inject a story into the healthy traffic (needs at least: "
                         + ", ".join(f"{name} {min_days(name)} days" for name in SCENARIO_CHOICES) + ")")
     p.add_argument("--out", type=Path, required=True, help="output file (.jsonl or .jsonl.gz)")
+
+    from dashboards.cli import add_parser as add_dashboards
+    add_dashboards(sub)
     return parser
 
 
@@ -238,4 +241,11 @@ def _demo(settings: Settings, args) -> int:
     return run_demo(replace(settings, web_port=settings.web_port or 0), args)
 
 
-COMMANDS = {"demo": _demo, "replay": _replay, "sql": _sql, "worker": _worker, "simulate": _simulate, "assess": _assess}
+def _dashboards(settings: Settings, args) -> int:
+    from dashboards.cli import run
+
+    return run(settings, args)
+
+
+COMMANDS = {"demo": _demo, "replay": _replay, "sql": _sql, "worker": _worker, "simulate": _simulate, "assess": _assess,
+            "dashboards": _dashboards}

@@ -163,7 +163,7 @@ def where_to_look(settings: Settings, worker, alert_log: Path) -> list[Pointer]:
     """The places to look while the demo runs, from what the worker serves."""
     pointers = []
     if _serves_page(worker):
-        pointers.append(Pointer("监管页面 supervisors' page", f"{worker.web}/"))
+        pointers.append(Pointer("监测页面 supervisors' page", f"{worker.web}/"))
     pointers += [
         Pointer("即席查询 ad-hoc SQL",
                 sql_command(settings, "SELECT kind, count() FROM supplymon.alerts FINAL GROUP BY kind")),

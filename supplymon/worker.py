@@ -46,6 +46,8 @@ def run(settings: Settings) -> int:
         import agents.clock  # noqa: F401  (live ticks, when on)
         import agents.lifecycle  # noqa: F401  (registers the agent)
         import agents.warnings  # noqa: F401  (registers the early-warning agent)
+        import agents.dashboard  # noqa: F401  (the supervisors' page at /)
+        import agents.lag  # noqa: F401  (consumer lag for Prometheus)
         import agents.web  # noqa: F401  (registers the web views)
         from streams.app import app
 

@@ -59,6 +59,7 @@ def test_demo_runs_a_short_simulation_and_summarises(data_dir):
     assert "故事 story shortage: " in out and story.summary_zh in out
     assert f"watch for supply_shortage on 产品 {story.product_id}（{story.region_code}）" in out
     assert "指标 metrics: http://127.0.0.1:" in out
+    assert "监测页面 supervisors' page: http://127.0.0.1:" in out  # the worker serves it at /
     assert "RAISED delivery_overdue: 订单 demo-" in out  # alerts print as they are raised
     assert f"RAISED supply_shortage: " in out and f"起产品 {story.product_id}（生产企业 " in out
     assert "    <- 故事 story shortage: 故事开始后 " in out
