@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-line-bytes", type=int, default=None,
                    help="a longer line goes to the dead letters, truncated (too_large); default 1000000 "
                         "or SUPPLYMON_MAX_EVENT_BYTES")
+    p.add_argument("--skip-stored", action="store_true",
+                   help="publish only the lines not already in the store of --data-dir (events by event_id, bad "
+                        "lines as dead letters): resending after the embedded broker lost what it held")
     data_dir(p)
 
     p = sub.add_parser("sql", help="ad-hoc SQL on the store (through the running worker if one holds it)")
@@ -181,32 +184,15 @@ def _replay(settings: Settings, args) -> int:
         if args.max_line_bytes < 1024:
             raise ConfigError(f"--max-line-bytes must be at least 1024, got {args.max_line_bytes}")
         settings = replace(settings, max_event_bytes=args.max_line_bytes)
-    return replay(settings, lines, args.embedded, args.speed)
+    return replay(settings, lines, args.embedded, args.speed, skip_stored=args.skip_stored)
 
 
 def _sql(settings: Settings, args) -> int:
-    from supplymon.runner import http_query, running_worker
-    from supplymon.store import Store
+    from supplymon.runner import store_query
 
     if args.namespace:
         settings = settings.namespaced(args.namespace)
-    worker = running_worker(settings)
-    if worker:
-        result = http_query(worker["web"], args.query, args.format)
-    else:
-        if settings.clickhouse_url is None and not settings.chdb_path.exists():
-            print(f"supplymon sql: no data in {settings.data_dir} (run a replay or the demo first)", file=sys.stderr)
-            return 1
-        store = Store(settings)
-        try:
-            store.migrate()
-            result = store.query(args.query, args.format)
-        except Exception as exc:
-            print(f"supplymon sql: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            store.close()
-    sys.stdout.buffer.write(result)
+    sys.stdout.buffer.write(store_query(settings, args.query, args.format))
     sys.stdout.flush()
     return 0
 

@@ -36,6 +36,10 @@ warning_groups = Gauge("supplymon_warning_groups", "Manufacturer and distributor
 warning_time = Gauge("supplymon_warning_stream_time_seconds",
                      "Early warnings' stream time (least over the signals partitions held), Unix seconds",
                      registry=REGISTRY)
+system_up = Gauge("supplymon_up", "Whether a system this worker depends on is reachable (1) or not (0), "
+                  "by system: store (ClickHouse), broker (Kafka)", ["system"], registry=REGISTRY)
+outages = Counter("supplymon_outages_total", "Outages seen (a system going from reachable to not), by system",
+                  ["system"], registry=REGISTRY)
 
 
 def _lag_behind(watermark: Gauge) -> float:

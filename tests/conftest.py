@@ -11,6 +11,9 @@ import orjson
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# The workers the tests start and the tests' own `/sql` calls share this web token
+# (tests of the generated token file remove it from their workers' environment).
+os.environ.setdefault("SUPPLYMON_WEB_TOKEN", "supplymon-tests-web-token")
 
 
 def supplymon(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
