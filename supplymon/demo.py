@@ -232,7 +232,8 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
                     state.phase = "已停止 stopped"
                     view.say("停止中 stopping ...")
                 summary = _summary(worker, settings, start, events.stories, state.pointers)
-                summary += _notifications(worker, settings, receiver)
+                # before the summary, whose last line says where the alert log is
+                summary = _notifications(worker, settings, receiver) + summary
                 if args.screenshot:
                     save_svg(state, args.screenshot)
     finally:
@@ -271,7 +272,7 @@ def _notifications(worker, settings: Settings, receiver) -> str:
     if receiver is not None:
         receiver.stop()
         lines.append(receiver.summary())
-    return "\n" + "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 def _console(out):
