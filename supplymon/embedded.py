@@ -10,6 +10,7 @@ import importlib.resources
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import stat
@@ -19,6 +20,11 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+
+# The broker ends with the process that started it even when that one is killed
+# outright (SIGKILL, a test's timeout), instead of running on with its port:
+# util-linux's setpriv sets the parent-death signal, then runs the broker.
+_DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
 
 class BrokerError(RuntimeError):
     """The embedded broker cannot be started."""
@@ -85,7 +91,7 @@ class EmbeddedBroker:
             # worker that sees the id change knows the log it was reading is gone.
             self.cluster_id = f"supplymon-{secrets.token_hex(8)}"
             self.process = subprocess.Popen(
-                [binary, "broker", "--listener-url", address, "--advertised-listener-url", address,
+                [*_DIE_WITH_PARENT, binary, "broker", "--listener-url", address, "--advertised-listener-url", address,
                  "--storage-engine", "memory://tansu/", "--cluster-id", self.cluster_id],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},

@@ -24,6 +24,8 @@ from supplymon.settings import Settings
 from supplymon.store import Store
 from supplymon.web_access import TOKEN_HEADER, client_token
 
+# Set for a worker this process starts: the pid it must not outlive (worker.die_with_parent).
+PARENT_PID_ENV = "SUPPLYMON_PARENT_PID"
 log = logging.getLogger(__name__)
 
 
@@ -133,7 +135,8 @@ class WorkerProcess:
         return f"http://{self.settings.web_host}:{self.settings.web_port}"
 
     def start(self) -> "WorkerProcess":
-        env = {**os.environ, **self.settings.env()}
+        # The worker ends with this process even if it is killed (see worker.die_with_parent).
+        env = {**os.environ, **self.settings.env(), PARENT_PID_ENV: str(os.getpid())}
         with open(self.log_path, "ab") as out:
             # Its own session: Ctrl-C reaches only the parent, which stops it in order.
             self.process = subprocess.Popen([sys.executable, "-m", "supplymon", "worker"], env=env,

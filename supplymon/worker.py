@@ -10,20 +10,38 @@ import asyncio
 import json
 import logging
 import os
+import sys
 import tempfile
 import threading
 
 from supplymon import health
 from supplymon.log_throttle import throttle_client_logs
 from supplymon.publish import ensure_topics
-from supplymon.runner import prepare_data_dir, start_embedded_broker
+from supplymon.runner import PARENT_PID_ENV, prepare_data_dir, start_embedded_broker
 from supplymon.settings import Settings
 from supplymon.web_access import check_listen_address, write_token_file
 
 log = logging.getLogger(__name__)
 
 
+def die_with_parent() -> None:
+    """A worker started by `replay --embedded` or the demo ends with them even when they
+    are killed outright (SIGKILL, a test's timeout): otherwise it would run on, holding
+    its data dir and ports, with nobody to stop it. Linux only (prctl)."""
+    parent = os.environ.pop(PARENT_PID_ENV, None)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(parent):  # the parent was already gone before the prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run(settings: Settings) -> int:
+    die_with_parent()
     check_listen_address(settings)  # before anything starts: no credentials, no open address
     logs = prepare_data_dir(settings)
     if not settings.web_token:
