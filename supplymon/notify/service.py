@@ -15,11 +15,12 @@ import orjson
 
 from supplymon.notify.digest import DAY_MS, as_of, daily_digests, first_instant
 from supplymon.notify.directory import Directory, load_directory
-from supplymon.notify.dispatcher import Dispatcher, StoreDeliveryLog, prepared, sql_string
+from supplymon.notify.dispatcher import Dispatcher, StoreDeliveryLog, prepared
 from supplymon.notify.render import Renderer
 from supplymon.notify.routing import DeliveryKey
 from supplymon.notify.tokens import ack_link
 from supplymon.settings import SHANGHAI, Settings
+from supplymon.store import sql_string
 
 log = logging.getLogger(__name__)
 ALERT_COLUMNS = ("alert_id, kind, severity, subject_type, order_id, distributor_id, institution_id, product_id, "
