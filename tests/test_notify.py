@@ -153,6 +153,11 @@ def test_ack_tokens_are_signed_and_expire():
     assert "expired" in tokens.verify(b"k", "a1", "D1", 1000, sig, now=1001)
     assert "signature" in tokens.verify(b"k", "a1", "D2", 1000, sig, now=0)  # not transferable
     assert "signature" in tokens.verify(b"other", "a1", "D1", 1000, sig, now=0)
+    # whatever a form or JSON body sends is an answer, never an exception (a 500)
+    assert "signature" in tokens.verify(b"k", "a1", "D1", 1000, "签名", now=0)
+    assert "signature" in tokens.verify(b"k", "a1", "D1", 1000, "", now=0)
+    assert "invalid link" in tokens.verify(b"k", "a1", "D1", 1000, 123, now=0)
+    assert "invalid link" in tokens.verify(b"k", "a1", ["D1"], 1000, sig, now=0)
 
 
 # -- the dispatcher on real receivers and a real delivery log ----------------------------------
