@@ -27,7 +27,10 @@ from streams.app import app
 log = logging.getLogger(__name__)
 STATIC = Path(page.__file__).resolve().parent / "static"
 STATIC_TYPES = {".js": "application/javascript", ".css": "text/css", ".html": "text/html", ".txt": "text/plain"}
-STATIC_FILES = {p.name: p for p in STATIC.iterdir() if p.suffix in STATIC_TYPES}
+# Read once, at start: the page's files do not change while the worker runs, and a
+# read per request (660 KB of ECharts) would block the event loop each time.
+STATIC_FILES = {p.name: (p.read_bytes(), STATIC_TYPES[p.suffix])
+                for p in STATIC.iterdir() if p.suffix in STATIC_TYPES}
 LATEST_TTL = 5.0  # seconds the range's end (the latest event stored) is reused
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -56,7 +59,7 @@ def _error(view: View, exc: Exception, status: int = 400):
 @app.page("/")
 class PageView(View):
     async def get(self, request):
-        return self.bytes(STATIC_FILES["index.html"].read_bytes(), content_type="text/html",
+        return self.bytes(STATIC_FILES["index.html"][0], content_type="text/html",
                           headers={"Cache-Control": "no-cache"})
 
 
@@ -101,8 +104,9 @@ class VariableView(View):
 @app.page("/static/{file}")
 class StaticView(View):
     async def get(self, request, file: str):
-        path = STATIC_FILES.get(file)  # only the files shipped in dashboards/static
-        if path is None:
+        found = STATIC_FILES.get(file)  # only the files shipped in dashboards/static
+        if found is None:
             return self.text("not found\n", status=404)
-        return self.bytes(path.read_bytes(), content_type=STATIC_TYPES[path.suffix],
+        content, content_type = found
+        return self.bytes(content, content_type=content_type,
                           headers={"Cache-Control": "max-age=3600"})

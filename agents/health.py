@@ -98,8 +98,9 @@ async def probe_dependencies() -> None:
 
 
 def _report() -> tuple[bool, dict]:
-    ready, report = health.status(bool(_assigned_inputs()))
-    watermark = stream_time.watermark(_assigned_inputs())
+    inputs = _assigned_inputs()
+    ready, report = health.status(bool(inputs))
+    watermark = stream_time.watermark(inputs)
     report["stream_time"] = (datetime.fromtimestamp(watermark / 1000, timezone.utc).isoformat(timespec="milliseconds")
                              if watermark is not None else None)
     report["stream_lag_seconds"] = health.stream_lag_seconds(watermark)

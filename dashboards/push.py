@@ -57,9 +57,12 @@ def _api(target: Target):
 
     parsed = urlparse(target.url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise PushError(f"--url must be Grafana's http(s) address, got {target.url!r}")
+        raise PushError(f"--url 应为 Grafana 的 http(s) 地址 / "
+                        f"--url must be Grafana's http(s) address, got {target.url!r}")
     if not target.token and not parsed.password:
-        raise PushError("set GRAFANA_TOKEN (a Grafana service-account token with the Editor role), "
+        raise PushError("请设置 GRAFANA_TOKEN（具有 Editor 角色的 Grafana 服务账号令牌），"
+                        "或在 --url 中给出 user:password / "
+                        "set GRAFANA_TOKEN (a Grafana service-account token with the Editor role), "
                         "or give user:password in --url")
     return GrafanaApi.from_url(target.url, credential=target.token or None, timeout=30)
 
@@ -93,13 +96,13 @@ def push(target: Target, say: Callable[[str], None] = print) -> int:
         return pushed
     except GrafanaClientError as exc:
         if exc.status_code in (401, 403):
-            raise PushError(f"Grafana refused the credentials ({exc.status_code}): check GRAFANA_TOKEN and its role") \
-                from None
-        raise PushError(f"Grafana answered {exc.status_code}: {exc.message}") from None
+            raise PushError(f"Grafana 拒绝了凭据，请检查 GRAFANA_TOKEN 及其角色 / Grafana refused the credentials "
+                            f"({exc.status_code}): check GRAFANA_TOKEN and its role") from None
+        raise PushError(f"Grafana 返回错误 / Grafana answered {exc.status_code}: {exc.message}") from None
     except GrafanaException as exc:
-        raise PushError(f"cannot reach Grafana at {target.url}: {exc.message}") from None
+        raise PushError(f"无法连接 Grafana / cannot reach Grafana at {target.url}: {exc.message}") from None
     except RequestException as exc:  # refused, unresolvable, TLS
-        raise PushError(f"cannot reach Grafana at {target.url}: {exc}") from None
+        raise PushError(f"无法连接 Grafana / cannot reach Grafana at {target.url}: {exc}") from None
 
 
 def _datasource(api, uid: str, datasource: dict | None, say: Callable[[str], None]) -> None:

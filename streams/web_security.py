@@ -47,7 +47,7 @@ from faust.web import View
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from supplymon.settings import Settings
-from supplymon.web_access import TOKEN_HEADER, is_loopback
+from supplymon.web_access import TOKEN_HEADER, client_token, is_loopback
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -58,16 +58,13 @@ class WebAccess:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.loopback_only = is_loopback(settings.web_host)
-        self._token: str | None = settings.web_token
+        self._token: str | None = None
 
     @property
     def token(self) -> str | None:
         # The file is written by the worker before it serves; read once it exists.
         if self._token is None:
-            try:
-                self._token = self.settings.web_token_file.read_text().strip() or None
-            except OSError:
-                return None
+            self._token = client_token(self.settings)
         return self._token
 
     def has_token(self, request: aioweb.Request) -> bool:

@@ -27,7 +27,7 @@ from supplymon.core.assessment import (
     Agreement, AssessmentRules, DistributorCounts, Progress, assess_all, month_bounds, progress,
 )
 from supplymon.settings import SHANGHAI, ConfigError, Settings
-from supplymon.store import DATABASE, StoreError
+from supplymon.store import DATABASE, StoreError, sql_string
 
 FORMATS = ("PrettyCompact", "JSONEachRow", "CSVWithNames", "TSVWithNames", "Pretty", "Markdown", "JSON")
 VERDICT_ORDER = "indexOf(['revoke', 'rectify', 'pass'], verdict)"
@@ -57,10 +57,6 @@ class StoreAccess:
     def insert(self, table: str, rows: Sequence[dict]) -> None:
         if rows:
             self.insert_json(table, b"\n".join(map(orjson.dumps, rows)) + b"\n")
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _post_rows(web: str, token: str | None, table: str, data: bytes, timeout: float = 60.0) -> None:
@@ -169,7 +165,7 @@ def read_registry_table(store: StoreAccess, table: str, prefix: str) -> dict[str
     database, _, name = table.rpartition(".")
     database = database or DATABASE
     columns = {r["name"] for r in store.rows(
-        f"SELECT name FROM system.columns WHERE database = {_literal(database)} AND table = {_literal(name)}")}
+        f"SELECT name FROM system.columns WHERE database = {sql_string(database)} AND table = {sql_string(name)}")}
     if "distributor_id" not in columns:
         raise AssessError(f"登记表不存在或缺少 distributor_id 列 / registry table {database}.{name} does not exist "
                           f"or has no distributor_id column")
@@ -265,7 +261,7 @@ def run_assessment(store: StoreAccess, rules: AssessmentRules, start: date, end:
     prefix = region_prefix(region)
     where = _period_filter(start, end, prefix)
     counts = {r["distributor_id"]: r for r in store.rows(COUNTS_SQL.format(db=DATABASE, where=where))}
-    kinds = ", ".join(_literal(k) for k in rules.alert_kinds) or "''"
+    kinds = ", ".join(sql_string(k) for k in rules.alert_kinds) or "''"
     raised_where = _period_filter(start, end, "", "raised_at")
     if prefix:  # a distributor's own alerts carry no region
         raised_where += f" AND (region_code = '' OR startsWith(region_code, '{prefix}'))"
@@ -290,7 +286,7 @@ def run_assessment(store: StoreAccess, rules: AssessmentRules, start: date, end:
             "assessed_at": assessed_at, "version": version,
         })
     _replace_rows(store, "distributor_assessment", rows, version,
-                  f"period_from = '{start}' AND period_to = '{end}' AND region_code = {_literal(region or '')}",
+                  f"period_from = '{start}' AND period_to = '{end}' AND region_code = {sql_string(region or '')}",
                   ("period_from", "period_to", "region_code", "distributor_id"))
     trend = [{k: v if k in ("distributor_id", "month") else int(v) for k, v in r.items()}
              for r in store.rows(TREND_SQL.format(db=DATABASE, where=where))]
@@ -324,7 +320,7 @@ def print_assessment(store: StoreAccess, run: AssessmentRun, fmt: str, out) -> N
     columns = HUMAN_ASSESSMENT_COLUMNS if _human(fmt) else ASSESSMENT_COLUMNS
     sql = (f"SELECT {columns} FROM {DATABASE}.distributor_assessment FINAL "
            f"WHERE period_from = '{run.period_from}' AND period_to = '{run.period_to}' "
-           f"AND region_code = {_literal(run.region)} ORDER BY {VERDICT_ORDER}, score, distributor_id")
+           f"AND region_code = {sql_string(run.region)} ORDER BY {VERDICT_ORDER}, score, distributor_id")
     out.write(store.raw(sql, fmt))
     out.flush()
 
@@ -375,7 +371,7 @@ def run_vbp(store: StoreAccess, rules: AssessmentRules, month: str, region: str 
     results: list[Progress] = []
     if active:
         since = min(a.period_from for a in active)
-        products = ", ".join(sorted({_literal(a.product_id) for a in active}))
+        products = ", ".join(sorted({sql_string(a.product_id) for a in active}))
         daily: dict[tuple[str, str], list[tuple[date, int]]] = {}
         for r in store.rows(PURCHASES_SQL.format(db=DATABASE, where=_period_filter(since, last, prefix),
                                                  products=products)):
@@ -411,7 +407,7 @@ def run_vbp(store: StoreAccess, rules: AssessmentRules, month: str, region: str 
             "agreements": len(mine), "agreements_behind": behind,
             "agreements_not_started": sum(p.not_started for p in mine), "behind_schedule": int(behind > 0),
             "assessed_at": assessed_at, "version": version})
-    scope = f"month = '{first}' AND region_code = {_literal(region or '')}"
+    scope = f"month = '{first}' AND region_code = {sql_string(region or '')}"
     _replace_rows(store, "vbp_monthly", institution_rows, version, scope, ("month", "region_code", "institution_id"))
     _replace_rows(store, "vbp_progress", progress_rows, version, scope,
                   ("month", "region_code", "institution_id", "product_id", "period_from"))
@@ -420,7 +416,7 @@ def run_vbp(store: StoreAccess, rules: AssessmentRules, month: str, region: str 
 
 def print_vbp(store: StoreAccess, run: VbpRun, fmt: str, out) -> None:
     sql = (f"SELECT {VBP_COLUMNS} FROM {DATABASE}.vbp_monthly FINAL WHERE month = '{run.month}' "
-           f"AND region_code = {_literal(run.region)} ORDER BY behind_schedule DESC, vbp_amount_share, institution_id")
+           f"AND region_code = {sql_string(run.region)} ORDER BY behind_schedule DESC, vbp_amount_share, institution_id")
     out.write(store.raw(sql, fmt))
     out.flush()
 

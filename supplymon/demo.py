@@ -204,6 +204,7 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
     alert_log = AlertLog(logs / "demo-alerts.log")
     view = PlainView(state, alert_log, out) if plain else LiveView(state, alert_log, _console(out))
     summary = None
+    receiver = None
     try:
         with view:
             view.say(f"启动本地消息代理与处理进程 starting the embedded broker and a worker on {settings.data_dir} ...")
@@ -239,6 +240,8 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
                 if args.screenshot:
                     save_svg(state, args.screenshot)
     finally:
+        if receiver is not None:  # stopped already unless the run failed before its summary
+            receiver.stop()
         alert_log.close()
     say(summary)
     return 0

@@ -25,7 +25,7 @@ def open_history(path: Path) -> IO[bytes]:
     try:
         handle = open(path, "rb")
     except OSError as exc:
-        raise RunError(f"cannot read {path}: {exc.strerror}") from None
+        raise RunError(f"无法读取文件 / cannot read {path}: {exc.strerror}") from None
     if handle.read(2) == b"\x1f\x8b":  # gzip magic, whatever the file is called
         handle.close()
         return gzip.open(path, "rb")
@@ -45,7 +45,7 @@ def history_lines(path: Path) -> Iterator[bytes]:
     """The events of a history file: Parquet (by its magic bytes) or JSON Lines.
     A missing file is reported now, not when the lines are first read."""
     if not path.exists():
-        raise RunError(f"{path} does not exist")
+        raise RunError(f"文件不存在 / {path} does not exist")
     return parquet_lines(path) if is_parquet(path) else json_lines(path)
 
 
@@ -56,7 +56,7 @@ def json_lines(path: Path) -> Iterator[bytes]:
                 if line.strip():
                     yield line
         except (OSError, EOFError) as exc:
-            raise RunError(f"{path} is damaged: {exc}") from None
+            raise RunError(f"文件已损坏 / {path} is damaged: {exc}") from None
 
 
 def parquet_lines(path: Path) -> Iterator[bytes]:
@@ -68,7 +68,7 @@ def parquet_lines(path: Path) -> Iterator[bytes]:
     try:
         reader = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises its own ArrowInvalid & co
-        raise RunError(f"{path} is not a readable Parquet file: {exc}") from None
+        raise RunError(f"不是可读的 Parquet 文件 / {path} is not a readable Parquet file: {exc}") from None
     names = reader.schema_arrow.names
     if "payload" in names:
         for batch in reader.iter_batches(columns=["payload"]):
@@ -77,7 +77,8 @@ def parquet_lines(path: Path) -> Iterator[bytes]:
                     yield payload.encode() if isinstance(payload, str) else payload
         return
     if "kind" not in names:
-        raise RunError(f"{path}: a Parquet history needs a `payload` column or one column per event field "
+        raise RunError(f"Parquet 历史文件需要 payload 列或每个事件字段一列 / "
+                       f"{path}: a Parquet history needs a `payload` column or one column per event field "
                        f"(`kind`, `ts`, ...); it has {', '.join(names)}")
     for batch in reader.iter_batches():
         for row in batch.to_pylist():
@@ -139,7 +140,8 @@ def _store_runner(settings: Settings):
                                                               token=client_token(settings)).splitlines() if line]
         return run, lambda: None
     if settings.clickhouse_url is None and not settings.chdb_path.exists():
-        raise RunError(f"no stored events in {settings.data_dir} (and no SUPPLYMON_CLICKHOUSE server configured)")
+        raise RunError(f"{settings.data_dir} 中没有已存储的事件（也未配置 SUPPLYMON_CLICKHOUSE 服务器） / "
+                       f"no stored events in {settings.data_dir} (and no SUPPLYMON_CLICKHOUSE server configured)")
     from supplymon.store import Store
 
     store = Store(settings)
@@ -152,5 +154,6 @@ def parse_moment(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise RunError(f"{text!r} is not a time (use 2026-03-01 or 2026-03-01T08:00:00+08:00)") from None
+        raise RunError(f"时间格式错误，应如 2026-03-01 / {text!r} is not a time "
+                       "(use 2026-03-01 or 2026-03-01T08:00:00+08:00)") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)

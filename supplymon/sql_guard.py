@@ -117,7 +117,6 @@ class AnalystSql:
 
     def __init__(self, client, embedded: bool, timeout_seconds: float):
         self.client = client
-        self.embedded = embedded
         limits = {"max_execution_time": int(max(1, timeout_seconds))}
         if embedded:
             # Per-query settings on chdb are SET and restored around the query; a

@@ -33,6 +33,12 @@ def qualify(sql: str, database: str) -> str:
     """`sql` with the default database's qualifier `supplymon.` turned into `database.`."""
     return sql if database == DEFAULT_DATABASE else _DEFAULT_QUALIFIER.sub(database + ".", sql)
 
+
+def sql_string(value: str) -> str:
+    """`value` as a ClickHouse string literal (backslashes and quotes escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 # Columns written by the worker, per table (the rest take their defaults).
 COLUMNS: dict[str, tuple[str, ...]] = {
     "events_raw": ("event_id", "kind", "ts", "order_id", "payload", "topic", "partition", "offset"),

@@ -153,6 +153,27 @@ def test_ack_tokens_are_signed_and_expire():
     assert "expired" in tokens.verify(b"k", "a1", "D1", 1000, sig, now=1001)
     assert "signature" in tokens.verify(b"k", "a1", "D2", 1000, sig, now=0)  # not transferable
     assert "signature" in tokens.verify(b"other", "a1", "D1", 1000, sig, now=0)
+    # whatever a form or JSON body sends is an answer, never an exception (a 500)
+    assert "signature" in tokens.verify(b"k", "a1", "D1", 1000, "签名", now=0)
+    assert "signature" in tokens.verify(b"k", "a1", "D1", 1000, "", now=0)
+    assert "invalid link" in tokens.verify(b"k", "a1", "D1", 1000, 123, now=0)
+    assert "invalid link" in tokens.verify(b"k", "a1", ["D1"], 1000, sig, now=0)
+
+
+def test_the_ack_secret_is_made_once_owner_only_and_never_empty(tmp_path):
+    import stat
+
+    from supplymon.notify.service import ack_secret
+
+    settings = Settings(data_dir=tmp_path, ack_secret=None)
+    key = ack_secret(settings)
+    path = tmp_path / "ack-secret"
+    assert len(key) >= 32 and path.read_bytes() == key and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert ack_secret(settings) == key  # kept across restarts
+    path.write_bytes(b"")  # what a crash between creating the file and writing it left
+    renewed = ack_secret(settings)
+    assert len(renewed) >= 32 and renewed != key and path.read_bytes() == renewed
+    assert ack_secret(Settings(data_dir=tmp_path, ack_secret="configured")) == b"configured"
 
 
 # -- the dispatcher on real receivers and a real delivery log ----------------------------------

@@ -31,6 +31,7 @@ from supplymon.notify.ratelimit import RateLimits, plan
 from supplymon.notify.render import Message, Renderer
 from supplymon.notify.routing import DeliveryKey, alert_state, details_of, key_of, route
 from supplymon.retry import retry_until_done
+from supplymon.store import sql_string
 
 log = logging.getLogger(__name__)
 
@@ -331,10 +332,6 @@ class Dispatcher:
         for job in batch:
             self._inflight.discard(job.key)
         self._update_idle()
-
-
-def sql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class StoreDeliveryLog:

@@ -8,7 +8,6 @@ by recipient for any other view of them.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import secrets
 import threading
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import orjson
 from aiohttp import web
+
+from supplymon.notify.channels.webhook import webhook_signature
 
 
 class LocalReceiver:
@@ -32,9 +33,10 @@ class LocalReceiver:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         timestamp = request.headers.get("X-Supplymon-Timestamp", "")
-        expected = "sha256=" + hmac.new(self.secret.encode(), timestamp.encode() + b"." + body,
-                                        hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, request.headers.get("X-Supplymon-Signature", "")):
+        expected = webhook_signature(self.secret, timestamp, body)
+        sent = request.headers.get("X-Supplymon-Signature", "")
+        # As bytes: compare_digest refuses str with non-ASCII characters.
+        if not hmac.compare_digest(expected.encode(), sent.encode(errors="surrogateescape")):
             self.refused += 1
             return web.Response(status=401)
         message = orjson.loads(body)
@@ -45,18 +47,18 @@ class LocalReceiver:
         ready = threading.Event()
 
         def serve() -> None:
-            self._loop = asyncio.new_event_loop()
+            loop = self._loop = asyncio.new_event_loop()
             app = web.Application()
             app.router.add_post("/to/{recipient}", self._handle)
-            self._runner = web.AppRunner(app)
-            self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            self._loop.run_until_complete(site.start())
-            self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+            runner = self._runner = web.AppRunner(app)
+            loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
             ready.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self._runner.cleanup())
-            self._loop.close()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
 
         self._thread = threading.Thread(target=serve, name="notify-receiver", daemon=True)
         self._thread.start()
@@ -64,9 +66,11 @@ class LocalReceiver:
         return self
 
     def stop(self) -> None:
+        """Stop serving (again: nothing)."""
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+            self._loop = None
 
     def write_directory(self, path: Path, distributors: dict[str, tuple[str, ...]], regions: list[str]) -> Path:
         """A directory sending everything to this receiver: each distributor (id -> regions served)

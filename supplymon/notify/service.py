@@ -15,11 +15,12 @@ import orjson
 
 from supplymon.notify.digest import DAY_MS, as_of, daily_digests, first_instant
 from supplymon.notify.directory import Directory, load_directory
-from supplymon.notify.dispatcher import Dispatcher, StoreDeliveryLog, prepared, sql_string
+from supplymon.notify.dispatcher import Dispatcher, StoreDeliveryLog, prepared
 from supplymon.notify.render import Renderer
 from supplymon.notify.routing import DeliveryKey
 from supplymon.notify.tokens import ack_link
 from supplymon.settings import SHANGHAI, Settings
+from supplymon.store import sql_string
 
 log = logging.getLogger(__name__)
 ALERT_COLUMNS = ("alert_id, kind, severity, subject_type, order_id, distributor_id, institution_id, product_id, "
@@ -33,14 +34,23 @@ def ack_secret(settings: Settings) -> bytes:
         return settings.ack_secret.encode()
     path = Path(settings.data_dir) / "ack-secret"
     try:
-        return path.read_bytes().strip()
+        key = path.read_bytes().strip()
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(32).encode()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key)
+        key = b""
+    if key:
         return key
+    # None yet, or an empty one (a crash between creating and writing it): an empty
+    # key would sign links anyone can forge. The new key is written whole under a
+    # temporary name first, so the name never stands for an empty file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32).encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # whatever the umask or an older file
+        fh.write(key)
+    os.replace(tmp, path)
+    return key
 
 
 def public_url(settings: Settings, directory: Directory) -> str:

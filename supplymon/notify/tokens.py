@@ -25,11 +25,14 @@ def sign(secret: bytes, alert_id: str, recipient: str, expires: int) -> str:
 
 def verify(secret: bytes, alert_id: str, recipient: str, expires: int | str, signature: str, now: float) -> str | None:
     """None if the token is good; otherwise why not (Chinese / English)."""
+    if not (isinstance(recipient, str) and isinstance(signature, str)):  # a JSON body may carry anything
+        return "链接无效 / invalid link"
     try:
         expires = int(expires)
     except (TypeError, ValueError):
         return "链接无效 / invalid link"
-    if not hmac.compare_digest(_signature(secret, alert_id, recipient, expires), signature or ""):
+    # As bytes: compare_digest refuses str with non-ASCII characters (TypeError, a 500).
+    if not hmac.compare_digest(_signature(secret, alert_id, recipient, expires).encode(), signature.encode()):
         return "签名无效 / invalid signature"
     if now > expires:
         return "链接已过期 / link expired"
