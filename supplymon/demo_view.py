@@ -36,7 +36,7 @@ SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 def kind_label(kind: str) -> str:
     """An alert kind for people: its Chinese name, then the kind itself."""
-    return f"{KIND_NAMES[kind]} {kind}" if kind in KIND_NAMES else kind
+    return f"{KIND_NAMES[kind][0]} {kind}" if kind in KIND_NAMES else kind
 
 
 def is_early_warning(alert: dict) -> bool:

@@ -12,12 +12,22 @@ from supplymon.settings import SHANGHAI
 
 
 # Every alert kind of the contract (section 3) by its Chinese name, for people.
+# Each alert kind's name for people (Chinese, English): one table for the demo, the
+# dashboards' labels and the notifications.
 KIND_NAMES = {
-    "response_overdue": "响应超时", "response_escalation": "督促后仍未响应", "delivery_overdue": "配送超时",
-    "confirmation_late": "到货确认延迟", "supply_shortage": "供应短缺", "demand_surge": "需求激增",
-    "low_delivery_rate": "按时配送率低", "distributor_limit_exceeded": "配送企业超限",
-    "price_linkage_overdue": "价格联动超期", "price_inconsistent": "同城不同价", "price_rise": "恶意涨价",
-    "remote_refusal": "拒绝偏远地区配送", "short_supply": "不足额供货",
+    "response_overdue": ("订单超时未响应", "response overdue"),
+    "response_escalation": ("督促后仍未响应（上报）", "response escalation"),
+    "delivery_overdue": ("配送超时", "delivery overdue"),
+    "confirmation_late": ("到货确认延迟", "late confirmation"),
+    "supply_shortage": ("供应短缺", "supply shortage"),
+    "demand_surge": ("需求激增", "demand surge"),
+    "low_delivery_rate": ("按时配送率偏低", "low on-time delivery rate"),
+    "distributor_limit_exceeded": ("配送企业超过一厂一区两配送", "more distributors than allowed"),
+    "price_linkage_overdue": ("价格未全国联动", "price linkage overdue"),
+    "price_inconsistent": ("同城不同价", "price differs within the city"),
+    "price_rise": ("价格上涨", "price rise"),
+    "remote_refusal": ("拒绝偏远地区配送", "refuses remote areas"),
+    "short_supply": ("不足额供货", "short supply"),
 }
 
 

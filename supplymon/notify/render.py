@@ -17,25 +17,11 @@ from typing import Any
 
 import jinja2
 
+from supplymon.core.alerts import KIND_NAMES
 from supplymon.core.alerts import local_time as alert_local_time
 from supplymon.settings import ConfigError
 
 BUILT_IN = Path(__file__).with_name("templates")
-KIND_NAMES = {
-    "response_overdue": ("订单超时未响应", "response overdue"),
-    "response_escalation": ("督促后仍未响应（上报）", "response escalation"),
-    "delivery_overdue": ("配送超时", "delivery overdue"),
-    "confirmation_late": ("到货确认延迟", "late confirmation"),
-    "supply_shortage": ("供应短缺", "supply shortage"),
-    "demand_surge": ("需求激增", "demand surge"),
-    "low_delivery_rate": ("按时配送率偏低", "low on-time delivery rate"),
-    "distributor_limit_exceeded": ("配送企业超过一厂一区两配送", "more distributors than allowed"),
-    "price_linkage_overdue": ("价格未全国联动", "price linkage overdue"),
-    "price_inconsistent": ("同城不同价", "price differs within the city"),
-    "price_rise": ("价格上涨", "price rise"),
-    "remote_refusal": ("拒绝偏远地区配送", "refuses remote areas"),
-    "short_supply": ("不足额供货", "short supply"),
-}
 SEVERITY_NAMES = {"critical": ("严重", "critical"), "warning": ("警告", "warning"), "info": ("提示", "info")}
 
 
