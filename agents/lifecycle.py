@@ -1,15 +1,18 @@
 """The order-lifecycle agent: joins each order's events, keeps its state, fires
 its deadlines on stream time, and writes facts, alerts and raw events.
 
-Thin shell around `supplymon.core.lifecycle`. Per batch, `process()`:
-1. decode and validate each message (bad ones to the dead-letter topic);
+Thin shell around `supplymon.core.lifecycle`. Per fetched batch of the input
+topics (streams/intake.py: records by partition, no Faust messages), `process()`:
+1. decode and validate each record (bad ones to the dead-letter topic);
 2. apply events to their orders' states (read from the table, changed in memory);
 3. let stream time (the watermark) pass the deadlines that are due;
 4. turn what changed into rows; snapshot the changed states;
 5. hand the batch to the write-behind sink (agents/sink.py) and go on with the
    next batch while its rows are stored (retried until stored);
 then, once its rows are stored, `finish()` sends its alerts, dead letters and
-signals for the early warnings (agents/warnings.py), writes its states to the table (its changelog) and acknowledges its offsets.
+signals for the early warnings (agents/warnings.py), writes its states to the
+table (its changelog) and acknowledges, per partition, the offset after its last
+record processed.
 A crash before that replays the batch onto the old state; a crash after finds
 its events already applied (duplicates) and their rows already stored. States
 of batches not finished yet are read from `unsettled`, not from the table.
@@ -22,16 +25,16 @@ from collections import Counter
 from typing import Any
 
 import orjson
-from faust.types import EventT
 from mode import CrashingSupervisor
 
-from agents.progress import mark_sent, mark_stored
-from agents.sequence import in_sequence
+from agents.progress import mark_sent, mark_stored_offsets
+from agents.sequence import report_gaps
 from agents.sink import ClickHouseSink, Rows, WriteBehind
 from schemas.events import Invalid, parse_event
-from streams.app import (alerts_topic, app, changelog_producer, deadletter_topic, group_partition, input_topics,
-                         order_changelog, order_state, settings, signals_topic)
+from streams.app import (alerts_topic, app, changelog_producer, deadletter_topic, group_partition, input_batches,
+                         intake, order_changelog, order_state, settings, signals_topic)
 from streams.continuity import OffsetContinuity
+from streams.intake import FetchedBatch, next_offsets
 from streams.monitor import after_rebalance
 from streams.stream_time import StreamTime
 from supplymon import metrics
@@ -82,13 +85,7 @@ async def _learn_stream_time() -> None:
     duplicate (it changes nothing) and tells its partition's time at once, so the
     deadlines due fire now, as they would have on one worker."""
     try:
-        seeks = {}
-        for tp in _assigned_inputs():
-            position = await app.consumer.position(tp)
-            if position:
-                seeks[tp] = position - 1
-        if seeks:
-            await app.consumer.seek_wait(seeks)
+        await intake.reread_last()
     except Exception:  # the next events or ticks tell the time anyway
         log.warning("could not read the last processed messages again after a rebalance", exc_info=True)
 
@@ -97,8 +94,7 @@ after_rebalance(_after_rebalance)
 
 
 def _assigned_inputs() -> set:
-    inputs = set(settings.topics.inputs)
-    return {tp for tp in app.consumer.assignment() if tp.topic in inputs}
+    return intake.assigned()
 
 
 def _rebuild_derived_state() -> None:
@@ -133,7 +129,9 @@ class Batch:
         self.kinds: Counter = Counter()
         self.watermark: int | None = None
         self.snapshots: dict[str, bytes | None] = {}  # states to write (None: delete)
-        self.messages: list = []  # to acknowledge once stored
+        self.offsets: dict = {}  # per partition, the offset after its last record processed
+        self.records = 0
+        self.fetched: FetchedBatch | None = None  # to acknowledge once stored
         self.stored = order_changelog.reader()
 
     def state(self, order_id: str) -> dict:
@@ -145,9 +143,9 @@ class Batch:
             self.read[order_id] = raw
         return state
 
-    def seal(self, events: list[EventT]) -> None:
+    def seal(self) -> None:
         """Snapshot the states this batch changed (later batches go on changing the
-        dicts) and hold its messages' acknowledgement until `finish()`."""
+        dicts)."""
         for order_id, state in self.states.items():
             snapshot = None if order_id in self.purged else orjson.dumps(state)
             if snapshot != self.read[order_id]:
@@ -156,9 +154,6 @@ class Batch:
                     # to their size (held for every open order).
                     snapshot = bytes(memoryview(snapshot))
                 self.snapshots[order_id] = unsettled[order_id] = snapshot
-        for event in events:
-            event.message.incref()  # take_events' ack leaves it unacknowledged
-        self.messages = [event.message for event in events]
 
     def dead_letter(self, key: bytes | None, raw: bytes, reason: str, detail: str,
                     source: tuple[str, int, int], event_id: str | None, noticed_at: int) -> None:
@@ -173,18 +168,17 @@ class Batch:
             "original": raw.decode("utf-8", "replace"), "noticed_at": noticed_at})
 
 
-def _read(batch: Batch, event: EventT) -> None:
-    message = event.message
-    raw = message.value if isinstance(message.value, bytes) else event.value
-    source = (message.topic, message.partition, message.offset)
+def _read(batch: Batch, tp, record) -> None:
+    raw = record.value
+    source = (record.topic, record.partition, record.offset)
     parsed = parse_event(raw)
     if isinstance(parsed, Invalid):
-        batch.dead_letter(message.key, raw or b"", parsed.reason, parsed.detail, source,
-                          parsed.event_id, message.timestamp and int(message.timestamp * 1000) or 0)
+        batch.dead_letter(record.key, raw or b"", parsed.reason, parsed.detail, source,
+                          parsed.event_id, record.timestamp or 0)
         return
     kind, ts_ms, event_id = parsed["kind"], parsed["ts_ms"], parsed["event_id"]
     batch.kinds[kind] += 1
-    stream_time.observe(message.tp, ts_ms)
+    stream_time.observe(tp, ts_ms)
     text = raw.decode()
     if kind == "tick":
         batch.rows.add("events_raw", _raw_row(event_id, "tick", ts_ms, "", text, source))
@@ -192,7 +186,7 @@ def _read(batch: Batch, event: EventT) -> None:
     parsed["raw"], parsed["src"] = text, source
     order_id = parsed["order_id"]
     state = batch.state(order_id)
-    state.setdefault("p", message.partition)  # the partition whose window parts count it
+    state.setdefault("p", record.partition)  # the partition whose window parts count it
     outcome = lifecycle.apply(state, parsed)
     if outcome.duplicate:
         metrics.duplicates.inc()
@@ -286,7 +280,18 @@ async def _send_signals(batch: Batch) -> None:
     metrics.signals_sent.inc(sum(map(len, batch.signals.values())))
 
 
-async def process(events: list[EventT]) -> None:
+async def _in_sequence(fetched: FetchedBatch) -> list:
+    """The batch's records that continue each partition's sequence; on a gap, read
+    it again (streams/continuity.py)."""
+    positions = fetched.positions()
+    plan = continuity.plan(((tp, record.offset) for tp, record in positions), _assigned_inputs())
+    report_gaps(plan)
+    if plan.seek_to:
+        await intake.seek(plan.seek_to)
+    return [positions[i] for i in plan.process]
+
+
+async def process(fetched: FetchedBatch) -> None:
     global _index_stale
     if _index_stale:
         await write_behind.drain()  # the table has every state before it is read whole
@@ -297,16 +302,17 @@ async def process(events: list[EventT]) -> None:
         continuity.keep_only(assigned)
         order_changelog.keep_only({tp.partition for tp in assigned})
         _rebuild_derived_state()
-    events = await in_sequence(continuity, events)
+    records = await _in_sequence(fetched)
     batch = Batch()
-    for event in events:
-        _read(batch, event)
+    for tp, record in records:
+        _read(batch, tp, record)
     _advance(batch)
     _emit(batch)
     # Marks now: by the time the batch is finished, later batches have been read.
     batch.marks = _marks()
-    batch.seal(events)
-    await write_behind.submit(batch, batch.rows, len(events))
+    batch.seal()
+    batch.offsets, batch.records, batch.fetched = next_offsets(records), len(records), fetched
+    await write_behind.submit(batch, batch.rows, len(fetched))
 
 
 async def finish(batch: Batch) -> None:
@@ -320,13 +326,11 @@ async def finish(batch: Batch) -> None:
     for order_id, snapshot in batch.snapshots.items():
         if unsettled.get(order_id, b"") is snapshot:  # no later batch changed it since
             del unsettled[order_id]
-    consumer = app.consumer
-    for message in batch.messages:
-        message.ack(consumer)
-    mark_stored(batch.messages)
+    intake.ack(batch.fetched, batch.offsets)
+    mark_stored_offsets(batch.offsets)
     for kind, n in batch.kinds.items():
         metrics.events_in.labels(kind).inc(n)
-    metrics.batch_events.observe(len(batch.messages))
+    metrics.batch_events.observe(batch.records)
     metrics.open_orders.set(len(due_index))
 
 
@@ -337,13 +341,13 @@ write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4)
 # in the same process: the consumer would go on past the failed batch while the
 # state kept its effects. Restarted, the worker restores the changelog and reads
 # again from the last acknowledged offsets.
-@app.agent(input_topics, supervisor_strategy=CrashingSupervisor)
+@app.agent(input_batches, supervisor_strategy=CrashingSupervisor)
 async def order_lifecycle(stream):
     await sink.open()
     changelog_producer.acquire()
     try:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            await process(events)
+        async for fetched in intake.batches(stream):
+            await process(fetched)
     finally:
         await write_behind.close()
         await changelog_producer.release()
