@@ -2,7 +2,7 @@
 its deadlines on stream time, and writes facts, alerts and raw events.
 
 Thin shell around `supplymon.core.lifecycle`. Per fetched batch of the input
-topics (streams/intake.py: records by partition, no Faust messages), `process()`:
+topics (streams/batches.py: records by partition, no Faust messages), `process()`:
 1. decode and validate each record (bad ones to the dead-letter topic);
 2. apply events to their orders' states (read from the table, changed in memory);
 3. let stream time (the watermark) pass the deadlines that are due;
@@ -32,9 +32,9 @@ from agents.sequence import report_gaps
 from agents.sink import ClickHouseSink, Rows, WriteBehind
 from schemas.events import Invalid, parse_event
 from streams.app import (alerts_topic, app, changelog_producer, deadletter_topic, group_partition, input_batches,
-                         intake, order_changelog, order_state, settings, signals_topic)
+                         batch_intake, order_changelog, order_state, settings, signals_topic)
 from streams.continuity import OffsetContinuity
-from streams.intake import FetchedBatch, next_offsets
+from streams.batches import FetchedBatch, next_offsets
 from streams.monitor import after_rebalance
 from streams.stream_time import StreamTime
 from supplymon import metrics
@@ -85,7 +85,7 @@ async def _learn_stream_time() -> None:
     duplicate (it changes nothing) and tells its partition's time at once, so the
     deadlines due fire now, as they would have on one worker."""
     try:
-        await intake.reread_last()
+        await batch_intake.reread_last()
     except Exception:  # the next events or ticks tell the time anyway
         log.warning("could not read the last processed messages again after a rebalance", exc_info=True)
 
@@ -94,7 +94,7 @@ after_rebalance(_after_rebalance)
 
 
 def _assigned_inputs() -> set:
-    return intake.assigned()
+    return batch_intake.assigned()
 
 
 def _rebuild_derived_state() -> None:
@@ -287,7 +287,7 @@ async def _in_sequence(fetched: FetchedBatch) -> list:
     plan = continuity.plan(((tp, record.offset) for tp, record in positions), _assigned_inputs())
     report_gaps(plan)
     if plan.seek_to:
-        await intake.seek(plan.seek_to)
+        await batch_intake.seek(plan.seek_to)
     return [positions[i] for i in plan.process]
 
 
@@ -326,7 +326,7 @@ async def finish(batch: Batch) -> None:
     for order_id, snapshot in batch.snapshots.items():
         if unsettled.get(order_id, b"") is snapshot:  # no later batch changed it since
             del unsettled[order_id]
-    intake.ack(batch.fetched, batch.offsets)
+    batch_intake.ack(batch.fetched, batch.offsets)
     mark_stored_offsets(batch.offsets)
     for kind, n in batch.kinds.items():
         metrics.events_in.labels(kind).inc(n)
@@ -346,7 +346,7 @@ async def order_lifecycle(stream):
     await sink.open()
     changelog_producer.acquire()
     try:
-        async for fetched in intake.batches(stream):
+        async for fetched in batch_intake.batches(stream):
             await process(fetched)
     finally:
         await write_behind.close()

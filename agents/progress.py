@@ -7,7 +7,7 @@ from typing import Iterable, Mapping
 
 from faust.types import Message
 
-from streams.app import intake
+from streams.app import batch_intake
 
 _stored: dict[str, int] = {}  # what this worker stored
 _sent: dict[str, int] = {}  # what this worker sent to the signals topic (delivered)
@@ -43,7 +43,7 @@ def stored_offsets(topics: Iterable[str]) -> dict[str, int]:
     stored), for the partitions of `topics`."""
     topics = set(topics)
     out = {key: offset for key, offset in _stored.items() if key.rsplit(":", 1)[0] in topics}
-    for tp, offset in intake.committed().items():
+    for tp, offset in batch_intake.committed().items():
         key = f"{tp.topic}:{tp.partition}"
         if tp.topic in topics and offset is not None and offset > out.get(key, 0):
             out[key] = offset

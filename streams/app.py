@@ -13,7 +13,7 @@ from aiokafka.partitioner import murmur2
 
 import streams.codecs  # noqa: F401  (registers the str and orjson codecs)
 from streams.changelog import BatchedChangelog, ChangelogProducer
-from streams.intake import BatchIntake
+from streams.batches import BatchIntake
 from supplymon.settings import Settings
 
 settings = Settings.from_env()
@@ -58,12 +58,12 @@ input_topics = app.topic(
     key_serializer="raw", value_serializer="raw",
     partitions=settings.partitions,
 )
-# The input topics are read in whole fetched batches (streams/intake.py): subscribed
+# The input topics are read in whole fetched batches (streams/batches.py): subscribed
 # here, their records go from each fetch to this channel, a batch as one value.
 app.topics.add(input_topics)
 input_batches = app.channel(maxsize=4)
-intake = BatchIntake(app, settings.topics.inputs, input_batches)
-intake.install()
+batch_intake = BatchIntake(app, settings.topics.inputs, input_batches)
+batch_intake.install()
 deadletter_topic = app.topic(
     settings.topics.deadletter, key_serializer="raw", value_serializer="raw",
     partitions=settings.partitions,

@@ -23,7 +23,7 @@ cancelled when the flow is suspended or the consumer stops: the batch is dropped
 never delivered late.
 
 This relies on faust-streaming internals (pinned in pyproject.toml; checked by
-tests/test_intake.py): `Consumer._drain_messages`, `_wait_next_records`,
+tests/test_batches.py): `Consumer._drain_messages`, `_wait_next_records`,
 `_new_offset`, `wait_empty`, `_read_offset`, `_acked`, `_committed_offset`,
 `_add_gap`, `_n_acked`, `_commit_every`, `suspend_flow`, `flow_active`.
 """

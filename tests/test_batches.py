@@ -1,4 +1,4 @@
-"""The batch intake (streams/intake.py): whole fetched batches to one channel, acks per
+"""The batch intake (streams/batches.py): whole fetched batches to one channel, acks per
 batch, commits via `_new_offset`, rebalances and stops.
 
 The consumer here is Faust's real aiokafka Consumer subclass on a real Faust App
@@ -21,7 +21,7 @@ from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.drivers.aiokafka import Consumer as AiokafkaConsumer
 from faust.types import TP
 
-from streams.intake import BatchConsumer, BatchIntake, FetchedBatch, next_offsets
+from streams.batches import BatchConsumer, BatchIntake, FetchedBatch, next_offsets
 
 INPUT, OTHER = "supply.orders", "supply.signals"
 
