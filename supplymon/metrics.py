@@ -31,3 +31,6 @@ warning_groups = Gauge("supplymon_warning_groups", "Manufacturer and distributor
 warning_time = Gauge("supplymon_warning_stream_time_seconds",
                      "Early warnings' stream time (least over the signals partitions held), Unix seconds",
                      registry=REGISTRY)
+stage_seconds = Counter("supplymon_stage_seconds_total",
+                        "Seconds spent per stage of the pipeline (decode, lifecycle, windows, signals, early_warnings)",
+                        ["stage"], registry=REGISTRY)
