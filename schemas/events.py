@@ -236,7 +236,7 @@ def validate(doc: dict) -> AnyEvent:
     """Validate a decoded event; raises `_Reject` (use `parse_event` from outside)."""
     event_id = _ident(doc, "event_id")
     kind = doc.get("kind")
-    if kind not in _BUILDERS:
+    if not isinstance(kind, str) or kind not in _BUILDERS:
         raise _Reject("unknown_kind", f"kind must be one of {KINDS}, got {kind!r}")
     if "ts" not in doc:
         raise _Reject("missing_field", f"{kind} event lacks required field 'ts'")

@@ -10,6 +10,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pytest
+
+from schemas import fast_events
 from schemas.events import MAX_ID, parse_event
 from schemas.fast_events import CHUNK, decode_batch
 
@@ -145,9 +148,36 @@ def test_hostile_lines_get_the_full_validators_answer(lines):
     check(lines)
 
 
+def simulated_lines() -> list[bytes]:
+    from supplymon.simulate import generate
+    return [orjson.dumps(event) for event in generate(days=2, orders_per_day=200, seed=3)]
+
+
+def test_the_simulated_platforms_lines_all_take_the_fast_path(monkeypatch):
+    lines = simulated_lines()
+    expected = [parse_event(line) for line in lines]
+    fallbacks = []
+    monkeypatch.setattr(fast_events, "parse_event", lambda raw: fallbacks.append(raw) or parse_event(raw))
+    got = decode_batch(lines)
+    assert fallbacks == [] and {event["kind"] for event in got} == set(FIELDS)
+    assert all(same(g, e) for g, e in zip(got, expected))
+
+
+@settings(max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(events(), min_size=1, max_size=10))
+def test_valid_lines_are_not_sent_to_the_full_validator(monkeypatch_docs):
+    lines = [orjson.dumps(doc) for doc in monkeypatch_docs]
+    original = fast_events.parse_event
+    fast_events.parse_event = lambda raw: pytest.fail(f"the fast path refused a valid line: {raw!r}")
+    try:
+        decode_batch(lines)
+    finally:
+        fast_events.parse_event = original
+
+
 def test_every_kind_and_a_chunk_boundary():
-    lines = [orjson.dumps(events(kind).example()) for kind in FIELDS for _ in range(3)]
-    lines = (lines * (CHUNK // len(lines) + 2))[:CHUNK + 5]
+    lines = simulated_lines()[:CHUNK + 5]
     lines[CHUNK - 1] = b'{"kind": "order"'  # a bad line at the end of the first chunk
+    lines[3] = lines[3].replace(b",", b",\n", 1)  # a line break inside a message
     lines.append(None)
     check(lines)
