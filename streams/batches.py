@@ -76,7 +76,7 @@ class BatchConsumer(Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._batch_acked: dict[Any, int] = {}  # tp -> next offset to commit
-        self._taken: set[int] = set()  # ids of batches taken by the agent, not acknowledged
+        self._taken: set[FetchedBatch] = set()  # taken by the agent, not acknowledged yet
         self._released = asyncio.Event()
 
     # -- the fetch loop --------------------------------------------------------------
@@ -175,11 +175,11 @@ class BatchConsumer(Consumer):
 
     # -- what the agent took and acknowledged ----------------------------------------
     def taken(self, batch: FetchedBatch) -> None:
-        self._taken.add(id(batch))
+        self._taken.add(batch)
 
     def ack_batch(self, batch: FetchedBatch, offsets: Mapping[Any, int]) -> None:
         """The batch is done: commit up to `offsets` (per partition, the next offset)."""
-        self._taken.discard(id(batch))
+        self._taken.discard(batch)
         self._released.set()
         assigned = self.assignment()
         for tp, offset in offsets.items():
@@ -197,9 +197,12 @@ class BatchConsumer(Consumer):
         return super()._new_offset(tp)
 
     async def on_partitions_revoked(self, revoked: set) -> None:
+        # Faust waits here (wait_empty) for the batches taken, then commits what they
+        # acknowledged; only then are the revoked partitions forgotten.
+        await super().on_partitions_revoked(revoked)
         for tp in revoked:
             self._batch_acked.pop(tp, None)
-        await super().on_partitions_revoked(revoked)
+            self._acked.pop(tp, None)
 
     async def wait_empty(self) -> None:
         """Wait for the batches the agent took (it finishes them: stored, then
@@ -227,7 +230,7 @@ class BatchIntake:
         consumer is created, i.e. before the worker starts)."""
         transport = self.app.transport
         if not issubclass(transport.Consumer, BatchConsumer):
-            transport.Consumer = type("AppBatchConsumer", (BatchConsumer,), {})
+            transport.Consumer = type("AppBatchConsumer", (BatchConsumer,), {"__module__": __name__})
         transport.Consumer.batch_topics = self.topics
         transport.Consumer.batch_channel = self.channel
 

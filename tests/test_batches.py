@@ -171,13 +171,26 @@ def test_offsets_commit_per_batch_only_once_acknowledged():
     asyncio.run(scenario())
 
 
-def test_a_revoked_partition_is_not_committed_and_unassigned_acks_are_ignored():
+def test_a_revoked_partition_is_committed_as_far_as_stored_then_forgotten():
     async def scenario():
         intake, consumer = make_intake(assigned={TP(INPUT, 0), TP(INPUT, 1)})
         batch = FetchedBatch({TP(INPUT, 0): [record(INPUT, 0, 0)], TP(INPUT, 1): [record(INPUT, 1, 0)]})
-        intake.ack(batch, {TP(INPUT, 0): 1, TP(INPUT, 1): 1, TP(INPUT, 3): 9})
-        consumer._on_partitions_revoked = _noop_async
+        intake.ack(batch, {TP(INPUT, 0): 1, TP(INPUT, 3): 9})  # partition 3 is not ours: ignored
+        finishing = FetchedBatch({TP(INPUT, 1): [record(INPUT, 1, n) for n in range(5)]})
+        consumer.taken(finishing)
+        committed_during_revoke = []
+
+        async def faust_revoke(revoked):  # the app's handler: waits for the taken batches, then commits
+            intake.ack(finishing, next_offsets(finishing.positions()))
+            committed_during_revoke.append(
+                consumer._filter_committable_offsets(consumer._filter_tps_with_pending_acks()))
+
+        consumer._on_partitions_revoked = faust_revoke
         await consumer.on_partitions_revoked({TP(INPUT, 1)})
+        assert committed_during_revoke == [{TP(INPUT, 0): 1, TP(INPUT, 1): 5}]
+        consumer.assignment = lambda: {TP(INPUT, 0)}
+        assert consumer._filter_committable_offsets(consumer._filter_tps_with_pending_acks()) == {TP(INPUT, 0): 1}
+        intake.ack(finishing, {TP(INPUT, 1): 7})  # late, for a partition no longer ours
         assert consumer._filter_committable_offsets(consumer._filter_tps_with_pending_acks()) == {TP(INPUT, 0): 1}
 
     asyncio.run(scenario())
