@@ -19,6 +19,8 @@ import os
 import sys
 import time
 
+from supplymon.embedded import free_port
+
 
 def main(argv: list[str]) -> int:
     kafka_url, total, data_dir, mode, topics = argv[0], int(argv[1]), argv[2], argv[3], argv[4:]
@@ -26,8 +28,6 @@ def main(argv: list[str]) -> int:
                        "SUPPLYMON_DATA_DIR": data_dir, "SUPPLYMON_WEB_PORT": str(free_port())})
     asyncio.set_event_loop(asyncio.new_event_loop())
     from faust.worker import Worker
-
-    from supplymon.embedded import free_port
 
     from streams.app import app, batch_intake, input_batches, settings
     from streams.batches import next_offsets
