@@ -29,14 +29,14 @@ import orjson
 from mode import CrashingSupervisor
 
 from agents.progress import mark_sent, mark_stored_offsets
-from agents.sequence import report_gaps
+from agents.sequence import follow
 from agents.sink import ClickHouseSink, Rows, WriteBehind
 from schemas.events import Invalid
 from schemas.fast_events import decode_batch
-from streams.app import (alerts_topic, app, changelog_producer, deadletter_topic, group_partition, input_batches,
-                         batch_intake, order_changelog, order_state, settings, signals_topic)
-from streams.continuity import OffsetContinuity
+from streams.app import (alerts_topic, app, batch_intake, changelog_producer, deadletter_topic, group_partition,
+                         input_batches, order_changelog, order_state, settings, signals_topic)
 from streams.batches import FetchedBatch, next_offsets
+from streams.continuity import OffsetContinuity
 from streams.monitor import after_rebalance
 from streams.stream_time import StreamTime
 from supplymon import metrics
@@ -301,10 +301,8 @@ async def _in_sequence(fetched: FetchedBatch) -> list:
     """The batch's records that continue each partition's sequence; on a gap, read
     it again (streams/continuity.py)."""
     positions = fetched.positions()
-    plan = continuity.plan(((tp, record.offset) for tp, record in positions), _assigned_inputs())
-    report_gaps(plan)
-    if plan.seek_to:
-        await batch_intake.seek(plan.seek_to)
+    plan = await follow(continuity, ((tp, record.offset) for tp, record in positions), _assigned_inputs(),
+                        batch_intake.seek)
     return [positions[i] for i in plan.process]
 
 
