@@ -170,7 +170,7 @@ def pipeline(settings: Settings, lines: list[bytes], data_dir: Path) -> tuple[fl
         elapsed = time.perf_counter() - started
         peak = rss_kib(worker.process.pid)
         state = json.loads(worker.get("/state", timeout=60))
-        stages = stage_seconds(worker.get("/metrics", timeout=60))
+        stages = stage_seconds(worker.get("/metrics", timeout=60).decode())
         stages["end to end (wall)"] = elapsed
         return sum(end_offsets.values()) / elapsed, peak, state, stages
     finally:
