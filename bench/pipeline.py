@@ -382,12 +382,12 @@ def print_stages(stages: dict[str, float], events: int) -> None:
     """Per stage, us per event in the pipeline run, and its share of the wall time
     (the store's inserts run on their own thread, beside the others)."""
     wall = stages["end to end (wall)"]
-    print(f"per stage, pipeline run ({events:,} events)      us/event   share of wall")
+    print(f"per stage, pipeline run ({events:,} messages)".ljust(48) + "us/event   share of wall")
     for name in (*STAGES, "store", "end to end (wall)"):
         seconds = stages.get(name, 0.0)
-        print(f"  {name:<40} {seconds / events * 1e6:>8.1f}   {seconds / wall:>6.1%}")
+        print(f"  {name:<46} {seconds / events * 1e6:>8.1f}   {seconds / wall:>6.1%}")
     rest = wall - sum(stages.get(name, 0.0) for name in STAGES)
-    print(f"  {'rest (Kafka intake, sends, changelogs, waits)':<40} {rest / events * 1e6:>8.1f}   {rest / wall:>6.1%}")
+    print(f"  {'rest (Kafka intake, sends, changelogs, waits)':<46} {rest / events * 1e6:>8.1f}   {rest / wall:>6.1%}")
 
 
 if __name__ == "__main__":
