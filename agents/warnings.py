@@ -77,9 +77,9 @@ async def process(events: list[EventT]) -> None:
 
 
 async def _evaluate(events: list[EventT]) -> None:
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time, as the lifecycle's stages
     outcome = warnings.process((event.message.partition, event.value) for event in events)
-    metrics.stage_seconds.labels("early_warnings").inc(time.perf_counter() - started)
+    metrics.stage_seconds.labels("early_warnings").inc(time.thread_time() - started)
     now = warnings.stream_time()
     if now is not None:
         metrics.warning_time.set(now / 1000)

@@ -379,8 +379,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_stages(stages: dict[str, float], events: int) -> None:
-    """Per stage, us per event in the pipeline run, and its share of the wall time
-    (the store's inserts run on their own thread, beside the others)."""
+    """Per stage, us per event in the pipeline run, and its share of the wall time:
+    CPU time of the worker's main thread, and the store's inserts (wall time on
+    their own thread, beside the others); the rest is Kafka intake, sends,
+    changelogs, Faust and waiting."""
     wall = stages["end to end (wall)"]
     print(f"per stage, pipeline run ({events:,} messages)".ljust(48) + "us/event   share of wall")
     for name in (*STAGES, "store", "end to end (wall)"):

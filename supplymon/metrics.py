@@ -32,5 +32,5 @@ warning_time = Gauge("supplymon_warning_stream_time_seconds",
                      "Early warnings' stream time (least over the signals partitions held), Unix seconds",
                      registry=REGISTRY)
 stage_seconds = Counter("supplymon_stage_seconds_total",
-                        "Seconds spent per stage of the pipeline (decode, lifecycle, windows, signals, early_warnings)",
+                        "CPU seconds of the event loop's thread per stage (decode, lifecycle, windows, signals, early_warnings)",
                         ["stage"], registry=REGISTRY)
