@@ -196,6 +196,14 @@ def test_a_revoked_partition_is_committed_as_far_as_stored_then_forgotten():
     asyncio.run(scenario())
 
 
+async def until(condition, timeout: float = 10.0) -> None:
+    """Wait for `condition()` (the machine may be loaded: no fixed sleep)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
 async def _noop_async(*args, **kwargs):
     return None
 
@@ -224,7 +232,8 @@ def test_a_rebalance_cancels_a_pending_put_and_the_batch_is_dropped_unacknowledg
         await asyncio.sleep(0.1)
         consumer.suspend_flow.clear()  # and resumes
         consumer.app.flow_control.resume()
-        await asyncio.sleep(0.2)
+        await until(lambda: not intake.agent_queue.empty())
+        await asyncio.sleep(0.2)  # time for a late put of the dropped batch, were it still pending
         # The batch whose put was pending is gone (read again from the commit); the
         # next fetch came through.
         batches = []
