@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.intake
 
 clean:
 	rm -rf $(VENV) data *.egg-info

@@ -32,7 +32,6 @@ from agents.progress import mark_sent, mark_stored_offsets
 from agents.sequence import follow
 from agents.sink import ClickHouseSink, Rows, WriteBehind
 from schemas.events import Invalid
-from schemas.fast_events import decode_batch
 from streams.app import (alerts_topic, app, batch_intake, changelog_producer, deadletter_topic, group_partition,
                          input_batches, order_changelog, order_state, settings, signals_topic)
 from streams.batches import FetchedBatch, next_offsets
@@ -42,6 +41,7 @@ from streams.stream_time import StreamTime
 from supplymon import metrics
 from supplymon.core.alerts import order_alert_row
 from supplymon.core.due import DueIndex
+from supplymon.core.intake import Intake
 from supplymon.core.lifecycle import OrderLifecycle, new_state
 from supplymon.core.signals import fingerprint, order_signals, pack
 from supplymon.core.windows import Windows, part_row
@@ -49,6 +49,8 @@ from supplymon.core.windows import Windows, part_row
 log = logging.getLogger(__name__)
 
 lifecycle = OrderLifecycle(settings.rules)
+intake = Intake(settings.max_event_bytes, settings.rules.ms("max_future_skew_minutes"),
+                allow_future=settings.allow_future, trust_rebuilt=settings.embedded_broker)
 sink = ClickHouseSink(settings)
 stream_time = StreamTime()
 due_index = DueIndex()
@@ -161,20 +163,32 @@ class Batch:
                     source: tuple[str, int, int], event_id: str | None, noticed_at: int) -> None:
         metrics.dead_letters.labels(reason).inc()
         topic, partition, offset = source
-        self.dead.append((key, raw, {
-            "supplymon-reason": reason.encode(), "supplymon-detail": detail.encode(),
-            "supplymon-source": f"{topic}:{partition}:{offset}".encode()}))
-        self.rows.add("dead_letters", {
-            "topic": topic, "partition": partition, "offset": offset, "reason": reason,
-            "detail": detail, "event_id": event_id,
-            "original": raw.decode("utf-8", "replace"), "noticed_at": noticed_at})
+        row = {"topic": topic, "partition": partition, "offset": offset, "reason": reason,
+               "detail": detail, "event_id": event_id,
+               "original": raw.decode("utf-8", "replace"), "noticed_at": noticed_at}
+        self.dead.append((key, raw, _dead_headers(row)))
+        self.rows.add("dead_letters", row)
+
+
+def _dead_headers(row: dict) -> dict[str, bytes]:
+    """A dead-letter message's headers, from its `dead_letters` row."""
+    return {"supplymon-reason": row["reason"].encode(), "supplymon-detail": row["detail"].encode(),
+            "supplymon-source": f"{row['topic']}:{row['partition']}:{row['offset']}".encode()}
+
+
+async def send_refused(rows: list[dict]) -> None:
+    """Rows the store refused (their dead letters are stored already) to the dead-letter topic."""
+    for row in rows:
+        await deadletter_topic.send(key=None, value=row["original"].encode(), headers=_dead_headers(row))
 
 
 def _read(batch: Batch, tp, record, parsed) -> None:
+    """One record, admitted (or refused) by `intake.admit_batch`."""
     raw = record.value
     source = (record.topic, record.partition, record.offset)
     if isinstance(parsed, Invalid):
-        batch.dead_letter(record.key, raw or b"", parsed.reason, parsed.detail, source,
+        kept = parsed.original if parsed.original is not None else raw or b""
+        batch.dead_letter(record.key, kept, parsed.reason, parsed.detail, source,
                           parsed.event_id, record.timestamp or 0)
         return
     kind, ts_ms, event_id = parsed["kind"], parsed["ts_ms"], parsed["event_id"]
@@ -191,6 +205,8 @@ def _read(batch: Batch, tp, record, parsed) -> None:
     outcome = lifecycle.apply(state, parsed)
     if outcome.duplicate:
         metrics.duplicates.inc()
+        if outcome.rejected:  # same event_id, other content: dead-lettered, never stored as the event
+            _settle(batch, state, outcome, ts_ms)
         return
     batch.rows.add("events_raw", _raw_row(event_id, kind, ts_ms, order_id, text, source))
     _settle(batch, state, outcome, ts_ms)
@@ -237,11 +253,11 @@ def _advance(batch: Batch) -> None:
 def _emit(batch: Batch) -> float:
     """Facts, alerts, signal records and window parts of what changed; returns the
     seconds spent on signals and windows (their own stages in the metrics)."""
+    # Purged orders too: one advance may pass an order's deadlines and its retention
+    # at once, and its final fact and alerts are written before its state is dropped.
     clock = time.thread_time  # CPU time: the store's thread holds the GIL at times
     signals_s = windows_s = 0.0
     for order_id in batch.changed:
-        if order_id in batch.purged:
-            continue
         state = batch.states[order_id]
         if "order" not in state:
             continue
@@ -254,7 +270,7 @@ def _emit(batch: Batch) -> float:
                 state["sg"][n] = checksum
                 batch.signals.setdefault(group, {})[order_id] = record
         t1 = clock()
-        state["c"] = windows.update(fact, state["p"], state.get("c"), state.get("cv", 0), batch.watermark)
+        state["c"] = windows.update(fact, state["p"], state.get("c"), state.get("cv", 0))
         state["cv"] = fact["version"]
         t2 = clock()
         signals_s += t1 - t0
@@ -320,10 +336,12 @@ async def process(fetched: FetchedBatch) -> None:
         _rebuild_derived_state()
     records = await _in_sequence(fetched)
     batch = Batch()
+    # The wall clock, read once per batch, only to refuse stamps from the future (intake).
+    now_ms = int(time.time() * 1000)
     started = time.thread_time()
-    decoded = decode_batch([record.value for _, record in records])
+    admitted = intake.admit_batch([(record.value, record.headers) for _, record in records], now_ms)
     decoded_at = time.thread_time()
-    for (tp, record), parsed in zip(records, decoded):
+    for (tp, record), parsed in zip(records, admitted):
         _read(batch, tp, record, parsed)
     _advance(batch)
     other_stages = _emit(batch)
@@ -355,7 +373,7 @@ async def finish(batch: Batch) -> None:
     metrics.open_orders.set(len(due_index))
 
 
-write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4)
+write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4, on_refused=send_refused)
 
 
 # A crashed agent stops the worker (CrashingSupervisor) rather than being restarted

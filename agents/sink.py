@@ -3,8 +3,13 @@
 `write()` stores rows, retrying a failed write with exponential backoff (logged,
 and counted in `supplymon_sink_retries_total`); rows are idempotent
 (ReplacingMergeTree on natural keys), so a retried or replayed write changes
-nothing. All store calls run on one thread: chdb calls block, and the embedded
-store is used by one thread at a time.
+nothing. A write the store refuses because of the rows themselves (a value a
+column cannot hold: supplymon/refusals.py) is not retried: the batch is halved
+until the refused rows are found, the rest is stored, and each refused row goes
+to `dead_letters` with the store's error; `write()` returns those dead letters
+(for the dead-letter topic). Only an outage holds the pipeline. All store calls
+run on one thread: chdb calls block, and the embedded store is used by one
+thread at a time.
 
 `WriteBehind` lets the agent go on with the next batch while a batch's rows are
 stored: batches are queued, the rows of all queued batches are written together
@@ -22,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from supplymon import metrics
+from supplymon.refusals import dead_letter_row, describe, refused_by_store
 from supplymon.retry import retry_until_done
 from supplymon.settings import Settings
 from supplymon.store import Store
@@ -72,6 +78,20 @@ class ClickHouseSink:
         self._store_now().insert(table, rows)
         metrics.sink_seconds.observe(time.perf_counter() - started)
 
+    def _insert_isolating(self, table: str, rows: list[dict]) -> list[tuple[dict, str]]:
+        """Insert `rows`; the rows the store refuses, found by halving, are returned
+        with its error instead (an outage is raised, for the caller to retry)."""
+        try:
+            self._insert(table, rows)
+            return []
+        except Exception as exc:
+            if not refused_by_store(exc):
+                raise
+            if len(rows) == 1:
+                return [(rows[0], describe(exc))]
+        middle = len(rows) // 2
+        return self._insert_isolating(table, rows[:middle]) + self._insert_isolating(table, rows[middle:])
+
     def _close(self) -> None:
         if self._store is not None:
             self._store.close()
@@ -87,23 +107,45 @@ class ClickHouseSink:
     async def query(self, sql: str, fmt: str) -> bytes:
         return await self.run(lambda: self._store_now().query(sql, fmt))
 
-    async def write(self, rows: Rows) -> None:
-        """Store every row; returns only once all are stored (retries forever)."""
+    async def insert_json(self, table: str, data: bytes) -> None:
+        """Rows a command stores through this worker (`supplymon assess`), as JSONEachRow."""
+        await self.run(lambda: self._store_now().insert_json(table, data))
+
+    async def write(self, rows: Rows) -> list[dict]:
+        """Store every row; returns only once all are stored (an outage is retried
+        forever), with the dead letters of the rows the store refused."""
+        dead: list[dict] = []
         for table in TABLES:
-            batch = rows.by_table[table]
-            if not batch:
-                continue
+            refused = await self._write_table(table, rows.by_table[table])
+            if refused:
+                now = int(time.time() * 1000)
+                dead += [dead_letter_row(table, row, error, now) for row, error in refused]
+        if dead:
+            for row, error in await self._write_table("dead_letters", dead):
+                # Nowhere left to put it: said loudly rather than dropped silently.
+                log.error("the store refused a dead letter too (%s); it is only in this log: %.2000r", error, row)
+            for row in dead:
+                metrics.dead_letters.labels(row["reason"]).inc()
+        return dead
 
-            async def reopen(attempt: int, delay: float, exc: Exception) -> None:
-                metrics.sink_retries.labels(table).inc()
-                log.warning("writing %d rows to %s failed (attempt %d), retrying in %.1fs: %s",
-                            len(batch), table, attempt, delay, exc)
-                await self.run(self._close)  # a broken connection is reopened on the next attempt
+    async def _write_table(self, table: str, batch: list[dict]) -> list[tuple[dict, str]]:
+        if not batch:
+            return []
 
-            # Any store failure is retried: rows are never dropped.
-            await retry_until_done(lambda: self.run(self._insert, table, batch), on_retry=reopen,
-                                   first_delay=self.first_backoff, max_delay=self.max_backoff)
-            metrics.sink_rows.labels(table).inc(len(batch))
+        async def reopen(attempt: int, delay: float, exc: Exception) -> None:
+            metrics.sink_retries.labels(table).inc()
+            log.warning("writing %d rows to %s failed (attempt %d), retrying in %.1fs: %s",
+                        len(batch), table, attempt, delay, exc)
+            await self.run(self._close)  # a broken connection is reopened on the next attempt
+
+        # An outage is retried until it is over: rows are never dropped.
+        refused = await retry_until_done(lambda: self.run(self._insert_isolating, table, batch), on_retry=reopen,
+                                         first_delay=self.first_backoff, max_delay=self.max_backoff)
+        for row, error in refused:
+            metrics.sink_refused.labels(table).inc()
+            log.warning("the store refused a %s row, sent to the dead letters: %s", table, error)
+        metrics.sink_rows.labels(table).inc(len(batch) - len(refused))
+        return refused
 
     async def close(self) -> None:
         await self.run(self._close)
@@ -121,9 +163,11 @@ class WriteBehind:
     `submit()` or `drain()`.
     """
 
-    def __init__(self, sink: ClickHouseSink, finish: Callable[[Any], Awaitable[None]], max_pending: int):
+    def __init__(self, sink: ClickHouseSink, finish: Callable[[Any], Awaitable[None]], max_pending: int,
+                 on_refused: Callable[[list[dict]], Awaitable[None]] | None = None):
         self.sink = sink
         self.finish = finish
+        self.on_refused = on_refused
         self.max_pending = max_pending
         self._queue: list[tuple[Any, Rows, int]] = []  # (batch, rows, events), not finished yet
         self._pending = 0  # events in the queue
@@ -162,7 +206,9 @@ class WriteBehind:
                 rows = Rows()
                 for _, batch_rows, _ in group:
                     rows.extend(batch_rows)
-                await self.sink.write(rows)
+                refused = await self.sink.write(rows)
+                if refused and self.on_refused is not None:
+                    await self.on_refused(refused)
                 for batch, _, size in group:
                     await self.finish(batch)
                     self._queue.pop(0)

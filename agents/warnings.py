@@ -17,7 +17,7 @@ from typing import Any
 from faust.types import EventT
 from mode import CrashingSupervisor
 
-from agents.lifecycle import sink
+from agents.lifecycle import send_refused, sink
 from agents.progress import mark_stored
 from agents.sequence import in_sequence, withhold_acks
 from agents.sink import Rows
@@ -87,7 +87,8 @@ async def _evaluate(events: list[EventT]) -> None:
     rows = Rows()
     for alert in outcome.alerts:
         rows.add("alerts", alert)
-    await sink.write(rows)  # retried until stored
+    # retried until stored; a row the store refuses goes to the dead letters
+    await send_refused(await sink.write(rows))
     for alert in outcome.alerts:
         await alerts_topic.send(key=alert["alert_id"], value=alert)
         if alert["resolved_at"] is None:

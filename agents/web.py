@@ -14,6 +14,7 @@ from agents.lifecycle import sink, stream_time, unsettled
 from agents.progress import sent_offsets, stored_offsets
 from streams.app import app, key_partition, order_state, settings
 from supplymon import metrics
+from supplymon.assess import STORED_TABLES
 
 STARTED = time.time()
 
@@ -70,3 +71,22 @@ class SqlView(View):
         except Exception as exc:  # report the ClickHouse error to the caller
             return self.text(f"{exc}\n", status=400)
         return self.bytes(result, content_type="text/plain")
+
+
+@app.page("/assessment/rows")
+class AssessmentRowsView(View):
+    """POST the rows `supplymon assess` stores while this worker holds the store:
+    `?table=` one of the assessment tables, the body JSONEachRow."""
+
+    async def get(self, request):
+        return self.text("只接受 POST / POST only\n", status=405)
+
+    async def post(self, request):
+        table = request.query.get("table")
+        if table not in STORED_TABLES:
+            return self.text(f"table must be one of {', '.join(STORED_TABLES)}\n", status=400)
+        try:
+            await sink.insert_json(table, await request.read())
+        except Exception as exc:  # the ClickHouse error, for the command to report
+            return self.text(f"{exc}\n", status=400)
+        return self.text("ok\n")

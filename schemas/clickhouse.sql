@@ -126,3 +126,77 @@ SELECT {window}, {subject},
 FROM {db}.window_parts FINAL
 WHERE family = '{view}'
 GROUP BY ALL
+;
+-- The periodic distributor assessment (`supplymon assess`, chifeng-2025): one row per
+-- period, region scope ('' = all) and distributor; a new run of the same period
+-- replaces its rows (version = the run's time; distributors no longer assessed get
+-- an is_deleted row). Rates are fractions (0.7 = 70 %).
+CREATE TABLE IF NOT EXISTS {db}.distributor_assessment (
+    period_from Date,
+    period_to Date,
+    region_code LowCardinality(String),
+    distributor_id String,
+    distributor_name String,
+    registered UInt8,
+    orders UInt32,
+    open_orders UInt32,
+    on_time_rate Nullable(Float64),
+    response_24h_rate Nullable(Float64),
+    fill_rate Nullable(Float64),
+    grassroots_orders UInt32,
+    grassroots_delivery_rate Nullable(Float64),
+    alerts UInt32,
+    alerts_per_100_orders Nullable(Float64),
+    alerts_component Nullable(Float64),
+    score Nullable(Float64),
+    verdict LowCardinality(String),
+    reasons Array(String),
+    reasons_text String,
+    assessed_at DateTime64(3, 'Asia/Shanghai'),
+    version UInt64,
+    is_deleted UInt8 DEFAULT 0
+) ENGINE = ReplacingMergeTree(version, is_deleted)
+ORDER BY (period_from, period_to, region_code, distributor_id)
+;
+-- Monthly VBP monitoring (`supplymon assess vbp`, ganzhou-2023 §二(三)): per month and
+-- institution, the selected products' share of quantity and amount and, given an
+-- agreed-volume file, the purchase progress of its agreements.
+CREATE TABLE IF NOT EXISTS {db}.vbp_monthly (
+    month Date,
+    region_code LowCardinality(String),
+    institution_id String,
+    orders UInt32,
+    quantity UInt64,
+    vbp_quantity UInt64,
+    amount Float64,
+    vbp_amount Float64,
+    vbp_quantity_share Nullable(Float64),
+    vbp_amount_share Nullable(Float64),
+    agreements UInt32,
+    agreements_behind UInt32,
+    agreements_not_started UInt32,
+    behind_schedule UInt8,
+    assessed_at DateTime64(3, 'Asia/Shanghai'),
+    version UInt64,
+    is_deleted UInt8 DEFAULT 0
+) ENGINE = ReplacingMergeTree(version, is_deleted)
+ORDER BY (month, region_code, institution_id)
+;
+CREATE TABLE IF NOT EXISTS {db}.vbp_progress (
+    month Date,
+    region_code LowCardinality(String),
+    institution_id String,
+    product_id String,
+    period_from Date,
+    period_to Date,
+    agreed_quantity UInt64,
+    purchased_quantity UInt64,
+    progress Float64,
+    expected_progress Float64,
+    behind_schedule UInt8,
+    not_started UInt8,
+    assessed_at DateTime64(3, 'Asia/Shanghai'),
+    version UInt64,
+    is_deleted UInt8 DEFAULT 0
+) ENGINE = ReplacingMergeTree(version, is_deleted)
+ORDER BY (month, region_code, institution_id, product_id, period_from)

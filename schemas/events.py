@@ -18,12 +18,13 @@ from typing import Any, Callable, TypedDict, Union
 
 import orjson
 
+from schemas.limits import MAX_ID, MAX_TS_MS, MAX_UNIT_PRICE, MIN_TS_MS, UINT32_MAX
+
 KINDS = ("order", "response", "shipment", "arrival", "tick")
 DECISIONS = ("accepted", "partial", "rejected")
 REASONS = ("out_of_stock", "price", "qualification", "remote_area", "other")
 AREAS = ("urban", "rural")
 PRODUCT_KINDS = ("drug", "consumable")
-MAX_ID = 128
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
@@ -92,6 +93,7 @@ class Invalid:
     reason: str
     detail: str
     event_id: str | None = None
+    original: bytes | None = None  # what to keep of the message, when not all of it (too_large)
 
 
 class _Reject(Exception):
@@ -101,15 +103,24 @@ class _Reject(Exception):
         self.detail = detail
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value for a dead-letter detail, cut short (the original is kept beside it)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def parse_time(value: Any, name: str) -> int:
     """RFC 3339 with an offset -> epoch milliseconds."""
     if not isinstance(value, str) or not _RFC3339.match(value):
-        raise _Reject("bad_time", f"{name} must be an RFC 3339 time with an offset, got {value!r}")
+        raise _Reject("bad_time", f"{name} must be an RFC 3339 time with an offset, got {_shown(value)}")
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise _Reject("bad_time", f"{name} is not a valid date-time: {value!r}") from None
-    return int(moment.timestamp() * 1000)
+        raise _Reject("bad_time", f"{name} is not a valid date-time: {_shown(value)}") from None
+    ms = int(moment.timestamp() * 1000)
+    if not MIN_TS_MS <= ms < MAX_TS_MS:
+        raise _Reject("bad_field", f"{name} must be from 1900 to 2199 (what the store holds), got {_shown(value)}")
+    return ms
 
 
 def _field(doc: dict, name: str, check: Callable[[Any], bool], expected: str) -> Any:
@@ -117,7 +128,7 @@ def _field(doc: dict, name: str, check: Callable[[Any], bool], expected: str) ->
         raise _Reject("missing_field", f"{doc.get('kind')} event lacks required field {name!r}")
     value = doc[name]
     if not check(value):
-        raise _Reject("bad_field", f"{name} must be {expected}, got {value!r}")
+        raise _Reject("bad_field", f"{name} must be {expected}, got {_shown(value)}")
     return value
 
 
@@ -126,11 +137,11 @@ def _is_id(v: Any) -> bool:
 
 
 def _is_int(minimum: int) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and minimum <= v <= UINT32_MAX
 
 
-def _is_number_ge0(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+def _is_price(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= MAX_UNIT_PRICE
 
 
 def _is_bool(v: Any) -> bool:
@@ -158,14 +169,14 @@ def _order(doc: dict, common: dict) -> Order:
         product_id=_ident(doc, "product_id"),
         product_kind=_field(doc, "product_kind", _one_of(PRODUCT_KINDS), f"one of {PRODUCT_KINDS}"),
         vbp=_field(doc, "vbp", _is_bool, "true or false"),
-        quantity=_field(doc, "quantity", _is_int(1), "an integer > 0"),
-        unit_price=float(_field(doc, "unit_price", _is_number_ge0, "a number >= 0")),
+        quantity=_field(doc, "quantity", _is_int(1), f"an integer from 1 to {UINT32_MAX}"),
+        unit_price=float(_field(doc, "unit_price", _is_price, f"a number from 0 to {MAX_UNIT_PRICE:.0e}")),
     )
 
 
 def _response(doc: dict, common: dict) -> Response:
     decision = _field(doc, "decision", _one_of(DECISIONS), f"one of {DECISIONS}")
-    confirmed = _field(doc, "confirmed_quantity", _is_int(0), "an integer >= 0")
+    confirmed = _field(doc, "confirmed_quantity", _is_int(0), f"an integer from 0 to {UINT32_MAX}")
     reason = doc.get("reason")
     if decision != "accepted" or reason is not None:
         reason = _field(doc, "reason", _one_of(REASONS), f"one of {REASONS}")
@@ -187,7 +198,7 @@ def _shipment(doc: dict, common: dict) -> Shipment:
         order_id=_ident(doc, "order_id"),
         shipment_id=_ident(doc, "shipment_id"),
         distributor_id=_ident(doc, "distributor_id"),
-        quantity=_field(doc, "quantity", _is_int(1), "an integer > 0"),
+        quantity=_field(doc, "quantity", _is_int(1), f"an integer from 1 to {UINT32_MAX}"),
     )
 
 
@@ -200,7 +211,7 @@ def _arrival(doc: dict, common: dict) -> Arrival:
         order_id=_ident(doc, "order_id"),
         shipment_id=_ident(doc, "shipment_id"),
         institution_id=_ident(doc, "institution_id"),
-        quantity=_field(doc, "quantity", _is_int(0), "an integer >= 0"),
+        quantity=_field(doc, "quantity", _is_int(0), f"an integer from 0 to {UINT32_MAX}"),
         received_at=doc["received_at"],
         received_ms=received_ms,
     )
@@ -237,7 +248,7 @@ def validate(doc: dict) -> AnyEvent:
     event_id = _ident(doc, "event_id")
     kind = doc.get("kind")
     if not isinstance(kind, str) or kind not in _BUILDERS:
-        raise _Reject("unknown_kind", f"kind must be one of {KINDS}, got {kind!r}")
+        raise _Reject("unknown_kind", f"kind must be one of {KINDS}, got {_shown(kind)}")
     if "ts" not in doc:
         raise _Reject("missing_field", f"{kind} event lacks required field 'ts'")
     common = {"event_id": event_id, "kind": kind, "ts": doc["ts"], "ts_ms": parse_time(doc["ts"], "ts")}

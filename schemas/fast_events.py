@@ -19,15 +19,16 @@ from typing import Annotated, Literal, Sequence, Union
 
 import msgspec
 
-from schemas.events import MAX_ID, AnyEvent, Invalid, _Reject, parse_event, parse_time
+from schemas.events import AnyEvent, Invalid, _Reject, parse_event, parse_time
+from schemas.limits import MAX_ID, MAX_TS_MS, MAX_UNIT_PRICE, MIN_TS_MS, UINT32_MAX
 
 CHUNK = 512  # lines per decode call
 
 Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID)]
 Region = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
-Positive = Annotated[int, msgspec.Meta(ge=1)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
-Price = Annotated[float, msgspec.Meta(ge=0)]
+Positive = Annotated[int, msgspec.Meta(ge=1, le=UINT32_MAX)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=UINT32_MAX)]
+Price = Annotated[float, msgspec.Meta(ge=0, le=MAX_UNIT_PRICE)]
 
 
 # Unknown fields refused (the line goes to the full validator): msgspec skips an
@@ -105,7 +106,10 @@ def _time_ms(value: str, name: str) -> int:
         return parse_time(value, name)
     seconds = _hour_seconds(date, hour, zone, name) + int(minute) * 60 + int(second)
     micros = seconds * 1_000_000 + (int(fraction.ljust(6, "0")) if fraction else 0)
-    return int(micros / 1_000_000 * 1000)  # as datetime.timestamp(): total microseconds / 10**6
+    ms = int(micros / 1_000_000 * 1000)  # as datetime.timestamp(): total microseconds / 10**6
+    if not MIN_TS_MS <= ms < MAX_TS_MS:
+        return parse_time(value, name)  # out of the store's range: its refusal
+    return ms
 
 
 def _common(line: _Base, kind: str) -> dict:

@@ -55,12 +55,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=None,
                    help="publish at this many event-time seconds per second (default: as fast as possible)")
     p.add_argument("--partitions", type=int, help="partitions of new topics (default 4)")
+    p.add_argument("--allow-future", action="store_true",
+                   help="accept events stamped past the wall clock (a simulated future; with --embedded or --namespace; "
+                        "a worker of its own takes SUPPLYMON_ALLOW_FUTURE=1). Without it they are refused "
+                        "(future_timestamp)")
+    p.add_argument("--max-line-bytes", type=int, default=None,
+                   help="a longer line goes to the dead letters, truncated (too_large); default 1000000 "
+                        "or SUPPLYMON_MAX_EVENT_BYTES")
     data_dir(p)
 
     p = sub.add_parser("sql", help="ad-hoc SQL on the store (through the running worker if one holds it)")
     p.add_argument("query")
     p.add_argument("--namespace", metavar="NAME", help="a side-by-side replay's store (database supplymon_NAME)")
     p.add_argument("--format", default="PrettyCompact", help="a ClickHouse output format (default PrettyCompact)")
+    data_dir(p)
+
+    p = sub.add_parser("assess", help="the periodic distributor assessment, or (assess vbp) the monthly VBP monitoring")
+    p.add_argument("report", nargs="?", choices=("distributors", "vbp"), default="distributors",
+                   help="distributors (default): scores and verdicts over --from..--to; "
+                        "vbp: VBP products' share and agreed-volume progress in --month")
+    p.add_argument("--from", dest="date_from", help="first day of the period (YYYY-MM-DD, Asia/Shanghai)")
+    p.add_argument("--to", dest="date_to", help="last day of the period, included")
+    p.add_argument("--month", help="vbp: the month to monitor (YYYY-MM)")
+    p.add_argument("--region", help="only orders of this division code (150400: the whole city)")
+    p.add_argument("--registry",
+                   help="distributors with delivery rights: a CSV (distributor_id[,distributor_name,region_code]) "
+                        "or table:DB.NAME, a table of the store with those columns; default: those seen in the facts")
+    p.add_argument("--agreed", type=Path,
+                   help="vbp: CSV of agreed volumes (institution_id,product_id,agreed_quantity,period_from,period_to)")
+    p.add_argument("--format", default="PrettyCompact", help="a ClickHouse output format (default PrettyCompact)")
+    p.add_argument("--html", type=Path, help="also write a self-contained HTML report here")
+    p.add_argument("--xlsx", type=Path, help="also write the tables as an Excel workbook here")
+    p.add_argument("--namespace", metavar="NAME", help="assess a side-by-side replay's store (database supplymon_NAME)")
     data_dir(p)
 
     p = sub.add_parser("worker", help="the Faust worker against the configured Kafka and ClickHouse")
@@ -145,6 +171,15 @@ def _replay(settings: Settings, args) -> int:
         settings = settings.namespaced(args.namespace)
     if args.embedded:
         settings = replace(settings, web_port=0)  # a free port for the worker it starts
+    if args.allow_future:
+        if not (args.embedded or args.namespace):
+            raise ConfigError("--allow-future is for a replay's own worker (--embedded or --namespace NAME); "
+                              "set SUPPLYMON_ALLOW_FUTURE=1 where your worker runs instead")
+        settings = replace(settings, allow_future=True)
+    if args.max_line_bytes is not None:
+        if args.max_line_bytes < 1024:
+            raise ConfigError(f"--max-line-bytes must be at least 1024, got {args.max_line_bytes}")
+        settings = replace(settings, max_event_bytes=args.max_line_bytes)
     return replay(settings, lines, args.embedded, args.speed)
 
 
@@ -175,6 +210,12 @@ def _sql(settings: Settings, args) -> int:
     return 0
 
 
+def _assess(settings: Settings, args) -> int:
+    from supplymon.assess import command
+
+    return command(settings.namespaced(args.namespace) if args.namespace else settings, args)
+
+
 def _worker(settings: Settings, args) -> int:
     from supplymon.worker import run
 
@@ -199,4 +240,4 @@ def _demo(settings: Settings, args) -> int:
     return run_demo(replace(settings, web_port=settings.web_port or 0), args)
 
 
-COMMANDS = {"demo": _demo, "replay": _replay, "sql": _sql, "worker": _worker, "simulate": _simulate}
+COMMANDS = {"demo": _demo, "replay": _replay, "sql": _sql, "worker": _worker, "simulate": _simulate, "assess": _assess}

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime
 
 import orjson
@@ -93,7 +94,9 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
         wait = (story.starts_at - start).total_seconds() / args.speed
         print(f"story {story.describe()}\n    (it begins about {wait:.0f} s into the run)", file=out, flush=True)
     print(f"supplymon demo: starting the embedded broker and a worker on {settings.data_dir} ...", file=out, flush=True)
-    with embedded_stack(settings, live=True) as (settings, worker):
+    # Simulated time runs ahead of the wall clock (that is the demo): the worker is
+    # told to take a simulated future, which it refuses by default (future_timestamp).
+    with embedded_stack(replace(settings, allow_future=True), live=True) as (settings, worker):
         print(f"metrics at {worker.web}/metrics; ad-hoc SQL: supplymon sql --data-dir {settings.data_dir} "
               f"\"SELECT ...\"\nplaying {args.days:g} simulated days at {args.speed:g}x "
               f"(about {args.days * 86400 / args.speed:.0f} s); Ctrl-C stops", file=out, flush=True)

@@ -12,6 +12,9 @@ sink_rows = Counter("supplymon_sink_rows_total", "Rows written to ClickHouse, by
                     registry=REGISTRY)
 sink_retries = Counter("supplymon_sink_retries_total", "Failed writes that were retried, by ClickHouse table or changelog topic",
                        ["table"], registry=REGISTRY)
+sink_refused = Counter("supplymon_sink_refused_rows_total",
+                       "Rows the store refused (a value its column cannot hold), sent to the dead letters, by table",
+                       ["table"], registry=REGISTRY)
 sink_seconds = Histogram("supplymon_sink_write_seconds", "Time to write one batch to ClickHouse",
                          registry=REGISTRY)
 alerts_raised = Counter("supplymon_alerts_total", "Alert rows emitted (raised or updated), by kind",

@@ -5,7 +5,10 @@ Used by `replay`, the demo's simulator and the embedded worker's rebuild from
 Kafka timestamp set to its event time; a tick goes to every partition of every
 input topic (contract section 1). A line that is not a usable event is published
 as it is to the orders topic, so that the worker dead-letters it with a reason:
-validation lives in one place.
+validation lives in one place. A line over `max_event_bytes` (or one the broker
+refuses as too large) is published as its truncated copy with the header
+`supplymon-too-large` (its size): the worker dead-letters it (`too_large`) and the
+publishing goes on.
 """
 from __future__ import annotations
 
@@ -17,9 +20,12 @@ from datetime import datetime
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from schemas.limits import MAX_TS_MS, MIN_TS_MS
+from supplymon.core.intake import TOO_LARGE_HEADER, truncated
 from supplymon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,10 +67,12 @@ def topic_configs(settings: Settings) -> dict[str, str]:
 
 
 def event_time_ms(value) -> int | None:
+    """The Kafka timestamp for an event's `ts` (None if unusable: the worker says why)."""
     try:
-        return int(datetime.fromisoformat(value).timestamp() * 1000)
-    except (TypeError, ValueError):
+        ms = int(datetime.fromisoformat(value).timestamp() * 1000)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return ms if MIN_TS_MS <= ms < MAX_TS_MS else None
 
 
 @dataclass
@@ -72,6 +80,7 @@ class PublishStats:
     events: int = 0
     ticks: int = 0
     unreadable: int = 0
+    too_large: int = 0
     end_offsets: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> next offset
 
     def record(self, topic: str, partition: int, offset: int) -> None:
@@ -109,11 +118,14 @@ class Publisher:
         finally:
             await self._producer.stop()
 
-    async def publish(self, line: bytes | str) -> None:
+    async def publish(self, line: bytes | str, headers: list[tuple[str, bytes]] | None = None) -> None:
         """Publish one JSON Lines line (a tick fans out to every input partition)."""
         raw = line.encode() if isinstance(line, str) else line
         raw = raw.strip()
         if not raw:
+            return
+        if len(raw) > self.settings.max_event_bytes:
+            await self._too_large(raw)
             return
         topics = self.settings.topics
         try:
@@ -122,13 +134,13 @@ class Publisher:
             doc = None
         kind = doc.get("kind") if isinstance(doc, dict) else None
         ts = event_time_ms(doc.get("ts")) if isinstance(doc, dict) else None
-        if self.speed and ts is not None:
+        if self.speed and ts is not None and not self._refused_as_future(ts):
             await self._pace(ts)
         if kind == "tick":
             self.stats.ticks += 1
             for topic in topics.inputs:
                 for partition in range(self._partitions):
-                    await self._send(topic, None, raw, ts, partition)
+                    await self._send(topic, None, raw, ts, partition, headers)
             return
         order_id = doc.get("order_id") if isinstance(doc, dict) else None
         if kind in ("order", "response", "shipment", "arrival"):
@@ -138,7 +150,19 @@ class Publisher:
             self.stats.unreadable += 1
         key = order_id.encode() if isinstance(order_id, str) else None
         self.stats.events += 1
-        await self._send(topic, key, raw, ts, None)
+        await self._send(topic, key, raw, ts, None, headers)
+
+    async def _too_large(self, raw: bytes) -> None:
+        """Its truncated copy instead, for the worker to dead-letter (never decoded)."""
+        self.stats.too_large += 1
+        self.stats.events += 1
+        await self._send(self.settings.topics.orders, None, truncated(raw), None, None,
+                         [(TOO_LARGE_HEADER, str(len(raw)).encode())])
+
+    def _refused_as_future(self, ts: int) -> bool:
+        """Whether the worker will refuse `ts` as future (then not worth waiting for)."""
+        skew = self.settings.rules.ms("max_future_skew_minutes")
+        return not self.settings.allow_future and ts > time.time() * 1000 + skew
 
     async def _pace(self, ts: int) -> None:
         if self._clock_start is None:
@@ -149,20 +173,31 @@ class Publisher:
             await self.flush()
             await asyncio.sleep(wait)
 
-    async def _send(self, topic, key, value, ts, partition) -> None:
+    async def _send(self, topic, key, value, ts, partition, headers=None) -> None:
         if ts is not None and ts > time.time() * 1000:
             # A cluster with message.timestamp.after.max.ms refuses a whole record batch
             # for one record stamped in the future: such a record gets the wall clock as
             # its Kafka timestamp, and the worker judges its event time from its `ts`.
             ts = None
-        future = await self._producer.send(topic, value=value, key=key, timestamp_ms=ts,
-                                           partition=partition)
-        self._pending.append(future)
+        try:
+            future = await self._producer.send(topic, value=value, key=key, timestamp_ms=ts,
+                                               partition=partition, headers=headers)
+        except MessageSizeTooLargeError:  # over the producer's request size
+            self.stats.events -= 1
+            await self._too_large(value)
+            return
+        self._pending.append((future, value))
         if len(self._pending) >= self.window:
             await self.flush()
 
     async def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        for future in pending:
-            meta = await future
-            self.stats.record(meta.topic, meta.partition, meta.offset)
+        while self._pending:
+            pending, self._pending = self._pending, []
+            for future, value in pending:
+                try:
+                    meta = await future
+                except MessageSizeTooLargeError:  # over the broker's message limit
+                    self.stats.events -= 1
+                    await self._too_large(value)
+                    continue
+                self.stats.record(meta.topic, meta.partition, meta.offset)

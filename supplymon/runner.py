@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
+from supplymon.core.intake import REBUILT_HEADER
 from supplymon.embedded import EmbeddedBroker, free_port, port_open
 from supplymon.publish import Publisher, ensure_topics
 from supplymon.settings import Settings
@@ -63,10 +64,11 @@ def prepare_data_dir(settings: Settings) -> Path:
     return settings.data_dir / "logs"
 
 
-async def publish_lines(settings: Settings, lines, on_progress: Callable[[int], None] | None = None):
+async def publish_lines(settings: Settings, lines, on_progress: Callable[[int], None] | None = None,
+                        headers: list[tuple[str, bytes]] | None = None):
     async with Publisher(settings) as publisher:
         for n, line in enumerate(lines, 1):
-            await publisher.publish(line)
+            await publisher.publish(line, headers)
             if on_progress and n % 10_000 == 0:
                 on_progress(n)
     return publisher.stats
@@ -86,7 +88,8 @@ def rebuild_from_store(settings: Settings) -> int:
                 for _kind, payload in batch:
                     yield payload
 
-        stats = asyncio.run(publish_lines(settings, lines()))
+        # Marked as republished: they were admitted once (a simulated future too).
+        stats = asyncio.run(publish_lines(settings, lines(), headers=[(REBUILT_HEADER, b"1")]))
     finally:
         store.close()
     if stats.events or stats.ticks:

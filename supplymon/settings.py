@@ -13,6 +13,8 @@ from datetime import timedelta, timezone
 from pathlib import Path
 from typing import ClassVar, Mapping
 
+from supplymon.core.assessment import AssessmentRuleError, AssessmentRules
+
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules.toml")
 HOUR_MS = 3_600_000
 # Consumer group timeouts (session and rebalance): what a real cluster wants, and a
@@ -87,6 +89,11 @@ class Rules:
     short_supply_window_days: float = 30
     short_supply_min_orders: int = 20
     short_supply_fill_rate_below: float = 0.9
+    # The periodic assessment and VBP monitoring (the rules file's [assessment] section).
+    assessment: AssessmentRules = field(default_factory=AssessmentRules)
+    # Intake: an event or tick stamped more than this past the wall clock is refused
+    # (dead letter `future_timestamp`) unless the settings allow a simulated future.
+    max_future_skew_minutes: float = 10
 
     # The rules file groups keys in sections: [response] overdue_hours -> response_overdue_hours.
     _SECTIONS: ClassVar[dict[tuple[str, str], str]] = {
@@ -103,6 +110,7 @@ class Rules:
             "window_hours", "min_orders", "factor", "min_history_days", "max_history_days", "quiet_hours")},
         **{("delivery_rate", key): f"delivery_rate_{key}" for key in ("window_days", "min_orders", "threshold")},
         **{(section, key): f"{section}_{key}" for section, keys in CONDUCT_KEYS.items() for key in keys},
+        ("intake", "max_future_skew_minutes"): "max_future_skew_minutes",
     }
     _COUNTS: ClassVar[tuple[str, ...]] = (
         "shortage_institutions", "shortage_min_answered_orders", "surge_min_orders",
@@ -115,6 +123,8 @@ class Rules:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "assessment":  # validated by AssessmentRules itself
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"rule {f.name} must be a positive number, got {value!r}")
             if f.name in self._COUNTS and value != int(value):
@@ -149,6 +159,12 @@ class Rules:
         values = {}
         known = {section for section, _ in cls._SECTIONS}
         for section, body in doc.items():
+            if section == "assessment" and isinstance(body, dict):
+                try:
+                    values["assessment"] = AssessmentRules.from_section(body)
+                except (AssessmentRuleError, TypeError) as exc:
+                    raise ConfigError(f"rules file {path}: [assessment] {exc}") from None
+                continue
             if section not in known or not isinstance(body, dict):
                 raise ConfigError(f"rules file {path}: unknown section [{section}]")
             for key, value in body.items():
@@ -164,7 +180,8 @@ class Rules:
     def ms(self, name: str) -> int:
         """A threshold in milliseconds (event times are epoch milliseconds)."""
         value = getattr(self, name)
-        return int(value * (24 * HOUR_MS if name.endswith("_days") else HOUR_MS))
+        unit = 24 * HOUR_MS if name.endswith("_days") else HOUR_MS // 60 if name.endswith("_minutes") else HOUR_MS
+        return int(value * unit)
 
 
 @dataclass(frozen=True)
@@ -236,6 +253,15 @@ class Settings:
     # Kafka consumer group session and rebalance timeout; None: CLUSTER_GROUP_TIMEOUT,
     # or EMBEDDED_GROUP_TIMEOUT once pointed at the embedded broker (`with_embedded_broker`).
     group_timeout_seconds: float | None = None
+    # Accept events stamped in the future of the wall clock (a replay or demo of a
+    # simulated future); off by default: a future stamp is refused (`future_timestamp`).
+    allow_future: bool = False
+    # Largest event message or replayed line; a larger one goes to the dead letters,
+    # truncated (`too_large`). Under Kafka's default message limit (~1 MB).
+    max_event_bytes: int = 1_000_000
+    # The broker is the embedded one supplymon started: only then are the events it
+    # republishes from the store (marked so) trusted not to be checked again.
+    embedded_broker: bool = False
     topics: Topics = field(default_factory=Topics)
     rules: Rules = field(default_factory=Rules)
     rules_file: str | None = None
@@ -268,7 +294,7 @@ class Settings:
     def with_embedded_broker(self, url: str) -> "Settings":
         """These settings pointed at the embedded broker at `url` (short group
         timeouts unless SUPPLYMON_GROUP_TIMEOUT_SECONDS says otherwise)."""
-        return replace(self, kafka_url=url, group_timeout_seconds=self.group_timeout_seconds or EMBEDDED_GROUP_TIMEOUT)
+        return replace(self, kafka_url=url, embedded_broker=True, group_timeout_seconds=self.group_timeout_seconds or EMBEDDED_GROUP_TIMEOUT)
 
     def namespaced(self, name: str) -> "Settings":
         """These settings for a side-by-side run called `name`: its own topics
@@ -335,6 +361,12 @@ class Settings:
                 raise ConfigError(f"{p}{name} must be positive, got {value}")
             return value
 
+        def flag(name: str) -> bool:
+            raw = (get(name) or "0").strip().lower()
+            if raw not in ("0", "1", "true", "false", "yes", "no"):
+                raise ConfigError(f"{p}{name} must be 1 or 0 (true or false), got {raw!r}")
+            return raw in ("1", "true", "yes")
+
         def identifier(name: str, default: str) -> str:
             value = get(name, default)
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
@@ -358,6 +390,9 @@ class Settings:
             log_level=get("LOG_LEVEL", "warning"),
             live_tick_seconds=number("LIVE_TICK_SECONDS", 60.0, zero_ok=True),
             group_timeout_seconds=number("GROUP_TIMEOUT_SECONDS", 0.0, zero_ok=True) or None,
+            allow_future=flag("ALLOW_FUTURE"),
+            embedded_broker=flag("EMBEDDED_BROKER"),
+            max_event_bytes=integer("MAX_EVENT_BYTES", 1_000_000, 1024),
             topics=topics,
             rules=Rules.load(get("RULES")),
             rules_file=get("RULES"),
@@ -401,6 +436,9 @@ class Settings:
             p + "BATCH_SECONDS": str(self.batch_seconds),
             p + "LOG_LEVEL": self.log_level,
             p + "LIVE_TICK_SECONDS": str(self.live_tick_seconds),
+            p + "ALLOW_FUTURE": "1" if self.allow_future else "0",
+            p + "EMBEDDED_BROKER": "1" if self.embedded_broker else "0",
+            p + "MAX_EVENT_BYTES": str(self.max_event_bytes),
         }
         if self.kafka_url:
             out[p + "KAFKA"] = self.kafka_url

@@ -166,6 +166,10 @@ class Store:
             types = self._column_types[table] = self.client.create_insert_context(name, columns).column_types
         self.client.insert(name, data, column_names=columns, column_types=types, column_oriented=True)
 
+    def insert_json(self, table: str, data: bytes) -> None:
+        """Insert rows given as JSONEachRow (columns left out take their defaults)."""
+        self.client.raw_insert(f"{self.database}.{table}", None, data, fmt="JSONEachRow")
+
     def query(self, sql: str, fmt: str = "TabSeparatedWithNames") -> bytes:
         return self.client.raw_query(qualify(sql, self.database), fmt=fmt)
 

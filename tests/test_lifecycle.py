@@ -219,3 +219,21 @@ def test_custom_rules_move_deadlines():
     state = run(life, [order()], watermark=T0 + 25 * H)
     assert life.fact(state)["deadline_at"] == T0 + 12 * H
     assert kinds(life, state)["response_overdue"]["raised_at"] == T0 + 24 * H
+
+
+def test_a_repeat_changes_nothing_and_a_conflicting_duplicate_is_refused(life):
+    state = run(life, [order(), response(T0 + H)])
+    before = life.fact(state)
+    again = life.apply(state, response(T0 + H))
+    assert again.duplicate and not again.rejected
+    # The same instant written with another offset is the same content.
+    same = dict(response(T0 + H), ts="2026-03-01T09:00:00+08:00")
+    assert not life.apply(state, same).rejected
+    conflicting = life.apply(state, response(T0 + 2 * H, decision="rejected", confirmed=0))
+    assert conflicting.duplicate and [r[1] for r in conflicting.rejected] == ["conflicting_duplicate"]
+    assert life.fact(state) == before  # the first stands
+    # States kept before fingerprints existed still tell repeats, without the check.
+    old = run(life, [order()])
+    del old["fp"]
+    assert life.apply(old, response(T0 + H)).rejected == []
+    assert life.apply(old, response(T0 + 2 * H, decision="rejected", confirmed=0)).duplicate

@@ -40,7 +40,7 @@ def test_an_order_counts_once_with_its_latest_outcome():
     old, version = None, 0
     for fact in facts_along([order(), response(T0 + 30 * H), arrival(T0 + 31 * H, T0 + 30 * H)],
                             watermark=T0 + 100 * H):
-        old = windows.update(fact, 0, old, version, None)
+        old = windows.update(fact, 0, old, version)
         version = fact["version"]
     row = daily_part(windows)
     assert (row["orders"], row["responded"], row["responded_within_24h"]) == (1, 1, 0)
@@ -55,9 +55,9 @@ def test_late_arrival_moves_an_order_from_undelivered_to_on_time():
     delivered = dict(overdue, on_time=1, arrivals=1, delivered_quantity=10, version=overdue["version"] + 8)
     old, version = None, 0
     for fact in (placed, answered, overdue):
-        old, version = windows.update(fact, 0, old, version, None), fact["version"]
+        old, version = windows.update(fact, 0, old, version), fact["version"]
     assert daily_part(windows)["undelivered"] == 1
-    windows.update(delivered, 0, old, version, None)
+    windows.update(delivered, 0, old, version)
     row = daily_part(windows)
     assert (row["undelivered"], row["delivered_on_time"], row["delivered_quantity"]) == (0, 1, 10)
 
@@ -66,7 +66,7 @@ def test_windows_close_after_every_deadline_and_expire_with_retention():
     rules = Rules()
     windows = Windows(rules)
     (fact,) = facts_along([order()])
-    windows.update(fact, 0, None, 0, None)
+    windows.update(fact, 0, None, 0)
     day_start = DAILY.start(T0)
     windows.take_dirty()
     closes = day_start + DAY_MS + 72 * H
@@ -78,7 +78,7 @@ def test_windows_close_after_every_deadline_and_expire_with_retention():
     windows.advance(day_start + 72 * H + rules.ms("retention_days") + 1)
     assert not any(k[0] == "distributor_daily" for k in windows.parts)
     # A correction after expiry does not resurrect the window.
-    windows.update(fact, 0, None, 0, day_start + 72 * H + rules.ms("retention_days") + 2)
+    windows.update(fact, 0, None, 0)
     assert not any(k[0] == "distributor_daily" for k in windows.parts)
 
 
@@ -104,3 +104,28 @@ def test_a_part_applies_only_what_changed_in_a_contribution():
     assert dict(zip(COUNTS, part.counts)) == {
         "orders": 2, "responded": 2, "responded_within_24h": 2, "rejected": 0, "delivered_on_time": 1,
         "delivered_late": 0, "undelivered": 1, "ordered_quantity": 30, "delivered_quantity": 10}
+
+
+def _written_after(batches):
+    """The window-part rows written, last per key, when an order's facts arrive in
+    `batches` (lists of facts, each batch then advanced to its watermark)."""
+    windows, old, version, written = Windows(Rules()), None, 0, {}
+    for facts, watermark in batches:
+        for fact in facts:
+            old, version = windows.update(fact, 0, old, version), fact["version"]
+        windows.advance(watermark)
+        written.update((key, part_row(key, part)) for key, part in windows.take_dirty())
+    return written
+
+
+def test_a_window_settled_and_expired_by_one_advance_is_written_whatever_the_batches():
+    """An order, then time jumping past its window's expiry: with the jump in a batch
+    of its own or in the order's batch, the same final part rows are written (closed,
+    with the order's final outcome) before the parts leave memory."""
+    weeks = T0 + 24 * 24 * H
+    placed, settled = facts_along([order()], watermark=weeks)
+    apart = _written_after([([placed], T0), ([settled], weeks)])
+    together = _written_after([([placed, settled], weeks)])
+    assert apart == together and apart
+    assert all(row["closed"] == 1 and row["orders"] == 1 and row["undelivered"] == 1 for row in apart.values())
+    assert len(apart) == len(FAMILIES)

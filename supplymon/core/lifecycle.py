@@ -12,8 +12,12 @@ later than it: an answer stamped exactly at the deadline is in time.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from typing import Any
 
+import orjson
+
+from schemas.limits import UINT16_MAX, UINT32_MAX
 from supplymon.settings import HOUR_MS, Rules
 
 # Bits of state["passed"]: the deadlines the watermark has gone past.
@@ -50,8 +54,32 @@ class Outcome:
         self.purge |= other.purge
 
 
+def _beyond_store(state: dict, kind: str, quantity: int) -> str | None:
+    """Why the order's fact row could not hold this event's effect (its counts and
+    delivered quantity are UInt16 and UInt32 columns), or None."""
+    if kind == "shipment" and state.get("ships", 0) >= UINT16_MAX:
+        return f"the order already has {UINT16_MAX} shipments, as many as the store counts"
+    if kind == "arrival":
+        if state.get("arrs", 0) >= UINT16_MAX:
+            return f"the order already has {UINT16_MAX} arrivals, as many as the store counts"
+        if state.get("qty", 0) + quantity > UINT32_MAX:
+            return f"the order's delivered quantity would pass {UINT32_MAX}, more than the store holds"
+    return None
+
+
 def new_state(order_id: str) -> dict:
-    return {"oid": order_id, "seen": [], "n": 0, "passed": 0, "alerts": {}}
+    return {"oid": order_id, "seen": [], "fp": [], "n": 0, "passed": 0, "alerts": {}}
+
+
+# An event's content for telling a repeat from a conflicting duplicate: its contract
+# fields, times as instants (the same instant written with another offset is the
+# same), not what the agent adds (its raw text and source).
+_NOT_CONTENT = frozenset({"ts", "received_at", "raw", "src"})
+
+
+def content_fingerprint(event: dict) -> int:
+    fields = {k: v for k, v in event.items() if k not in _NOT_CONTENT}
+    return zlib.crc32(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS))
 
 
 def _earliest(current: int | None, candidate: int) -> int:
@@ -113,9 +141,18 @@ class OrderLifecycle:
     # -- events ----------------------------------------------------------------------
     def apply(self, state: dict, event: dict) -> Outcome:
         """Apply one validated business event (as a dict of its record's fields)."""
-        if event["event_id"] in state["seen"]:
+        seen, content = state["seen"], content_fingerprint(event)
+        if event["event_id"] in seen:
+            # A repeat changes nothing; one with other content is refused besides
+            # (the first stands). States from before fingerprints were kept have none.
+            prints, n = state.get("fp", ()), seen.index(event["event_id"])
+            if n < len(prints) and prints[n] != content:
+                return Outcome(duplicate=True, rejected=[(event, "conflicting_duplicate", (
+                    f"event_id {event['event_id']} was already read with other content; the first stands"))])
             return Outcome(duplicate=True)
-        state["seen"].append(event["event_id"])
+        if len(state.setdefault("fp", [])) == len(seen):
+            state["fp"].append(content)
+        seen.append(event["event_id"])
         if event["kind"] != "order" and "order" not in state:
             state.setdefault("pend", []).append(event)
             return Outcome(held=True)
@@ -141,6 +178,9 @@ class OrderLifecycle:
         if kind in ("response", "shipment") and quantity > order["quantity"]:
             return Outcome(rejected=[(event, "inconsistent",
                                       f"{kind} quantity {quantity} exceeds the ordered {order['quantity']}")])
+        beyond = _beyond_store(state, kind, quantity)
+        if beyond:
+            return Outcome(rejected=[(event, "bad_field", beyond)])
         if kind == "response":
             state["resp"] = _first(state.get("resp"), [
                 event["ts_ms"], event["event_id"], event["decision"],

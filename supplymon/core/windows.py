@@ -126,6 +126,7 @@ class Windows:
         self.expire_ms = rules.ms("response_escalation_hours") + rules.ms("retention_days")
         self.parts: dict[PartKey, Part] = {}
         self.dirty: set[PartKey] = set()
+        self._leaving: dict[PartKey, Part] = {}  # expired with changes not written yet
         self._advanced_to: int | None = None
         self._sizes = {f.name: f.size_ms for f in self.families}
         # When each part closes and expires (pushed once, when the part is made), so
@@ -145,15 +146,19 @@ class Windows:
         ordered_at = fact["ordered_at"]
         return [(f.name, f.subject(fact), f.start(ordered_at), partition) for f in self.families]
 
-    def update(self, fact: dict, partition: int, old: list | None, old_version: int,
-               watermark: int | None) -> list:
+    def update(self, fact: dict, partition: int, old: list | None, old_version: int) -> list:
         """Replace an order's old contribution by its current one; returns the new one."""
         new = contribution(fact)
         if new == old and fact["version"] == old_version:
             return new
         change = Change(old, old_version, new, fact["version"])
+        # Expired as far as the windows were advanced, not to the batch's watermark:
+        # that may have jumped past the window in the very batch that placed the order,
+        # whose part must still be made and written (closed, then dropped, by advance).
+        # The same parts whatever the batch boundaries.
+        known = self._advanced_to
         for key in self._keys(fact, partition):
-            if watermark is not None and self._expired(key, watermark):
+            if known is not None and self._expired(key, known):
                 continue  # a correction after the window left memory: facts have it, tables not
             self._part(key).apply(change)
             self.dirty.add(key)
@@ -169,30 +174,36 @@ class Windows:
         return watermark > key[2] + self.expire_ms
 
     def advance(self, watermark: int) -> None:
-        """Close windows all of whose deadlines have passed; drop expired ones."""
+        """Close windows all of whose deadlines have passed; drop expired ones (closed
+        first, and a changed part's last state still written: one advance may close
+        and expire a window whose orders it has just settled)."""
         if watermark == self._advanced_to:
             return
         self._advanced_to = watermark
         expiring, closing = self._expiring, self._closing
-        while expiring and watermark > expiring[0][0]:
-            _, key = heapq.heappop(expiring)
-            if self.parts.pop(key, None) is not None:
-                self.dirty.discard(key)
         while closing and watermark > closing[0][0]:
             _, key = heapq.heappop(closing)
             part = self.parts.get(key)
             if part is not None and not part.closed:
                 part.closed = True
                 self.dirty.add(key)
+        while expiring and watermark > expiring[0][0]:
+            _, key = heapq.heappop(expiring)
+            part = self.parts.pop(key, None)
+            if part is not None and key in self.dirty:
+                self._leaving[key] = part
 
     def take_dirty(self) -> list[tuple[PartKey, Part]]:
-        out = [(key, self.parts[key]) for key in self.dirty if key in self.parts]
+        out = [(key, self.parts.get(key) or self._leaving[key]) for key in self.dirty
+               if key in self.parts or key in self._leaving]
         self.dirty.clear()
+        self._leaving.clear()
         return out
 
     def clear(self) -> None:
         self.parts.clear()
         self.dirty.clear()
+        self._leaving.clear()
         self._advanced_to = None
         self._closing.clear()
         self._expiring.clear()
