@@ -184,3 +184,20 @@ def test_every_kind_and_a_chunk_boundary():
     lines[3] = lines[3].replace(b",", b",\n", 1)  # a line break inside a message
     lines.append(None)
     check(lines)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.one_of(hostile_lines(), events().map(orjson.dumps)),
+                          st.sampled_from([None, [], [("supplymon-too-large", b"2000000")],
+                                           [("supplymon-too-large", b"x")], [("supplymon-rebuilt", b"1")]])),
+                min_size=1, max_size=20),
+       st.booleans(), st.booleans())
+def test_a_batch_is_admitted_as_each_message_alone(messages, allow_future, trust_rebuilt):
+    from supplymon.core.intake import Intake
+
+    intake = Intake(max_bytes=400, max_future_skew_ms=5 * 60_000, allow_future=allow_future,
+                    trust_rebuilt=trust_rebuilt)
+    now_ms = 1_800_000_000_000  # 2027: some generated stamps are past it
+    got = intake.admit_batch(messages, now_ms)
+    for (raw, headers), admitted in zip(messages, got):
+        assert same(admitted, intake.admit(raw, now_ms, headers))
