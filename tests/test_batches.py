@@ -86,7 +86,9 @@ def make_intake(maxsize: int = 4, assigned: set | None = None):
     consumer.assignment = lambda: set(tps)
     consumer.highwater = lambda tp: 0
     # What the agent iterates: a subscriber of the channel, with its own queue.
-    intake.agent_queue = channel.clone(is_iterator=True).queue
+    # (held here: the channel keeps its subscribers in a WeakSet)
+    intake.agent_stream = channel.clone(is_iterator=True)
+    intake.agent_queue = intake.agent_stream.queue
     app.flow_control.resume()  # as a running worker's (suspended until it starts)
     return intake, consumer
 
