@@ -14,13 +14,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Debian tools the tests use: promtool, amtool and alertmanager, headless Chromium,
-# docker-compose (for `config` only). Installed if absent, without starting the
-# services their packages would start (policy-rc.d answers 101: "not allowed").
+# Debian tools the tests use: promtool, amtool and alertmanager, headless Chromium
+# (and a Chinese font for its screenshots), docker-compose (for `config` only).
+# Installed if absent, without starting the services their packages would start
+# (policy-rc.d answers 101: "not allowed").
 SYSTEM_TOOLS := promtool:prometheus amtool:prometheus-alertmanager chromium:chromium docker-compose:docker-compose
 system-tools:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from supplymon import metrics
+from supplymon import health, metrics
 from supplymon.refusals import dead_letter_row, describe, refused_by_store
 from supplymon.retry import retry_until_done
 from supplymon.settings import Settings
@@ -107,6 +107,10 @@ class ClickHouseSink:
     async def query(self, sql: str, fmt: str) -> bytes:
         return await self.run(lambda: self._store_now().query(sql, fmt))
 
+    async def analyst_query(self, sql: str, fmt: str) -> bytes:
+        """An analyst's query (read-only, refused with QueryRefused otherwise)."""
+        return await self.run(lambda: self._store_now().analyst_query(sql, fmt))
+
     async def insert_json(self, table: str, data: bytes) -> None:
         """Rows a command stores through this worker (`supplymon assess`), as JSONEachRow."""
         await self.run(lambda: self._store_now().insert_json(table, data))
@@ -134,6 +138,7 @@ class ClickHouseSink:
 
         async def reopen(attempt: int, delay: float, exc: Exception) -> None:
             metrics.sink_retries.labels(table).inc()
+            health.store.failed(exc)  # logs the outage's start once, sets supplymon_up{system="store"}
             log.warning("writing %d rows to %s failed (attempt %d), retrying in %.1fs: %s",
                         len(batch), table, attempt, delay, exc)
             await self.run(self._close)  # a broken connection is reopened on the next attempt
@@ -141,6 +146,7 @@ class ClickHouseSink:
         # An outage is retried until it is over: rows are never dropped.
         refused = await retry_until_done(lambda: self.run(self._insert_isolating, table, batch), on_retry=reopen,
                                          first_delay=self.first_backoff, max_delay=self.max_backoff)
+        health.store.ok()  # it answered (a refused row is about the row, not an outage)
         for row, error in refused:
             metrics.sink_refused.labels(table).inc()
             log.warning("the store refused a %s row, sent to the dead letters: %s", table, error)

@@ -1,20 +1,23 @@
 """The worker's web endpoints: Prometheus metrics, progress, and SQL on its store.
 
 `/sql` exists because the embedded store admits one process: while a worker holds
-a data dir, `supplymon sql` sends its query here.
+a data dir, `supplymon sql` sends its query here. Who may call what:
+streams/web_security.py (GET pages read only; `/sql` is POST with the token);
+`/health` and `/ready`: agents/health.py.
 """
 from __future__ import annotations
 
 import time
 
-from faust.web import View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.lifecycle import sink, stream_time, unsettled
 from agents.progress import sent_offsets, stored_offsets
 from streams.app import app, key_partition, order_state, settings
+from streams.web_security import GuardedPostView, refusal
 from supplymon import metrics
 from supplymon.assess import STORED_TABLES
+from supplymon.sql_guard import QueryRefused
 
 STARTED = time.time()
 
@@ -53,33 +56,28 @@ async def state_view(web, request):
 
 
 @app.page("/sql")
-class SqlView(View):
-    """POST (or GET) `query` and optional `format` (a ClickHouse format name)."""
-
-    async def get(self, request):
-        return await self._run(request.query)
+class SqlView(GuardedPostView):
+    """POST `query` and optional `format` (a ClickHouse format name), form-encoded, with
+    the token. Read-only queries on the store only (supplymon/sql_guard.py)."""
 
     async def post(self, request):
-        return await self._run(await request.post())
-
-    async def _run(self, params):
+        params = await request.post()
         query = params.get("query")
         if not query:
-            return self.text("missing 'query'\n", status=400)
+            return refusal(400, "缺少参数 query", "missing 'query'")
         try:
-            result = await sink.query(query, params.get("format") or "TabSeparatedWithNames")
-        except Exception as exc:  # report the ClickHouse error to the caller
-            return self.text(f"{exc}\n", status=400)
+            result = await sink.analyst_query(query, params.get("format") or "TabSeparatedWithNames")
+        except QueryRefused as exc:
+            return self.text(f"{exc}\n", status=403)
+        except Exception as exc:  # the ClickHouse error, for the analyst to fix the query
+            return self.text(f"查询失败 / query failed: {exc}\n", status=400)
         return self.bytes(result, content_type="text/plain")
 
 
 @app.page("/assessment/rows")
-class AssessmentRowsView(View):
+class AssessmentRowsView(GuardedPostView):
     """POST the rows `supplymon assess` stores while this worker holds the store:
-    `?table=` one of the assessment tables, the body JSONEachRow."""
-
-    async def get(self, request):
-        return self.text("只接受 POST / POST only\n", status=405)
+    `?table=` one of the assessment tables, the body JSONEachRow; with the token."""
 
     async def post(self, request):
         table = request.query.get("table")

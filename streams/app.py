@@ -14,6 +14,7 @@ from aiokafka.partitioner import murmur2
 import streams.codecs  # noqa: F401  (registers the str and orjson codecs)
 from streams.changelog import BatchedChangelog, ChangelogProducer
 from streams.batches import BatchIntake
+from streams.web_security import App, middlewares
 from supplymon.settings import Settings
 
 settings = Settings.from_env()
@@ -24,7 +25,7 @@ def _broker_urls(url: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in hosts if host.strip()]
 
 
-app = faust.App(
+app = App(  # faust.App without Faust's built-in web pages (streams/web_security.py)
     settings.app_id,
     broker=_broker_urls(settings.kafka_url or "kafka://127.0.0.1:9092"),
     store=settings.table_store,
@@ -36,6 +37,7 @@ app = faust.App(
     web_host=settings.web_host,
     web_port=settings.web_port,
     web_bind=settings.web_host,
+    web_application_options={"middlewares": middlewares(settings)},  # access rules for every route
     consumer_auto_offset_reset="earliest",
     table_standby_replicas=0,
     # Short on the embedded broker (fast joins), Faust's defaults on a real cluster.

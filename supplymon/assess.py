@@ -11,7 +11,6 @@ worker: reads by its /sql, like `supplymon sql`, rows by its /assessment/rows.
 from __future__ import annotations
 
 import csv
-import os
 import re
 import sys
 import time
@@ -64,22 +63,11 @@ def _literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _worker_token(settings: Settings) -> str | None:
-    """The worker's web token, when it has one: SUPPLYMON_WEB_TOKEN, or the token file
-    a worker writes in its data dir."""
-    token = os.environ.get("SUPPLYMON_WEB_TOKEN")
-    if token:
-        return token
-    try:
-        return (settings.data_dir / "web-token").read_text().strip() or None
-    except OSError:
-        return None
-
-
 def _post_rows(web: str, token: str | None, table: str, data: bytes, timeout: float = 60.0) -> None:
     from supplymon.runner import RunError
+    from supplymon.web_access import TOKEN_HEADER
 
-    headers = {"Content-Type": "application/x-ndjson", **({"X-Supplymon-Token": token} if token else {})}
+    headers = {"Content-Type": "application/x-ndjson", **({TOKEN_HEADER: token} if token else {})}
     request = urllib.request.Request(f"{web}/assessment/rows?table={table}", data=data, method="POST",
                                      headers=headers)
     try:
@@ -93,11 +81,12 @@ def _post_rows(web: str, token: str | None, table: str, data: bytes, timeout: fl
 def open_store(settings: Settings) -> StoreAccess:
     from supplymon.runner import http_query, running_worker
     from supplymon.store import Store
+    from supplymon.web_access import client_token
 
     worker = running_worker(settings)
     if worker:
-        web, token = worker["web"], _worker_token(settings)
-        return StoreAccess(lambda sql, fmt: http_query(web, sql, fmt),
+        web, token = worker["web"], client_token(settings)
+        return StoreAccess(lambda sql, fmt: http_query(web, sql, fmt, token=token),
                            lambda table, data: _post_rows(web, token, table, data))
     if settings.clickhouse_url is None and not settings.chdb_path.exists():
         raise AssessError(f"{settings.data_dir} 中没有数据 / no data in {settings.data_dir} (run a replay or the demo first)")

@@ -22,19 +22,17 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the monitor on simulated live traffic (embedded broker and store)")
     data_dir(p)
-    p.add_argument("--scenario", choices=SCENARIO_CHOICES,
-                   help="tell a story on top of healthy traffic: shortage (a drug runs out in a region), surge "
-                        "(an epidemic-like jump in orders after 8 normal days), bad-distributor (one ignores "
-                        "orders and is late to rural clinics), third-distributor (a manufacturer's third distributor in a "
-                        "city), price-lag (a price cut not followed elsewhere for 30 days), price-split (two prices "
-                        "in one city), price-rise (a 12 %% rise), remote-refusal (rural orders turned down), "
-                        "short-supply (a distributor confirms ~83 %% of what it accepts), all; the demo says which "
-                        "early warning to watch for")
+    p.add_argument("--scenario", choices=("healthy",) + SCENARIO_CHOICES, default="all",
+                   help="the stories told on top of healthy traffic: all (the default) tells every one (README: "
+                        "Scenarios), a name one of them; healthy: calm traffic, no story")
     p.add_argument("--days", type=float, default=None,
-                   help="simulated days of traffic (default 3; with --scenario: " + _demo_defaults("days") + ")")
+                   help="simulated days of traffic, ending now (default: " + _demo_defaults("days") + ")")
     p.add_argument("--speed", type=float, default=None,
-                   help="simulated seconds per real second (default 3600, an hour a second; with --scenario: "
-                        + _demo_defaults("speed") + ")")
+                   help="simulated seconds per real second (default: " + _demo_defaults("speed") + ")")
+    p.add_argument("--plain", action="store_true",
+                   help="a line per alert instead of the live view (chosen by itself when the output is not a "
+                        "terminal)")
+    p.add_argument("--screenshot", type=Path, metavar="FILE.svg", help="save the live view's last frame as SVG")
     p.add_argument("--orders-per-day", type=int, default=400, help="orders placed a simulated day (default 400)")
     p.add_argument("--seed", type=int, default=7)
 
@@ -62,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-line-bytes", type=int, default=None,
                    help="a longer line goes to the dead letters, truncated (too_large); default 1000000 "
                         "or SUPPLYMON_MAX_EVENT_BYTES")
+    p.add_argument("--skip-stored", action="store_true",
+                   help="publish only the lines not already in the store of --data-dir (events by event_id, bad "
+                        "lines as dead letters): resending after the embedded broker lost what it held")
     data_dir(p)
 
     p = sub.add_parser("sql", help="ad-hoc SQL on the store (through the running worker if one holds it)")
@@ -101,20 +102,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="inject a story into the healthy traffic (needs at least: "
                         + ", ".join(f"{name} {min_days(name)} days" for name in SCENARIO_CHOICES) + ")")
     p.add_argument("--out", type=Path, required=True, help="output file (.jsonl or .jsonl.gz)")
+
+    from dashboards.cli import add_parser as add_dashboards
+    add_dashboards(sub)
     return parser
 
 
 # The demo's --days and --speed when not given: long enough in event time for the story
 # to reach its alert (the surge needs 8 normal days first), about a minute or two of wall time.
-DEMO_RUNS = {None: (3.0, 3600.0), "shortage": (3.0, 3600.0), "bad-distributor": (5.0, 7200.0),
-             "surge": (11.0, 14400.0), "third-distributor": (3.0, 3600.0), "price-lag": (33.0, 86400.0),
-             "price-split": (3.0, 3600.0), "price-rise": (10.0, 14400.0), "remote-refusal": (4.0, 7200.0),
-             "short-supply": (4.0, 7200.0), "all": (33.0, 86400.0)}
+DEMO_RUNS = {"all": (33.0, 43200.0), "healthy": (3.0, 3600.0), "shortage": (3.0, 3600.0),
+             "bad-distributor": (5.0, 7200.0), "surge": (11.0, 14400.0), "third-distributor": (3.0, 3600.0),
+             "price-lag": (33.0, 86400.0), "price-split": (3.0, 3600.0), "price-rise": (10.0, 14400.0),
+             "remote-refusal": (4.0, 7200.0), "short-supply": (4.0, 7200.0)}
 
 
 def _demo_defaults(which: str) -> str:
     index = 0 if which == "days" else 1
-    return ", ".join(f"{name} {run[index]:g}" for name, run in DEMO_RUNS.items() if name)
+    return ", ".join(f"{name} {run[index]:g}" for name, run in DEMO_RUNS.items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,32 +184,15 @@ def _replay(settings: Settings, args) -> int:
         if args.max_line_bytes < 1024:
             raise ConfigError(f"--max-line-bytes must be at least 1024, got {args.max_line_bytes}")
         settings = replace(settings, max_event_bytes=args.max_line_bytes)
-    return replay(settings, lines, args.embedded, args.speed)
+    return replay(settings, lines, args.embedded, args.speed, skip_stored=args.skip_stored)
 
 
 def _sql(settings: Settings, args) -> int:
-    from supplymon.runner import http_query, running_worker
-    from supplymon.store import Store
+    from supplymon.runner import store_query
 
     if args.namespace:
         settings = settings.namespaced(args.namespace)
-    worker = running_worker(settings)
-    if worker:
-        result = http_query(worker["web"], args.query, args.format)
-    else:
-        if settings.clickhouse_url is None and not settings.chdb_path.exists():
-            print(f"supplymon sql: no data in {settings.data_dir} (run a replay or the demo first)", file=sys.stderr)
-            return 1
-        store = Store(settings)
-        try:
-            store.migrate()
-            result = store.query(args.query, args.format)
-        except Exception as exc:
-            print(f"supplymon sql: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            store.close()
-    sys.stdout.buffer.write(result)
+    sys.stdout.buffer.write(store_query(settings, args.query, args.format))
     sys.stdout.flush()
     return 0
 
@@ -227,7 +214,7 @@ def _simulate(settings: Settings, args) -> int:
     count = write_history(args.out, history)
     print(f"wrote {count:,} events to {args.out}")
     for story in history.stories:
-        print(f"story {story.describe()}")
+        print(f"故事 story {story.describe()}")
     return 0
 
 
@@ -240,4 +227,11 @@ def _demo(settings: Settings, args) -> int:
     return run_demo(replace(settings, web_port=settings.web_port or 0), args)
 
 
-COMMANDS = {"demo": _demo, "replay": _replay, "sql": _sql, "worker": _worker, "simulate": _simulate, "assess": _assess}
+def _dashboards(settings: Settings, args) -> int:
+    from dashboards.cli import run
+
+    return run(settings, args)
+
+
+COMMANDS = {"demo": _demo, "replay": _replay, "sql": _sql, "worker": _worker, "simulate": _simulate, "assess": _assess,
+            "dashboards": _dashboards}

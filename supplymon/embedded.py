@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import os
+import secrets
 import signal
 import socket
 import stat
@@ -61,6 +62,7 @@ class EmbeddedBroker:
         self.port = port
         self.log_file = log_file
         self.process: subprocess.Popen | None = None
+        self.cluster_id = ""
 
     @property
     def url(self) -> str:
@@ -79,9 +81,12 @@ class EmbeddedBroker:
                 raise BrokerError(f"port {self.port} on {self.host} is already in use; choose another")
             out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
             address = f"tcp://{self.host}:{self.port}"
+            # A cluster id of its own per start: it keeps nothing across a restart, and a
+            # worker that sees the id change knows the log it was reading is gone.
+            self.cluster_id = f"supplymon-{secrets.token_hex(8)}"
             self.process = subprocess.Popen(
                 [binary, "broker", "--listener-url", address, "--advertised-listener-url", address,
-                 "--storage-engine", "memory://tansu/"],
+                 "--storage-engine", "memory://tansu/", "--cluster-id", self.cluster_id],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
                 start_new_session=True,  # Ctrl-C reaches supplymon, which stops the broker last

@@ -1,4 +1,6 @@
 """Prometheus metrics served by the worker at /metrics."""
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -34,6 +36,30 @@ warning_groups = Gauge("supplymon_warning_groups", "Manufacturer and distributor
 warning_time = Gauge("supplymon_warning_stream_time_seconds",
                      "Early warnings' stream time (least over the signals partitions held), Unix seconds",
                      registry=REGISTRY)
+system_up = Gauge("supplymon_up", "Whether a system this worker depends on is reachable (1) or not (0), "
+                  "by system: store (ClickHouse), broker (Kafka)", ["system"], registry=REGISTRY)
+outages = Counter("supplymon_outages_total", "Outages seen (a system going from reachable to not), by system",
+                  ["system"], registry=REGISTRY)
+
+
+def _lag_behind(watermark: Gauge) -> float:
+    """Wall clock minus a watermark gauge (seconds); 0 until the first event moves it.
+    For alerting on a stalled pipeline only: no rule reads the wall clock."""
+    value = watermark._value.get()
+    return max(0.0, time.time() - value) if value > 0 else 0.0
+
+
+stream_time_lag = Gauge("supplymon_stream_time_lag_seconds",
+                        "Wall clock minus stream time (the watermark), seconds; 0 before the first event",
+                        registry=REGISTRY)
+stream_time_lag.set_function(lambda: _lag_behind(stream_time))
+warning_time_lag = Gauge("supplymon_warning_stream_time_lag_seconds",
+                         "Wall clock minus the early warnings' stream time, seconds; 0 before the first signal",
+                         registry=REGISTRY)
+warning_time_lag.set_function(lambda: _lag_behind(warning_time))
+consumer_lag = Gauge("supplymon_consumer_lag_messages",
+                     "Messages of an assigned input partition not yet processed and stored "
+                     "(high watermark minus the next offset to store)", ["topic", "partition"], registry=REGISTRY)
 stage_seconds = Counter("supplymon_stage_seconds_total",
                         "CPU seconds of the event loop's thread per stage (decode, lifecycle, windows, signals, early_warnings)",
                         ["stage"], registry=REGISTRY)

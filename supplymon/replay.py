@@ -12,17 +12,18 @@ possible, or paced at `--speed` event-time seconds per second.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sys
 import time
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import orjson
 
 from supplymon.embedded import free_port
 from supplymon.publish import Publisher, ensure_topics
-from supplymon.runner import RunError, WorkerProcess, embedded_stack, prepare_data_dir
+from supplymon.runner import RunError, WorkerProcess, embedded_stack, prepare_data_dir, store_query
 from supplymon.settings import Settings
 
 
@@ -45,24 +46,60 @@ class Meter:
         print(f"{self.label}: {done:,}{share}, {rate:,.0f}/s", file=self.out, flush=True)
 
 
-async def _publish(settings: Settings, lines: Iterable[bytes], speed: float | None, meter: Meter):
+def stored_lines(settings: Settings) -> Callable[[bytes], bool]:
+    """Whether a line is already in the store: an event whose event_id is in
+    `events_raw` or `dead_letters`, or a line stored as it is in `dead_letters`
+    (asked of the running worker's `/sql`, or of the store directly). Ticks are
+    always sent again: a rebuild does not republish them (supplymon/runner.py), and
+    one a partition has read already changes nothing there."""
+    ids = set(store_query(settings, "SELECT event_id FROM supplymon.events_raw UNION DISTINCT "
+                                    "SELECT assumeNotNull(event_id) FROM supplymon.dead_letters WHERE event_id IS NOT NULL",
+                          "TSVRaw").decode().splitlines())
+    digests = set(store_query(settings, "SELECT DISTINCT hex(MD5(original)) FROM supplymon.dead_letters",
+                              "TSVRaw").decode().lower().splitlines())
+
+    def stored(line: bytes) -> bool:
+        raw = line.strip()
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            doc = None
+        if isinstance(doc, dict) and doc.get("kind") == "tick":
+            return False
+        if isinstance(doc, dict) and isinstance(doc.get("event_id"), str) and doc["event_id"] in ids:
+            return True
+        return hashlib.md5(raw).hexdigest() in digests
+
+    return stored
+
+
+async def _publish(settings: Settings, lines: Iterable[bytes], speed: float | None, meter: Meter,
+                   skip: Callable[[bytes], bool] | None = None):
     async with Publisher(settings, speed=speed) as publisher:
+        skipped = 0
         for n, line in enumerate(lines, 1):
+            if skip is not None and skip(line):
+                skipped += 1
+                continue
             await publisher.publish(line)
             meter(n)
+        if skip is not None:
+            print(f"skipped {skipped:,} lines already stored", file=sys.stderr, flush=True)
         await publisher.flush()
         meter(publisher.stats.events + publisher.stats.ticks, force=True)
     return publisher.stats
 
 
-def replay(settings: Settings, lines: Iterable[bytes], embedded: bool, speed: float | None = None) -> int:
+def replay(settings: Settings, lines: Iterable[bytes], embedded: bool, speed: float | None = None,
+           skip_stored: bool = False) -> int:
     """Publish `lines` (supplymon.sources); with a worker of its own when embedded or
     namespaced, until all is stored."""
     if not embedded and settings.embedded_kafka:
         raise RunError("no Kafka configured: set SUPPLYMON_KAFKA=kafka://host:port, or use --embedded")
     if not embedded and not settings.namespace:
         ensure_topics(settings)
-        stats = asyncio.run(_publish(settings, lines, speed, Meter("published")))
+        skip = stored_lines(settings) if skip_stored else None
+        stats = asyncio.run(_publish(settings, lines, speed, Meter("published"), skip))
         print(f"published {stats.events:,} events and {stats.ticks:,} ticks "
               f"({stats.unreadable:,} unreadable lines, left to the worker's dead-letter topic)")
         return 0
@@ -71,7 +108,8 @@ def replay(settings: Settings, lines: Iterable[bytes], embedded: bool, speed: fl
         if settings.namespace:
             print(f"namespace {settings.namespace}: topics {settings.topics.orders} ..., consumer group "
                   f"{settings.app_id}, ClickHouse database {settings.clickhouse_database}", flush=True)
-        stats = asyncio.run(_publish(settings, lines, speed, Meter("published")))
+        skip = stored_lines(settings) if skip_stored else None
+        stats = asyncio.run(_publish(settings, lines, speed, Meter("published"), skip))
         total = sum(stats.end_offsets.values())
         meter = Meter("processed and stored")
         worker.wait_stored(stats.end_offsets, total, report=meter)

@@ -22,6 +22,7 @@ from supplymon.embedded import EmbeddedBroker, free_port, port_open
 from supplymon.publish import Publisher, ensure_topics
 from supplymon.settings import Settings
 from supplymon.store import Store
+from supplymon.web_access import TOKEN_HEADER, client_token
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,14 @@ async def publish_lines(settings: Settings, lines, on_progress: Callable[[int], 
 
 def rebuild_from_store(settings: Settings) -> int:
     """Publish the stored events (events_raw, in event-time order) into a fresh broker,
-    so that the worker's state is rebuilt: the embedded broker keeps nothing."""
+    so that the worker's state is rebuilt: the embedded broker keeps nothing.
+
+    Not the ticks: a stored tick was read in at least one partition, not necessarily
+    in all, and republished it goes to every partition: a partition that had not read
+    that far would jump ahead of its own events not yet stored (which the publisher
+    resends after the rebuild), firing deadlines early. Each partition's time is
+    rebuilt from its own events; the ticks come again with the publisher's resend
+    (`replay --skip-stored` resends every tick) or the live clock."""
     if settings.clickhouse_url is None and not settings.chdb_path.exists():
         return 0
     store = Store(settings)
@@ -85,8 +93,9 @@ def rebuild_from_store(settings: Settings) -> int:
 
         def lines():
             for batch in store.iter_raw():
-                for _kind, payload in batch:
-                    yield payload
+                for kind, payload in batch:
+                    if kind != "tick":
+                        yield payload
 
         # Marked as republished: they were admitted once (a simulated future too).
         stats = asyncio.run(publish_lines(settings, lines(), headers=[(REBUILT_HEADER, b"1")]))
@@ -117,6 +126,7 @@ class WorkerProcess:
         self.settings = settings
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self.broker: EmbeddedBroker | None = None  # the embedded broker it reads, when this process owns it
 
     @property
     def web(self) -> str:
@@ -138,6 +148,13 @@ class WorkerProcess:
             return ""
 
     def _check_alive(self) -> None:
+        broker = self.broker.process if self.broker is not None else None
+        if broker is not None and broker.poll() is not None:
+            raise RunError(f"内置 Kafka 代理意外退出（代码 {broker.returncode}），其中尚未存储的事件已丢失；已存储的都在。"
+                           f"再次运行同一命令并加上 --skip-stored 即可继续。\n"
+                           f"the embedded broker exited (code {broker.returncode}); what it held and was not stored "
+                           "yet is lost, everything stored is kept: run the same command again with --skip-stored "
+                           "to go on")
         if self.process is None or self.process.poll() is not None:
             raise RunError(f"the worker exited (code {self.process.returncode if self.process else None}); "
                            f"its log {self.log_path} ends with:\n{self.log_tail()}")
@@ -150,7 +167,7 @@ class WorkerProcess:
         return json.loads(self.get("/progress"))
 
     def query(self, sql: str, fmt: str = "JSONEachRow", timeout: float = 60.0) -> bytes:
-        return http_query(self.web, sql, fmt, timeout)
+        return http_query(self.web, sql, fmt, timeout, token=client_token(self.settings))
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Until the worker has joined its group and been assigned every input partition."""
@@ -218,10 +235,34 @@ class WorkerProcess:
         return process.returncode
 
 
-def http_query(web: str, sql: str, fmt: str, timeout: float = 60.0) -> bytes:
-    data = urllib.parse.urlencode({"query": sql, "format": fmt}).encode()
+def store_query(settings: Settings, sql: str, fmt: str) -> bytes:
+    """An analyst's query (read-only: supplymon/sql_guard.py) on the store: through the
+    worker's `/sql` while a worker holds the data dir, else on the store directly."""
+    worker = running_worker(settings)
+    if worker:
+        return http_query(worker["web"], sql, fmt, token=client_token(settings))
+    if settings.clickhouse_url is None and not settings.chdb_path.exists():
+        raise RunError(f"no data in {settings.data_dir} (run a replay or the demo first)")
+    store = Store(settings)
     try:
-        with urllib.request.urlopen(web + "/sql", data=data, timeout=timeout) as response:
+        store.migrate()
+        return store.analyst_query(sql, fmt)
+    except RunError:
+        raise
+    except Exception as exc:  # a refused or failed query: its message says why
+        raise RunError(str(exc)) from None
+    finally:
+        store.close()
+
+
+def http_query(web: str, sql: str, fmt: str, timeout: float = 60.0, token: str | None = None) -> bytes:
+    """POST a query to a worker's `/sql`, with its web token (supplymon/web_access.py;
+    default: SUPPLYMON_WEB_TOKEN)."""
+    token = token or os.environ.get("SUPPLYMON_WEB_TOKEN")
+    data = urllib.parse.urlencode({"query": sql, "format": fmt}).encode()
+    request = urllib.request.Request(web + "/sql", data=data, headers={TOKEN_HEADER: token} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.read()
     except urllib.error.HTTPError as exc:
         raise RunError(exc.read().decode(errors="replace").strip()) from None
@@ -244,8 +285,9 @@ def embedded_stack(settings: Settings, live: bool) -> Iterator[tuple[Settings, W
                            live_tick_seconds=settings.live_tick_seconds if live else 0)
         if rebuilt:
             print(f"rebuilt state from {rebuilt} events stored in {settings.data_dir}", flush=True)
-        worker = WorkerProcess(settings, logs / "worker.log").start()
-        worker.wait_ready()
+        worker = WorkerProcess(settings, logs / "worker.log")
+        worker.broker = broker
+        worker.start().wait_ready()
         yield settings, worker
     finally:
         if worker is not None:

@@ -265,6 +265,12 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     rules: Rules = field(default_factory=Rules)
     rules_file: str | None = None
+    # The web endpoints' shared secret (streams/web_security.py); None: a fresh one is
+    # written to DATA_DIR/web-token (0600) when the worker starts. Required to listen
+    # on an address other than loopback.
+    web_token: str | None = None
+    # Analysts' SQL (`supplymon sql`, `/sql`): longest a query may run.
+    sql_timeout_seconds: float = 60.0
     # ClickHouse database of every table (queries name it `supplymon.`; the store
     # rewrites that qualifier when it differs, see supplymon.store.qualify).
     clickhouse_database: str = DEFAULT_DATABASE
@@ -323,6 +329,11 @@ class Settings:
     @property
     def chdb_path(self) -> Path:
         return (self.data_dir / "clickhouse").resolve()
+
+    @property
+    def web_token_file(self) -> Path:
+        """The worker's web token when none is configured (mode 0600; `supplymon sql` reads it)."""
+        return self.data_dir / "web-token"
 
     @property
     def worker_file(self) -> Path:
@@ -396,6 +407,8 @@ class Settings:
             topics=topics,
             rules=Rules.load(get("RULES")),
             rules_file=get("RULES"),
+            web_token=get("WEB_TOKEN"),
+            sql_timeout_seconds=number("SQL_TIMEOUT_SECONDS", 60.0),
             clickhouse_database=identifier("CLICKHOUSE_DATABASE", DEFAULT_DATABASE),
             clickhouse_cluster=get("CLICKHOUSE_CLUSTER") and identifier("CLICKHOUSE_CLUSTER", ""),
             topic_replication=integer("TOPIC_REPLICATION", 1, 1),
@@ -448,6 +461,9 @@ class Settings:
             out[p + "CLICKHOUSE"] = self.clickhouse_url
         if self.rules_file:
             out[p + "RULES"] = self.rules_file
+        if self.web_token:
+            out[p + "WEB_TOKEN"] = self.web_token
+        out[p + "SQL_TIMEOUT_SECONDS"] = str(self.sql_timeout_seconds)
         out[p + "CLICKHOUSE_DATABASE"] = self.clickhouse_database
         if self.clickhouse_cluster:
             out[p + "CLICKHOUSE_CLUSTER"] = self.clickhouse_cluster

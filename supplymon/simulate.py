@@ -216,6 +216,7 @@ class Story:
     scopes: tuple[str, ...]  # low_delivery_rate: ("all", "grassroots"); otherwise ()
     summary: str  # what happens, in one sentence
     manufacturer_id: str | None = None  # manufacturer_city: the manufacturer
+    summary_zh: str = ""  # the summary in Chinese (people read it first)
 
     @property
     def subject(self) -> tuple[str, str] | str:
@@ -233,15 +234,25 @@ class Story:
     def due_by(self) -> datetime:
         return self.starts_at + self.within
 
+    def subject_text(self) -> str:
+        """The subject for people, Chinese then English."""
+        if self.subject_type == "distributor":
+            return f"配送企业 {self.distributor_id} / distributor {self.distributor_id}"
+        city = city_of(self.region_code or "")
+        if self.subject_type == "manufacturer_city":
+            return f"生产企业 {self.manufacturer_id}（{city} 市）/ manufacturer {self.manufacturer_id} in city {city}"
+        if self.subject_type == "product_city":
+            return f"产品 {self.product_id}（{city} 市）/ product {self.product_id} in city {city}"
+        return (f"产品 {self.product_id}（{self.region_code}）/ product {self.product_id} "
+                f"in region {self.region_code}")
+
     def describe(self) -> str:
-        """The story and the alert to watch for, for people."""
-        subject = {"distributor": f"distributor {self.distributor_id}",
-                   "manufacturer_city": f"manufacturer {self.manufacturer_id} in city {city_of(self.region_code or '')}",
-                   "product_city": f"product {self.product_id} in city {city_of(self.region_code or '')}",
-                   }.get(self.subject_type, f"product {self.product_id} in region {self.region_code}")
+        """The story and the alert to watch for, for people (Chinese, then English)."""
         scopes = f" ({', '.join(self.scopes)})" if self.scopes else ""
-        return (f"{self.scenario}: {self.summary}\n    watch for {self.kind}{scopes} on {subject}, "
-                f"due by {self.due_by:%Y-%m-%d %H:%M} (story from {self.starts_at:%Y-%m-%d %H:%M})")
+        zh = f"{self.summary_zh}\n    " if self.summary_zh else ""
+        return (f"{self.scenario}: {zh}{self.summary}\n    预期预警 watch for {self.kind}{scopes} on "
+                f"{self.subject_text()}, 最迟 due by {self.due_by:%Y-%m-%d %H:%M} "
+                f"(故事开始 story from {self.starts_at:%Y-%m-%d %H:%M})")
 
 
 def _iso(moment: datetime) -> str:
@@ -495,7 +506,10 @@ def _shortage(world: World, cast: _Cast, orders: list[_Order], rng: random.Rando
                   min(ends, end), timedelta(hours=72), (),
                   f"{product.id} ({'VBP ' if product.vbp else ''}{product.kind} of {product.manufacturer_id}) runs out of stock in region {region}: "
                   f"for {SHORTAGE_HOURS} h its distributor {dist.id} turns every order away with out_of_stock "
-                  f"(rejected or a small part confirmed), {len(extra)} institutions of the region among them.")
+                  f"(rejected or a small part confirmed), {len(extra)} institutions of the region among them.",
+                  summary_zh=f"{product.id}（{'集采' if product.vbp else ''}{'药品' if product.kind == 'drug' else '耗材'}，"
+                  f"生产企业 {product.manufacturer_id}）在 {region} 断货：{SHORTAGE_HOURS} 小时内配送企业 {dist.id} "
+                  f"以缺货为由拒绝或仅部分响应每一笔订单，其中包括该地区 {len(extra)} 家医疗机构。")
     return story, twists, extra
 
 
@@ -530,7 +544,9 @@ def _surge(world: World, cast: _Cast, orders: list[_Order], rng: random.Random, 
                   min(begins + SURGE_DAYS * DAY, end), timedelta(hours=24), (),
                   f"an epidemic-like surge: for {SURGE_DAYS} days, institutions of region {region} place "
                   f"{per_day} extra orders a day for {product.id} (about {per_day * MEAN_QUANTITY / daily:.0f}x "
-                  f"the {daily:.0f} units a day ordered in the {baseline_days:.0f} days before).")
+                  f"the {daily:.0f} units a day ordered in the {baseline_days:.0f} days before).",
+                  summary_zh=f"类似疫情的需求激增：{SURGE_DAYS} 天内 {region} 的医疗机构每天多下 {per_day} 笔 {product.id} 订单"
+                  f"（约为此前 {baseline_days:.0f} 天日均 {daily:.0f} 件的 {per_day * MEAN_QUANTITY / daily:.0f} 倍）。")
     return story, {}, extra
 
 
@@ -544,7 +560,9 @@ def _bad_distributor(world: World, cast: _Cast, orders: list[_Order], rng: rando
                   timedelta(days=30), ("all", "grassroots"),
                   f"distributor {dist.id} ignores {BAD_IGNORED:.0%} of its orders and delivers to institutions "
                   f"outside the city area (mostly grassroots) {BAD_RURAL_DELAY_HOURS[0]:.0f}-"
-                  f"{BAD_RURAL_DELAY_HOURS[1]:.0f} h late.")
+                  f"{BAD_RURAL_DELAY_HOURS[1]:.0f} h late.",
+                  summary_zh=f"配送企业 {dist.id} 对 {BAD_IGNORED:.0%} 的订单不予响应，向主城区外（多为基层）医疗机构的配送晚到 "
+                  f"{BAD_RURAL_DELAY_HOURS[0]:.0f}-{BAD_RURAL_DELAY_HOURS[1]:.0f} 小时。")
     return story, twists, []
 
 
@@ -611,7 +629,9 @@ def _third_distributor(world: World, cast: _Cast, orders: list[_Order], rng: ran
                   third.id, begins, end, timedelta(days=2), (),
                   f"{product.manufacturer_id} names {named} in city {city_of(region)}, but from day 1 a third "
                   f"distributor, {third.id}, takes and delivers the orders for {product.id} in region {region}.",
-                  manufacturer_id=product.manufacturer_id)
+                  manufacturer_id=product.manufacturer_id,
+                  summary_zh=f"生产企业 {product.manufacturer_id} 在 {city_of(region)} 市指定的配送企业为 {named.replace(', ', '、')}，但自第 1 天起"
+                             f"第三家配送企业 {third.id} 承接并配送 {region} 的 {product.id} 订单。")
     return story, twists, []
 
 
@@ -628,7 +648,9 @@ def _price_lag(world: World, cast: _Cast, orders: list[_Order], rng: random.Rand
                   begins, end, timedelta(days=32), (),
                   f"the national price of {product.id} is cut from {product.unit_price} to {cut} on day 1, but a "
                   f"hospital of region {region} (another city) keeps buying it at {product.unit_price}: after "
-                  f"30 days the cut is overdue there.")
+                  f"30 days the cut is overdue there.",
+                  summary_zh=f"{product.id} 的全国价格于第 1 天由 {product.unit_price} 降至 {cut}，但 {region}（另一城市）"
+                             f"的一家医院仍按 {product.unit_price} 采购：30 天后该地区的联动调价即已逾期。")
     return story, {}, extra
 
 
@@ -644,7 +666,9 @@ def _price_split(world: World, cast: _Cast, orders: list[_Order], rng: random.Ra
     story = Story("price-split", "price_inconsistent", "product_city", product.id, region,
                   world.carrier[(product.id, region)].id, begins, ends, timedelta(days=1), (),
                   f"for {SPLIT_DAYS} days from day 1, {product.id} costs {dearer} in region {region} instead of "
-                  f"{product.unit_price} elsewhere in city {city_of(region)}.")
+                  f"{product.unit_price} elsewhere in city {city_of(region)}.",
+                  summary_zh=f"自第 1 天起 {SPLIT_DAYS} 天内，{product.id} 在 {region} 的价格为 {dearer}，而 "
+                             f"{city_of(region)} 市其他地区为 {product.unit_price}。")
     return story, {}, []
 
 
@@ -661,18 +685,20 @@ def _price_rise(world: World, cast: _Cast, orders: list[_Order], rng: random.Ran
                   timedelta(days=1), (),
                   f"a hospital of region {region} buys {product.id} at {product.unit_price} on day 0, then from day "
                   f"{RISE_FROM} at {dearer} ({RISE_FACTOR - 1:.0%} more) for {RISE_DAYS} days, then at "
-                  f"{product.unit_price} again.")
+                  f"{product.unit_price} again.",
+                  summary_zh=f"{region} 的一家医院第 0 天按 {product.unit_price} 采购 {product.id}，自第 {RISE_FROM} 天起 "
+                             f"{RISE_DAYS} 天按 {dearer}（上涨 {RISE_FACTOR - 1:.0%}）采购，之后恢复 {product.unit_price}。")
     return story, {}, extra
 
 
-def _distributor_story(scenario: str, kind: str, dist: Distributor, twist: _Twist, summary: str):
+def _distributor_story(scenario: str, kind: str, dist: Distributor, twist: _Twist, summary: str, summary_zh: str):
     def tell(world: World, cast: _Cast, orders: list[_Order], rng: random.Random, start: datetime,
              end: datetime, next_n: int) -> tuple[Story, dict[int, _Twist], list[_Order]]:
         who = getattr(cast, dist)
         begins = start + DAY
         twists = {o.n: twist for o in orders if o.dist is who and o.at >= begins}
         return (Story(scenario, kind, "distributor", None, None, who.id, begins, end, timedelta(days=3), (),
-                      f"distributor {who.id} {summary}"), twists, [])
+                      f"distributor {who.id} {summary}", summary_zh=f"配送企业 {who.id} {summary_zh}"), twists, [])
     return tell
 
 
@@ -682,11 +708,13 @@ TELLERS = {"shortage": _shortage, "surge": _surge, "bad-distributor": _bad_distr
            "remote-refusal": _distributor_story(
                "remote-refusal", "remote_refusal", "refuser", _Twist(rural_refused=REMOTE_REFUSED),
                f"turns down {REMOTE_REFUSED:.0%} of the orders of institutions outside the city area as too "
-               f"remote from day 1."),
+               f"remote from day 1.",
+               f"自第 1 天起以路远为由拒绝主城区外医疗机构 {REMOTE_REFUSED:.0%} 的订单。"),
            "short-supply": _distributor_story(
                "short-supply", "short_supply", "shorter", _Twist(confirmed_share=SHORT_CONFIRMED),
                f"confirms only {SHORT_CONFIRMED[0]:.0%}-{SHORT_CONFIRMED[1]:.0%} of the quantity of the orders it "
-               f"accepts from day 1.")}
+               f"accepts from day 1.",
+               f"自第 1 天起对其接受的订单只确认 {SHORT_CONFIRMED[0]:.0%}-{SHORT_CONFIRMED[1]:.0%} 的数量。")}
 
 
 # -- the history --------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import IO, Iterator
 import orjson
 
 from supplymon.runner import RunError, http_query, running_worker
+from supplymon.web_access import client_token
 from supplymon.settings import SHANGHAI, Settings
 
 PARQUET_MAGIC = b"PAR1"
@@ -134,7 +135,8 @@ def _store_runner(settings: Settings):
     worker = running_worker(settings)
     if worker:
         def run(sql: str) -> list[dict]:
-            return [orjson.loads(line) for line in http_query(worker["web"], sql, "JSONEachRow").splitlines() if line]
+            return [orjson.loads(line) for line in http_query(worker["web"], sql, "JSONEachRow",
+                                                              token=client_token(settings)).splitlines() if line]
         return run, lambda: None
     if settings.clickhouse_url is None and not settings.chdb_path.exists():
         raise RunError(f"no stored events in {settings.data_dir} (and no SUPPLYMON_CLICKHOUSE server configured)")

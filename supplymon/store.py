@@ -17,6 +17,7 @@ import orjson
 
 from supplymon.cluster_ddl import cluster_statements
 from supplymon.settings import DEFAULT_DATABASE, ConfigError, Settings
+from supplymon.sql_guard import AnalystSql
 
 log = logging.getLogger(__name__)
 DDL_FILE = Path(__file__).resolve().parent.parent / "schemas" / "clickhouse.sql"
@@ -142,6 +143,7 @@ class Store:
         from clickhouse_connect.driver import options
         options.np, options.pd  # noqa: B018
         self._column_types: dict[str, Sequence] = {}  # table -> its columns' types (asked once)
+        self._analyst: AnalystSql | None = None
 
     def migrate(self) -> None:
         for statement in schema_statements(self.settings, self.database):
@@ -173,6 +175,14 @@ class Store:
     def query(self, sql: str, fmt: str = "TabSeparatedWithNames") -> bytes:
         return self.client.raw_query(qualify(sql, self.database), fmt=fmt)
 
+    def analyst_query(self, sql: str, fmt: str = "TabSeparatedWithNames") -> bytes:
+        """An analyst's query: read-only, nothing outside the store (supplymon/sql_guard.py);
+        raises QueryRefused with the reason."""
+        if self._analyst is None:
+            self._analyst = AnalystSql(_open_client(self.settings), embedded=self.settings.clickhouse_url is None,
+                                       timeout_seconds=self.settings.sql_timeout_seconds)
+        return self._analyst.query(qualify(sql, self.database), fmt)
+
     def rows(self, sql: str) -> list[dict]:
         """Run a query and return its rows as dicts (JSONEachRow)."""
         return [orjson.loads(line) for line in self.query(sql, "JSONEachRow").splitlines() if line]
@@ -191,6 +201,9 @@ class Store:
             offset += len(rows)
 
     def close(self) -> None:
+        if self._analyst is not None:
+            self._analyst.close()
+            self._analyst = None
         try:
             self.client.close()
         except Exception:  # closing a broken connection is not worth failing for

@@ -11,16 +11,23 @@ import json
 import logging
 import os
 import tempfile
+import threading
 
+from supplymon import health
+from supplymon.log_throttle import throttle_client_logs
 from supplymon.publish import ensure_topics
 from supplymon.runner import prepare_data_dir, start_embedded_broker
 from supplymon.settings import Settings
+from supplymon.web_access import check_listen_address, write_token_file
 
 log = logging.getLogger(__name__)
 
 
 def run(settings: Settings) -> int:
+    check_listen_address(settings)  # before anything starts: no credentials, no open address
     logs = prepare_data_dir(settings)
+    if not settings.web_token:
+        write_token_file(settings)  # a fresh secret for this run's web actions (`/sql`)
     broker = None
     if settings.embedded_kafka:
         broker, settings, _ = start_embedded_broker(settings, logs)
@@ -29,7 +36,8 @@ def run(settings: Settings) -> int:
         ensure_topics(settings)
     try:
         # The rebuild ran its own event loop; Faust wants a fresh current one.
-        asyncio.set_event_loop(asyncio.new_event_loop())
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         os.environ.update(settings.env())  # streams.app builds the Faust app from these
         if settings.clickhouse_url is None:
             settings.insert_tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -42,18 +50,26 @@ def run(settings: Settings) -> int:
                 # record: every library's debug record (one per message sent) was then built,
                 # a tenth of the worker's time. No spinner; the level stays as configured.
                 self.spinner = None
+                throttle_client_logs(logger)  # a broker outage's client errors once per 30 s each
 
         import agents.clock  # noqa: F401  (live ticks, when on)
         import agents.lifecycle  # noqa: F401  (registers the agent)
         import agents.warnings  # noqa: F401  (registers the early-warning agent)
+        import agents.health  # noqa: F401  (/health, /ready, /live and the dependency probes)
+        import agents.dashboard  # noqa: F401  (the supervisors' page at /)
+        import agents.lag  # noqa: F401  (consumer lag for Prometheus)
         import agents.web  # noqa: F401  (registers the web views)
         from streams.app import app
 
+        agents.health.learn_cluster_id(loop)  # before anything is read: see supplymon/health.py
+
         settings.worker_file.write_text(json.dumps({
             "pid": os.getpid(), "web": f"http://{settings.web_host}:{settings.web_port}",
-            "kafka": settings.kafka_url}))
+            "kafka": settings.kafka_url, "broker_pid": broker.process.pid if broker is not None else None}))
         worker = _QuietWorker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
                               override_logging=True)
+        if broker is not None:
+            _watch_embedded_broker(broker, settings)
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
@@ -66,3 +82,18 @@ def run(settings: Settings) -> int:
             pass
         if broker is not None:
             broker.stop()
+
+
+def _watch_embedded_broker(broker, settings: Settings) -> None:
+    """The embedded broker keeps its log in memory: if it exits under the worker, the
+    log is gone. End the worker (code 75); started again, it starts a fresh broker and
+    rebuilds its state from ClickHouse."""
+    process = broker.process
+
+    def watch() -> None:
+        code = process.wait()
+        if broker.process is process:  # not stopped by this worker
+            health.lose_broker(f"内置 Kafka 代理意外退出（代码 {code}）", f"the embedded broker exited (code {code})",
+                               settings.worker_file)
+
+    threading.Thread(target=watch, name="embedded-broker-watch", daemon=True).start()

@@ -5,11 +5,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# The workers the tests start and the tests' own `/sql` calls share this web token
+# (tests of the generated token file remove it from their workers' environment).
+os.environ.setdefault("SUPPLYMON_WEB_TOKEN", "supplymon-tests-web-token")
 
 
 def supplymon(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -30,3 +34,31 @@ def sql_rows(data_dir: Path, query: str, env: dict | None = None) -> list[dict]:
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
     return tmp_path / "data"
+
+
+class StoryReplay(NamedTuple):
+    data_dir: Path
+    stories: list  # supplymon.simulate.Story
+    last_event_ms: int  # the history's latest event time
+
+
+@pytest.fixture(scope="session")
+def story_replay(tmp_path_factory) -> StoryReplay:
+    """Every story of the simulator (`--scenario all`, its minimum of days, 200 orders a
+    day: ~28,000 events) replayed once into an embedded store. Shared by the tests that
+    read a realistic store (the dashboards' queries, the page)."""
+    from supplymon.simulate import generate, min_days, write_history
+    from tests.reference import parse_ms
+
+    root = tmp_path_factory.mktemp("story-replay")
+    history = generate(days=min_days("all"), orders_per_day=200, seed=7, scenario="all")
+    events = list(history)
+    path = root / "history.jsonl.gz"
+    write_history(path, events)
+    data_dir = root / "data"
+    result = supplymon("replay", str(path), "--embedded", "--data-dir", str(data_dir))
+    if result.returncode != 0:  # the worker's log goes with the tmp dir: say what it said
+        logs = "\n".join(f"--- {log.name}:\n{log.read_text(errors='replace')[-4000:]}"
+                          for log in sorted((data_dir / "logs").glob("*.log")))
+        raise AssertionError(f"{result.stderr}\n{logs}")
+    return StoryReplay(data_dir, history.stories, max(parse_ms(e["ts"]) for e in events))

@@ -151,10 +151,14 @@ def test_assess_goes_through_a_running_worker(replayed, workdir):
                                "SELECT count() AS n FROM supplymon.distributor_assessment FINAL "
                                "WHERE period_to = '2026-03-15'")
             assert stored.returncode == 0 and orjson.loads(stored.stdout) == {"n": 4}
-            # The write path takes POSTed rows of the assessment tables only.
-            for method, table, status in (("GET", "distributor_assessment", 405), ("POST", "order_facts", 400)):
+            # The write path takes POSTed rows of the assessment tables only, with the web token.
+            token = {"X-Supplymon-Token": os.environ["SUPPLYMON_WEB_TOKEN"]}
+            for method, table, headers, status in (("GET", "distributor_assessment", token, 405),
+                                                   ("POST", "distributor_assessment", {}, 401),
+                                                   ("POST", "order_facts", token, 400)):
                 request = urllib.request.Request(f"http://127.0.0.1:{web}/assessment/rows?table={table}",
-                                                 data=b"{}" if method == "POST" else None, method=method)
+                                                 data=b"{}" if method == "POST" else None, method=method,
+                                                 headers=headers)
                 with pytest.raises(urllib.error.HTTPError) as refused:
                     urllib.request.urlopen(request, timeout=10)
                 assert refused.value.code == status

@@ -48,21 +48,33 @@ def test_replay_without_kafka_or_embedded_explains(tmp_path):
 
 
 def test_demo_runs_a_short_simulation_and_summarises(data_dir):
-    result = supplymon("demo", "--scenario", "shortage", "--days", "2", "--speed", "50000",
-                       "--orders-per-day", "200", "--data-dir", str(data_dir), timeout=300)
+    """Not on a terminal, the demo writes plain lines (no live view), Chinese first."""
+    args = ("demo", "--scenario", "shortage", "--days", "2", "--speed", "50000", "--orders-per-day", "200",
+            "--data-dir", str(data_dir))
+    result = supplymon(*args, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
+    assert "\x1b[" not in out  # no terminal control codes in a pipe
     (story,) = generate(days=2, orders_per_day=200, scenario="shortage").stories
-    subject = f"product {story.product_id} in region {story.region_code}"
-    assert out.startswith("story shortage: ") and f"watch for supply_shortage on {subject}" in out
-    assert "metrics at http://127.0.0.1:" in out
-    assert "RAISED delivery_overdue" in out  # alerts print as they are raised
-    assert "RAISED supply_shortage: Since " in out and f"product {story.product_id} of " in out
-    assert f"story shortage: supply_shortage raised on {subject}" in out
-    summary = out[out.index("== summary =="):]
-    orders = int(summary.split("orders: ")[1].split(";")[0].replace(",", ""))
+    assert "故事 story shortage: " in out and story.summary_zh in out
+    assert f"watch for supply_shortage on 产品 {story.product_id}（{story.region_code}）" in out
+    assert "指标 metrics: http://127.0.0.1:" in out
+    assert "监测页面 supervisors' page: http://127.0.0.1:" in out  # the worker serves it at /
+    assert "RAISED delivery_overdue: 订单 demo-" in out  # alerts print as they are raised
+    assert f"RAISED supply_shortage: " in out and f"起产品 {story.product_id}（生产企业 " in out
+    assert "    <- 故事 story shortage: 故事开始后 " in out
+    assert f"shortage: 供应短缺 supply_shortage 已预警 raised: {story.product_id} @ {story.region_code} 故事开始后 " in out
+    summary = out[out.index("== 小结 summary =="):]
+    orders = int(summary.split("订单 orders: ")[1].split(";")[0].replace(",", ""))
     assert orders >= 300
-    assert "weakest distributors by on-time delivery: DST" in summary
+    assert "按时配送率最低的配送企业 weakest distributors by on-time delivery: DST" in summary
+    assert f'  supplymon sql --data-dir {data_dir} "SELECT kind, count() AS alerts' in summary
+    assert summary.rstrip().endswith(f"告警日志 alert log: {data_dir}/logs/demo-alerts.log")
+    # Again on the same data dir: the previous demo is replaced, not added to.
+    again = supplymon(*args, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "removed the previous demo's data" in again.stdout
+    assert again.stdout[again.stdout.index("== 小结 summary =="):] == summary
 
 
 def test_sigterm_to_replay_stops_the_broker_and_worker_it_started(tmp_path, data_dir):

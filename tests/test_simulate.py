@@ -270,7 +270,9 @@ def test_cli_simulate_writes_the_story_and_says_what_to_expect(tmp_path):
                        "--out", str(out))
     assert result.returncode == 0, result.stderr
     (story,) = generate(days=2, orders_per_day=200, seed=7, scenario="shortage").stories
-    assert f"watch for supply_shortage on product {story.product_id} in region {story.region_code}" in result.stdout
+    assert f"故事 story shortage: {story.summary_zh}\n    {story.summary}" in result.stdout
+    assert (f"预期预警 watch for supply_shortage on 产品 {story.product_id}（{story.region_code}）/ product "
+            f"{story.product_id} in region {story.region_code}") in result.stdout
     written = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     assert f"wrote {len(written):,} events" in result.stdout
     assert written == list(generate(days=2, orders_per_day=200, seed=7, scenario="shortage"))

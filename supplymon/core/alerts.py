@@ -11,6 +11,16 @@ from supplymon.core.lifecycle import alert_id
 from supplymon.settings import SHANGHAI
 
 
+# Every alert kind of the contract (section 3) by its Chinese name, for people.
+KIND_NAMES = {
+    "response_overdue": "响应超时", "response_escalation": "督促后仍未响应", "delivery_overdue": "配送超时",
+    "confirmation_late": "到货确认延迟", "supply_shortage": "供应短缺", "demand_surge": "需求激增",
+    "low_delivery_rate": "按时配送率低", "distributor_limit_exceeded": "配送企业超限",
+    "price_linkage_overdue": "价格联动超期", "price_inconsistent": "同城不同价", "price_rise": "恶意涨价",
+    "remote_refusal": "拒绝偏远地区配送", "short_supply": "不足额供货",
+}
+
+
 def local_time(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, SHANGHAI).strftime("%Y-%m-%d %H:%M")
 
@@ -124,6 +134,7 @@ def _warning_message(kind: str, subject: dict, details: dict, since: str) -> str
         product, region = subject["product_id"], subject["region_code"]
         mean = details["baseline_mean_daily_quantity"]
         ratio = f"{details['quantity_24h'] / mean:.1f}" if mean else "n/a"
+        mean = "n/a" if mean is None else f"{mean:.1f}"  # details keep the precision; people read one decimal
         dists = ", ".join(details["distributors"]) or "-"
         hours = _number(details["window_hours"])
         return (f"{since} 起产品 {product} 在 {region} 需求激增：{hours} 小时内 {details['orders_24h']} 笔订单共 "
