@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.intake
+	$(BIN)/python -m bench.notify
 
 clean:
 	rm -rf $(VENV) data *.egg-info

@@ -200,3 +200,30 @@ CREATE TABLE IF NOT EXISTS {db}.vbp_progress (
     is_deleted UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(version, is_deleted)
 ORDER BY (month, region_code, institution_id, product_id, period_from)
+;
+-- Notifications (contract section 6): one row per delivery of an alert state (or a
+-- daily digest) to a recipient on a channel, checked before sending so that a
+-- restart or a replay sends nothing twice; the latest status wins (FINAL).
+CREATE TABLE IF NOT EXISTS {db}.notifications (
+    alert_id String,
+    state LowCardinality(String),
+    recipient String,
+    channel LowCardinality(String),
+    status LowCardinality(String),
+    attempts UInt16,
+    last_error String,
+    message LowCardinality(String),
+    sent_at Nullable(DateTime64(3, 'Asia/Shanghai')),
+    updated_at DateTime64(3, 'Asia/Shanghai'),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (alert_id, state, recipient, channel)
+;
+-- Acknowledgements through the signed links in the messages: who, when, what they said.
+CREATE TABLE IF NOT EXISTS {db}.alert_acks (
+    alert_id String,
+    recipient String,
+    acked_at DateTime64(3, 'Asia/Shanghai'),
+    comment String
+) ENGINE = ReplacingMergeTree
+ORDER BY (alert_id, recipient, acked_at)

@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-stored", action="store_true",
                    help="publish only the lines not already in the store of --data-dir (events by event_id, bad "
                         "lines as dead letters): resending after the embedded broker lost what it held")
+    p.add_argument("--notify", action="store_true",
+                   help="send notifications for the replayed alerts (SUPPLYMON_RECIPIENTS); never without it")
     data_dir(p)
 
     p = sub.add_parser("sql", help="ad-hoc SQL on the store (through the running worker if one holds it)")
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = replace(settings, data_dir=args.data_dir)
         if getattr(args, "partitions", None):
             settings = replace(settings, partitions=args.partitions)
+        _check_recipients(settings, args)
         return COMMANDS[args.command](settings, args)
     except (ConfigError, ScenarioError, RunError, StoreError, BrokerError) as exc:
         print(f"supplymon {args.command}: {exc}", file=sys.stderr)
@@ -144,6 +147,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"supplymon {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _check_recipients(settings: Settings, args) -> None:
+    """The recipients directory is validated before anything starts (the worker checks it again)."""
+    if args.command == "replay" and args.notify and not (args.embedded or args.namespace):
+        raise ConfigError("--notify 仅用于自带 worker 的回放（--embedded 或 --namespace）；直接回放到 Kafka 时由 worker "
+                          "按其通讯录通知 / --notify goes with a replay's own worker (--embedded or --namespace); "
+                          "replayed into Kafka, the workers notify as their directory says")
+    if args.command == "replay" and args.notify and not settings.recipients_file:
+        raise ConfigError("--notify 需要通讯录：请设置 SUPPLYMON_RECIPIENTS / --notify needs a recipients directory: "
+                          "set SUPPLYMON_RECIPIENTS")
+    if settings.recipients_file and (args.command in ("worker", "demo") or getattr(args, "notify", False)):
+        from supplymon.notify.directory import load_directory
+
+        load_directory(settings.recipients_file)
 
 
 def _terminate(signum, frame) -> None:
@@ -173,6 +191,7 @@ def _replay(settings: Settings, args) -> int:
         settings = replace(settings, rules=Rules.load(args.rules), rules_file=str(args.rules.resolve()))
     if args.namespace:
         settings = settings.namespaced(args.namespace)
+    settings = replace(settings, notify=args.notify)  # a replay notifies only when told
     if args.embedded:
         settings = replace(settings, web_port=0)  # a free port for the worker it starts
     if args.allow_future:

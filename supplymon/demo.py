@@ -26,6 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -206,6 +207,7 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
     try:
         with view:
             view.say(f"启动本地消息代理与处理进程 starting the embedded broker and a worker on {settings.data_dir} ...")
+            receiver, settings = _local_receiver(settings, args.seed)
             with embedded_stack(settings, live=False) as (settings, worker):
                 state.pointers = where_to_look(settings, worker, alert_log.path)
                 if plain:
@@ -230,12 +232,47 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
                     state.phase = "已停止 stopped"
                     view.say("停止中 stopping ...")
                 summary = _summary(worker, settings, start, events.stories, state.pointers)
+                # before the summary, whose last line says where the alert log is
+                summary = _notifications(worker, settings, receiver) + summary
                 if args.screenshot:
                     save_svg(state, args.screenshot)
     finally:
         alert_log.close()
     say(summary)
     return 0
+
+
+def _local_receiver(settings: Settings, seed: int):
+    """Without SUPPLYMON_RECIPIENTS, notifications go to a receiver in this process
+    (a webhook per simulated distributor and region bureau), printed at the end."""
+    if settings.recipients_file:
+        return None, settings
+    import random
+
+    from supplymon.notify.local_receiver import LocalReceiver
+    from supplymon.simulate import REGIONS, World
+
+    receiver = LocalReceiver().start()
+    world = World.build(random.Random(seed))  # the world `generate` builds for this seed
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = receiver.write_directory(settings.data_dir / "demo-recipients.toml",
+                                    {d.id: d.regions for d in world.distributors}, list(REGIONS))
+    return receiver, replace(settings, recipients_file=str(path.resolve()), notify=True)
+
+
+def _notifications(worker, settings: Settings, receiver) -> str:
+    """What was sent (once sent), and what each recipient of the local receiver got."""
+    if not (settings.notify and settings.recipients_file):
+        return ""
+    from supplymon.replay import notified
+
+    lines = []
+    with contextlib.suppress(KeyboardInterrupt):
+        lines.append(notified(worker))
+    if receiver is not None:
+        receiver.stop()
+        lines.append(receiver.summary())
+    return "\n".join(lines) + "\n"
 
 
 def _console(out):

@@ -115,7 +115,19 @@ def replay(settings: Settings, lines: Iterable[bytes], embedded: bool, speed: fl
         worker.wait_stored(stats.end_offsets, total, report=meter)
         meter(total, total, force=True)
         print(summary(worker), flush=True)
+        if settings.notify and settings.recipients_file:
+            print(notified(worker), flush=True)
     return 0
+
+
+def notified(worker) -> str:
+    """Waits until the worker has sent the replay's notifications; what it sent."""
+    from supplymon.notify.service import wait_notified
+
+    wait_notified(lambda: orjson.loads(worker.get("/notify/progress")))
+    rows = [orjson.loads(line) for line in worker.query(
+        "SELECT status, count() AS n FROM supplymon.notifications FINAL GROUP BY status ORDER BY status").splitlines()]
+    return "通知 / notifications: " + (", ".join(f"{r['n']:,} {r['status']}" for r in rows) or "none")
 
 
 @contextmanager

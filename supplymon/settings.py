@@ -282,6 +282,12 @@ class Settings:
     topic_replication: int = 1
     topic_configs: tuple[tuple[str, str], ...] = ()
     namespace: str | None = None  # set by `namespaced`: a side-by-side run
+    # Notifications (supplymon/notify): the recipients directory (TOML; None: no
+    # notifications), whether this process sends them (`replay` only with --notify),
+    # and the key that signs acknowledgement links (None: one kept in the data dir).
+    recipients_file: str | None = None
+    notify: bool = True
+    ack_secret: str | None = None
 
     ENV_PREFIX: ClassVar[str] = "SUPPLYMON_"
 
@@ -315,7 +321,9 @@ class Settings:
             raise ConfigError(f"already in namespace {self.namespace!r}")
         # Its own data dir too: its worker's files, and its embedded store (chdb admits
         # one process per directory, and the live worker holds the live one).
-        return replace(self, namespace=name, topics=self.topics.prefixed(f"{name}."),
+        # It notifies nobody unless told (`replay --notify`): its delivery log is its own,
+        # so it would send again what live monitoring sent.
+        return replace(self, namespace=name, topics=self.topics.prefixed(f"{name}."), notify=False,
                        data_dir=self.data_dir / "namespaces" / name,
                        app_id=f"{self.app_id}-{name}", clickhouse_database=f"{self.clickhouse_database}_{name}")
 
@@ -413,11 +421,15 @@ class Settings:
             clickhouse_cluster=get("CLICKHOUSE_CLUSTER") and identifier("CLICKHOUSE_CLUSTER", ""),
             topic_replication=integer("TOPIC_REPLICATION", 1, 1),
             topic_configs=topic_configs(get("TOPIC_CONFIGS", "")),
+            recipients_file=get("RECIPIENTS"),
+            notify=get("NOTIFY", "0" if get("NAMESPACE") else "1").lower() not in ("0", "false", "no", "off"),
+            ack_secret=get("ACK_SECRET"),
         )
         if settings.kafka_url and not settings.kafka_url.startswith("kafka://"):
             raise ConfigError(f"{p}KAFKA must look like kafka://host:port[,host:port], got {settings.kafka_url!r}")
         if get("NAMESPACE"):
-            settings = settings.namespaced(get("NAMESPACE"))
+            # SUPPLYMON_NOTIFY, given by the process that started this one, says whether it notifies.
+            settings = replace(settings.namespaced(get("NAMESPACE")), notify=settings.notify)
         return replace(settings, **overrides) if overrides else settings
 
     def _outside_namespace(self) -> "Settings":
@@ -470,6 +482,11 @@ class Settings:
         out[p + "TOPIC_REPLICATION"] = str(self.topic_replication)
         if self.topic_configs:
             out[p + "TOPIC_CONFIGS"] = ",".join(f"{k}={v}" for k, v in self.topic_configs)
+        if self.recipients_file:
+            out[p + "RECIPIENTS"] = self.recipients_file
+        out[p + "NOTIFY"] = "1" if self.notify else "0"
+        if self.ack_secret:
+            out[p + "ACK_SECRET"] = self.ack_secret
         for f in fields(Topics):
             out[f"{p}TOPIC_{f.name.upper()}"] = getattr(self.topics, f.name)
         return out

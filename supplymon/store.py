@@ -55,6 +55,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "orders", "responded", "responded_within_24h", "rejected", "delivered_on_time", "delivered_late",
         "undelivered", "ordered_quantity", "delivered_quantity", "response_hours", "closed", "version",
     ),
+    "notifications": ("alert_id", "state", "recipient", "channel", "status", "attempts", "last_error", "message",
+                      "sent_at", "updated_at", "version"),
+    "alert_acks": ("alert_id", "recipient", "acked_at", "comment"),
 }
 JSON_COLUMNS = {"details"}
 

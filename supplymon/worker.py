@@ -59,6 +59,8 @@ def run(settings: Settings) -> int:
         import agents.dashboard  # noqa: F401  (the supervisors' page at /)
         import agents.lag  # noqa: F401  (consumer lag for Prometheus)
         import agents.web  # noqa: F401  (registers the web views)
+        import agents.notifier  # noqa: F401  (notifications, when a recipients directory is set)
+        import agents.acks  # noqa: F401  (POST /alerts/{id}/ack)
         from streams.app import app
 
         agents.health.learn_cluster_id(loop)  # before anything is read: see supplymon/health.py

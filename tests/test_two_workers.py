@@ -8,6 +8,8 @@ merges their rows as one ClickHouse server would: per key, the highest version."
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import urllib.request
 
 import orjson
@@ -16,7 +18,7 @@ import pytest
 from supplymon.embedded import EmbeddedBroker, free_port
 from supplymon.runner import http_query
 from supplymon.settings import EMBEDDED_GROUP_TIMEOUT
-from tests.conftest import sql_rows, supplymon
+from tests.conftest import ROOT, sql_rows, supplymon
 from tests.test_end_to_end import (FACT_SQL, Worker, _end_offsets, _progress, _wait, assert_facts_match,
                                    assert_warnings_match, build_history)
 from tests.warnings_reference import WARNINGS_SQL
@@ -143,15 +145,29 @@ def test_a_worker_killed_its_partitions_taken_over_changes_no_result(tmp_path):
         try:
             _wait(lambda: sum(_progress(urls["a"])["offsets"].values()) > 0, 180, "progress", survivor)
             victim = start("b")
-            assert supplymon("replay", str(halves[1]), env=base).returncode == 0
+            # The second half paced (about 70 s): it keeps arriving while the second
+            # worker joins and works, so that it is killed mid-stream however fast or
+            # loaded the machine is (published at once, it was sometimes all stored first).
+            publisher_log = open(tmp_path / "publisher.log", "w+")
+            publisher = subprocess.Popen([sys.executable, "-m", "supplymon", "replay", str(halves[1]), "--speed", "1800"],
+                                         cwd=ROOT, env=base, stdout=publisher_log, stderr=subprocess.STDOUT)
+            try:
+                _wait(lambda: _rows(urls["b"], "SELECT count() AS n FROM supplymon.order_facts")[0]["n"] > 0, 180,
+                      "the second worker storing facts of its partitions", victim)
+                taken = inputs_held("b")
+                reached = _progress(urls["b"])["offsets"]
+                held_before = inputs_held("a")
+                victim.kill()
+                assert publisher.wait(timeout=300) == 0, (tmp_path / "publisher.log").read_text()
+            finally:
+                if publisher.poll() is None:
+                    publisher.kill()
+                    publisher.wait()
+                publisher_log.close()
             end = _end_offsets(broker.bootstrap, INPUTS)
-            _wait(lambda: _rows(urls["b"], "SELECT count() AS n FROM supplymon.order_facts")[0]["n"] > 0, 180,
-                  "the second worker storing facts of its partitions", victim)
-            taken = inputs_held("b")
-            unfinished = {tp for tp, off in _progress(urls["b"])["offsets"].items() if off < end.get(tp, 0)}
-            victim.kill()
+            unfinished = {tp for tp, off in reached.items() if off < end.get(tp, 0)}
             assert taken and unfinished, "the second worker finished before it could be killed"
-            assert len(inputs_held("a")) < len(end)
+            assert len(held_before) < len(end)
             _wait(lambda: inputs_held("a") == set(end), 120, "the survivor holding every input partition", survivor)
             _wait(lambda: all(_progress(urls["a"])["offsets"].get(tp, 0) >= off for tp, off in end.items()),
                   300, "every offset stored by the survivor", survivor)
