@@ -61,7 +61,8 @@ class Panel:
         and ratios); the other columns are plain counts and codes."""
         if self.kind in ("stat", "timeseries"):
             return self.columns
-        return [name for name in self.columns if "_rate" in name or name.endswith(("_ratio", "_out_of_stock"))]
+        return [name for name in self.columns
+                if "_rate" in name or name.endswith(("_ratio", "_out_of_stock")) or name == "failed"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,13 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "severity": ("级别", "severity"),
     "state": ("状态", "state"),
     "message": ("内容", "message"),
+    "ack_time": ("确认时间", "acknowledged at"),
+    "ack_comment": ("确认说明", "acknowledgement"),
+    "channel": ("渠道", "channel"),
+    "sent": ("已发送", "sent"),
+    "pending": ("待发送", "pending"),
+    "failed": ("发送失败", "failed"),
+    "recipients": ("接收方", "recipients"),
     "raised_at": ("预警时间", "raised at"),
     "overdue_hours": ("超时(小时)", "overdue (h)"),
     "ordered_units": ("订购数量", "ordered quantity"),
@@ -134,6 +142,11 @@ REGION = "$__conditionalAll(region_code IN (${region:singlequote}), $region)"
 DISTRIBUTOR = "$__conditionalAll(distributor_id IN (${distributor:singlequote}), $distributor)"
 FACTS = "supplymon.order_facts FINAL"
 ALERTS = "supplymon.alerts FINAL"
+NOTIFICATIONS = "supplymon.notifications FINAL"
+# Each alert's latest acknowledgement (POST /alerts/{id}/ack from a notification's
+# link), Nullable: joined, an alert nobody acknowledged shows them empty.
+ACKS = ("(SELECT alert_id, toNullable(max(acked_at)) AS ack_time, toNullable(argMax(comment, acked_at)) AS ack_comment"
+        " FROM supplymon.alert_acks GROUP BY alert_id) acks")
 # The alerts about a whole subject (product+region, distributor, ...), not one order.
 EARLY_WARNING = "subject_type NOT IN ('order', 'institution')"
 ALERT_STATE = "if(resolved_at IS NULL, '未解除 open', '已解除 resolved') AS state"
@@ -184,9 +197,17 @@ OVERVIEW = Dashboard(
         Panel("delayed_responses", "延迟响应清单", "Delayed-response list", "table",
               "SELECT raised_at, distributor_id, order_id, institution_id, region_code,"
               f" {ALERT_STATE}, round(dateDiff('minute', raised_at, coalesce(resolved_at, $__toTime)) / 60, 1)"
-              f" AS overdue_hours FROM {ALERTS} WHERE kind = 'response_overdue' AND $__timeFilter(raised_at)"
+              f" AS overdue_hours, ack_time, ack_comment FROM {ALERTS} LEFT JOIN {ACKS} USING (alert_id)"
+              f" WHERE kind = 'response_overdue' AND $__timeFilter(raised_at)"
               f" AND {REGION} ORDER BY resolved_at IS NOT NULL, raised_at DESC LIMIT 500",
               width=24, height=10),
+        # By the alerts' event time (a replayed history's deliveries are sent today).
+        Panel("notifications", "预警通知投递（按渠道）", "Alert notifications delivered, by channel", "table",
+              "SELECT channel, uniqExact(recipient) AS recipients, countIf(status = 'sent') AS sent,"
+              " countIf(status = 'pending') AS pending, countIf(status = 'failed') AS failed"
+              f" FROM {NOTIFICATIONS} WHERE alert_id IN (SELECT alert_id FROM {ALERTS} WHERE $__timeFilter(raised_at))"
+              " GROUP BY channel ORDER BY failed DESC, channel",
+              thresholds=(Threshold(1, "red", "有失败", "any failed"),), width=24, height=6),
         Panel("worst_distributors", "配送企业排名（按时率最低）", "Weakest distributors", "table",
               f"SELECT distributor_id, count() AS orders, {ON_TIME}, {GRASSROOTS_ON_TIME}, {RESPONDED_24H},"
               " countIf(decision = 'rejected') / count() AS rejection_rate"

@@ -210,6 +210,8 @@ def run_demo(settings: Settings, args, out=sys.stdout) -> int:
             receiver, settings = _local_receiver(settings, args.seed)
             with embedded_stack(settings, live=False) as (settings, worker):
                 state.pointers = where_to_look(settings, worker, alert_log.path)
+                if receiver is not None:
+                    state.pointers.insert(1, Pointer("通知 notifications", receiver.brief))
                 if plain:
                     for pointer in state.pointers:
                         view.say(f"{pointer.label}: {pointer.text()}")

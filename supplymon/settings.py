@@ -46,6 +46,17 @@ class ConfigError(ValueError):
     """A setting or a rule has a value supplymon cannot run with."""
 
 
+def read_toml(path: Path, name_zh: str, name_en: str, error: type[ConfigError] = ConfigError) -> dict:
+    """A configuration file (TOML), or `error` saying why not (Chinese, then English)."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise error(f"{name_zh} {path} 不存在 / {name_en} {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{name_zh} {path} 不是合法的 TOML：{exc} / {name_en} {path} is not valid TOML: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Rules:
     """Rule thresholds (contract section 3); times in hours unless named otherwise."""
@@ -149,13 +160,7 @@ class Rules:
     def load(cls, path: str | Path | None = None) -> "Rules":
         """Read a rules file (TOML); keys it does not give keep their defaults."""
         path = Path(path) if path else DEFAULT_RULES_FILE
-        try:
-            with open(path, "rb") as fh:
-                doc = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"rules file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"rules file {path} is not valid TOML: {exc}") from None
+        doc = read_toml(path, "规则文件", "rules file")
         values = {}
         known = {section for section, _ in cls._SECTIONS}
         for section, body in doc.items():

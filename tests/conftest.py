@@ -50,13 +50,28 @@ def story_replay(tmp_path_factory) -> StoryReplay:
     from supplymon.simulate import generate, min_days, write_history
     from tests.reference import parse_ms
 
+    import random
+
+    from supplymon.notify.local_receiver import LocalReceiver
+    from supplymon.simulate import REGIONS, World
+
     root = tmp_path_factory.mktemp("story-replay")
     history = generate(days=min_days("all"), orders_per_day=200, seed=7, scenario="all")
     events = list(history)
     path = root / "history.jsonl.gz"
     write_history(path, events)
     data_dir = root / "data"
-    result = supplymon("replay", str(path), "--embedded", "--data-dir", str(data_dir))
+    # Notified as the demo is (a webhook per distributor and bureau on a loopback
+    # receiver), so that the delivery log holds what the panels over it show.
+    receiver = LocalReceiver().start()
+    try:
+        world = World.build(random.Random(7))  # the world `generate` builds for this seed
+        recipients = receiver.write_directory(root / "recipients.toml",
+                                              {d.id: d.regions for d in world.distributors}, list(REGIONS))
+        result = supplymon("replay", str(path), "--embedded", "--data-dir", str(data_dir), "--notify",
+                           env={"SUPPLYMON_RECIPIENTS": str(recipients)})
+    finally:
+        receiver.stop()
     if result.returncode != 0:  # the worker's log goes with the tmp dir: say what it said
         logs = "\n".join(f"--- {log.name}:\n{log.read_text(errors='replace')[-4000:]}"
                           for log in sorted((data_dir / "logs").glob("*.log")))

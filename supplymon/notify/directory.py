@@ -13,13 +13,12 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from supplymon.settings import ConfigError
+from supplymon.settings import ConfigError, read_toml
 
 SEVERITIES = ("info", "warning", "critical")
 ALERT_KINDS = (
@@ -351,12 +350,5 @@ def parse_directory(doc: Mapping[str, Any], source: str = "<directory>",
 
 def load_directory(path: str | Path, env: Mapping[str, str] | None = None) -> Directory:
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except FileNotFoundError:
-        raise DirectoryError(f"通讯录文件 {path} 不存在 / recipients directory {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DirectoryError(f"通讯录文件 {path} 不是合法的 TOML：{exc} / "
-                             f"recipients directory {path} is not valid TOML: {exc}") from None
+    doc = read_toml(path, "通讯录文件", "recipients directory", DirectoryError)
     return parse_directory(doc, str(path), env)

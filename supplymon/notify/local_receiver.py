@@ -84,6 +84,12 @@ class LocalReceiver:
         path.write_text("\n".join(parts), encoding="utf-8")
         return path
 
+    def brief(self) -> str:
+        """One line: how many messages reached how many recipients so far."""
+        messages = sum(len(got) for got in self.received.values())
+        return (f"{messages:,} 条通知 / messages, {len(self.received)} 个接收方 / recipients"
+                f" (本机接收端 / local receiver {self.url})")
+
     def summary(self) -> str:
         names = {"alert": "告警 / alerts", "folded": "合并 / folded", "daily_distributor": "延迟响应清单 / delayed-response lists",
                  "daily_supervisor": "每日汇总 / daily summaries"}
