@@ -1,8 +1,6 @@
 """Reading each partition in sequence: Faust can lose fetched messages around a
 rebalance, so an agent checks offset continuity and reads a gap again (see
-streams/continuity.py). Shared by every agent that keeps state: `follow` for the
-batch intake (the lifecycle agent), `in_sequence` for Faust's per-message streams
-(the signals)."""
+streams/continuity.py). Shared by every agent that keeps state."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +8,7 @@ import logging
 from faust.types import EventT
 
 from streams.app import app
-from streams.continuity import BatchPlan, OffsetContinuity
+from streams.continuity import OffsetContinuity
 from supplymon import metrics
 
 log = logging.getLogger(__name__)
@@ -23,8 +21,10 @@ def withhold_acks(events: list[EventT]) -> None:
         event.message.acked = True
 
 
-def report_gaps(plan: BatchPlan) -> None:
-    """Log and count the gaps a batch's continuity plan found."""
+async def in_sequence(continuity: OffsetContinuity, events: list[EventT]) -> list[EventT]:
+    """The events that continue each partition's sequence; on a gap, read it again."""
+    plan = continuity.plan(((e.message.tp, e.message.offset) for e in events), app.consumer.assignment())
+    withhold_acks([events[i] for i in plan.withheld])
     for tp, expected in plan.new_gaps.items():
         metrics.offset_gaps.inc()
         log.warning("offsets from %d of %s:%d were not delivered (lost by the consumer in a rebalance); "
@@ -32,23 +32,8 @@ def report_gaps(plan: BatchPlan) -> None:
     for tp, (expected, resumed) in plan.accepted_gaps.items():
         log.error("offsets %d..%d of %s:%d do not exist in the log; going on from %d",
                   expected, resumed - 1, tp.topic, tp.partition, resumed)
-
-
-async def follow(continuity: OffsetContinuity, positions, assigned, seek) -> BatchPlan:
-    """The continuity plan of a batch's (partition, offset) pairs; gaps reported and,
-    on a gap, `seek(offsets)` to read it again."""
-    plan = continuity.plan(positions, assigned)
-    report_gaps(plan)
     if plan.seek_to:
-        await seek(plan.seek_to)
-    return plan
-
-
-async def in_sequence(continuity: OffsetContinuity, events: list[EventT]) -> list[EventT]:
-    """The events that continue each partition's sequence; on a gap, read it again.
-    seek_wait runs on the consumer's own thread and resets Faust's read offsets, so
-    the messages come again even after stale ones moved them on."""
-    plan = await follow(continuity, ((e.message.tp, e.message.offset) for e in events),
-                        app.consumer.assignment(), app.consumer.seek_wait)
-    withhold_acks([events[i] for i in plan.withheld])
+        # seek_wait runs on the consumer's own thread and resets Faust's read offsets,
+        # so the messages come again even after stale ones moved them on.
+        await app.consumer.seek_wait(plan.seek_to)
     return [events[i] for i in plan.process]
