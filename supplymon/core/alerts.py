@@ -16,13 +16,13 @@ from supplymon.settings import SHANGHAI
 # dashboards' labels and the notifications.
 KIND_NAMES = {
     "response_overdue": ("订单超时未响应", "response overdue"),
-    "response_escalation": ("督促后仍未响应（上报）", "response escalation"),
+    "response_escalation": ("督促后仍未响应", "response escalation"),
     "delivery_overdue": ("配送超时", "delivery overdue"),
     "confirmation_late": ("到货确认延迟", "late confirmation"),
     "supply_shortage": ("供应短缺", "supply shortage"),
     "demand_surge": ("需求激增", "demand surge"),
     "low_delivery_rate": ("按时配送率偏低", "low on-time delivery rate"),
-    "distributor_limit_exceeded": ("配送企业超过一厂一区两配送", "more distributors than allowed"),
+    "distributor_limit_exceeded": ("配送企业超限", "more distributors than allowed"),
     "price_linkage_overdue": ("价格未全国联动", "price linkage overdue"),
     "price_inconsistent": ("同城不同价", "price differs within the city"),
     "price_rise": ("价格上涨", "price rise"),
