@@ -60,7 +60,7 @@ class AckView(View):
         comment = str(params.get("comment", ""))[:MAX_COMMENT]
         row = {"alert_id": alert_id, "recipient": params["r"], "acked_at": int(time.time() * 1000),
                "comment": comment}
-        await sink.run(lambda: sink._store_now().insert("alert_acks", [row]))
+        await sink.on_store(lambda store: store.insert("alert_acks", [row]))
         if "text/html" in request.headers.get("Accept", ""):
             return self.html("<p>已确认，谢谢。 / Acknowledged, thank you.</p>")
         return self.json({"acknowledged": alert_id, "recipient": params["r"], "comment": comment})

@@ -12,7 +12,6 @@ partition 0; alert deliveries by the worker that reads the alert.
 from __future__ import annotations
 
 import logging
-from typing import Callable
 
 from faust.types import TP
 
@@ -23,14 +22,9 @@ from supplymon.notify.service import Notifier
 log = logging.getLogger(__name__)
 
 
-def run_on_store(fn: Callable):
-    """`fn(store)` on the sink's store thread (the embedded store admits one user)."""
-    return sink.run(lambda: fn(sink._store_now()))
-
-
 notifier: Notifier | None = None
 if settings.notify and settings.recipients_file:
-    notifier = Notifier.from_settings(settings, run_on_store)  # the directory is validated here, at start
+    notifier = Notifier.from_settings(settings, sink.on_store)  # the directory is validated here, at start
 
 
 read_up_to: dict[int, int] = {}  # alerts partition -> next offset to read

@@ -101,19 +101,23 @@ class ClickHouseSink:
     async def run(self, fn: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    async def on_store(self, fn: Callable):
+        """`fn(store)` on the store's thread (the embedded store admits one user)."""
+        return await self.run(lambda: fn(self._store_now()))
+
     async def open(self) -> None:
         await self.run(self._store_now)
 
     async def query(self, sql: str, fmt: str) -> bytes:
-        return await self.run(lambda: self._store_now().query(sql, fmt))
+        return await self.on_store(lambda store: store.query(sql, fmt))
 
     async def analyst_query(self, sql: str, fmt: str) -> bytes:
         """An analyst's query (read-only, refused with QueryRefused otherwise)."""
-        return await self.run(lambda: self._store_now().analyst_query(sql, fmt))
+        return await self.on_store(lambda store: store.analyst_query(sql, fmt))
 
     async def insert_json(self, table: str, data: bytes) -> None:
         """Rows a command stores through this worker (`supplymon assess`), as JSONEachRow."""
-        await self.run(lambda: self._store_now().insert_json(table, data))
+        await self.on_store(lambda store: store.insert_json(table, data))
 
     async def write(self, rows: Rows) -> list[dict]:
         """Store every row; returns only once all are stored (an outage is retried
