@@ -16,7 +16,9 @@ import logging
 from faust.types import TP
 
 from agents.lifecycle import sink
+from agents.sequence import in_sequence
 from streams.app import alerts_topic, app, key_partition, settings
+from streams.continuity import OffsetContinuity
 from supplymon.notify.service import Notifier
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ if settings.notify and settings.recipients_file:
 
 
 read_up_to: dict[int, int] = {}  # alerts partition -> next offset to read
+continuity = OffsetContinuity()  # alerts lost in a rebalance's discarded fetch are read again
 
 
 def _alerts_behind() -> int:
@@ -58,6 +61,8 @@ if notifier is not None:
         await sink.open()
         try:
             async for events in stream.take_events(500, within=settings.batch_seconds):
+                continuity.keep_only(app.consumer.assignment())
+                events = await in_sequence(continuity, events)
                 await notifier.on_alerts([event.value for event in events])  # logged before acknowledged
                 for event in events:
                     read_up_to[event.message.partition] = event.message.offset + 1

@@ -7,8 +7,9 @@ import logging
 
 from faust.types import EventT
 
-from streams.app import app
+from streams.app import app, settings
 from streams.continuity import OffsetContinuity
+from streams.log_probe import first_offset_from
 from supplymon import metrics
 
 log = logging.getLogger(__name__)
@@ -29,9 +30,16 @@ async def in_sequence(continuity: OffsetContinuity, events: list[EventT]) -> lis
         metrics.offset_gaps.inc()
         log.warning("offsets from %d of %s:%d were not delivered (lost by the consumer in a rebalance); "
                     "reading them again", expected, tp.topic, tp.partition)
-    for tp, (expected, resumed) in plan.accepted_gaps.items():
+    for tp, expected in plan.suspected_gaps.items():
+        resumed = await first_offset_from(settings, tp, expected)
+        if resumed is None or resumed <= expected:  # it is there (or the log cannot say): read it again
+            continuity.keep_seeking(tp)
+            continue
         log.error("offsets %d..%d of %s:%d do not exist in the log; going on from %d",
                   expected, resumed - 1, tp.topic, tp.partition, resumed)
+        continuity.accept_gap(tp, resumed)
+        await app.consumer.mark_absent(tp, expected, resumed - 1)  # commits may pass over them
+        plan.seek_to[tp] = resumed  # what was withheld past the gap comes again
     if plan.seek_to:
         # seek_wait runs on the consumer's own thread and resets Faust's read offsets,
         # so the messages come again even after stale ones moved them on.

@@ -5,9 +5,13 @@ recovery has suspended the flow is discarded, but the consumer's position has
 moved past it, and the next message delivered is further on (seen here whenever
 a restarted worker had a backlog). The agent checks each partition's offsets; on
 a gap it seeks back to the first missing offset and skips (without acknowledging)
-what arrives past it, seeking again until the missing message comes. Offsets the
-log really lacks (compaction, transaction markers) are accepted after
-`MAX_SEEKS` attempts that all brought the same message first.
+what arrives past it, seeking again until the missing message comes. After
+`MAX_SEEKS` batches that did not bring it, the gap is *suspected* and the log
+itself is asked (a reader of its own, agents/sequence.py): only offsets it shows
+absent (compaction, transaction markers, retention) are passed over. Counting
+batches alone is not proof: messages fetched before the seek stay queued in
+Faust's stream buffer (thousands of them), and twenty batches of them once made
+a worker pass over a hundred real orders in under a second.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ class BatchPlan:
     withheld: list[int] = field(default_factory=list)
     seek_to: dict[Hashable, int] = field(default_factory=dict)
     new_gaps: dict[Hashable, int] = field(default_factory=dict)  # tp -> first missing offset, gap first seen now
-    accepted_gaps: dict[Hashable, tuple[int, int]] = field(default_factory=dict)  # tp -> (missing from, resumed at)
+    suspected_gaps: dict[Hashable, int] = field(default_factory=dict)  # tp -> first missing offset: ask the log
 
 
 class OffsetContinuity:
@@ -63,15 +67,15 @@ class OffsetContinuity:
         expected, first, attempts = self._seeks[tp]
         self._seeks[tp] = (expected, first, attempts + 1)
 
-    def accept_gap(self, tp: Hashable) -> int | None:
-        """After MAX_SEEKS seeks that did not bring the missing offset: the log has a
-        real gap; continue from the first offset seen after it (returned)."""
-        entry = self._seeks.get(tp)
-        if entry is None or entry[2] < MAX_SEEKS:
-            return None
-        del self._seeks[tp]
-        self.next_offset[tp] = entry[1]
-        return entry[1]
+    def accept_gap(self, tp: Hashable, resumed: int) -> None:
+        """The log has no offsets from `expected(tp)` to `resumed` - 1: continue from `resumed`."""
+        self._seeks.pop(tp, None)
+        self.next_offset[tp] = resumed
+
+    def keep_seeking(self, tp: Hashable) -> None:
+        """The log has the missing offset after all: count the seeks afresh."""
+        expected, first, _ = self._seeks[tp]
+        self._seeks[tp] = (expected, first, 0)
 
     def plan(self, messages: Iterable[tuple[Hashable, int]], assigned: Iterable[Hashable]) -> BatchPlan:
         """Sort a batch of (partition, offset) in delivery order. A gap seen early in
@@ -100,10 +104,8 @@ class OffsetContinuity:
                 if self.seeking_since(tp) == 0:
                     plan.new_gaps[tp] = expected
                 self.sought(tp)
-                resumed = self.accept_gap(tp)
-                if resumed is not None:
-                    plan.accepted_gaps[tp] = (expected, resumed)
-                    continue
+                if self.seeking_since(tp) >= MAX_SEEKS:
+                    plan.suspected_gaps[tp] = expected
             plan.seek_to[tp] = expected
         return plan
 
