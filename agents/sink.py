@@ -23,36 +23,16 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from supplymon import health, metrics
+from supplymon.core.rows import TABLES, Rows  # noqa: F401  (Rows: the sink's input, imported from here too)
 from supplymon.refusals import dead_letter_row, describe, refused_by_store
 from supplymon.retry import retry_until_done
 from supplymon.settings import Settings
 from supplymon.store import Store
 
 log = logging.getLogger(__name__)
-
-# Written in this order: facts and alerts after the raw events they derive from.
-TABLES = ("events_raw", "dead_letters", "order_facts", "alerts", "window_parts")
-
-
-@dataclass
-class Rows:
-    """Rows for one batch, by table."""
-
-    by_table: dict[str, list[dict]] = field(default_factory=lambda: {t: [] for t in TABLES})
-
-    def add(self, table: str, row: dict) -> None:
-        self.by_table[table].append(row)
-
-    def __len__(self) -> int:
-        return sum(len(rows) for rows in self.by_table.values())
-
-    def extend(self, other: "Rows") -> None:
-        for table, rows in other.by_table.items():
-            self.by_table[table].extend(rows)
 
 
 class ClickHouseSink:
