@@ -12,7 +12,8 @@
 5. live alert latency at a steady 2,000 events/s (another worker, live event
    times, deadlines of seconds): from the tick that takes stream time past a
    deadline being published to the alert arriving on the alerts topic.
-Prints a table, then `pipeline/peer = P`, and last `pipeline/raw = R`.
+6. `replay FILE --direct` against a `json.loads` loop over the same file (bench/direct.py).
+Prints a table, then `pipeline/peer = P`, `direct/raw = D`, and last `pipeline/raw = R`.
 """
 from __future__ import annotations
 
@@ -41,13 +42,13 @@ from supplymon.embedded import EmbeddedBroker, free_port
 from supplymon.publish import Publisher, ensure_topics
 from supplymon.runner import WorkerProcess
 from supplymon.settings import SHANGHAI, Rules, Settings, Topics
-from supplymon.simulate import generate
+from supplymon.simulate import generate, min_days
 
 EVENTS_PER_ORDER = 3.9  # what the simulator averages (order, answer, shipments, arrivals)
 
 
 def history(events: int, seed: int = 7) -> list[bytes]:
-    days = 14
+    days = max(14, min_days("all"))  # every story needs its days
     per_day = max(1, int(events / EVENTS_PER_ORDER / days))
     # Every story told, so every rule (early warnings too) has work to do.
     lines = [orjson.dumps(e) for e in generate(days=days, orders_per_day=per_day, seed=seed, scenario="all")]
@@ -278,6 +279,13 @@ def live_latency(settings: Settings, data_dir: Path, rate: int = 2000, seconds: 
             "elapsed": elapsed}
 
 
+def direct_replay(events: int, partitions: int) -> dict:
+    """bench/direct.py in a process of its own (the embedded store: one data dir a process)."""
+    result = subprocess.run([sys.executable, "-m", "bench.direct", "--json", "--events", str(events),
+                             "--partitions", str(partitions)], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
@@ -299,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             live = live_latency(settings, work / "live")
             # Also at half of what the worker sustained: a figure that means the same on a slower machine.
             live_half = live_latency(settings, work / "live-half", rate=max(100, int(pipe_rate / 2)))
+        direct = direct_replay(args.events, args.partitions)
         orders = state["orders"]
         rows = [
             ("messages (events, ticks fanned out)", f"{messages:,}", f"~{size:.0f} B/event, {args.partitions} partitions"),
@@ -318,12 +327,16 @@ def main(argv: list[str] | None = None) -> int:
              + (" (more than the worker sustains here: a backlog grows)" if live["rate"] > pipe_rate else "")),
             ("live alert latency p50 / p99, half load", f"{live_half['p50']:,.0f} / {live_half['p99']:,.0f} ms",
              f"{live_half['alerts']:,} alerts at {live_half['rate']:,.0f} events/s"),
+            ("raw: json.loads over the history file", f"{direct['raw']:,.0f}/s", ""),
+            ("replay --direct (file -> stored, no broker)", f"{direct['direct']:,.0f}/s",
+             f"{direct['events']:,} events; bench/direct.py"),
         ]
         width = max(len(r[0]) for r in rows)
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
         for name, value, note in rows:
             print(f"{name:<{width}}  {value:>14}  {note}")
         print(f"pipeline/peer = {pipe_rate / peer_rate:.2f}")
+        print(f"direct/raw = {direct['direct'] / direct['raw']:.3f}")
         print(f"pipeline/raw = {pipe_rate / raw:.3f}")
         return 0
     finally:

@@ -100,8 +100,8 @@ def stored_records(store: Store, page: int = 50_000) -> list[Record]:
 class Progress:
     """A line to stderr at most once a second, Chinese first; a last one at the end."""
 
-    def __init__(self, out=sys.stderr):
-        self.out = out
+    def __init__(self, out=None):
+        self.out = out or sys.stderr
         self.started = time.monotonic()
         self.last = 0.0
         self.lines = self.stored = 0
