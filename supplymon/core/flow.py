@@ -29,7 +29,7 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 
 import orjson
 
-from schemas.events import Invalid
+from schemas.events import Invalid, dead_letter_detail
 from supplymon.core.alerts import order_alert_row
 from supplymon.core.due import DueIndex
 from supplymon.core.intake import Intake
@@ -105,7 +105,7 @@ class _Batch:
                     source: tuple[str, int, int], event_id: str | None, noticed_at: int) -> None:
         topic, partition, offset = source
         row = {"topic": topic, "partition": partition, "offset": offset, "reason": reason,
-               "detail": detail, "event_id": event_id,
+               "detail": dead_letter_detail(reason, detail), "event_id": event_id,
                "original": raw.decode("utf-8", "replace"), "noticed_at": noticed_at}
         self.out.dead.append((key, raw, dead_headers(row)))
         self.out.dead_reasons[reason] += 1
