@@ -129,13 +129,17 @@ class DirectReplay:
         self.inputs = [Partition(topic, p) for topic in settings.topics.inputs for p in range(settings.partitions)]
         self.flow.restore(self.inputs, ())
         self.states: dict[str, bytes] = {}  # order id -> state (orjson bytes)
+        self._group_partitions: dict[str, int] = {}
         self.warnings = EarlyWarnings(settings.rules, self.group_partition)
         self.warnings.restore((), range(settings.partitions), (f"{tp.topic}:{tp.partition}" for tp in self.inputs))
         self.write_behind = WriteBehind(sink, self._finished, max_pending=batch * 2)
 
     def group_partition(self, group: str) -> int:
         """The signals partition of a group (streams/app.py's, without the Faust app)."""
-        return key_partition(group.encode(), self.settings.partitions)
+        partition = self._group_partitions.get(group)
+        if partition is None:  # murmur2 is pure Python: once per group
+            partition = self._group_partitions[group] = key_partition(group.encode(), self.settings.partitions)
+        return partition
 
     async def _finished(self, lines: int) -> None:
         self.progress.stored += lines
@@ -161,7 +165,8 @@ class DirectReplay:
     def rebuild_batches(self, records: list[Record]) -> Iterator[tuple[int, list[Record], int]]:
         now_ms = int(time.time() * 1000)
         for start in range(0, len(records), self.batch):
-            yield len(records[start:start + self.batch]), records[start:start + self.batch], now_ms
+            batch = records[start:start + self.batch]
+            yield len(batch), batch, now_ms
 
     async def feed(self, batches: Iterable[tuple[int, list[Record], int]]) -> None:
         for lines, records, now_ms in batches:

@@ -136,7 +136,7 @@ def _flow_rows(lines: list[bytes], batch: int) -> dict[str, dict]:
 
 def test_the_flow_stores_the_same_rows_whatever_the_batch_size(tmp_path):
     path = tmp_path / "history.jsonl"
-    build_history(path, days=3, orders_per_day=150, scenario=("shortage", "bad-distributor"))
+    build_history(path, days=4, orders_per_day=120, scenario=("shortage", "bad-distributor"))
     lines = path.read_bytes().splitlines()
     big = _flow_rows(lines, 20_000)
     assert {row["kind"] for row in big["alerts"].values()} >= {"supply_shortage", "delivery_overdue"}
