@@ -21,8 +21,8 @@ from typing import NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.partitioner import murmur2
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
