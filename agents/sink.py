@@ -193,7 +193,8 @@ class WriteBehind:
         self._gathered = 0  # batches at the head of the queue already given to the writer
         self._table_rows: dict[str, int] = dict.fromkeys(TABLES, 0)  # rows not given to the writer yet
         self._oldest: float | None = None  # when the oldest batch not given to the writer was queued
-        self._waiters = 0  # submit() and drain() calls waiting: write without gathering more
+        self._draining = 0  # drain() calls waiting: write without gathering more
+        self._wanted = 0  # events a submit() waits to queue: write at once if only a write makes room
         self._changed = asyncio.Event()  # the queue grew or shrank
         self._wake = asyncio.Event()  # for the writer: a batch came, or someone waits
         self._task: asyncio.Task | None = None
@@ -201,7 +202,11 @@ class WriteBehind:
 
     async def submit(self, batch: Any, rows: Rows, size: int) -> None:
         while self._queue and self._pending + size > self.max_pending:
-            await self._wait_change()
+            self._wanted = size
+            try:
+                await self._wait_change()
+            finally:
+                self._wanted = 0
         self._queue.append((batch, rows, size))
         self._pending += size
         for table, table_rows in rows.by_table.items():
@@ -215,18 +220,18 @@ class WriteBehind:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="clickhouse-write-behind")
 
     async def drain(self) -> None:
-        while self._queue:
-            await self._wait_change()
+        self._draining += 1
+        try:
+            while self._queue:
+                await self._wait_change()
+        finally:
+            self._draining -= 1
 
     async def _wait_change(self) -> None:
         self._check()
         self._changed.clear()
-        self._waiters += 1
         self._wake.set()
-        try:
-            await self._changed.wait()
-        finally:
-            self._waiters -= 1
+        await self._changed.wait()
         self._check()
 
     def _check(self) -> None:
@@ -235,7 +240,8 @@ class WriteBehind:
 
     def _enough(self) -> bool:
         """Whether the waiting batches make an insert now."""
-        return (self._waiters > 0 or max(self._table_rows.values()) >= self.insert_rows
+        return (self._draining > 0 or self._pending + self._wanted > self.max_pending
+                or max(self._table_rows.values()) >= self.insert_rows
                 or asyncio.get_running_loop().time() - self._oldest >= self.insert_seconds)
 
     async def _gather(self) -> list[tuple[Any, Rows, int]]:

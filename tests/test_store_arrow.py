@@ -267,7 +267,9 @@ def _batch(first: int, n: int) -> Rows:
     return rows
 
 
-def _run_write_behind(settings, batches: int, per_batch: int, max_pending: int, end: str):
+def _run_write_behind(settings, batches: int, per_batch: int, max_pending: int, end: str, events: int = 0):
+    """Submit `batches` batches of `per_batch` rows (`events` events each, default one a
+    row), yielding between them as the agent does; end with a drain or wait for the time bound."""
     sink = CountedSink(settings)
     finished: list[int] = []
 
@@ -278,7 +280,7 @@ def _run_write_behind(settings, batches: int, per_batch: int, max_pending: int, 
         await sink.open()
         behind = WriteBehind(sink, finish, max_pending=max_pending)
         for n in range(batches):
-            await behind.submit(n, _batch(n * per_batch, per_batch), per_batch)
+            await behind.submit(n, _batch(n * per_batch, per_batch), events or per_batch)
             await asyncio.sleep(0)  # the agent reads its next batch: the writer runs meanwhile
         if end == "drain":
             await behind.drain()
@@ -301,7 +303,7 @@ def test_write_behind_gathers_batches_up_to_the_insert_size(tmp_path):
     assert finished == list(range(10)) and stored == 1000
     # The first batch waits for more; once 300 rows wait they go as one insert (the
     # queue holds 2 x 300 events though max_pending says 100), so does every insert but the last.
-    assert all(w >= 300 for w in writes[:-1]) and len(writes) <= 3 and sum(writes) == 1000
+    assert all(w >= 300 for w in writes[:-1]) and len(writes) <= 3 and sum(writes) == 1000, writes
 
 
 def test_write_behind_writes_what_waits_once_the_time_bound_passes(tmp_path):
@@ -311,8 +313,10 @@ def test_write_behind_writes_what_waits_once_the_time_bound_passes(tmp_path):
 
 
 def test_write_behind_writes_at_once_when_the_agent_waits_for_room(tmp_path):
-    """Far below the insert size and the time bound an hour away: a full queue, or a
-    drain (a rebalance), writes now rather than in an hour."""
+    """Below the insert size (5 rows) with the time bound an hour away: a queue full of
+    events (4 a batch, room for 10) that make few rows (1 a batch), and the drain at
+    the end (as on a rebalance), write now rather than in an hour."""
     settings = Settings(data_dir=tmp_path / "data", store_insert_rows=5, store_insert_seconds=3600)
-    writes, finished, stored = _run_write_behind(settings, batches=6, per_batch=4, max_pending=8, end="drain")
-    assert finished == list(range(6)) and stored == 24 and sum(writes) == 24
+    writes, finished, stored = _run_write_behind(settings, batches=6, per_batch=1, events=4, max_pending=8, end="drain")
+    assert finished == list(range(6)) and stored == 6
+    assert sum(writes) == 6 and len(writes) >= 2 and max(writes) < 5
