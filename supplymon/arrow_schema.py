@@ -40,20 +40,30 @@ class UnknownColumnType(ValueError):
     """The DDL has a column type with no Arrow mapping here (add one to _arrow_type)."""
 
 
-def _split_top_level(text: str, sep: str = ",") -> list[str]:
-    """`text` split at `sep` outside parentheses and quotes."""
-    parts, depth, quote, start = [], 0, None, 0
-    for i, char in enumerate(text):
+def _outside_quotes(text: str, start: int = 0):
+    """(index, character, depth after it) of `text`'s characters outside quotes, from
+    `start`; depth counts the parentheses open."""
+    depth, quote = 0, None
+    for i in range(start, len(text)):
+        char = text[i]
         if quote:
             if char == quote and text[i - 1] != "\\":
                 quote = None
-        elif char in "'\"`":
+            continue
+        if char in "'\"`":
             quote = char
         elif char == "(":
             depth += 1
         elif char == ")":
             depth -= 1
-        elif char == sep and depth == 0:
+        yield i, char, depth
+
+
+def _split_top_level(text: str, sep: str = ",") -> list[str]:
+    """`text` split at `sep` outside parentheses and quotes."""
+    parts, start = [], 0
+    for i, char, depth in _outside_quotes(text):
+        if char == sep and depth == 0:
             parts.append(text[start:i])
             start = i + 1
     parts.append(text[start:])
@@ -62,20 +72,9 @@ def _split_top_level(text: str, sep: str = ",") -> list[str]:
 
 def _balanced(text: str, start: int) -> int:
     """Index just past the parenthesis that closes the one at `start`."""
-    depth, quote = 0, None
-    for i in range(start, len(text)):
-        char = text[i]
-        if quote:
-            if char == quote and text[i - 1] != "\\":
-                quote = None
-        elif char in "'\"`":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return i + 1
+    for i, char, depth in _outside_quotes(text, start):
+        if char == ")" and depth == 0:
+            return i + 1
     raise ValueError(f"unbalanced parentheses in {text[start:start + 80]!r}")
 
 
