@@ -132,7 +132,8 @@ class DirectReplay:
         self._group_partitions: dict[str, int] = {}
         self.warnings = EarlyWarnings(settings.rules, self.group_partition)
         self.warnings.restore((), range(settings.partitions), (f"{tp.topic}:{tp.partition}" for tp in self.inputs))
-        self.write_behind = WriteBehind(sink, self._finished, max_pending=batch * 2)
+        self.sink = sink
+        self.write_behind: WriteBehind | None = None  # made by run(): step() needs no store
 
     def group_partition(self, group: str) -> int:
         """The signals partition of a group (streams/app.py's, without the Faust app)."""
@@ -188,6 +189,7 @@ class DirectReplay:
         return out.rows
 
     async def run(self, lines: Iterable[bytes], stored: list[Record]) -> None:
+        self.write_behind = WriteBehind(self.sink, self._finished, max_pending=self.batch * 2)
         try:
             if stored:
                 await self.feed(self.rebuild_batches(stored))
