@@ -255,12 +255,30 @@ class ProductRegion:
         sweep made once per advance instead of a pass over its window per instant."""
         lo, hi = self._span(t - self.shortage_window, t)
         if hi - lo <= SCAN_AT_MOST:
-            return self.shortage_holds(self.shortage_figures(t))
+            return self._shortage_holds_by_scan(t, lo, hi)
         sweep = self._sweep
         if sweep is None or t < sweep.since:  # from the orders that can still count from t on
             sweep = self._sweep = ShortageSweep((self.records[oid] for _, oid in self.index[lo:]),
                                                 self.shortage_window, t)
         return self._shortage_condition(*sweep.sums(t), lambda: sweep.institutions(t))
+
+    def _shortage_holds_by_scan(self, t: int, lo: int, hi: int) -> bool:
+        """`shortage_holds(shortage_figures(t))` for the orders at lo..hi-1 of `index`
+        (those placed in the window): the sums without the figures' dict and lists."""
+        records, answered, ordered, confirmed = self.records, 0, 0, 0
+        window = [records[oid] for _, oid in self.index[lo:hi]]
+        for rec in window:
+            answered_at = rec[ANSWERED_AT]
+            if answered_at is not None and answered_at <= t:
+                answered += 1
+                ordered += rec[QUANTITY]
+                confirmed += rec[CONFIRMED]
+
+        def institutions() -> int:
+            return len({rec[INSTITUTION] for rec in window
+                        if rec[ANSWERED_AT] is not None and rec[ANSWERED_AT] <= t
+                        and rec[DECISION] in ("rejected", "partial") and rec[REASON] == "out_of_stock"})
+        return self._shortage_condition(answered, ordered, confirmed, institutions)
 
     def history_days(self, t: int) -> int:
         if self.first_order is None:
@@ -284,6 +302,19 @@ class ProductRegion:
             figures["baseline_mean_daily_quantity"] = round(baseline / days, 3)
             figures["baseline_quantity"] = baseline
         return figures
+
+    def surge_holds_at(self, t: int) -> bool:
+        """`surge_holds(surge_figures(t))`, without the figures' dict: a subject with
+        fewer orders in 24 h than a surge needs (most instants) answers from two
+        bisections, no sums."""
+        lo, hi = self._span(t - self.recent, t)
+        if hi - lo < self.surge_min_orders:
+            return False
+        days = self.history_days(t)
+        if days < self.surge_min_days:
+            return False
+        baseline = self._quantity(self._span(t - self.recent - days * DAY_MS, t - self.recent)[0], lo)
+        return self._quantity(lo, hi) > self.surge_factor * baseline / days
 
     def surge_holds(self, f: dict) -> bool:
         if f["baseline_mean_daily_quantity"] is None or f["orders_24h"] < self.surge_min_orders:
@@ -349,10 +380,9 @@ class ProductRegion:
             if t is None or t > to:
                 break
             # The figures themselves are an alert's details: made only when one is raised.
-            surge = self.surge_figures(t, distributors=False)
             for kind, episode, holds, details in (
                     ("supply_shortage", self.shortage, self.shortage_holds_at(t), lambda t=t: self.shortage_figures(t)),
-                    ("demand_surge", self.surge, self.surge_holds(surge), lambda t=t: self.surge_figures(t))):
+                    ("demand_surge", self.surge, self.surge_holds_at(t), lambda t=t: self.surge_figures(t))):
                 for transition in episode.observe(t, holds, details):
                     transition.kind = kind
                     out.append(transition)
