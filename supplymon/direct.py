@@ -34,6 +34,7 @@ from supplymon.core.early_warnings import EarlyWarnings
 from supplymon.core.flow import OrderFlow, Partition, Record
 from supplymon.core.intake import REBUILT_HEADER, TOO_LARGE_HEADER, truncated
 from supplymon.core.signals import pack
+from supplymon.gcpolicy import batch_pace
 from supplymon.publish import key_partition, route
 from supplymon.replay import summary
 from supplymon.runner import RunError, prepare_data_dir
@@ -210,7 +211,8 @@ def replay_direct(settings: Settings, lines: Iterable[bytes], batch: int = BATCH
         settings.insert_tmp_dir.mkdir(parents=True, exist_ok=True)
         tempfile.tempdir = str(settings.insert_tmp_dir)
     progress = Progress()
-    stored = asyncio.run(_replay(settings, lines, batch, progress))
+    with batch_pace():
+        stored = asyncio.run(_replay(settings, lines, batch, progress))
     progress(force=True)
     if progress.rebuilt:
         print(f"rebuilt state from {progress.rebuilt:,} events stored in {settings.data_dir}", flush=True)
