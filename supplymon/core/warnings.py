@@ -265,20 +265,17 @@ class ProductRegion:
     def _shortage_holds_by_scan(self, t: int, lo: int, hi: int) -> bool:
         """`shortage_holds(shortage_figures(t))` for the orders at lo..hi-1 of `index`
         (those placed in the window): the sums without the figures' dict and lists."""
-        records, answered, ordered, confirmed = self.records, 0, 0, 0
-        window = [records[oid] for _, oid in self.index[lo:hi]]
-        for rec in window:
+        records, answered, ordered, confirmed, turned_away = self.records, 0, 0, 0, set()
+        for _, oid in self.index[lo:hi]:
+            rec = records[oid]
             answered_at = rec[ANSWERED_AT]
             if answered_at is not None and answered_at <= t:
                 answered += 1
                 ordered += rec[QUANTITY]
                 confirmed += rec[CONFIRMED]
-
-        def institutions() -> int:
-            return len({rec[INSTITUTION] for rec in window
-                        if rec[ANSWERED_AT] is not None and rec[ANSWERED_AT] <= t
-                        and rec[DECISION] in ("rejected", "partial") and rec[REASON] == "out_of_stock"})
-        return self._shortage_condition(answered, ordered, confirmed, institutions)
+                if rec[REASON] == "out_of_stock" and rec[DECISION] in ("rejected", "partial"):
+                    turned_away.add(rec[INSTITUTION])
+        return self._shortage_condition(answered, ordered, confirmed, turned_away.__len__)
 
     def history_days(self, t: int) -> int:
         if self.first_order is None:
