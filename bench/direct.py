@@ -1,7 +1,7 @@
 """Direct replay throughput: `replay FILE --direct` against a raw `json.loads` loop
 over the same file (the ceiling of any Python reader of it).
 
-    python -m bench.direct --events 200000
+    python -m bench.direct --events 200000 [--stages]
 
 Prints both rates and `direct/raw = D`; `--json` prints them as one JSON object
 (bench/pipeline.py runs this in a process of its own: the embedded store admits
@@ -44,11 +44,44 @@ def direct_rate(path: Path, events: int, data_dir: Path, partitions: int) -> flo
     return events / (time.perf_counter() - started)
 
 
+def stage_times(lines: list[bytes], partitions: int) -> dict[str, float]:
+    """CPU (process time) per event of each stage of the direct replay's batch step,
+    without the store: the flow (decode, lifecycle, due index, facts, windows,
+    snapshots), packing the signals, the early warnings."""
+    from supplymon.core.signals import pack
+    from supplymon.direct import DirectReplay, Progress
+    from supplymon.gcpolicy import batch_pace
+
+    settings = replace(Settings.from_env({}), partitions=partitions, allow_future=True)
+    replay = DirectReplay(settings, None, Progress(io.StringIO()))
+    spent = {"flow": 0.0, "signals": 0.0, "early warnings": 0.0}
+    with batch_pace():
+        for _, records, now_ms in replay.file_batches(lines):
+            started = time.process_time()
+            out = replay.flow.process(records, replay.inputs, replay.states.get, now_ms)
+            for order_id, snapshot in out.snapshots.items():
+                if snapshot is None:
+                    replay.states.pop(order_id, None)
+                else:
+                    replay.states[order_id] = snapshot
+            flowed = time.process_time()
+            signals = pack(out.signals, out.marks, replay.group_partition, partitions)
+            packed = time.process_time()
+            replay.warnings.process(signals)
+            done = time.process_time()
+            spent["flow"] += flowed - started
+            spent["signals"] += packed - flowed
+            spent["early warnings"] += done - packed
+    return {stage: seconds * 1e6 / len(lines) for stage, seconds in spent.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--stages", action="store_true",
+                        help="also the CPU per event of each stage of the batch step (a second pass, no store)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="supplymon-bench-direct-"))
     try:
@@ -57,14 +90,19 @@ def main(argv: list[str] | None = None) -> int:
         path.write_bytes(b"\n".join(lines) + b"\n")
         raw = raw_rate(path)
         direct = direct_rate(path, len(lines), work / "data", args.partitions)
+        stages = stage_times(lines, args.partitions) if args.stages else {}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
-        print(json.dumps({"events": len(lines), "raw": raw, "direct": direct}))
+        print(json.dumps({"events": len(lines), "raw": raw, "direct": direct, "stages_us": stages}))
         return 0
     print(f"events in the file                 {len(lines):>14,}")
     print(f"raw: json.loads over the file      {raw:>12,.0f}/s")
     print(f"replay --direct (file -> stored)   {direct:>12,.0f}/s")
+    for stage, us in stages.items():
+        print(f"  {stage + ' (CPU, no store)':<33}{us:>10.1f} us/event")
+    if stages:
+        print(f"  {'batch step in all':<33}{sum(stages.values()):>10.1f} us/event")
     print(f"direct/raw = {direct / raw:.3f}")
     return 0
 

@@ -246,11 +246,17 @@ class ManufacturerConduct:
                      out: list) -> None:
         regions = self.prices.get(product, {})
         subject = {"product_id": product, "region_code": region}
-        order = _seen(price, ts, region, order_id)
+        made: list[dict] = []
+
+        def order() -> dict:  # the order as seen: made once, and only for an alert's details
+            if not made:
+                made.append(_seen(price, ts, region, order_id))
+            return made[0]
+
         for kind, episodes in (("price_rise", self.rises), ("price_linkage_overdue", self.links)):
             episode = episodes.get((product, region))
             if episode is not None and episode[0] < t and price <= episode[1]:  # a later order at that price
-                details = dict(episode[2], resolved_by=order)
+                details = dict(episode[2], resolved_by=order())
                 self._emit(out, kind, subject, [Transition(episode[0], t, details)])
                 del episodes[(product, region)]
                 self.dirty.add(f"e:{product}")
@@ -258,7 +264,7 @@ class ManufacturerConduct:
         mine = regions.get(region)
         lowest = mine.lowest(ts - self.rise_window, t - 1) if mine else None
         if (product, region) not in self.rises and lowest and more_than(price, lowest[0] * (1 + self.rise_tolerance)):
-            details = {"order": order, "lowest": _seen(lowest[0], lowest[1], region),
+            details = {"order": order(), "lowest": _seen(lowest[0], lowest[1], region),
                        "increase": above(price, lowest[0]), "tolerance": self.rise_tolerance,
                        "window_days": self.rise_window / DAY_MS}
             self.rises[(product, region)] = [t, lowest[0], details]
@@ -273,7 +279,7 @@ class ManufacturerConduct:
                     if seen and (lower is None or seen[0] < lower[0]):
                         lower = (*seen, other)
             if lower and more_than(price - lower[0], self.link_tolerance * price):
-                details = {"order": order, "lower": _seen(lower[0], lower[1], lower[2]),
+                details = {"order": order(), "lower": _seen(lower[0], lower[1], lower[2]),
                            "difference": round(1 - lower[0] / price, 4), "tolerance": self.link_tolerance,
                            "lag_days": self.link_lag / DAY_MS, "lookback_days": self.link_lookback / DAY_MS}
                 self.links[(product, region)] = [t, lower[0], details]
@@ -290,7 +296,7 @@ class ManufacturerConduct:
             episode = self.same.setdefault((product, city), Episode(self.same_window))
 
             def details() -> dict:
-                return {"order": order, "lower": _seen(cheaper[0], cheaper[1], cheaper[2]),
+                return {"order": order(), "lower": _seen(cheaper[0], cheaper[1], cheaper[2]),
                         "difference": above(price, cheaper[0]), "tolerance": self.same_tolerance,
                         "window_days": self.same_window / DAY_MS}
             # Holds at the order's instant only: resolved a window after the last such order.
