@@ -53,3 +53,49 @@ def test_the_fast_holds_are_exercised_both_ways():
     t = T0 + 12 * DAY_MS + 3 * H
     assert subject.surge_holds_at(t) and subject.shortage_holds_at(t)
     assert not subject.surge_holds_at(T0 + 5 * DAY_MS) and not subject.shortage_holds_at(T0 + 5 * DAY_MS)
+
+
+delivery = st.tuples(st.integers(0, 40 * DAY_MS), st.booleans(),
+                     st.one_of(st.none(), st.integers(-DAY_MS, 3 * DAY_MS)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(orders=st.lists(delivery, max_size=200), first_day=st.integers(0, 45), days=st.integers(1, 6))
+def test_delivery_rates_on_columns_equal_the_scan(orders, first_day, days):
+    """A busy distributor's rates counted on columns for several day ends at once
+    equal the scan of its records per day end and scope (the reference)."""
+    from supplymon.core.signals import delivery_record
+    from supplymon.core.warnings import COLUMNS_FROM, DeliveryRateMonitor
+
+    monitor = DeliveryRateMonitor()
+    for n, (deadline, grassroots, on_time_after) in enumerate(orders):
+        monitor.upsert(f"O{n}", delivery_record(T0 + deadline, grassroots,
+                                                None if on_time_after is None else T0 + deadline + on_time_after))
+    ends = range(T0 + first_day * DAY_MS, T0 + (first_day + days) * DAY_MS, DAY_MS)
+    assert monitor._rates(ends) == {end: (monitor._rate(end, False), monitor._rate(end, True)) for end in ends}
+    assert COLUMNS_FROM < 200  # the columns are taken in some examples
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(st.tuples(order, st.integers(0, 3 * DAY_MS)), min_size=1, max_size=40))
+def test_a_subject_that_cannot_alert_skips_its_instants_alike(steps):
+    """`advance` (which skips the instants of a subject that cannot alert) and
+    `advance_by_instants` (the reference) give the same transitions, metas and next
+    instants after every step of upserts and advances, few orders or many."""
+    skipping, reference = ProductRegion(), ProductRegion()
+    clock, skipped = T0, 0
+    for n, ((at, quantity, answered, decision, reason, institution, share), ahead) in enumerate(steps):
+        confirmed = quantity if decision == "accepted" else 0 if decision == "rejected" else int(quantity * share)
+        at = T0 + at // 4  # within 3 days: some subjects reach the rules' counts
+        record = supply_record("P", "R", f"I{institution}", "D", at, quantity,
+                               None if answered is None else at + answered,
+                               None if answered is None else decision,
+                               None if answered is None else confirmed, reason)
+        assert skipping.upsert(f"O{n % 30}", list(record)) == reference.upsert(f"O{n % 30}", list(record))
+        clock += ahead
+        skipped += skipping.cannot_alert()
+        got = [(t.kind, t.raised_at, t.resolved_at, t.details) for t in skipping.advance(clock)]
+        want = [(t.kind, t.raised_at, t.resolved_at, t.details) for t in reference.advance_by_instants(clock)]
+        assert got == want
+        assert skipping.dump_meta() == reference.dump_meta()
+        assert skipping.next_change() == reference.next_change()
