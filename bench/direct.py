@@ -58,12 +58,7 @@ def stage_times(lines: list[bytes], partitions: int) -> dict[str, float]:
     with batch_pace():
         for _, records, now_ms in replay.file_batches(lines):
             started = time.process_time()
-            out = replay.flow.process(records, replay.inputs, replay.states.get, now_ms)
-            for order_id, snapshot in out.snapshots.items():
-                if snapshot is None:
-                    replay.states.pop(order_id, None)
-                else:
-                    replay.states[order_id] = snapshot
+            out = replay.flow_step(records, now_ms)
             flowed = time.process_time()
             signals = pack(out.signals, out.marks, replay.group_partition, partitions)
             packed = time.process_time()

@@ -31,7 +31,7 @@ from typing import Iterable, Iterator
 
 from agents.sink import ClickHouseSink, WriteBehind
 from supplymon.core.early_warnings import EarlyWarnings
-from supplymon.core.flow import OrderFlow, Partition, Record
+from supplymon.core.flow import BatchOutput, OrderFlow, Partition, Record
 from supplymon.core.intake import REBUILT_HEADER, TOO_LARGE_HEADER, truncated
 from supplymon.core.signals import pack
 from supplymon.gcpolicy import batch_pace
@@ -176,14 +176,19 @@ class DirectReplay:
             await self.write_behind.submit(lines, self.step(records, now_ms), len(records))
             await asyncio.sleep(0)  # let the write behind start storing this batch
 
-    def step(self, records: list[Record], now_ms: int):
-        """One batch through the flow, then its signals and marks through the early warnings."""
+    def flow_step(self, records: list[Record], now_ms: int) -> BatchOutput:
+        """One batch through the flow, the order states it changed kept."""
         out = self.flow.process(records, self.inputs, self.states.get, now_ms)
         for order_id, snapshot in out.snapshots.items():
             if snapshot is None:
                 self.states.pop(order_id, None)
             else:
                 self.states[order_id] = snapshot
+        return out
+
+    def step(self, records: list[Record], now_ms: int):
+        """One batch through the flow, then its signals and marks through the early warnings."""
+        out = self.flow_step(records, now_ms)
         signals = pack(out.signals, out.marks, self.group_partition, self.settings.partitions)
         for alert in self.warnings.process(signals).alerts:
             out.rows.add("alerts", alert)
