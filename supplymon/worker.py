@@ -15,6 +15,7 @@ import tempfile
 import threading
 
 from supplymon import health
+from supplymon.gcpolicy import batch_pace
 from supplymon.log_throttle import throttle_client_logs
 from supplymon.publish import ensure_topics
 from supplymon.runner import PARENT_PID_ENV, prepare_data_dir, start_embedded_broker
@@ -91,7 +92,8 @@ def run(settings: Settings) -> int:
         if broker is not None:
             _watch_embedded_broker(broker, settings)
         try:
-            worker.execute_from_commandline()
+            with batch_pace():  # the worker holds every open order's state: see supplymon/gcpolicy.py
+                worker.execute_from_commandline()
         except SystemExit as exc:
             return int(exc.code or 0)
         return 0
