@@ -1,15 +1,18 @@
 """The order-lifecycle agent: joins each order's events, keeps its state, fires
 its deadlines on stream time, and writes facts, alerts and raw events.
 
-Thin shell around `supplymon.core.lifecycle`. Per batch, `process()`:
-1. decode and validate each message (bad ones to the dead-letter topic);
+Thin shell around `supplymon.core.lifecycle`. Per fetched batch of the input
+topics (streams/batches.py: records by partition, no Faust messages), `process()`:
+1. decode and validate each record (bad ones to the dead-letter topic);
 2. apply events to their orders' states (read from the table, changed in memory);
 3. let stream time (the watermark) pass the deadlines that are due;
 4. turn what changed into rows; snapshot the changed states;
 5. hand the batch to the write-behind sink (agents/sink.py) and go on with the
    next batch while its rows are stored (retried until stored);
 then, once its rows are stored, `finish()` sends its alerts, dead letters and
-signals for the early warnings (agents/warnings.py), writes its states to the table (its changelog) and acknowledges its offsets.
+signals for the early warnings (agents/warnings.py), writes its states to the
+table (its changelog) and acknowledges, per partition, the offset after its last
+record processed.
 A crash before that replays the batch onto the old state; a crash after finds
 its events already applied (duplicates) and their rows already stored. States
 of batches not finished yet are read from `unsettled`, not from the table.
@@ -23,15 +26,15 @@ from collections import Counter
 from typing import Any
 
 import orjson
-from faust.types import EventT
 from mode import CrashingSupervisor
 
-from agents.progress import mark_sent, mark_stored
-from agents.sequence import in_sequence
+from agents.progress import mark_sent, mark_stored_offsets
+from agents.sequence import follow
 from agents.sink import ClickHouseSink, Rows, WriteBehind
 from schemas.events import Invalid
-from streams.app import (alerts_topic, app, changelog_producer, deadletter_topic, group_partition, input_topics,
-                         order_changelog, order_state, settings, signals_topic)
+from streams.app import (alerts_topic, app, batch_intake, changelog_producer, deadletter_topic, group_partition,
+                         input_batches, order_changelog, order_state, settings, signals_topic)
+from streams.batches import FetchedBatch, next_offsets
 from streams.continuity import OffsetContinuity
 from streams.monitor import after_rebalance
 from streams.stream_time import StreamTime
@@ -86,13 +89,7 @@ async def _learn_stream_time() -> None:
     duplicate (it changes nothing) and tells its partition's time at once, so the
     deadlines due fire now, as they would have on one worker."""
     try:
-        seeks = {}
-        for tp in _assigned_inputs():
-            position = await app.consumer.position(tp)
-            if position:
-                seeks[tp] = position - 1
-        if seeks:
-            await app.consumer.seek_wait(seeks)
+        await batch_intake.reread_last()
     except Exception:  # the next events or ticks tell the time anyway
         log.warning("could not read the last processed messages again after a rebalance", exc_info=True)
 
@@ -101,8 +98,7 @@ after_rebalance(_after_rebalance)
 
 
 def _assigned_inputs() -> set:
-    inputs = set(settings.topics.inputs)
-    return {tp for tp in app.consumer.assignment() if tp.topic in inputs}
+    return batch_intake.assigned()
 
 
 def _rebuild_derived_state() -> None:
@@ -137,7 +133,9 @@ class Batch:
         self.kinds: Counter = Counter()
         self.watermark: int | None = None
         self.snapshots: dict[str, bytes | None] = {}  # states to write (None: delete)
-        self.messages: list = []  # to acknowledge once stored
+        self.offsets: dict = {}  # per partition, the offset after its last record processed
+        self.records = 0
+        self.fetched: FetchedBatch | None = None  # to acknowledge once stored
         self.stored = order_changelog.reader()
 
     def state(self, order_id: str) -> dict:
@@ -149,9 +147,9 @@ class Batch:
             self.read[order_id] = raw
         return state
 
-    def seal(self, events: list[EventT]) -> None:
+    def seal(self) -> None:
         """Snapshot the states this batch changed (later batches go on changing the
-        dicts) and hold its messages' acknowledgement until `finish()`."""
+        dicts)."""
         for order_id, state in self.states.items():
             snapshot = None if order_id in self.purged else orjson.dumps(state)
             if snapshot != self.read[order_id]:
@@ -160,9 +158,6 @@ class Batch:
                     # to their size (held for every open order).
                     snapshot = bytes(memoryview(snapshot))
                 self.snapshots[order_id] = unsettled[order_id] = snapshot
-        for event in events:
-            event.message.incref()  # take_events' ack leaves it unacknowledged
-        self.messages = [event.message for event in events]
 
     def dead_letter(self, key: bytes | None, raw: bytes, reason: str, detail: str,
                     source: tuple[str, int, int], event_id: str | None, noticed_at: int) -> None:
@@ -187,19 +182,18 @@ async def send_refused(rows: list[dict]) -> None:
         await deadletter_topic.send(key=None, value=row["original"].encode(), headers=_dead_headers(row))
 
 
-def _read(batch: Batch, event: EventT, now_ms: int) -> None:
-    message = event.message
-    raw = message.value if isinstance(message.value, bytes) else event.value
-    source = (message.topic, message.partition, message.offset)
-    parsed = intake.admit(raw, now_ms, message.headers)
+def _read(batch: Batch, tp, record, parsed) -> None:
+    """One record, admitted (or refused) by `intake.admit_batch`."""
+    raw = record.value
+    source = (record.topic, record.partition, record.offset)
     if isinstance(parsed, Invalid):
         kept = parsed.original if parsed.original is not None else raw or b""
-        batch.dead_letter(message.key, kept, parsed.reason, parsed.detail, source,
-                          parsed.event_id, message.timestamp and int(message.timestamp * 1000) or 0)
+        batch.dead_letter(record.key, kept, parsed.reason, parsed.detail, source,
+                          parsed.event_id, record.timestamp or 0)
         return
     kind, ts_ms, event_id = parsed["kind"], parsed["ts_ms"], parsed["event_id"]
     batch.kinds[kind] += 1
-    stream_time.observe(message.tp, ts_ms)
+    stream_time.observe(tp, ts_ms)
     text = raw.decode()
     if kind == "tick":
         batch.rows.add("events_raw", _raw_row(event_id, "tick", ts_ms, "", text, source))
@@ -207,7 +201,7 @@ def _read(batch: Batch, event: EventT, now_ms: int) -> None:
     parsed["raw"], parsed["src"] = text, source
     order_id = parsed["order_id"]
     state = batch.state(order_id)
-    state.setdefault("p", message.partition)  # the partition whose window parts count it
+    state.setdefault("p", record.partition)  # the partition whose window parts count it
     outcome = lifecycle.apply(state, parsed)
     if outcome.duplicate:
         metrics.duplicates.inc()
@@ -256,31 +250,45 @@ def _advance(batch: Batch) -> None:
         _settle(batch, state, lifecycle.advance(state, watermark), watermark)
 
 
-def _emit(batch: Batch) -> None:
+def _emit(batch: Batch) -> float:
+    """Facts, alerts, signal records and window parts of what changed; returns the
+    seconds spent on signals and windows (their own stages in the metrics)."""
     # Purged orders too: one advance may pass an order's deadlines and its retention
     # at once, and its final fact and alerts are written before its state is dropped.
+    clock = time.thread_time  # CPU time: the store's thread holds the GIL at times
+    signals_s = windows_s = 0.0
     for order_id in batch.changed:
         state = batch.states[order_id]
         if "order" not in state:
             continue
         fact = lifecycle.fact(state)
         batch.rows.add("order_facts", fact)
+        t0 = clock()
         for n, (group, record) in enumerate(order_signals(fact)):
             checksum = fingerprint(record)
             if state.setdefault("sg", [-1, -1])[n] != checksum:  # tell the early warnings only what changed
                 state["sg"][n] = checksum
                 batch.signals.setdefault(group, {})[order_id] = record
+        t1 = clock()
         state["c"] = windows.update(fact, state["p"], state.get("c"), state.get("cv", 0))
         state["cv"] = fact["version"]
+        t2 = clock()
+        signals_s += t1 - t0
+        windows_s += t2 - t1
         for alert in lifecycle.changed_alerts(state):
             row = order_alert_row(alert, fact, fact["version"])
             batch.rows.add("alerts", row)
             batch.alerts.append(row)
             metrics.alerts_raised.labels(row["kind"]).inc()
+    t0 = clock()
     if batch.watermark is not None:
         windows.advance(batch.watermark)
     for key, part in windows.take_dirty():
         batch.rows.add("window_parts", part_row(key, part))
+    windows_s += clock() - t0
+    metrics.stage_seconds.labels("signals").inc(signals_s)
+    metrics.stage_seconds.labels("windows").inc(windows_s)
+    return signals_s + windows_s
 
 
 def _marks() -> dict[str, int]:
@@ -297,13 +305,25 @@ def _marks() -> dict[str, int]:
 async def _send_signals(batch: Batch) -> None:
     """The batch's records and marks, a message or so per signals partition; delivered
     (not just queued) before the batch is acknowledged, so a signal is never lost."""
+    started = time.thread_time()
+    packed = pack(batch.signals, batch.marks, group_partition, settings.partitions)
+    metrics.stage_seconds.labels("signals").inc(time.thread_time() - started)
     sent = [await signals_topic.send(key=str(partition), value=value, partition=partition)
-            for partition, value in pack(batch.signals, batch.marks, group_partition, settings.partitions)]
+            for partition, value in packed]
     mark_sent(await asyncio.gather(*sent))
     metrics.signals_sent.inc(sum(map(len, batch.signals.values())))
 
 
-async def process(events: list[EventT]) -> None:
+async def _in_sequence(fetched: FetchedBatch) -> list:
+    """The batch's records that continue each partition's sequence; on a gap, read
+    it again (streams/continuity.py)."""
+    positions = fetched.positions()
+    plan = await follow(continuity, ((tp, record.offset) for tp, record in positions), _assigned_inputs(),
+                        batch_intake.seek)
+    return [positions[i] for i in plan.process]
+
+
+async def process(fetched: FetchedBatch) -> None:
     global _index_stale
     if _index_stale:
         await write_behind.drain()  # the table has every state before it is read whole
@@ -314,18 +334,24 @@ async def process(events: list[EventT]) -> None:
         continuity.keep_only(assigned)
         order_changelog.keep_only({tp.partition for tp in assigned})
         _rebuild_derived_state()
-    events = await in_sequence(continuity, events)
+    records = await _in_sequence(fetched)
     batch = Batch()
     # The wall clock, read once per batch, only to refuse stamps from the future (intake).
     now_ms = int(time.time() * 1000)
-    for event in events:
-        _read(batch, event, now_ms)
+    started = time.thread_time()
+    admitted = intake.admit_batch([(record.value, record.headers) for _, record in records], now_ms)
+    decoded_at = time.thread_time()
+    for (tp, record), parsed in zip(records, admitted):
+        _read(batch, tp, record, parsed)
     _advance(batch)
-    _emit(batch)
+    other_stages = _emit(batch)
+    metrics.stage_seconds.labels("decode").inc(decoded_at - started)
+    metrics.stage_seconds.labels("lifecycle").inc(time.thread_time() - decoded_at - other_stages)
     # Marks now: by the time the batch is finished, later batches have been read.
     batch.marks = _marks()
-    batch.seal(events)
-    await write_behind.submit(batch, batch.rows, len(events))
+    batch.seal()
+    batch.offsets, batch.records, batch.fetched = next_offsets(records), len(records), fetched
+    await write_behind.submit(batch, batch.rows, len(fetched))
 
 
 async def finish(batch: Batch) -> None:
@@ -339,13 +365,11 @@ async def finish(batch: Batch) -> None:
     for order_id, snapshot in batch.snapshots.items():
         if unsettled.get(order_id, b"") is snapshot:  # no later batch changed it since
             del unsettled[order_id]
-    consumer = app.consumer
-    for message in batch.messages:
-        message.ack(consumer)
-    mark_stored(batch.messages)
+    batch_intake.ack(batch.fetched, batch.offsets)
+    mark_stored_offsets(batch.offsets)
     for kind, n in batch.kinds.items():
         metrics.events_in.labels(kind).inc(n)
-    metrics.batch_events.observe(len(batch.messages))
+    metrics.batch_events.observe(batch.records)
     metrics.open_orders.set(len(due_index))
 
 
@@ -356,13 +380,13 @@ write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4, on
 # in the same process: the consumer would go on past the failed batch while the
 # state kept its effects. Restarted, the worker restores the changelog and reads
 # again from the last acknowledged offsets.
-@app.agent(input_topics, supervisor_strategy=CrashingSupervisor)
+@app.agent(input_batches, supervisor_strategy=CrashingSupervisor)
 async def order_lifecycle(stream):
     await sink.open()
     changelog_producer.acquire()
     try:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            await process(events)
+        async for fetched in batch_intake.batches(stream):
+            await process(fetched)
     finally:
         await write_behind.close()
         await changelog_producer.release()
