@@ -85,9 +85,10 @@ async def _learn_stream_time() -> None:
     time is the least over the assigned partitions: a partition just taken over is
     unknown until its next event, and a worker left with fewer partitions may now be
     later than it was; both need a batch to act on, which a quiet platform (or a
-    replay, which has no live ticks) would not send. The message read again is a
-    duplicate (it changes nothing) and tells its partition's time at once, so the
-    deadlines due fire now, as they would have on one worker."""
+    replay, which has no live ticks) would not send. The message read again is not
+    processed again (it precedes the commit) but tells its partition's time at once
+    (`_observe_read_again`), so the deadlines due fire now, as they would have on
+    one worker."""
     try:
         await batch_intake.reread_last()
     except Exception:  # the next events or ticks tell the time anyway
@@ -314,13 +315,43 @@ async def _send_signals(batch: Batch) -> None:
     metrics.signals_sent.inc(sum(map(len, batch.signals.values())))
 
 
-async def _in_sequence(fetched: FetchedBatch) -> list:
-    """The batch's records that continue each partition's sequence; on a gap, read
-    it again (streams/continuity.py)."""
+async def _in_sequence(fetched: FetchedBatch, now_ms: int) -> list:
+    """The batch's records that continue each partition's sequence from where the
+    group committed it; on a gap, read it again (streams/continuity.py)."""
     positions = fetched.positions()
-    plan = await follow(continuity, ((tp, record.offset) for tp, record in positions), _assigned_inputs(),
+    assigned = _assigned_inputs()
+    unknown = {tp for tp in assigned if continuity.expected(tp) is None}
+    if unknown:  # newly assigned: the sequence starts at the group's commit, not at what comes first
+        for tp, offset in (await batch_intake.start_offsets(unknown)).items():
+            continuity.start(tp, offset)
+        untold = {tp for tp in unknown if continuity.expected(tp) is None}
+        again: dict = {}
+        for tp, record in positions:
+            if tp in untold and record.offset < again.get(tp, record.offset + 1):
+                again[tp] = record.offset
+        if again:  # not processed now: read again and asked again with the next batch
+            await batch_intake.seek(again)
+        assigned -= untold
+    plan = await follow(continuity, ((tp, record.offset) for tp, record in positions), assigned,
                         batch_intake.seek)
+    _observe_read_again(positions, plan, now_ms)
     return [positions[i] for i in plan.process]
+
+
+def _observe_read_again(positions: list, plan, now_ms: int) -> None:
+    """Stream time from the last record of each partition that was processed before
+    (the record read again after a rebalance, see `_learn_stream_time`): its time
+    was reached already, and a partition just taken over is known at once."""
+    last: dict = {}
+    for i in plan.withheld:
+        tp, record = positions[i]
+        expected = continuity.expected(tp)
+        if expected is not None and record.offset < expected and record.offset >= last.get(tp, (-1,))[0]:
+            last[tp] = (record.offset, record)
+    for tp, (_, record) in last.items():
+        parsed = intake.admit(record.value, now_ms, record.headers)
+        if not isinstance(parsed, Invalid):
+            stream_time.observe(tp, parsed["ts_ms"])
 
 
 async def process(fetched: FetchedBatch) -> None:
@@ -331,13 +362,13 @@ async def process(fetched: FetchedBatch) -> None:
         assigned = _assigned_inputs()
         stream_time.forget(assigned)
         marked.clear()  # a new assignment: tell the early warnings again
-        continuity.keep_only(assigned)
+        continuity.forget()  # each partition starts again at the group's commit (_in_sequence)
         order_changelog.keep_only({tp.partition for tp in assigned})
         _rebuild_derived_state()
-    records = await _in_sequence(fetched)
-    batch = Batch()
     # The wall clock, read once per batch, only to refuse stamps from the future (intake).
     now_ms = int(time.time() * 1000)
+    records = await _in_sequence(fetched, now_ms)
+    batch = Batch()
     started = time.thread_time()
     admitted = intake.admit_batch([(record.value, record.headers) for _, record in records], now_ms)
     decoded_at = time.thread_time()

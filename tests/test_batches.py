@@ -65,6 +65,17 @@ def test_faust_internals_used_by_the_intake_are_unchanged():
     assert "consumer.wait_empty()" in inspect.getsource(App._consumer_wait_empty)
 
 
+def test_aiokafka_internals_used_to_start_a_partition_are_unchanged():
+    from aiokafka import AIOKafkaConsumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+    assert params(AIOKafkaConsumer.committed) == ["self", "partition"]
+    assert params(AIOKafkaConsumerThread._ensure_consumer) == ["self"]
+    assert "self._thread = self._new_consumer_thread()" in inspect.getsource(FaustConsumer.__mro__[1].__init__) \
+        or "self._thread = self._new_consumer_thread()" in inspect.getsource(
+            inspect.getmodule(FaustConsumer).ThreadDelegateConsumer.__init__)
+    assert hasattr(AIOKafkaConsumerThread, "call_thread")
+
+
 def test_faust_consumer_attributes_used_by_the_intake_exist():
     intake, consumer = make_intake()
     for name in ("_read_offset", "_acked", "_acked_index", "_committed_offset", "_n_acked", "_commit_every",
@@ -195,6 +206,58 @@ def test_a_revoked_partition_is_committed_as_far_as_stored_then_forgotten():
         assert consumer._filter_committable_offsets(consumer._filter_tps_with_pending_acks()) == {TP(INPUT, 0): 1}
 
     asyncio.run(scenario())
+
+
+def test_a_jump_in_another_topics_offsets_records_no_gap():
+    # As streams/consumer.py: a jump is not known to be absent from the log, so a
+    # commit must not pass over it (the per-message path of the batch consumer too).
+    async def scenario():
+        intake, consumer = make_intake()
+        consumer.app.topics.add(consumer.app.topic(OTHER))  # subscribed, as an agent's topic is: acks enabled
+        await consumer.app.topics._update_indices()
+        delivered = []
+
+        async def callback(message):
+            delivered.append(message)
+
+        consumer.callback = callback
+        fetches(consumer, {TP(OTHER, 0): [record(OTHER, 0, 0)]}, {TP(OTHER, 0): [record(OTHER, 0, 10)]})
+        await run_drain(consumer, lambda: len(delivered) == 2)
+        assert [m.offset for m in delivered] == [0, 10] and not consumer._gap[TP(OTHER, 0)]
+        for message in delivered:
+            consumer.ack(message)
+        assert consumer._new_offset(TP(OTHER, 0)) == 1  # not past 1-9
+
+    asyncio.run(scenario())
+
+
+def test_a_partition_starts_at_the_groups_commit_else_the_logs_first_offset():
+    class Broker:  # the aiokafka consumer on its thread: the broker's answers given by the test
+        commits = {0: 42, 1: None}
+
+        def _ensure_consumer(self):
+            return self
+
+        async def call_thread(self, function, *args):
+            return await function(*args)
+
+        async def committed(self, partition):
+            if partition.partition not in self.commits:
+                raise ConnectionError("no coordinator")
+            return self.commits[partition.partition]
+
+    async def scenario():
+        intake, consumer = make_intake()
+        consumer._thread = Broker()
+
+        async def earliest_offsets(*tps):  # the log's first offset (retention moved it)
+            return {tp: 7 for tp in tps}
+
+        consumer.earliest_offsets = earliest_offsets
+        return await intake.start_offsets([TP(INPUT, 0), TP(INPUT, 1), TP(INPUT, 2)])
+
+    # committed: there; nothing committed: the log's start; no answer: left out (read again later)
+    assert asyncio.run(scenario()) == {TP(INPUT, 0): 42, TP(INPUT, 1): 7}
 
 
 async def until(condition, timeout: float = 10.0) -> None:
