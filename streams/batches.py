@@ -87,10 +87,13 @@ class BatchConsumer(WorkerConsumer):
         fetcher_should_stop = fetcher._stopped.is_set
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
+                generation = self.app.consumer_generation_id  # a fetch across a rebalance is stale
                 records, active = await self._wait_next_records(1.0)
                 await self.sleep(0)
                 if not records or self.should_stop:
                     continue
+                if self.app.consumer_generation_id != generation:
+                    continue  # as Faust's getmany: the rebalance seeks every partition to its commit
                 if not self.flow_active:  # stopped while fetching: Faust's getmany seeks back
                     await self._seek_back()
                     continue
@@ -106,7 +109,7 @@ class BatchConsumer(WorkerConsumer):
                     else:
                         await self._deliver_each(tp, tp_records)
                 if batch:
-                    await self._hand_over(FetchedBatch(batch, self.app.consumer_generation_id))
+                    await self._hand_over(FetchedBatch(batch, generation))
                 await self._maybe_commit_every()
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -241,9 +244,18 @@ class BatchIntake:
         return self.app.consumer
 
     async def batches(self, stream: Any) -> AsyncIterator[FetchedBatch]:
-        """The agent's loop: each batch, marked as taken (a rebalance waits for it)."""
+        """The agent's loop: each batch, marked as taken (a rebalance waits for it).
+        A batch the agent reaches only once a rebalance has begun (taken off the
+        queue just before the rebalance cleared it, so not waited for) or after it
+        (fetched in an earlier generation) is dropped unacknowledged: its partitions
+        may be another worker's by now, and are read again from the commit."""
+        consumer = self.consumer
         async for batch in stream:
-            self.consumer.taken(batch)
+            if not self.app.flow_control.is_active() or batch.generation != self.app.consumer_generation_id:
+                log.info("a fetched batch of %d records reached the agent after a rebalance began; "
+                         "dropped, it is read again from the commit", len(batch))
+                continue
+            consumer.taken(batch)
             yield batch
 
     def ack(self, batch: FetchedBatch, offsets: Mapping[Any, int]) -> None:

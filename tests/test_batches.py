@@ -351,6 +351,52 @@ def test_a_rebalance_waits_for_batches_taken_until_they_are_acknowledged():
     asyncio.run(scenario())
 
 
+def test_a_fetch_that_spans_a_rebalance_is_dropped_without_moving_the_read_offsets():
+    async def scenario():
+        intake, consumer = make_intake()
+        consumer._read_offset[TP(INPUT, 0)] = 10  # the rebalance's seek to the commit
+        fetched = []
+
+        async def wait_next_records(timeout):
+            if not fetched:
+                fetched.append(1)
+                consumer.app.consumer_generation_id += 1  # assigned anew while the fetch was out
+                return {TP(INPUT, 0): [record(INPUT, 0, n) for n in range(20, 25)]}, None
+            await asyncio.sleep(0.01)
+            return {}, None
+
+        consumer._wait_next_records = wait_next_records
+        await run_drain(consumer, lambda: bool(fetched))
+        await asyncio.sleep(0.05)
+        assert intake.agent_queue.empty() and consumer._read_offset[TP(INPUT, 0)] == 10
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_reaching_the_agent_once_a_rebalance_began_or_from_an_earlier_generation_is_dropped():
+    async def scenario():
+        intake, consumer = make_intake()
+        app = consumer.app
+        app.consumer_generation_id = 3
+        old = FetchedBatch({TP(INPUT, 0): [record(INPUT, 0, 0)]}, generation=2)
+        during = FetchedBatch({TP(INPUT, 0): [record(INPUT, 0, 1)]}, generation=3)
+        current = FetchedBatch({TP(INPUT, 0): [record(INPUT, 0, 2)]}, generation=3)
+        got = []
+
+        async def stream():
+            yield old
+            app.flow_control.suspend()  # the rebalance began: the agent had just taken `during` off the queue
+            yield during
+            app.flow_control.resume()
+            yield current
+
+        async for batch in intake.batches(stream()):
+            got.append(batch)
+        assert got == [current] and consumer._taken == {current}  # only it is waited for by a rebalance
+
+    asyncio.run(scenario())
+
+
 async def _queue_stream(queue):
     while True:
         yield await queue.get()
