@@ -319,20 +319,7 @@ async def _in_sequence(fetched: FetchedBatch, now_ms: int) -> list:
     """The batch's records that continue each partition's sequence from where the
     group committed it; on a gap, read it again (streams/continuity.py)."""
     positions = fetched.positions()
-    assigned = _assigned_inputs()
-    unknown = {tp for tp in assigned if continuity.expected(tp) is None}
-    if unknown:  # newly assigned: the sequence starts at the group's commit, not at what comes first
-        for tp, offset in (await batch_intake.start_offsets(unknown)).items():
-            continuity.start(tp, offset)
-        untold = {tp for tp in unknown if continuity.expected(tp) is None}
-        again: dict = {}
-        for tp, record in positions:
-            if tp in untold and record.offset < again.get(tp, record.offset + 1):
-                again[tp] = record.offset
-        if again:  # not processed now: read again and asked again with the next batch
-            await batch_intake.seek(again)
-        assigned -= untold
-    plan = await follow(continuity, ((tp, record.offset) for tp, record in positions), assigned,
+    plan = await follow(continuity, ((tp, record.offset) for tp, record in positions), _assigned_inputs(),
                         batch_intake.seek)
     _observe_read_again(positions, plan, now_ms)
     return [positions[i] for i in plan.process]

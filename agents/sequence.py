@@ -27,11 +27,24 @@ def withhold_acks(events: list[EventT]) -> None:
 
 async def follow(continuity: OffsetContinuity, positions: Iterable[tuple[Any, int]], assigned: Iterable[Any],
                  seek: Callable[[Mapping[Any, int]], Awaitable[None]]) -> BatchPlan:
-    """The continuity plan of a batch's (partition, offset) pairs. A new gap is
-    reported and read again (`seek(offsets)`); a gap suspected after many seeks is
-    passed over only if the log itself shows the offsets absent (then the consumer
-    is told, `mark_absent`, so its commits may pass over them)."""
+    """The continuity plan of a batch's (partition, offset) pairs. A partition seen
+    for the first time since its assignment starts at the group's commit (asked of
+    the consumer; one it cannot tell yet is read again and asked again). A new gap
+    is reported and read again (`seek(offsets)`); a gap suspected after many seeks
+    is passed over only if the log itself shows the offsets absent (then the
+    consumer is told, `mark_absent`, so its commits may pass over them)."""
+    positions, assigned = list(positions), set(assigned)
+    unknown = {tp for tp, _ in positions if tp in assigned and continuity.expected(tp) is None}
+    again: dict = {}
+    if unknown:
+        for tp, offset in (await app.consumer.start_offsets(unknown)).items():
+            continuity.start(tp, offset)
+        for tp, offset in positions:
+            if tp in unknown and continuity.expected(tp) is None:
+                again[tp] = min(offset, again.get(tp, offset))
+        assigned -= set(again)
     plan = continuity.plan(positions, assigned)
+    plan.seek_to.update(again)
     for tp, expected in plan.new_gaps.items():
         metrics.offset_gaps.inc()
         log.warning("offsets from %d of %s:%d were not delivered (lost by the consumer in a rebalance); "

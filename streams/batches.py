@@ -34,8 +34,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Hashable, Iterable, Mapping, Sequence
 
-from aiokafka.structs import TopicPartition
-
 from streams.consumer import WorkerConsumer
 
 log = logging.getLogger(__name__)
@@ -281,26 +279,4 @@ class BatchIntake:
 
     def committed(self) -> dict:
         return dict(self.consumer._committed_offset)
-
-    async def start_offsets(self, tps: Iterable[Any]) -> dict:
-        """Where each of these partitions, newly assigned, is read from: the group's
-        committed offset, asked of the broker (not Faust's copy, which a rebalance
-        empties and only refills once the streams resume), else the log's first
-        offset (nothing committed yet: the consumer starts at the earliest). A
-        partition neither can be told for is left out."""
-        consumer = self.consumer
-        thread = consumer._thread  # the aiokafka consumer runs on a thread of its own
-        reader = thread._ensure_consumer()
-        out: dict = {}
-        for tp in tps:
-            try:
-                committed = await thread.call_thread(reader.committed, TopicPartition(tp.topic, tp.partition))
-                if committed is None:
-                    committed = (await consumer.earliest_offsets(tp)).get(tp)
-            except Exception:
-                log.warning("could not ask where %s:%d was committed", tp.topic, tp.partition, exc_info=True)
-                continue
-            if committed is not None:
-                out[tp] = committed
-        return out
 

@@ -231,35 +231,6 @@ def test_a_jump_in_another_topics_offsets_records_no_gap():
     asyncio.run(scenario())
 
 
-def test_a_partition_starts_at_the_groups_commit_else_the_logs_first_offset():
-    class Broker:  # the aiokafka consumer on its thread: the broker's answers given by the test
-        commits = {0: 42, 1: None}
-
-        def _ensure_consumer(self):
-            return self
-
-        async def call_thread(self, function, *args):
-            return await function(*args)
-
-        async def committed(self, partition):
-            if partition.partition not in self.commits:
-                raise ConnectionError("no coordinator")
-            return self.commits[partition.partition]
-
-    async def scenario():
-        intake, consumer = make_intake()
-        consumer._thread = Broker()
-
-        async def earliest_offsets(*tps):  # the log's first offset (retention moved it)
-            return {tp: 7 for tp in tps}
-
-        consumer.earliest_offsets = earliest_offsets
-        return await intake.start_offsets([TP(INPUT, 0), TP(INPUT, 1), TP(INPUT, 2)])
-
-    # committed: there; nothing committed: the log's start; no answer: left out (read again later)
-    assert asyncio.run(scenario()) == {TP(INPUT, 0): 42, TP(INPUT, 1): 7}
-
-
 async def until(condition, timeout: float = 10.0) -> None:
     """Wait for `condition()` (the machine may be loaded: no fixed sleep)."""
     deadline = asyncio.get_running_loop().time() + timeout
