@@ -28,6 +28,7 @@ gap read again, not where the partition begins.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Iterable
 
@@ -37,6 +38,8 @@ from faust.types import TP
 from mode.services import WaitResults
 
 log = logging.getLogger(__name__)
+
+ASK_TIMEOUT = 30.0  # seconds for the broker to say where a partition was committed
 
 
 class WorkerConsumer(Consumer):
@@ -58,7 +61,8 @@ class WorkerConsumer(Consumer):
         out: dict = {}
         for tp in tps:
             try:
-                committed = await thread.call_thread(reader.committed, TopicPartition(tp.topic, tp.partition))
+                committed = await asyncio.wait_for(
+                    thread.call_thread(reader.committed, TopicPartition(tp.topic, tp.partition)), ASK_TIMEOUT)
                 if committed is None:
                     committed = (await self.earliest_offsets(tp)).get(tp)
             except Exception:
