@@ -31,7 +31,7 @@ from mode import CrashingSupervisor
 from agents.progress import mark_sent, mark_stored_offsets
 from agents.sequence import follow
 from agents.sink import ClickHouseSink, Rows, WriteBehind
-from schemas.events import Invalid
+from schemas.events import Invalid, dead_letter_detail
 from streams.app import (alerts_topic, app, batch_intake, changelog_producer, deadletter_topic, group_partition,
                          input_batches, order_changelog, order_state, settings, signals_topic)
 from streams.batches import FetchedBatch, next_offsets
@@ -165,7 +165,7 @@ class Batch:
         metrics.dead_letters.labels(reason).inc()
         topic, partition, offset = source
         row = {"topic": topic, "partition": partition, "offset": offset, "reason": reason,
-               "detail": detail, "event_id": event_id,
+               "detail": dead_letter_detail(reason, detail), "event_id": event_id,
                "original": raw.decode("utf-8", "replace"), "noticed_at": noticed_at}
         self.dead.append((key, raw, _dead_headers(row)))
         self.rows.add("dead_letters", row)

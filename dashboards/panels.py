@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from supplymon.report import VERDICT_LABELS
+
 Kind = Literal["stat", "timeseries", "bar", "table"]
 Source = Literal["clickhouse", "prometheus"]
 
@@ -126,6 +128,12 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "quantity_last_24h": ("近24小时数量", "quantity, last 24 h"),
     "baseline_daily_quantity": ("此前日均数量", "baseline daily mean"),
     "surge_ratio": ("激增倍数", "surge ratio"),
+    "distributor_name": ("配送企业名称", "distributor name"),
+    "period": ("考核期", "period"),
+    "score": ("得分", "score"),
+    "verdict": ("结论", "verdict"),
+    "grassroots_delivery_rate": ("基层配送率", "grassroots delivery rate"),
+    "reasons_text": ("原因", "reasons"),
 }
 
 ON_TIME_LINES = (
@@ -161,6 +169,14 @@ RESPONDED_24H = ("countIf(response_hours <= 24)"
 
 REGION_VARIABLE = Variable("region", "地区", "region",
                            f"SELECT DISTINCT region_code FROM {FACTS} ORDER BY region_code")
+# `supplymon assess` writes a period's scores and verdicts (issue-by-issue, not live):
+# the panel shows the period assessed last, whatever the dashboard's time range.
+ASSESSMENT = "supplymon.distributor_assessment FINAL"
+LATEST_ASSESSMENT = (f"(period_from, period_to) IN (SELECT period_from, period_to FROM {ASSESSMENT}"
+                     " ORDER BY assessed_at DESC LIMIT 1)")
+VERDICT = "multiIf(" + ", ".join(f"verdict = '{code}', '{zh} {en}'" for code, (zh, en) in VERDICT_LABELS.items()) \
+    + ", verdict) AS verdict"
+
 DISTRIBUTOR_VARIABLE = Variable("distributor", "配送企业", "distributor",
                                 f"SELECT DISTINCT distributor_id FROM {FACTS} ORDER BY distributor_id")
 
@@ -244,6 +260,12 @@ DISTRIBUTOR_CARD = Dashboard(
               " quantileExact(0.9)(response_hours) AS response_p90_hours"
               f" FROM {FACTS} WHERE $__timeFilter(ordered_at) AND {DISTRIBUTOR} GROUP BY time ORDER BY time",
               unit="h", thresholds=(Threshold(24, "orange", "24小时", "24 h"), Threshold(48, "red", "48小时", "48 h"))),
+        Panel("distributor_assessment", "考核结果（最近一期）", "Assessment, latest period assessed", "table",
+              "SELECT concat(toString(period_from), ' ~ ', toString(period_to)) AS period, region_code,"
+              f" distributor_id, distributor_name, score, {VERDICT}, grassroots_delivery_rate, on_time_rate,"
+              f" fill_rate, reasons_text FROM {ASSESSMENT} WHERE {LATEST_ASSESSMENT} AND {DISTRIBUTOR}"
+              " ORDER BY score, distributor_id",
+              **RATE, width=24, height=10),
         Panel("distributor_alerts", "预警", "Alerts", "table",
               f"SELECT raised_at, kind, severity, {ALERT_STATE}, message FROM {ALERTS}"
               f" WHERE $__timeFilter(raised_at) AND {DISTRIBUTOR} ORDER BY raised_at DESC LIMIT 200",

@@ -86,6 +86,32 @@ class Tick(Event):
 AnyEvent = Union[Order, Response, Shipment, Arrival, Tick]
 
 
+# Each dead-letter reason's name, Chinese first: the head of every dead letter's
+# detail (the people who read the dead letters read Chinese first); the code stays
+# the metric label and the `reason` column.
+DEAD_LETTER_REASONS: dict[str, tuple[str, str]] = {
+    "not_json": ("不是有效的 JSON", "not JSON"),
+    "not_object": ("不是 JSON 对象", "not a JSON object"),
+    "unknown_kind": ("未知的事件类型", "unknown kind"),
+    "missing_field": ("缺少必填字段", "a required field is missing"),
+    "bad_time": ("时间格式无效", "bad time"),
+    "bad_field": ("字段值无效或超出存储范围", "a value of the wrong type or out of range"),
+    "future_timestamp": ("时间戳超前于当前时间", "stamped in the future"),
+    "too_large": ("消息过大", "message too large"),
+    "duplicate_order": ("订单重复下达", "order placed again"),
+    "conflicting_duplicate": ("事件编号重复但内容不同", "same event_id, other content"),
+    "inconsistent": ("数量与订单不符", "quantity inconsistent with the order"),
+    "orphan": ("找不到对应订单", "no such order"),
+}
+
+
+def dead_letter_detail(reason: str, detail: str) -> str:
+    """A dead letter's detail as stored and sent: the reason's Chinese name, then the
+    English sentence that gives the particulars."""
+    zh, en = DEAD_LETTER_REASONS.get(reason, (reason, reason))
+    return f"{zh}（{en}）：{detail}"
+
+
 @dataclass(frozen=True)
 class Invalid:
     """Why a message cannot be used: `reason` is a short code, `detail` a sentence."""

@@ -17,6 +17,7 @@ import struct
 
 import orjson
 
+from schemas.events import dead_letter_detail
 from schemas.limits import UINT16_MAX
 
 # ClickHouse error codes that are about the data written, not about the server.
@@ -80,6 +81,6 @@ def dead_letter_row(table: str, row: dict, error: str, noticed_at: int) -> dict:
         if _storable_source(row):
             topic, partition, offset = row["topic"], row["partition"], row["offset"]
     return {"topic": topic, "partition": partition, "offset": offset, "reason": REFUSED_REASON,
-            "detail": f"the store refused this {table} row: {error}",
+            "detail": dead_letter_detail(REFUSED_REASON, f"the store refused this {table} row: {error}"),
             "event_id": row.get("event_id"), "original": original.decode("utf-8", "replace"),
             "noticed_at": noticed_at}

@@ -76,4 +76,8 @@ def story_replay(tmp_path_factory) -> StoryReplay:
         logs = "\n".join(f"--- {log.name}:\n{log.read_text(errors='replace')[-4000:]}"
                           for log in sorted((data_dir / "logs").glob("*.log")))
         raise AssertionError(f"{result.stderr}\n{logs}")
+    # The period's assessment, as a bureau runs it after the period (the assessment panel).
+    days = sorted({e["ts"][:10] for e in events})
+    assessed = supplymon("assess", "--from", days[0], "--to", days[-1], "--data-dir", str(data_dir))
+    assert assessed.returncode == 0, assessed.stderr
     return StoryReplay(data_dir, history.stories, max(parse_ms(e["ts"]) for e in events))

@@ -88,3 +88,20 @@ def test_not_json_not_object_and_bytes_that_are_not_utf8():
 
 def test_invalid_keeps_the_event_id_when_it_has_one():
     assert parse({**ORDER, "quantity": -1}).event_id == "e1"
+
+
+def test_every_dead_letter_reason_has_a_chinese_name_and_the_readme_lists_them_all():
+    import re
+    from pathlib import Path
+
+    from schemas.events import DEAD_LETTER_REASONS, dead_letter_detail
+
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    section = readme[readme.index("## What supplymon refuses"):]
+    section = section[:section.index("\n## ", 10)]
+    listed = set(re.findall(r"^\| `([a-z_]+)`", section, re.M))
+    assert listed == set(DEAD_LETTER_REASONS)
+    for zh, en in DEAD_LETTER_REASONS.values():
+        assert re.search(r"[\u4e00-\u9fff]", zh) and en.isascii()
+    detail = dead_letter_detail("orphan", "no order O1 was seen")
+    assert detail.startswith("找不到对应订单") and detail.endswith("no order O1 was seen")

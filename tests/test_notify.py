@@ -324,6 +324,55 @@ def test_digests_follow_stream_time_and_show_acknowledgements(store_run):
     assert len(robots.of("wecom")) == 1  # S1's WeCom wants shortages only: day 1
 
 
+def test_a_long_delayed_response_list_comes_in_parts_that_fit_the_robot_none_cut(store_run):
+    """A distributor with 40 overdue orders on WeCom (4,096 bytes a message): its daily
+    list is sent in parts, each whole, every order in exactly one, each part a delivery
+    of its own (logged; a restart sends none again)."""
+    from supplymon.notify.service import Notifier
+
+    run, store = store_run
+    overdue = [dict(alert("response_overdue", n, distributor="D1"), raised_at=T0 + 2 * H + n) for n in range(1, 41)]
+    store.insert("alerts", [dict(a, version=1) for a in overdue])
+    wecom = lambda url: parse_directory({"vendors": {"wecom": url}, "distributor": [
+        {"id": "D1", "name": "配送企业一", "channels": [{"type": "wecom", "key": "wecom-key"}]}]}, env={})
+
+    async def main():
+        robots = await Robots().start()
+        try:
+            notifier = Notifier(Settings(), wecom(robots.url), run, b"secret")
+            sent = await notifier.on_stream_time(T0 + 25 * H + 1)  # past 09:00 of day 2
+            await notifier.dispatcher.drain(timeout=30)
+            again = Notifier(Settings(), wecom(robots.url), run, b"secret")
+            assert await again.on_stream_time(T0 + 25 * H + 1) == 0
+            await notifier.close()
+            await again.close()
+        finally:
+            await robots.stop()
+        return robots, sent
+
+    robots, sent = asyncio.run(main())
+    contents = [m["markdown"]["content"] for m in robots.of("wecom")]
+    assert sent == len(contents) > 1
+    assert all(len(c.encode()) <= 4096 and "截断" not in c for c in contents)
+    for n in range(1, 41):
+        assert sum(f"order **O{n}**，" in c for c in contents) == 1, n
+    parts = len(contents)
+    assert all(f"（40 笔，第 {i}/{parts} 部分）" in c and f"(40 orders, part {i} of {parts})" in c
+               for i, c in enumerate(contents, 1))
+    rows = log_rows(store)
+    assert sorted(r["alert_id"] for r in rows) == sorted(f"daily:2026-01-02#{i}/{parts}" for i in range(1, parts + 1))
+    assert {r["status"] for r in rows} == {"sent"}
+
+
+def test_split_to_fit_keeps_order_and_puts_an_overlong_row_alone():
+    from supplymon.notify.digest import split_to_fit
+
+    fits = lambda overdue, alerts, bound: sum(map(len, overdue + alerts)) <= 10
+    parts = split_to_fit(["aaaa", "bbbb", "cccccccccccc", "dd"], ["eeee", "ff"], fits)
+    assert parts == [(["aaaa", "bbbb"], []), (["cccccccccccc"], []), (["dd"], ["eeee", "ff"])]
+    assert split_to_fit([], [], fits) == [([], [])]
+
+
 def test_the_cli_refuses_a_bad_directory_before_starting_anything(tmp_path):
     from tests.conftest import supplymon
 

@@ -61,6 +61,28 @@ def _split(history, broker) -> tuple[dict, tuple]:
     return base, halves
 
 
+class PacedPublisher:
+    """`supplymon replay FILE --speed S` in the background: the half keeps arriving
+    while a worker joins or is killed, however fast or loaded the machine is
+    (published at once, it was sometimes all stored before the second worker had
+    any of it)."""
+
+    def __init__(self, path, env: dict, log_path, speed: float) -> None:
+        self.log_path = log_path
+        self.log = open(log_path, "w+")
+        self.process = subprocess.Popen([sys.executable, "-m", "supplymon", "replay", str(path), "--speed", str(speed)],
+                                        cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def finish(self, timeout: float = 300) -> None:
+        assert self.process.wait(timeout=timeout) == 0, self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
 @pytest.mark.timeout(600)
 def test_a_second_worker_joining_mid_stream_changes_no_result(tmp_path):
     history = tmp_path / "history.jsonl"
@@ -68,11 +90,8 @@ def test_a_second_worker_joining_mid_stream_changes_no_result(tmp_path):
     with EmbeddedBroker() as broker:
         base, halves = _split(history, broker)
 
-        def publish(path) -> None:
-            published = supplymon("replay", str(path), env=base)
-            assert published.returncode == 0, published.stderr
-
-        publish(halves[0])
+        published = supplymon("replay", str(halves[0]), env=base)
+        assert published.returncode == 0, published.stderr
         first_half = sum(_end_offsets(broker.bootstrap, INPUTS).values())
         workers, urls = [], []
 
@@ -90,10 +109,16 @@ def test_a_second_worker_joining_mid_stream_changes_no_result(tmp_path):
             first = start("a")
             _wait(lambda: sum(_progress(urls[0])["offsets"].values()) > first_half * 0.5, 180, "progress", first)
             second = start("b")
-            publish(halves[1])  # while the second worker joins and the group rebalances
+            # The second half paced (about 36 s): it arrives while the second worker
+            # joins, the group rebalances and both work.
+            publisher = PacedPublisher(halves[1], base, tmp_path / "publisher.log", speed=3600)
+            try:
+                _wait(lambda: any(tp.split(":")[0] in INPUTS for tp in _progress(urls[1])["assigned"]), 120,
+                      "the second worker assigned input partitions", second)
+                publisher.finish()
+            finally:
+                publisher.stop()
             end = _end_offsets(broker.bootstrap, INPUTS)
-            _wait(lambda: any(tp.split(":")[0] in INPUTS for tp in _progress(urls[1])["assigned"]), 120,
-                  "the second worker assigned input partitions", second)
             for worker in workers:
                 worker.check()
             _wait(lambda: all(progress("offsets").get(tp, 0) >= off for tp, off in end.items()),
@@ -145,12 +170,8 @@ def test_a_worker_killed_its_partitions_taken_over_changes_no_result(tmp_path):
         try:
             _wait(lambda: sum(_progress(urls["a"])["offsets"].values()) > 0, 180, "progress", survivor)
             victim = start("b")
-            # The second half paced (about 70 s): it keeps arriving while the second
-            # worker joins and works, so that it is killed mid-stream however fast or
-            # loaded the machine is (published at once, it was sometimes all stored first).
-            publisher_log = open(tmp_path / "publisher.log", "w+")
-            publisher = subprocess.Popen([sys.executable, "-m", "supplymon", "replay", str(halves[1]), "--speed", "1800"],
-                                         cwd=ROOT, env=base, stdout=publisher_log, stderr=subprocess.STDOUT)
+            # The second half paced (about 70 s): the second worker is killed mid-stream.
+            publisher = PacedPublisher(halves[1], base, tmp_path / "publisher.log", speed=1800)
             try:
                 _wait(lambda: _rows(urls["b"], "SELECT count() AS n FROM supplymon.order_facts")[0]["n"] > 0, 180,
                       "the second worker storing facts of its partitions", victim)
@@ -158,12 +179,9 @@ def test_a_worker_killed_its_partitions_taken_over_changes_no_result(tmp_path):
                 reached = _progress(urls["b"])["offsets"]
                 held_before = inputs_held("a")
                 victim.kill()
-                assert publisher.wait(timeout=300) == 0, (tmp_path / "publisher.log").read_text()
+                publisher.finish()
             finally:
-                if publisher.poll() is None:
-                    publisher.kill()
-                    publisher.wait()
-                publisher_log.close()
+                publisher.stop()
             end = _end_offsets(broker.bootstrap, INPUTS)
             unfinished = {tp for tp, off in reached.items() if off < end.get(tp, 0)}
             assert taken and unfinished, "the second worker finished before it could be killed"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from supplymon.notify.directory import Channel, Directory, Recipient
 from supplymon.notify.render import local_time
@@ -102,3 +102,26 @@ def daily_digests(directory: Directory, instant: int, open_response_alerts: Iter
                 context["counts"] = [(kind, sum(a["kind"] == kind for a in listed)) for kind in counts]
                 out.append(Digest(key, recipient, channel, "daily_supervisor", context, listed))
     return out
+
+
+def split_to_fit(overdue: list, alerts: list, fits: Callable[[list, list, int], bool]) -> list[tuple[list, list]]:
+    """A digest's rows (its overdue orders, then its alerts, in order) in as few parts
+    as each fit one message: `fits(overdue, alerts, parts_upper_bound)` says whether a
+    part with these rows fits. A robot cuts a longer message, and the rows past the
+    cut (a distributor's overdue orders) would never be read. A row too long alone
+    goes in a part of its own."""
+    items = [("overdue", row) for row in overdue] + [("alerts", row) for row in alerts]
+    bound = max(1, len(items))
+
+    def unzip(part: list) -> tuple[list, list]:
+        return [r for k, r in part if k == "overdue"], [r for k, r in part if k == "alerts"]
+
+    parts: list[list] = []
+    current: list = []
+    for item in items:
+        if current and not fits(*unzip(current + [item]), bound):
+            parts.append(current)
+            current = []
+        current.append(item)
+    parts.append(current)
+    return [unzip(part) for part in parts]

@@ -13,10 +13,11 @@ from typing import Awaitable, Callable, Iterable, Mapping
 
 import orjson
 
-from supplymon.notify.digest import DAY_MS, as_of, daily_digests, first_instant
+from supplymon.notify.channels import MESSAGE_BYTES
+from supplymon.notify.digest import DAY_MS, as_of, daily_digests, first_instant, split_to_fit
 from supplymon.notify.directory import Directory, load_directory
 from supplymon.notify.dispatcher import Dispatcher, StoreDeliveryLog, prepared
-from supplymon.notify.render import Renderer
+from supplymon.notify.render import Message, Renderer
 from supplymon.notify.routing import DeliveryKey
 from supplymon.notify.tokens import ack_link
 from supplymon.settings import SHANGHAI, Settings
@@ -140,7 +141,8 @@ class Notifier:
                                   "WHERE startsWith(alert_id, 'daily:')")
         start = first_instant(int(first["t"]), self.directory.digest_time)
         if last["id"]:
-            day = datetime.strptime(last["id"].removeprefix("daily:"), "%Y-%m-%d").replace(tzinfo=SHANGHAI)
+            # "daily:YYYY-MM-DD", or "daily:YYYY-MM-DD#n/k" for a part of a long digest
+            day = datetime.strptime(last["id"].removeprefix("daily:")[:10], "%Y-%m-%d").replace(tzinfo=SHANGHAI)
             start = max(start, first_instant(int(day.timestamp() * 1000), self.directory.digest_time))
         return start
 
@@ -171,9 +173,35 @@ class Notifier:
                 context["overdue"] = [dict(o, ack_url=None if o["ack"] else self.ack_url(o["alert_id"], rid))
                                       for o in context["overdue"]]
             alerts = [prepared(a, self.ack_url(a["alert_id"], rid)) for a in digest.alerts]
-            message = self.renderer.render(digest.template, f"{digest.key.alert_id}:{rid}", rid, alerts, **context)
-            queued += await self.dispatcher.submit_message(digest.key, digest.recipient, digest.channel, message)
+            for key, message in self._digest_parts(digest, context, alerts):
+                queued += await self.dispatcher.submit_message(key, digest.recipient, digest.channel, message)
         return queued
+
+    def _digest_parts(self, digest, context: dict, alerts: list[dict]) -> list[tuple[DeliveryKey, Message]]:
+        """The digest's messages: one, or, where the channel takes messages of a limited
+        length (the robots), as many parts as fit it, each a delivery of its own."""
+        rid, key = digest.recipient.id, digest.key
+        limit = MESSAGE_BYTES.get(digest.channel.type)
+        totals = dict(overdue_total=len(context.get("overdue", [])), alerts_total=len(alerts))
+
+        def render(overdue: list, part_alerts: list, part: int, parts: int, message_id: str) -> Message:
+            part_context = dict(context, **totals, part=part, parts=parts)
+            if "overdue" in context:
+                part_context["overdue"] = overdue
+            return self.renderer.render(digest.template, message_id, rid, part_alerts, **part_context)
+
+        if limit is None:
+            return [(key, render(context.get("overdue", []), alerts, 1, 1, f"{key.alert_id}:{rid}"))]
+        split = split_to_fit(context.get("overdue", []), alerts, lambda o, a, bound: len(
+            render(o, a, bound, bound, f"{key.alert_id}#{bound}/{bound}:{rid}").markdown.encode()) <= limit)
+        if len(split) == 1:
+            return [(key, render(*split[0], 1, 1, f"{key.alert_id}:{rid}"))]
+        out = []
+        for n, (overdue, part_alerts) in enumerate(split, 1):
+            part_id = f"{key.alert_id}#{n}/{len(split)}"
+            out.append((DeliveryKey(part_id, key.state, key.recipient, key.channel),
+                        render(overdue, part_alerts, n, len(split), f"{part_id}:{rid}")))
+        return out
 
     def progress(self, watermark: int | None) -> dict:
         """For `/notify/progress`: deliveries still queued; whether the digests are behind stream time."""

@@ -81,7 +81,8 @@ class DingTalkRobot:
         # The signature is already URL-encoded: put it in the query as is (encoding it twice is rejected).
         query = (f"access_token={urllib.parse.quote_plus(self.token)}&timestamp={timestamp}"
                  f"&sign={dingtalk_sign(self.secret, timestamp)}")
-        body = {"msgtype": "markdown", "markdown": {"title": message.title, "text": message.markdown}}
+        text = truncate_bytes(message.markdown, MESSAGE_BYTES["dingtalk"])  # digests come in parts that fit
+        body = {"msgtype": "markdown", "markdown": {"title": message.title, "text": text}}
         answer = await post_json(self.session, f"{self.url}?{query}", body)
         _check(answer, "errcode", DINGTALK_THROTTLED, vendor="DingTalk")
 
@@ -100,7 +101,8 @@ class FeishuBot:
             "timestamp": str(timestamp), "sign": feishu_sign(self.secret, timestamp),
             "msg_type": "interactive",
             "card": {"header": {"title": {"tag": "plain_text", "content": message.title}},
-                     "elements": [{"tag": "div", "text": {"tag": "lark_md", "content": body_md.strip()}}]},
+                     "elements": [{"tag": "div", "text": {"tag": "lark_md",
+                                                           "content": truncate_bytes(body_md.strip(), MESSAGE_BYTES["feishu"])}}]},
         }
         answer = await post_json(self.session, self.url, body)
         _check(answer, "code", FEISHU_THROTTLED, vendor="Feishu")
