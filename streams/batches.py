@@ -85,6 +85,8 @@ class BatchConsumer(WorkerConsumer):
         fetcher_should_stop = fetcher._stopped.is_set
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
+                if not self.flow_active:  # (as `_wait_next_records` would) before the generation is read:
+                    await self.wait(self.can_resume_flow)  # what is fetched after a rebalance is current
                 generation = self.app.consumer_generation_id  # a fetch across a rebalance is stale
                 records, active = await self._wait_next_records(1.0)
                 await self.sleep(0)

@@ -344,6 +344,29 @@ def test_a_fetch_that_spans_a_rebalance_is_dropped_without_moving_the_read_offse
     asyncio.run(scenario())
 
 
+def test_what_is_fetched_once_the_flow_resumes_after_a_rebalance_is_delivered():
+    # The generation is read after the wait for the flow: a first fetch after an
+    # assignment is current (dropped, the changelogs' records would stall recovery).
+    async def scenario():
+        intake, consumer = make_intake()
+        consumer.stop_flow()
+        fetches(consumer, {TP(INPUT, 0): [record(INPUT, 0, n) for n in range(3)]})
+
+        async def rebalance():
+            await asyncio.sleep(0.1)
+            consumer.app.consumer_generation_id += 1
+            consumer.resume_flow()
+
+        resumed = asyncio.ensure_future(rebalance())
+        await run_drain(consumer, lambda: not intake.agent_queue.empty())
+        await resumed
+        batch = intake.agent_queue.get_nowait()
+        assert [r.offset for _, r in batch.positions()] == [0, 1, 2]
+        assert batch.generation == consumer.app.consumer_generation_id
+
+    asyncio.run(scenario())
+
+
 def test_a_batch_reaching_the_agent_once_a_rebalance_began_or_from_an_earlier_generation_is_dropped():
     async def scenario():
         intake, consumer = make_intake()
