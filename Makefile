@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.intake
 	$(BIN)/python -m bench.notify
+	$(BIN)/python -m bench.store
 
 clean:
 	rm -rf $(VENV) data *.egg-info

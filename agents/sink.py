@@ -23,36 +23,16 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from supplymon import health, metrics
+from supplymon.core.rows import TABLES, Rows  # noqa: F401  (Rows: the sink's input, imported from here too)
 from supplymon.refusals import dead_letter_row, describe, refused_by_store
 from supplymon.retry import retry_until_done
 from supplymon.settings import Settings
 from supplymon.store import Store
 
 log = logging.getLogger(__name__)
-
-# Written in this order: facts and alerts after the raw events they derive from.
-TABLES = ("events_raw", "dead_letters", "order_facts", "alerts", "window_parts")
-
-
-@dataclass
-class Rows:
-    """Rows for one batch, by table."""
-
-    by_table: dict[str, list[dict]] = field(default_factory=lambda: {t: [] for t in TABLES})
-
-    def add(self, table: str, row: dict) -> None:
-        self.by_table[table].append(row)
-
-    def __len__(self) -> int:
-        return sum(len(rows) for rows in self.by_table.values())
-
-    def extend(self, other: "Rows") -> None:
-        for table, rows in other.by_table.items():
-            self.by_table[table].extend(rows)
 
 
 class ClickHouseSink:
@@ -166,11 +146,18 @@ class WriteBehind:
     """Batches whose rows are being stored while the agent computes the next ones.
 
     `submit(batch, rows, size)` queues a batch (waiting first while more than
-    `max_pending` events are queued); a background task writes the rows of every
-    queued batch in one `sink.write()`, then calls `finish(batch)` for each, in
-    submission order. `drain()` returns once everything submitted is finished. A
-    failure of `finish` (a bug: writes are retried forever) is raised by the next
-    `submit()` or `drain()`.
+    `max_pending` events are queued); a background task writes the rows of the
+    queued batches together, one insert per table (`sink.write()`), then calls
+    `finish(batch)` for each, in submission order. `drain()` returns once everything
+    submitted is finished. A failure of `finish` (a bug: writes are retried
+    forever) is raised by the next `submit()` or `drain()`.
+
+    Each insert has a fixed cost (~10 ms on chdb) whatever its size, so the writer
+    gathers batches until a table has `settings.store_insert_rows` rows or the
+    oldest waiting batch has waited `settings.store_insert_seconds`, the bound on
+    what this adds to acknowledgements and alerts. It writes at once when the agent
+    waits for room in the queue or for a `drain()`. The queue holds at least twice
+    `store_insert_rows` events: one insert being written while the next fills.
     """
 
     def __init__(self, sink: ClickHouseSink, finish: Callable[[Any], Awaitable[None]], max_pending: int,
@@ -178,30 +165,52 @@ class WriteBehind:
         self.sink = sink
         self.finish = finish
         self.on_refused = on_refused
-        self.max_pending = max_pending
+        self.insert_rows = sink.settings.store_insert_rows
+        self.insert_seconds = sink.settings.store_insert_seconds
+        self.max_pending = max(max_pending, 2 * self.insert_rows)
         self._queue: list[tuple[Any, Rows, int]] = []  # (batch, rows, events), not finished yet
         self._pending = 0  # events in the queue
+        self._gathered = 0  # batches at the head of the queue already given to the writer
+        self._table_rows: dict[str, int] = dict.fromkeys(TABLES, 0)  # rows not given to the writer yet
+        self._oldest: float | None = None  # when the oldest batch not given to the writer was queued
+        self._draining = 0  # drain() calls waiting: write without gathering more
+        self._wanted = 0  # events a submit() waits to queue: write at once if only a write makes room
         self._changed = asyncio.Event()  # the queue grew or shrank
+        self._wake = asyncio.Event()  # for the writer: a batch came, or someone waits
         self._task: asyncio.Task | None = None
         self._failure: BaseException | None = None
 
     async def submit(self, batch: Any, rows: Rows, size: int) -> None:
         while self._queue and self._pending + size > self.max_pending:
-            await self._wait_change()
+            self._wanted = size
+            try:
+                await self._wait_change()
+            finally:
+                self._wanted = 0
         self._queue.append((batch, rows, size))
         self._pending += size
+        for table, table_rows in rows.by_table.items():
+            self._table_rows[table] = self._table_rows.get(table, 0) + len(table_rows)
+        if self._oldest is None:
+            self._oldest = asyncio.get_running_loop().time()
         self._changed.set()
+        self._wake.set()
         if self._task is None or self._task.done():
             self._check()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="clickhouse-write-behind")
 
     async def drain(self) -> None:
-        while self._queue:
-            await self._wait_change()
+        self._draining += 1
+        try:
+            while self._queue:
+                await self._wait_change()
+        finally:
+            self._draining -= 1
 
     async def _wait_change(self) -> None:
         self._check()
         self._changed.clear()
+        self._wake.set()
         await self._changed.wait()
         self._check()
 
@@ -209,10 +218,31 @@ class WriteBehind:
         if self._failure is not None:
             raise RuntimeError("finishing a stored batch failed") from self._failure
 
+    def _enough(self) -> bool:
+        """Whether the waiting batches make an insert now."""
+        return (self._draining > 0 or self._pending + self._wanted > self.max_pending
+                or max(self._table_rows.values()) >= self.insert_rows
+                or asyncio.get_running_loop().time() - self._oldest >= self.insert_seconds)
+
+    async def _gather(self) -> list[tuple[Any, Rows, int]]:
+        """The batches of the next insert: those queued once they make one."""
+        loop = asyncio.get_running_loop()
+        while not self._enough():
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._oldest + self.insert_seconds - loop.time())
+            except TimeoutError:
+                pass
+        group = self._queue[self._gathered:]
+        self._gathered = len(self._queue)
+        self._table_rows = dict.fromkeys(self._table_rows, 0)
+        self._oldest = None
+        return group
+
     async def _run(self) -> None:
         try:
-            while self._queue:
-                group = list(self._queue)
+            while len(self._queue) > self._gathered:
+                group = await self._gather()
                 rows = Rows()
                 for _, batch_rows, _ in group:
                     rows.extend(batch_rows)
@@ -222,6 +252,7 @@ class WriteBehind:
                 for batch, _, size in group:
                     await self.finish(batch)
                     self._queue.pop(0)
+                    self._gathered -= 1
                     self._pending -= size
                     self._changed.set()
         except asyncio.CancelledError:

@@ -14,7 +14,8 @@
 5. live alert latency at a steady 2,000 events/s (another worker, live event
    times, deadlines of seconds): from the tick that takes stream time past a
    deadline being published to the alert arriving on the alerts topic.
-Prints a table, then `pipeline/peer = P`, and last `pipeline/raw = R`.
+6. `replay FILE --direct` against a `json.loads` loop over the same file (bench/direct.py).
+Prints a table, then `pipeline/peer = P`, `direct/raw = D`, and last `pipeline/raw = R`.
 """
 from __future__ import annotations
 
@@ -319,6 +320,13 @@ def live_latency(settings: Settings, data_dir: Path, rate: int = 2000, seconds: 
             "elapsed": elapsed}
 
 
+def direct_replay(events: int, partitions: int) -> dict:
+    """bench/direct.py in a process of its own (the embedded store: one data dir a process)."""
+    result = subprocess.run([sys.executable, "-m", "bench.direct", "--json", "--events", str(events),
+                             "--partitions", str(partitions)], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
@@ -342,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             # Also at half of what the worker sustained: a figure that means the same on a slower machine.
             live_half = live_latency(settings, work / "live-half", rate=max(100, int(pipe_rate / 2)))
         full_us, fast_us = decode_rates(lines)
+        direct = direct_replay(args.events, args.partitions)
         orders = state["orders"]
         rows = [
             ("messages (events, ticks fanned out)", f"{messages:,}", f"~{size:.0f} B/event, {args.partitions} partitions"),
@@ -363,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
              + (" (more than the worker sustains here: a backlog grows)" if live["rate"] > pipe_rate else "")),
             ("live alert latency p50 / p99, half load", f"{live_half['p50']:,.0f} / {live_half['p99']:,.0f} ms",
              f"{live_half['alerts']:,} alerts at {live_half['rate']:,.0f} events/s"),
+            ("raw: json.loads over the history file", f"{direct['raw']:,.0f}/s", ""),
+            ("replay --direct (file -> stored, no broker)", f"{direct['direct']:,.0f}/s",
+             f"{direct['events']:,} events; bench/direct.py"),
         ]
         width = max(len(r[0]) for r in rows)
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
@@ -372,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"decode, msgspec batch (+ fallback)        {fast_us:>8.2f} us/event  fast/full = {fast_us / full_us:.2f}")
         print_stages(stages, messages)
         print(f"pipeline/peer = {pipe_rate / peer_rate:.2f}")
+        print(f"direct/raw = {direct['direct'] / direct['raw']:.3f}")
         print(f"pipeline/raw = {pipe_rate / raw:.3f}")
         return 0
     finally:

@@ -9,12 +9,12 @@ import functools
 
 import faust
 import orjson
-from aiokafka.partitioner import murmur2
 
 import streams.codecs  # noqa: F401  (registers the str and orjson codecs)
 from streams.changelog import BatchedChangelog, ChangelogProducer
 from streams.batches import BatchIntake
 from streams.web_security import App, middlewares
+from supplymon.publish import key_partition as partition_of_key
 from supplymon.settings import Settings
 
 settings = Settings.from_env()
@@ -106,7 +106,7 @@ signals_topic = app.topic(
 @functools.lru_cache(maxsize=1 << 16)  # murmur2 is pure Python; recent orders' keys come back often
 def key_partition(key: str) -> int:
     """The partition of a key as the producer's default partitioner picks it (murmur2)."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % settings.partitions
+    return partition_of_key(key.encode(), settings.partitions)
 
 
 def group_partition(group: str) -> int:

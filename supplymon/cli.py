@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="the rules file of this replay's worker (what if the response deadline were 36 h?)")
     p.add_argument("--embedded", action="store_true",
                    help="start the embedded stack, wait until every event is stored, stop")
+    p.add_argument("--direct", action="store_true",
+                   help="no broker: feed the file straight to the worker's dataflow and store (same facts, alerts "
+                        "and windows as --embedded; nothing is written to Kafka, no notifications)")
     p.add_argument("--speed", type=float, default=None,
                    help="publish at this many event-time seconds per second (default: as fast as possible)")
     p.add_argument("--partitions", type=int, help="partitions of new topics (default 4)")
@@ -172,6 +175,8 @@ def _replay(settings: Settings, args) -> int:
     from supplymon.replay import replay
     from supplymon.sources import history_lines, parse_moment, store_lines
 
+    if args.direct:
+        _check_direct(args)
     if (args.file is None) == (not args.from_clickhouse):
         raise ConfigError("give a FILE or --from-clickhouse (one of them)")
     if args.from_clickhouse:
@@ -186,7 +191,7 @@ def _replay(settings: Settings, args) -> int:
     else:
         lines = history_lines(args.file)
     if args.rules:
-        if not (args.embedded or args.namespace):
+        if not (args.embedded or args.namespace or args.direct):
             raise ConfigError("--rules sets the rules of a replay's own worker: add --namespace NAME or --embedded")
         settings = replace(settings, rules=Rules.load(args.rules), rules_file=str(args.rules.resolve()))
     if args.namespace:
@@ -195,7 +200,7 @@ def _replay(settings: Settings, args) -> int:
     if args.embedded:
         settings = replace(settings, web_port=0)  # a free port for the worker it starts
     if args.allow_future:
-        if not (args.embedded or args.namespace):
+        if not (args.embedded or args.namespace or args.direct):
             raise ConfigError("--allow-future is for a replay's own worker (--embedded or --namespace NAME); "
                               "set SUPPLYMON_ALLOW_FUTURE=1 where your worker runs instead")
         settings = replace(settings, allow_future=True)
@@ -203,7 +208,23 @@ def _replay(settings: Settings, args) -> int:
         if args.max_line_bytes < 1024:
             raise ConfigError(f"--max-line-bytes must be at least 1024, got {args.max_line_bytes}")
         settings = replace(settings, max_event_bytes=args.max_line_bytes)
+    if args.direct:
+        from supplymon.direct import replay_direct
+
+        return replay_direct(settings, lines)
     return replay(settings, lines, args.embedded, args.speed, skip_stored=args.skip_stored)
+
+
+def _check_direct(args) -> None:
+    """--direct replays a file into the store of --data-dir, nothing else."""
+    others = [name for name, given in (("--embedded", args.embedded), ("--namespace", args.namespace),
+                                       ("--from-clickhouse", args.from_clickhouse), ("--speed", args.speed),
+                                       ("--notify", args.notify), ("--skip-stored", args.skip_stored)) if given]
+    if others:
+        raise ConfigError(f"--direct 不能与 {', '.join(others)} 同用：直接回放不经 Kafka，按文件顺序尽快处理，"
+                          "不发通知，已存储的事件自动跳过 / --direct does not go with "
+                          f"{', '.join(others)}: it replays a file into the store of --data-dir without Kafka, "
+                          "as fast as it goes, without notifications, skipping what is stored by itself")
 
 
 def _sql(settings: Settings, args) -> int:

@@ -17,16 +17,18 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.partitioner import murmur2
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from schemas.limits import MAX_TS_MS, MIN_TS_MS
 from supplymon.core.intake import TOO_LARGE_HEADER, truncated
-from supplymon.settings import Settings
+from supplymon.settings import Settings, Topics
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,40 @@ def event_time_ms(value) -> int | None:
     except (TypeError, ValueError, OverflowError):
         return None
     return ms if MIN_TS_MS <= ms < MAX_TS_MS else None
+
+
+class Route(NamedTuple):
+    """Where a line is published."""
+
+    topic: str | None  # None: a tick, to every partition of every input topic
+    key: bytes | None  # its order_id: the partition is the key's (murmur2), or any if None
+    ts: int | None  # the Kafka timestamp (its event time, if usable)
+    readable: bool  # False: left to the worker to dead-letter with a reason
+
+
+def route(raw: bytes, topics: Topics) -> Route:
+    """Each event to its kind's topic, keyed by `order_id`; a line that is not a
+    usable event to the orders topic, for the worker to say why."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict):
+        return Route(topics.orders, None, None, False)
+    kind = doc.get("kind")
+    ts = event_time_ms(doc.get("ts"))
+    if kind == "tick":
+        return Route(None, None, ts, True)
+    order_id = doc.get("order_id")
+    key = order_id.encode() if isinstance(order_id, str) else None
+    if kind in ("order", "response", "shipment", "arrival"):
+        return Route(topics.for_kind(kind), key, ts, True)
+    return Route(topics.orders, key, ts, False)
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition of a key as the producer's default partitioner picks it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @dataclass
@@ -127,30 +163,19 @@ class Publisher:
         if len(raw) > self.settings.max_event_bytes:
             await self._too_large(raw)
             return
-        topics = self.settings.topics
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            doc = None
-        kind = doc.get("kind") if isinstance(doc, dict) else None
-        ts = event_time_ms(doc.get("ts")) if isinstance(doc, dict) else None
-        if self.speed and ts is not None and not self._refused_as_future(ts):
-            await self._pace(ts)
-        if kind == "tick":
+        where = route(raw, self.settings.topics)
+        if self.speed and where.ts is not None and not self._refused_as_future(where.ts):
+            await self._pace(where.ts)
+        if where.topic is None:
             self.stats.ticks += 1
-            for topic in topics.inputs:
+            for topic in self.settings.topics.inputs:
                 for partition in range(self._partitions):
-                    await self._send(topic, None, raw, ts, partition, headers)
+                    await self._send(topic, None, raw, where.ts, partition, headers)
             return
-        order_id = doc.get("order_id") if isinstance(doc, dict) else None
-        if kind in ("order", "response", "shipment", "arrival"):
-            topic = topics.for_kind(kind)
-        else:
-            topic = topics.orders
+        if not where.readable:
             self.stats.unreadable += 1
-        key = order_id.encode() if isinstance(order_id, str) else None
         self.stats.events += 1
-        await self._send(topic, key, raw, ts, None, headers)
+        await self._send(where.topic, where.key, raw, where.ts, None, headers)
 
     async def _too_large(self, raw: bytes) -> None:
         """Its truncated copy instead, for the worker to dead-letter (never decoded)."""

@@ -250,6 +250,12 @@ class Settings:
     table_store: str = "memory://"
     batch_size: int = 2000
     batch_seconds: float = 0.2
+    # Store inserts (agents/sink.py, WriteBehind): the rows of batches stored while
+    # the next are computed are gathered into one insert per table until a table has
+    # this many rows, or the oldest waiting batch has waited this long. Each insert
+    # costs ~10 ms whatever its size; the wait delays acknowledgements and alerts.
+    store_insert_rows: int = 10_000
+    store_insert_seconds: float = 0.25
     log_level: str = "warning"
     # Live mode: the worker publishes a tick (wall-clock time) to every input
     # partition this often, so deadlines fire while the platform is quiet. 0: off
@@ -411,6 +417,8 @@ class Settings:
             table_store=table_store(get("TABLE_STORE", "memory://")),
             batch_size=integer("BATCH_SIZE", 2000, 1),
             batch_seconds=number("BATCH_SECONDS", 0.2),
+            store_insert_rows=integer("STORE_INSERT_ROWS", 10_000, 1),
+            store_insert_seconds=number("STORE_INSERT_SECONDS", 0.25, zero_ok=True),
             log_level=get("LOG_LEVEL", "warning"),
             live_tick_seconds=number("LIVE_TICK_SECONDS", 60.0, zero_ok=True),
             group_timeout_seconds=number("GROUP_TIMEOUT_SECONDS", 0.0, zero_ok=True) or None,
@@ -464,6 +472,8 @@ class Settings:
             p + "TABLE_STORE": self.table_store,
             p + "BATCH_SIZE": str(self.batch_size),
             p + "BATCH_SECONDS": str(self.batch_seconds),
+            p + "STORE_INSERT_ROWS": str(self.store_insert_rows),
+            p + "STORE_INSERT_SECONDS": str(self.store_insert_seconds),
             p + "LOG_LEVEL": self.log_level,
             p + "LIVE_TICK_SECONDS": str(self.live_tick_seconds),
             p + "ALLOW_FUTURE": "1" if self.allow_future else "0",

@@ -10,14 +10,18 @@ import logging
 import operator
 import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 from urllib.parse import urlparse
 
 import orjson
 
+from supplymon.arrow_schema import to_arrow
 from supplymon.cluster_ddl import cluster_statements
 from supplymon.settings import DEFAULT_DATABASE, ConfigError, Settings
 from supplymon.sql_guard import AnalystSql
+
+if TYPE_CHECKING:
+    import pyarrow
 
 log = logging.getLogger(__name__)
 DDL_FILE = Path(__file__).resolve().parent.parent / "schemas" / "clickhouse.sql"
@@ -159,13 +163,25 @@ class Store:
             self.client.command(statement)
 
     def insert(self, table: str, rows: Sequence[dict]) -> None:
-        """Insert rows (dicts with at least the table's COLUMNS) as one block, column by
-        column; the column types are asked of the server once per table, not per insert."""
+        """Insert rows (dicts with at least the table's COLUMNS) as one Arrow table typed
+        by the DDL (supplymon/arrow_schema.py); a value a column cannot hold raises
+        ValueError naming the column, before anything is sent."""
+        if rows:
+            self.insert_arrow(table, to_arrow(table, rows))
+
+    def insert_arrow(self, table: str, data: "pyarrow.Table") -> None:
+        """Insert an Arrow table as one block (`INSERT ... FORMAT Arrow`): over HTTP to
+        a ClickHouse server, or through a temporary file into embedded chdb (both by
+        clickhouse-connect's insert_arrow, the one code path for the two)."""
+        self.client.insert_arrow(f"{self.database}.{table}", data)
+
+    def insert_native(self, table: str, rows: Sequence[dict]) -> None:
+        """The previous store path: rows converted by clickhouse-connect, column by column,
+        into its Native format. Kept as the reference the Arrow path is tested and
+        measured against (tests/test_store_arrow.py, bench/store.py)."""
         if not rows:
             return
         columns = COLUMNS[table]
-        # Rows to columns in C (itemgetter, then zip transposes): a Python loop per
-        # column and row took a fifth of this thread, which holds the worker's GIL.
         row_values = operator.itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
         data = [list(column) for column in zip(*map(row_values, rows))]
         for n, name in enumerate(columns):

@@ -45,6 +45,8 @@ def test_missing_rules_file():
     ({"SUPPLYMON_PARTITIONS": "0"}, "must be >= 1"),
     ({"SUPPLYMON_KAFKA": "localhost:9092"}, "kafka://"),
     ({"SUPPLYMON_BATCH_SECONDS": "-1"}, "must be positive"),
+    ({"SUPPLYMON_STORE_INSERT_ROWS": "0"}, "must be >= 1"),
+    ({"SUPPLYMON_STORE_INSERT_SECONDS": "-0.5"}, "must be positive"),
     ({"SUPPLYMON_TABLE_STORE": "rocksdb://"}, "only memory:// is supported"),
 ])
 def test_bad_environment_is_refused(env, message):
@@ -54,7 +56,9 @@ def test_bad_environment_is_refused(env, message):
 
 def test_settings_round_trip_through_the_environment():
     settings = Settings.from_env({"SUPPLYMON_KAFKA": "kafka://h1:9092,h2:9092", "SUPPLYMON_PARTITIONS": "8",
-                                  "SUPPLYMON_TOPIC_ORDERS": "p.orders"})
+                                  "SUPPLYMON_TOPIC_ORDERS": "p.orders", "SUPPLYMON_STORE_INSERT_ROWS": "20000",
+                                  "SUPPLYMON_STORE_INSERT_SECONDS": "0"})
+    assert (settings.store_insert_rows, settings.store_insert_seconds) == (20000, 0)
     again = Settings.from_env(settings.env())
     assert again == settings and again.topics.for_kind("order") == "p.orders"
 

@@ -1,6 +1,6 @@
 """Stream time (watermark over partitions) and the due index."""
 from supplymon.core.due import DueIndex
-from streams.stream_time import StreamTime
+from supplymon.core.stream_time import StreamTime
 
 
 def test_watermark_is_the_minimum_and_waits_for_every_partition():

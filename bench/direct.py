@@ -1,0 +1,73 @@
+"""Direct replay throughput: `replay FILE --direct` against a raw `json.loads` loop
+over the same file (the ceiling of any Python reader of it).
+
+    python -m bench.direct --events 200000
+
+Prints both rates and `direct/raw = D`; `--json` prints them as one JSON object
+(bench/pipeline.py runs this in a process of its own: the embedded store admits
+one data dir per process).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from bench.pipeline import history
+from supplymon.settings import Settings
+
+
+def raw_rate(path: Path) -> float:
+    started, n = time.perf_counter(), 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            json.loads(line)
+            n += 1
+    return n / (time.perf_counter() - started)
+
+
+def direct_rate(path: Path, events: int, data_dir: Path, partitions: int) -> float:
+    from supplymon.direct import replay_direct
+    from supplymon.sources import history_lines
+
+    settings = replace(Settings.from_env({}), data_dir=data_dir, partitions=partitions, allow_future=True)
+    started = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        replay_direct(settings, history_lines(path))
+    return events / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="supplymon-bench-direct-"))
+    try:
+        lines = history(args.events)
+        path = work / "history.jsonl"
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        raw = raw_rate(path)
+        direct = direct_rate(path, len(lines), work / "data", args.partitions)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps({"events": len(lines), "raw": raw, "direct": direct}))
+        return 0
+    print(f"events in the file                 {len(lines):>14,}")
+    print(f"raw: json.loads over the file      {raw:>12,.0f}/s")
+    print(f"replay --direct (file -> stored)   {direct:>12,.0f}/s")
+    print(f"direct/raw = {direct / raw:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""The order dataflow of one batch: plain records in, what they produce out.
+
+Pure: no Faust, no Kafka, no store. The Kafka worker (agents/lifecycle.py) and
+the direct file replay (supplymon/direct.py) feed it the same way:
+
+    records -> decode -> apply -> advance -> emit -> marks -> snapshots
+
+1. decode: each record is admitted (supplymon/core/intake.py) or becomes a dead
+   letter; an admitted one moves its partition's stream time;
+2. apply: the event joins its order's state (read through `lookup`, changed in
+   memory for the rest of the batch);
+3. advance: the watermark (the least time over the assigned input partitions)
+   passes the deadlines that are due;
+4. emit: each changed order gives its fact row, its changed alerts, its window
+   contributions and the signals for the early warnings;
+5. marks: how far each input partition has been read (the early warnings' time);
+6. snapshots: the states the batch changed, serialized (None: purged).
+
+The caller owns what outlives a batch beyond the flow's own derived state (the
+stream time, the due index, the window parts, the marks sent): the order states
+(`lookup`, then `BatchOutput.snapshots` to write back), storing the rows,
+sending alerts, dead letters and signals, and acknowledging the input.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, NamedTuple, Sequence
+
+import orjson
+
+from schemas.events import Invalid, dead_letter_detail
+from supplymon.core.alerts import order_alert_row
+from supplymon.core.due import DueIndex
+from supplymon.core.intake import Intake
+from supplymon.core.lifecycle import OrderLifecycle, new_state
+from supplymon.core.rows import Rows
+from supplymon.core.signals import fingerprint, order_signals
+from supplymon.core.stream_time import StreamTime
+from supplymon.core.windows import Windows, part_row
+from supplymon.settings import Rules, Settings
+
+
+class Record(NamedTuple):
+    """An input message: the attributes of aiokafka's ConsumerRecord the flow reads
+    (a ConsumerRecord itself will do)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int  # the Kafka timestamp, epoch ms (0: none)
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+class Partition(NamedTuple):
+    """An input topic-partition (equal to Faust's and aiokafka's TP of the same name)."""
+
+    topic: str
+    partition: int
+
+
+# An order's state as stored (orjson bytes), or None when there is none.
+Lookup = Callable[[str], "bytes | None"]
+
+
+@dataclass
+class BatchOutput:
+    """What one batch produces."""
+
+    rows: Rows = field(default_factory=Rows)  # by table, for the store
+    alerts: list[dict] = field(default_factory=list)  # order alert rows, to send once stored
+    dead: list[tuple[bytes | None, bytes, dict]] = field(default_factory=list)  # dead-letter messages
+    dead_reasons: Counter = field(default_factory=Counter)
+    duplicates: int = 0
+    signals: dict[str, dict[str, list]] = field(default_factory=dict)  # group -> order id -> record
+    marks: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> event time read up to
+    snapshots: dict[str, bytes | None] = field(default_factory=dict)  # order states to write (None: delete)
+    kinds: Counter = field(default_factory=Counter)  # admitted events by kind
+    watermark: int | None = None
+
+
+class _Batch:
+    """The order states one batch reads and changes, and its output so far."""
+
+    def __init__(self, lookup: Lookup) -> None:
+        self.lookup = lookup
+        self.states: dict[str, dict] = {}
+        self.read: dict[str, bytes | None] = {}  # each state as read (to skip unchanged ones)
+        self.changed: set[str] = set()
+        self.purged: set[str] = set()
+        self.out = BatchOutput()
+
+    def state(self, order_id: str) -> dict:
+        state = self.states.get(order_id)
+        if state is None:
+            raw = self.lookup(order_id)
+            state = orjson.loads(raw) if raw else new_state(order_id)
+            self.states[order_id] = state
+            self.read[order_id] = raw
+        return state
+
+    def dead_letter(self, key: bytes | None, raw: bytes, reason: str, detail: str,
+                    source: tuple[str, int, int], event_id: str | None, noticed_at: int) -> None:
+        topic, partition, offset = source
+        row = {"topic": topic, "partition": partition, "offset": offset, "reason": reason,
+               "detail": dead_letter_detail(reason, detail), "event_id": event_id,
+               "original": raw.decode("utf-8", "replace"), "noticed_at": noticed_at}
+        self.out.dead.append((key, raw, dead_headers(row)))
+        self.out.dead_reasons[reason] += 1
+        self.out.rows.add("dead_letters", row)
+
+    def seal(self) -> BatchOutput:
+        """Snapshot the states this batch changed: later batches go on changing the dicts."""
+        for order_id, state in self.states.items():
+            snapshot = None if order_id in self.purged else orjson.dumps(state)
+            if snapshot != self.read[order_id]:
+                if snapshot is not None:
+                    # orjson's bytes keep the 4 KiB buffer they were written into: copy
+                    # to their size (held for every open order).
+                    snapshot = bytes(memoryview(snapshot))
+                self.out.snapshots[order_id] = snapshot
+        return self.out
+
+
+def dead_headers(row: dict) -> dict[str, bytes]:
+    """A dead-letter message's headers, from its `dead_letters` row."""
+    return {"supplymon-reason": row["reason"].encode(), "supplymon-detail": row["detail"].encode(),
+            "supplymon-source": f"{row['topic']}:{row['partition']}:{row['offset']}".encode()}
+
+
+def _raw_row(event_id: str, kind: str, ts: int, order_id: str, payload: str, source) -> dict:
+    topic, partition, offset = source
+    return {"event_id": event_id, "kind": kind, "ts": ts, "order_id": order_id, "payload": payload,
+            "topic": topic, "partition": partition, "offset": offset}
+
+
+class OrderFlow:
+    """The dataflow of one worker over the input partitions assigned to it."""
+
+    def __init__(self, rules: Rules, intake: Intake) -> None:
+        self.lifecycle = OrderLifecycle(rules)
+        self.intake = intake
+        self.stream_time = StreamTime()
+        self.due = DueIndex()
+        self.windows = Windows(rules)
+        self.marked: dict[Partition, int] = {}  # the event time last told to the early warnings
+
+    @classmethod
+    def from_settings(cls, settings: Settings, trust_rebuilt: bool) -> "OrderFlow":
+        return cls(settings.rules, Intake(settings.max_event_bytes, settings.rules.ms("max_future_skew_minutes"),
+                                          allow_future=settings.allow_future, trust_rebuilt=trust_rebuilt))
+
+    # -- a new assignment ----------------------------------------------------------------
+    def restore(self, assigned: Iterable[Partition], states: Iterable[tuple[str, bytes]]) -> int:
+        """Start over on `assigned` with the order states held (the due index and the
+        window parts are rebuilt from them); how many orders."""
+        self.stream_time.forget(assigned)
+        self.marked.clear()  # tell the early warnings again
+        self.due.clear()
+        self.windows.clear()
+        count = 0
+        for order_id, raw in states:
+            state = orjson.loads(raw)
+            self.due.schedule(order_id, self.lifecycle.next_due(state))
+            if "c" in state:
+                self.windows.restore(self.lifecycle.fact(state), state["p"], state["c"], state["cv"])
+            count += 1
+        return count
+
+    # -- a batch -------------------------------------------------------------------------
+    def process(self, records: Iterable[Record], assigned: Iterable[Partition], lookup: Lookup,
+                now_ms: int) -> BatchOutput:
+        """One batch, top to bottom. `now_ms` (the wall clock) only refuses stamps from
+        the future (intake); `lookup` reads an order's state as of the previous batch."""
+        assigned = list(assigned)
+        batch = _Batch(lookup)
+        for record in records:
+            event = self._decode(batch, record, now_ms)
+            if event is not None:
+                self._apply(batch, record, event)
+        self._advance(batch, assigned)
+        self._emit(batch)
+        batch.out.marks = self._marks(assigned)
+        return batch.seal()
+
+    # 1. decode
+    def _decode(self, batch: _Batch, record: Record, now_ms: int) -> dict | None:
+        raw = record.value
+        parsed = self.intake.admit(raw, now_ms, record.headers)
+        if isinstance(parsed, Invalid):
+            kept = parsed.original if parsed.original is not None else raw or b""
+            batch.dead_letter(record.key, kept, parsed.reason, parsed.detail,
+                              (record.topic, record.partition, record.offset), parsed.event_id,
+                              record.timestamp or 0)
+            return None
+        batch.out.kinds[parsed["kind"]] += 1
+        self.stream_time.observe(Partition(record.topic, record.partition), parsed["ts_ms"])
+        return parsed
+
+    # 2. apply
+    def _apply(self, batch: _Batch, record: Record, event: dict) -> None:
+        source = (record.topic, record.partition, record.offset)
+        kind, ts_ms, event_id = event["kind"], event["ts_ms"], event["event_id"]
+        text = record.value.decode()
+        if kind == "tick":
+            batch.out.rows.add("events_raw", _raw_row(event_id, "tick", ts_ms, "", text, source))
+            return
+        event["raw"], event["src"] = text, source
+        order_id = event["order_id"]
+        state = batch.state(order_id)
+        state.setdefault("p", record.partition)  # the partition whose window parts count it
+        outcome = self.lifecycle.apply(state, event)
+        if outcome.duplicate:
+            batch.out.duplicates += 1
+            if outcome.rejected:  # same event_id, other content: dead-lettered, never stored as the event
+                self._settle(batch, state, outcome, ts_ms)
+            return
+        batch.out.rows.add("events_raw", _raw_row(event_id, kind, ts_ms, order_id, text, source))
+        self._settle(batch, state, outcome, ts_ms)
+
+    def _settle(self, batch: _Batch, state: dict, outcome, now: int) -> None:
+        order_id = state["oid"]
+        for event, reason, detail in outcome.rejected:
+            self._dead_event(batch, event, reason, detail, now)
+        for event in outcome.orphans:
+            self._dead_event(batch, event, "orphan",
+                             f"no order {order_id} was seen within the orphan timeout after this event", now)
+        if outcome.changed:
+            batch.changed.add(order_id)
+        if outcome.purge:
+            batch.purged.add(order_id)
+        else:
+            batch.purged.discard(order_id)
+        self.due.schedule(order_id, None if outcome.purge else self.lifecycle.next_due(state))
+
+    @staticmethod
+    def _dead_event(batch: _Batch, event: dict, reason: str, detail: str, now: int) -> None:
+        batch.dead_letter(event.get("order_id", "").encode(), event["raw"].encode(), reason, detail,
+                          tuple(event["src"]), event["event_id"], now)
+
+    # 3. advance
+    def _advance(self, batch: _Batch, assigned: list[Partition]) -> None:
+        batch.out.watermark = watermark = self.stream_time.watermark(assigned)
+        if watermark is None:
+            return
+        for order_id in self.due.pop_due(watermark):
+            state = batch.state(order_id)
+            self._settle(batch, state, self.lifecycle.advance(state, watermark), watermark)
+
+    # 4. emit
+    def _emit(self, batch: _Batch) -> None:
+        out = batch.out
+        # Purged orders too: one advance may pass an order's deadlines and its retention
+        # at once, and its final fact and alerts are written before its state is dropped.
+        for order_id in batch.changed:
+            state = batch.states[order_id]
+            if "order" not in state:
+                continue
+            fact = self.lifecycle.fact(state)
+            out.rows.add("order_facts", fact)
+            for n, (group, record) in enumerate(order_signals(fact)):
+                checksum = fingerprint(record)
+                if state.setdefault("sg", [-1, -1])[n] != checksum:  # tell the early warnings only what changed
+                    state["sg"][n] = checksum
+                    out.signals.setdefault(group, {})[order_id] = record
+            state["c"] = self.windows.update(fact, state["p"], state.get("c"), state.get("cv", 0))
+            state["cv"] = fact["version"]
+            for alert in self.lifecycle.changed_alerts(state):
+                row = order_alert_row(alert, fact, fact["version"])
+                out.rows.add("alerts", row)
+                out.alerts.append(row)
+        if out.watermark is not None:
+            self.windows.advance(out.watermark)
+        for key, part in self.windows.take_dirty():
+            out.rows.add("window_parts", part_row(key, part))
+
+    # 5. marks
+    def _marks(self, assigned: list[Partition]) -> dict[str, int]:
+        """How far each input partition has been read, where it moved on: the early
+        warnings take the least mark over all input partitions as their time."""
+        out = {}
+        for tp in assigned:
+            latest = self.stream_time.latest.get(tp)
+            if latest is not None and self.marked.get(tp) != latest:
+                self.marked[tp] = out[f"{tp.topic}:{tp.partition}"] = latest
+        return out

@@ -1,0 +1,243 @@
+"""`supplymon replay FILE --direct`: a history replayed without the broker.
+
+The file is a bounded source: its lines are routed as the publisher would put
+them on Kafka (each event to its kind's topic, in the partition of its order_id
+by murmur2, a tick to every partition of every input topic, a line over the size
+limit as its truncated copy; supplymon/publish.py), numbered per partition as
+offsets, and fed in batches of tens of thousands to the same dataflow the worker
+runs (supplymon/core/flow.py) and then to the same early-warning evaluation
+(supplymon/core/early_warnings.py), driven by the batch's signals and marks. So
+stream time, deadlines, windows and early warnings move as they do through
+Kafka. The rows go to the same store through the same sink (agents/sink.py),
+written behind while the next batch is computed.
+
+What it does not do: no dead-letter, alert or signal topic is written (the rows
+are in the store; nothing is on Kafka), no notifications, no pacing (`--speed`).
+At the end of the file stream time stays where the file left it, as a worker's
+would: deadlines after the last event do not fire.
+
+Into a store that holds events already, the stored events (not the ticks) are fed
+first, as `replay --embedded` republishes them to rebuild its state; a second run
+of the same file changes nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from itertools import islice
+from typing import Iterable, Iterator
+
+from agents.sink import ClickHouseSink, WriteBehind
+from supplymon.core.early_warnings import EarlyWarnings
+from supplymon.core.flow import OrderFlow, Partition, Record
+from supplymon.core.intake import REBUILT_HEADER, TOO_LARGE_HEADER, truncated
+from supplymon.core.signals import pack
+from supplymon.publish import key_partition, route
+from supplymon.replay import summary
+from supplymon.runner import RunError, prepare_data_dir
+from supplymon.settings import Settings
+from supplymon.store import Store
+
+# Events a batch: large enough that the store's fixed cost per insert (~10 ms) is
+# small per row, small enough that the write behind overlaps the next batch.
+BATCH = 20_000
+REBUILT = ((REBUILT_HEADER, b"1"),)
+
+
+class Router:
+    """Lines to input records, as the publisher and the broker would make them."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.topics = settings.topics
+        self.partitions = settings.partitions
+        self.next_offset: dict[tuple[str, int], int] = {}
+
+    def _record(self, topic: str, partition: int, key: bytes | None, value: bytes, ts: int | None,
+                now_ms: int, headers=()) -> Record:
+        offset = self.next_offset.get((topic, partition), 0)
+        self.next_offset[(topic, partition)] = offset + 1
+        # The broker stamps a record the publisher sends without a usable time (or with
+        # one from the future: supplymon/publish.py) with the wall clock.
+        timestamp = ts if ts is not None and ts <= now_ms else now_ms
+        return Record(topic, partition, offset, timestamp, key, value, headers)
+
+    def records(self, line: bytes, now_ms: int) -> Iterator[Record]:
+        raw = line.strip()
+        if not raw:
+            return
+        if len(raw) > self.settings.max_event_bytes:
+            # Never decoded: its truncated copy, to be dead-lettered as too large.
+            yield self._record(self.topics.orders, 0, None, truncated(raw), None, now_ms,
+                               ((TOO_LARGE_HEADER, str(len(raw)).encode()),))
+            return
+        where = route(raw, self.topics)
+        if where.topic is None:  # a tick: every partition of every input topic
+            for topic in self.topics.inputs:
+                for partition in range(self.partitions):
+                    yield self._record(topic, partition, None, raw, where.ts, now_ms)
+            return
+        # A line without an order_id is never admitted (the producer would pick any partition).
+        partition = key_partition(where.key, self.partitions) if where.key is not None else 0
+        yield self._record(where.topic, partition, where.key, raw, where.ts, now_ms)
+
+
+def stored_records(store: Store, page: int = 50_000) -> list[Record]:
+    """The events a store holds (not the ticks), in event-time order, each from where
+    it was read the first time: fed first to rebuild the state, as the embedded stack
+    republishes them (supplymon/runner.py). Their first place keeps a dead letter
+    they give again (an orphan) under its first key."""
+    out, sql = [], (f"SELECT topic, partition, offset, toUnixTimestamp64Milli(ts) AS ms, payload "
+                    f"FROM {store.database}.events_raw FINAL WHERE kind != 'tick' ORDER BY ms, event_id")
+    while rows := store.rows(f"{sql} LIMIT {page} OFFSET {len(out)}"):
+        out += [Record(r["topic"], r["partition"], r["offset"], r["ms"], None, r["payload"].encode(), REBUILT)
+                for r in rows]
+    return out
+
+
+class Progress:
+    """A line to stderr at most once a second, Chinese first; a last one at the end."""
+
+    def __init__(self, out=None):
+        self.out = out or sys.stderr
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.lines = self.stored = 0
+        self.rebuilt = 0
+
+    def __call__(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < 1.0:
+            return
+        self.last = now
+        rate = self.stored / max(now - self.started, 1e-6)
+        print(f"已处理并存储 / processed and stored: {self.stored:,} of {self.lines:,} lines read, "
+              f"{rate:,.0f}/s", file=self.out, flush=True)
+
+
+class DirectReplay:
+    """The flow and the early warnings over every input partition, fed from lines."""
+
+    def __init__(self, settings: Settings, sink: ClickHouseSink, progress: Progress, batch: int = BATCH):
+        self.settings = settings
+        self.batch = batch
+        self.progress = progress
+        self.router = Router(settings)
+        self.flow = OrderFlow.from_settings(settings, trust_rebuilt=True)
+        self.inputs = [Partition(topic, p) for topic in settings.topics.inputs for p in range(settings.partitions)]
+        self.flow.restore(self.inputs, ())
+        self.states: dict[str, bytes] = {}  # order id -> state (orjson bytes)
+        self._group_partitions: dict[str, int] = {}
+        self.warnings = EarlyWarnings(settings.rules, self.group_partition)
+        self.warnings.restore((), range(settings.partitions), (f"{tp.topic}:{tp.partition}" for tp in self.inputs))
+        self.sink = sink
+        self.write_behind: WriteBehind | None = None  # made by run(): step() needs no store
+
+    def group_partition(self, group: str) -> int:
+        """The signals partition of a group (streams/app.py's, without the Faust app)."""
+        partition = self._group_partitions.get(group)
+        if partition is None:  # murmur2 is pure Python: once per group
+            partition = self._group_partitions[group] = key_partition(group.encode(), self.settings.partitions)
+        return partition
+
+    async def _finished(self, lines: int) -> None:
+        self.progress.stored += lines
+        self.progress()
+
+    def file_batches(self, lines: Iterable[bytes]) -> Iterator[tuple[int, list[Record], int]]:
+        """(lines, their records, the wall clock) a batch of lines at a time; a damaged
+        file's lines before the damage are a last batch, then its error is raised."""
+        lines, damage = iter(lines), None
+        while damage is None:
+            chunk: list[bytes] = []
+            try:
+                chunk.extend(islice(lines, self.batch))  # keeps what was read before an error
+            except RunError as exc:
+                damage = exc
+            if chunk:
+                now_ms = int(time.time() * 1000)  # only to refuse stamps from the future (intake)
+                yield len(chunk), [record for line in chunk for record in self.router.records(line, now_ms)], now_ms
+            elif damage is None:
+                return
+        raise damage
+
+    def rebuild_batches(self, records: list[Record]) -> Iterator[tuple[int, list[Record], int]]:
+        now_ms = int(time.time() * 1000)
+        for start in range(0, len(records), self.batch):
+            batch = records[start:start + self.batch]
+            yield len(batch), batch, now_ms
+
+    async def feed(self, batches: Iterable[tuple[int, list[Record], int]]) -> None:
+        for lines, records, now_ms in batches:
+            self.progress.lines += lines
+            await self.write_behind.submit(lines, self.step(records, now_ms), len(records))
+            await asyncio.sleep(0)  # let the write behind start storing this batch
+
+    def step(self, records: list[Record], now_ms: int):
+        """One batch through the flow, then its signals and marks through the early warnings."""
+        out = self.flow.process(records, self.inputs, self.states.get, now_ms)
+        for order_id, snapshot in out.snapshots.items():
+            if snapshot is None:
+                self.states.pop(order_id, None)
+            else:
+                self.states[order_id] = snapshot
+        signals = pack(out.signals, out.marks, self.group_partition, self.settings.partitions)
+        for alert in self.warnings.process(signals).alerts:
+            out.rows.add("alerts", alert)
+        return out.rows
+
+    async def run(self, lines: Iterable[bytes], stored: list[Record]) -> None:
+        self.write_behind = WriteBehind(self.sink, self._finished, max_pending=self.batch * 2)
+        try:
+            if stored:
+                await self.feed(self.rebuild_batches(stored))
+                self.progress.rebuilt = self.progress.lines
+            await self.feed(self.file_batches(lines))
+        except RunError:
+            await self.write_behind.drain()  # what was read before a damaged part is stored
+            raise
+        except BaseException:
+            await self.write_behind.close()
+            raise
+        await self.write_behind.drain()
+
+
+def replay_direct(settings: Settings, lines: Iterable[bytes], batch: int = BATCH) -> int:
+    prepare_data_dir(settings)  # refuses a data dir a running worker holds
+    if settings.clickhouse_url is None:
+        settings.insert_tmp_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.tempdir = str(settings.insert_tmp_dir)
+    progress = Progress()
+    stored = asyncio.run(_replay(settings, lines, batch, progress))
+    progress(force=True)
+    if progress.rebuilt:
+        print(f"rebuilt state from {progress.rebuilt:,} events stored in {settings.data_dir}", flush=True)
+    print(f"已直接回放 / replayed directly: {progress.stored - progress.rebuilt:,} lines (100%)", flush=True)
+    print(stored, flush=True)
+    return 0
+
+
+class _StoreQueries:
+    """The store, answering as a worker's `/sql` does (for replay's summary)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def query(self, sql: str) -> bytes:
+        return self.store.query(sql, "JSONEachRow")
+
+
+async def _replay(settings: Settings, lines: Iterable[bytes], batch: int, progress: Progress) -> str:
+    """Replays; what the store holds then (replay's summary)."""
+    sink = ClickHouseSink(settings)
+    try:
+        await sink.open()
+        # Read whole before the replay writes, on the store's thread (one user at a time).
+        stored = await sink.on_store(stored_records)
+        await DirectReplay(settings, sink, progress, batch).run(lines, stored)
+        return await sink.on_store(lambda store: summary(_StoreQueries(store)))
+    finally:
+        await sink.close()
+
