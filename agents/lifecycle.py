@@ -2,15 +2,17 @@
 (supplymon/core/flow.py: decode, apply, advance, emit, marks, snapshots).
 
 Per batch, `process()`:
-1. intake: the batch's messages as plain records, those that continue each
-   partition's sequence (agents/sequence.py);
+1. intake: a whole fetched batch of the input topics (streams/batches.py: aiokafka's
+   records by partition, no Faust messages), the records that continue each
+   partition's sequence from the group's commit (agents/sequence.py);
 2. the flow: order states read from `unsettled` or the table, the batch's rows,
    alerts, dead letters, signals, marks and changed states out;
 3. write-behind: the batch is handed to the sink (agents/sink.py), which stores
    its rows (retried until stored) while the next batch is computed;
 then, once its rows are stored, `finish()` sends its alerts, dead letters and
 signals for the early warnings (agents/warnings.py), writes its states to the
-table (its changelog) and acknowledges its offsets.
+table (its changelog) and acknowledges, per partition, the offset after its last
+record processed.
 A crash before that replays the batch onto the old state; a crash after finds
 its events already applied (duplicates) and their rows already stored. States
 of batches not finished yet are read from `unsettled`, not from the table.
@@ -22,17 +24,17 @@ import logging
 import time
 from typing import Any
 
-from faust.types import EventT
 from mode import CrashingSupervisor
 
-from agents.progress import mark_sent, mark_stored
-from agents.sequence import in_sequence
+from agents.progress import mark_sent, mark_stored_offsets
+from agents.sequence import follow
 from agents.sink import ClickHouseSink, WriteBehind
-from streams.app import (alerts_topic, app, changelog_producer, deadletter_topic, group_partition, input_topics,
-                         order_changelog, order_state, settings, signals_topic)
+from schemas.events import Invalid
+from streams.app import (alerts_topic, app, batch_intake, changelog_producer, deadletter_topic, group_partition,
+                         input_batches, order_changelog, order_state, settings, signals_topic)
+from streams.batches import FetchedBatch, next_offsets
 from streams.continuity import OffsetContinuity
 from streams.monitor import after_rebalance
-from streams.records import record_of
 from supplymon import metrics
 from supplymon.core.flow import BatchOutput, OrderFlow, dead_headers
 from supplymon.core.signals import pack
@@ -71,17 +73,12 @@ async def _learn_stream_time() -> None:
     time is the least over the assigned partitions: a partition just taken over is
     unknown until its next event, and a worker left with fewer partitions may now be
     later than it was; both need a batch to act on, which a quiet platform (or a
-    replay, which has no live ticks) would not send. The message read again is a
-    duplicate (it changes nothing) and tells its partition's time at once, so the
-    deadlines due fire now, as they would have on one worker."""
+    replay, which has no live ticks) would not send. The message read again is not
+    processed again (it precedes the commit) but tells its partition's time at once
+    (`_observe_read_again`), so the deadlines due fire now, as they would have on
+    one worker."""
     try:
-        seeks = {}
-        for tp in _assigned_inputs():
-            position = await app.consumer.position(tp)
-            if position:
-                seeks[tp] = position - 1
-        if seeks:
-            await app.consumer.seek_wait(seeks)
+        await batch_intake.reread_last()
     except Exception:  # the next events or ticks tell the time anyway
         log.warning("could not read the last processed messages again after a rebalance", exc_info=True)
 
@@ -90,14 +87,13 @@ after_rebalance(_after_rebalance)
 
 
 def _assigned_inputs() -> set:
-    inputs = set(settings.topics.inputs)
-    return {tp for tp in app.consumer.assignment() if tp.topic in inputs}
+    return batch_intake.assigned()
 
 
 def _reassigned() -> None:
     """A new assignment: the flow starts over from the order states this worker holds."""
     assigned = _assigned_inputs()
-    continuity.keep_only(assigned)
+    continuity.forget()  # each partition starts again at the group's commit (agents/sequence.follow)
     order_changelog.keep_only({tp.partition for tp in assigned})
     count = flow.restore(assigned, order_state.items())
     metrics.open_orders.set(count)
@@ -122,36 +118,65 @@ def _count(out: BatchOutput) -> None:
 
 
 class Batch:
-    """A batch handed to the write-behind sink: the flow's output and the messages
-    to acknowledge once it is stored."""
+    """A batch handed to the write-behind sink: the flow's output, and the fetched
+    batch with, per partition, the offset after its last record processed, to
+    acknowledge once it is stored."""
 
-    __slots__ = ("out", "messages")
+    __slots__ = ("out", "fetched", "offsets", "records")
 
-    def __init__(self, out: BatchOutput, events: list[EventT]) -> None:
-        self.out = out
-        for event in events:
-            event.message.incref()  # take_events' ack leaves it unacknowledged
-        self.messages = [event.message for event in events]
+    def __init__(self, out: BatchOutput, fetched: FetchedBatch, processed: list) -> None:
+        self.out, self.fetched, self.records = out, fetched, len(processed)
+        self.offsets = next_offsets(processed)
 
 
-async def process(events: list[EventT]) -> None:
+async def _in_sequence(fetched: FetchedBatch, now_ms: int) -> list:
+    """The batch's (partition, record) pairs that continue each partition's sequence
+    from where the group committed it; on a gap, read it again (streams/continuity.py)."""
+    positions = fetched.positions()
+    plan = await follow(continuity, ((tp, record.offset) for tp, record in positions), _assigned_inputs(),
+                        batch_intake.seek)
+    _observe_read_again(positions, plan, now_ms)
+    return [positions[i] for i in plan.process]
+
+
+def _observe_read_again(positions: list, plan, now_ms: int) -> None:
+    """Stream time from the last record of each partition that was processed before
+    (the record read again after a rebalance, see `_learn_stream_time`): its time
+    was reached already, and a partition just taken over is known at once."""
+    last: dict = {}
+    for i in plan.withheld:
+        tp, record = positions[i]
+        expected = continuity.expected(tp)
+        if expected is not None and record.offset < expected and record.offset >= last.get(tp, (-1,))[0]:
+            last[tp] = (record.offset, record)
+    for tp, (_, record) in last.items():
+        parsed = flow.intake.admit(record.value, now_ms, record.headers)
+        if not isinstance(parsed, Invalid):
+            stream_time.observe(tp, parsed["ts_ms"])
+
+
+async def process(fetched: FetchedBatch) -> None:
     global _index_stale
     if _index_stale:
         await write_behind.drain()  # the table has every state before it is read whole
         _index_stale = False
         _reassigned()
-    events = await in_sequence(continuity, events)
+    # The wall clock, read once per batch, only to refuse stamps from the future (intake).
+    now_ms = int(time.time() * 1000)
+    processed = await _in_sequence(fetched, now_ms)
     stored = order_changelog.reader()
 
     def lookup(order_id: str) -> bytes | None:
         return unsettled[order_id] if order_id in unsettled else stored(order_id)
 
-    # The wall clock, read once per batch, only to refuse stamps from the future (intake).
-    out = flow.process(map(record_of, events), _assigned_inputs(), lookup, int(time.time() * 1000))
+    # aiokafka's records have the attributes of the flow's Record (timestamp in ms).
+    started = time.thread_time()
+    out = flow.process((record for _, record in processed), _assigned_inputs(), lookup, now_ms)
+    metrics.stage_seconds.labels("lifecycle").inc(time.thread_time() - started)
     _count(out)
     unsettled.update(out.snapshots)
-    batch = Batch(out, events)
-    await write_behind.submit(batch, out.rows, len(events))
+    batch = Batch(out, fetched, processed)
+    await write_behind.submit(batch, out.rows, len(fetched))
 
 
 async def _send_signals(out: BatchOutput) -> None:
@@ -175,13 +200,11 @@ async def finish(batch: Batch) -> None:
     for order_id, snapshot in out.snapshots.items():
         if unsettled.get(order_id, b"") is snapshot:  # no later batch changed it since
             del unsettled[order_id]
-    consumer = app.consumer
-    for message in batch.messages:
-        message.ack(consumer)
-    mark_stored(batch.messages)
+    batch_intake.ack(batch.fetched, batch.offsets)
+    mark_stored_offsets(batch.offsets)
     for kind, n in out.kinds.items():
         metrics.events_in.labels(kind).inc(n)
-    metrics.batch_events.observe(len(batch.messages))
+    metrics.batch_events.observe(batch.records)
     metrics.open_orders.set(len(flow.due))
 
 
@@ -192,13 +215,13 @@ write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4, on
 # in the same process: the consumer would go on past the failed batch while the
 # state kept its effects. Restarted, the worker restores the changelog and reads
 # again from the last acknowledged offsets.
-@app.agent(input_topics, supervisor_strategy=CrashingSupervisor)
+@app.agent(input_batches, supervisor_strategy=CrashingSupervisor)
 async def order_lifecycle(stream):
     await sink.open()
     changelog_producer.acquire()
     try:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            await process(events)
+        async for fetched in batch_intake.batches(stream):
+            await process(fetched)
     finally:
         await write_behind.close()
         await changelog_producer.release()

@@ -3,11 +3,11 @@ the tests wait on it): per "topic:partition", the next offset not yet known to b
 stored."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from faust.types import Message
 
-from streams.app import app
+from streams.app import batch_intake
 
 _stored: dict[str, int] = {}  # what this worker stored
 _sent: dict[str, int] = {}  # what this worker sent to the signals topic (delivered)
@@ -16,6 +16,13 @@ _sent: dict[str, int] = {}  # what this worker sent to the signals topic (delive
 def mark_stored(messages: Iterable[Message]) -> None:
     for message in messages:
         _stored[f"{message.topic}:{message.partition}"] = message.offset + 1
+
+
+def mark_stored_offsets(offsets: Mapping) -> None:
+    """Per partition, the next offset: everything before it is stored."""
+    for tp, offset in offsets.items():
+        key = f"{tp.topic}:{tp.partition}"
+        _stored[key] = max(_stored.get(key, 0), offset)
 
 
 def mark_sent(deliveries: Iterable) -> None:
@@ -36,8 +43,7 @@ def stored_offsets(topics: Iterable[str]) -> dict[str, int]:
     stored), for the partitions of `topics`."""
     topics = set(topics)
     out = {key: offset for key, offset in _stored.items() if key.rsplit(":", 1)[0] in topics}
-    # Faust keeps the group's committed offsets here (read at assignment, updated on commit).
-    for tp, offset in app.consumer._committed_offset.items():
+    for tp, offset in batch_intake.committed().items():
         key = f"{tp.topic}:{tp.partition}"
         if tp.topic in topics and offset is not None and offset > out.get(key, 0):
             out[key] = offset

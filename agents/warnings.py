@@ -11,6 +11,7 @@ acknowledged. A failure on the way withholds the batch's acknowledgement.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from faust.types import EventT
@@ -76,7 +77,9 @@ async def process(events: list[EventT]) -> None:
 
 
 async def _evaluate(events: list[EventT]) -> None:
+    started = time.thread_time()  # CPU time, as the lifecycle's stages
     outcome = warnings.process((event.message.partition, event.value) for event in events)
+    metrics.stage_seconds.labels("early_warnings").inc(time.thread_time() - started)
     now = warnings.stream_time()
     if now is not None:
         metrics.warning_time.set(now / 1000)

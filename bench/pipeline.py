@@ -8,7 +8,9 @@
    and Faust's own ceiling: supplymon's Faust app with an agent that takes the
    messages in batches and does nothing (bench/faust_floor.py);
 3. supplymon end to end: first event published to last fact stored, one worker;
-4. the worker's peak RSS, and the bytes of order state per open order;
+4. the worker's peak RSS, and the bytes of order state per open order; the
+   seconds its stages took (decode, lifecycle, windows, signals, early warnings,
+   store) in us/event, and the two decoders over the same lines;
 5. live alert latency at a steady 2,000 events/s (another worker, live event
    times, deadlines of seconds): from the tick that takes stream time past a
    deadline being published to the alert arriving on the alerts topic.
@@ -121,10 +123,11 @@ def peer(settings: Settings, total: int, state_dir: Path) -> float:
     return total / (time.perf_counter() - first[0]) if done.is_set() else float("nan")
 
 
-def faust_floor(settings: Settings, total: int, data_dir: Path) -> float:
-    """messages/s of an agent doing nothing, in a worker of its own (bench/faust_floor.py)."""
+def faust_floor(settings: Settings, total: int, data_dir: Path, mode: str) -> float:
+    """messages/s of an agent doing nothing, in a worker of its own (bench/faust_floor.py):
+    `batches` through the batch intake, `messages` through Faust's per-message path."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "bench.faust_floor", settings.kafka_url, str(total), str(data_dir),
+    command = [sys.executable, "-m", "bench.faust_floor", settings.kafka_url, str(total), str(data_dir), mode,
                *settings.topics.inputs]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900,
                           cwd=Path(__file__).resolve().parent.parent)
@@ -156,8 +159,9 @@ def _start_worker(settings: Settings) -> WorkerProcess:
     return worker
 
 
-def pipeline(settings: Settings, lines: list[bytes], data_dir: Path) -> tuple[float, int, dict]:
-    """Returns messages/s, the worker's peak RSS (KiB) and its /state (orders, bytes)."""
+def pipeline(settings: Settings, lines: list[bytes], data_dir: Path) -> tuple[float, int, dict, dict]:
+    """Returns messages/s, the worker's peak RSS (KiB), its /state (orders, bytes) and
+    the seconds it spent per stage (its metrics)."""
     worker_settings = _worker_settings(settings, data_dir, "pipe")
     worker = _start_worker(worker_settings)
     try:
@@ -167,9 +171,46 @@ def pipeline(settings: Settings, lines: list[bytes], data_dir: Path) -> tuple[fl
         elapsed = time.perf_counter() - started
         peak = rss_kib(worker.process.pid)
         state = json.loads(worker.get("/state", timeout=60))
-        return sum(end_offsets.values()) / elapsed, peak, state
+        stages = stage_seconds(worker.get("/metrics", timeout=60).decode())
+        stages["end to end (wall)"] = elapsed
+        return sum(end_offsets.values()) / elapsed, peak, state, stages
     finally:
         worker.stop()
+
+
+STAGES = ("decode", "lifecycle", "windows", "signals", "early_warnings")
+
+
+def stage_seconds(metrics_text: str) -> dict[str, float]:
+    """Seconds per stage from a worker's /metrics: `supplymon_stage_seconds_total`, and
+    the store's inserts (`supplymon_sink_write_seconds_sum`, on the store's thread)."""
+    out = {stage: 0.0 for stage in STAGES}
+    for line in metrics_text.splitlines():
+        found = re.match(r'supplymon_stage_seconds_total\{stage="(\w+)"\} (\S+)', line)
+        if found:
+            out[found.group(1)] = float(found.group(2))
+        elif line.startswith("supplymon_sink_write_seconds_sum "):
+            out["store"] = float(line.split()[1])
+    return out
+
+
+def decode_rates(lines: list[bytes], repeat: int = 3) -> tuple[float, float]:
+    """us/event of the full validator (orjson + Python checks, one line at a time) and
+    of the batch decode (msgspec Structs, falling back to it), best of `repeat`."""
+    from schemas.events import parse_event
+    from schemas.fast_events import decode_batch
+
+    def best(run) -> float:
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - started)
+        return min(times) / len(lines) * 1e6
+
+    full = best(lambda: [parse_event(line) for line in lines])
+    fast = best(lambda: [decode_batch(lines[i:i + 2000]) for i in range(0, len(lines), 2000)])
+    return full, fast
 
 
 # Live latency: deadlines of seconds, so that alerts fire while the load runs.
@@ -302,11 +343,13 @@ def main(argv: list[str] | None = None) -> int:
             messages = sum(end_offsets.values())  # ticks fan out to every partition
             raw = asyncio.run(raw_ceiling(settings, end_offsets))
             peer_rate = peer(settings, messages, work / "peer-state")
-            floor = faust_floor(settings, messages, work / "floor")
-            pipe_rate, peak_kib, state = pipeline(settings, lines, work / "data")
+            floor = faust_floor(settings, messages, work / "floor", "messages")
+            batch_floor = faust_floor(settings, messages, work / "batch-floor", "batches")
+            pipe_rate, peak_kib, state, stages = pipeline(settings, lines, work / "data")
             live = live_latency(settings, work / "live")
             # Also at half of what the worker sustained: a figure that means the same on a slower machine.
             live_half = live_latency(settings, work / "live-half", rate=max(100, int(pipe_rate / 2)))
+        full_us, fast_us = decode_rates(lines)
         direct = direct_replay(args.events, args.partitions)
         orders = state["orders"]
         rows = [
@@ -315,9 +358,11 @@ def main(argv: list[str] | None = None) -> int:
             ("raw ceiling: aiokafka + json.loads", f"{raw:,.0f}/s", ""),
             ("peer: quixstreams 1 h tumbling count per distributor", f"{peer_rate:,.0f}/s", "from its first message"),
             ("Faust floor: supplymon's app, an agent doing nothing", f"{floor:,.0f}/s",
-             f"from its first message; floor/peer = {floor / peer_rate:.2f}"),
+             f"per message (take_events); floor/peer = {floor / peer_rate:.2f}"),
+            ("batch floor: the same, whole fetched batches", f"{batch_floor:,.0f}/s",
+             f"batch intake, acked per batch; batch floor/raw = {batch_floor / raw:.2f}"),
             ("supplymon end to end (publish -> stored)", f"{pipe_rate:,.0f}/s",
-             f"one worker, already joined; {pipe_rate / floor:.2f} of the Faust floor"),
+             f"one worker, already joined; {pipe_rate / batch_floor:.2f} of the batch floor"),
             ("worker peak RSS", f"{peak_kib / 1024:,.0f} MiB", f"{orders:,} orders in state, "
              f"{peak_kib * 1024 / max(orders, 1):,.0f} B/order (whole process)"),
             ("order state, serialized in the table", f"{state['bytes'] / max(orders, 1):,.0f} B/order",
@@ -335,12 +380,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
         for name, value, note in rows:
             print(f"{name:<{width}}  {value:>14}  {note}")
+        print(f"decode, full validator (orjson + checks)  {full_us:>8.2f} us/event")
+        print(f"decode, msgspec batch (+ fallback)        {fast_us:>8.2f} us/event  fast/full = {fast_us / full_us:.2f}")
+        print_stages(stages, messages)
         print(f"pipeline/peer = {pipe_rate / peer_rate:.2f}")
         print(f"direct/raw = {direct['direct'] / direct['raw']:.3f}")
         print(f"pipeline/raw = {pipe_rate / raw:.3f}")
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def print_stages(stages: dict[str, float], events: int) -> None:
+    """Per stage, us per event in the pipeline run, and its share of the wall time:
+    CPU time of the worker's main thread, and the store's inserts (wall time on
+    their own thread, beside the others); the rest is Kafka intake, sends,
+    changelogs, Faust and waiting."""
+    wall = stages["end to end (wall)"]
+    print(f"per stage, pipeline run ({events:,} messages)".ljust(48) + "us/event   share of wall")
+    for name in (*STAGES, "store", "end to end (wall)"):
+        seconds = stages.get(name, 0.0)
+        print(f"  {name:<46} {seconds / events * 1e6:>8.1f}   {seconds / wall:>6.1%}")
+    rest = wall - sum(stages.get(name, 0.0) for name in STAGES)
+    print(f"  {'rest (Kafka intake, sends, changelogs, waits)':<46} {rest / events * 1e6:>8.1f}   {rest / wall:>6.1%}")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ import faust
 import orjson
 
 import streams.codecs  # noqa: F401  (registers the str and orjson codecs)
-import streams.consumer
 from streams.changelog import BatchedChangelog, ChangelogProducer
+from streams.batches import BatchIntake
 from streams.web_security import App, middlewares
 from supplymon.publish import key_partition as partition_of_key
 from supplymon.settings import Settings
@@ -46,6 +46,7 @@ app = App(  # faust.App without Faust's built-in web pages (streams/web_security
     broker_heartbeat_interval=settings.heartbeat_interval,
     broker_commit_every=10_000,
     broker_commit_interval=1.0,
+    broker_max_poll_records=settings.batch_size,  # a fetch is a batch of the lifecycle agent
     stream_buffer_maxsize=max(4096, settings.batch_size * 2),
     producer_linger_ms=5,
     producer_max_batch_size=1 << 20,
@@ -53,14 +54,18 @@ app = App(  # faust.App without Faust's built-in web pages (streams/web_security
     Monitor="streams.monitor:WorkerMonitor",
 )
 
-streams.consumer.install(app)
-
 input_topics = app.topic(
     *settings.topics.inputs,
     key_type=bytes, value_type=bytes,
     key_serializer="raw", value_serializer="raw",
     partitions=settings.partitions,
 )
+# The input topics are read in whole fetched batches (streams/batches.py): subscribed
+# here, their records go from each fetch to this channel, a batch as one value.
+app.topics.add(input_topics)
+input_batches = app.channel(maxsize=4)
+batch_intake = BatchIntake(app, settings.topics.inputs, input_batches)
+batch_intake.install()
 deadletter_topic = app.topic(
     settings.topics.deadletter, key_serializer="raw", value_serializer="raw",
     partitions=settings.partitions,

@@ -21,14 +21,25 @@
    rebalance suspends the flow is finished instead of dropped (the agent ignores
    messages of partitions it no longer holds); a suspended flow takes Faust's
    own path.
+
+And it tells where a partition newly assigned starts (`start_offsets`): the
+continuity check begins each partition there, so a first message further on is a
+gap read again, not where the partition begins.
 """
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from typing import Any, Iterable
 
+from aiokafka.structs import TopicPartition
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
 from mode.services import WaitResults
+
+log = logging.getLogger(__name__)
+
+ASK_TIMEOUT = 30.0  # seconds for the broker to say where a partition was committed
 
 
 class WorkerConsumer(Consumer):
@@ -38,6 +49,28 @@ class WorkerConsumer(Consumer):
     async def mark_absent(self, tp: TP, first: int, last: int) -> None:
         """Offsets `first`..`last` of `tp` are not in the log: commits may pass over them."""
         await super()._add_gap(tp, first, last)
+
+    async def start_offsets(self, tps: Iterable[TP]) -> dict:
+        """Where each of these partitions, newly assigned, is read from: the group's
+        committed offset, asked of the broker (not Faust's copy, which a rebalance
+        empties and only refills once the streams resume), else the log's first
+        offset (nothing committed yet: the consumer starts at the earliest). A
+        partition neither can be told for is left out."""
+        thread = self._thread  # the aiokafka consumer runs on a thread of its own
+        reader = thread._ensure_consumer()
+        out: dict = {}
+        for tp in tps:
+            try:
+                committed = await asyncio.wait_for(
+                    thread.call_thread(reader.committed, TopicPartition(tp.topic, tp.partition)), ASK_TIMEOUT)
+                if committed is None:
+                    committed = (await self.earliest_offsets(tp)).get(tp)
+            except Exception:
+                log.warning("could not ask where %s:%d was committed", tp.topic, tp.partition, exc_info=True)
+                continue
+            if committed is not None:
+                out[tp] = committed
+        return out
 
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
         if len(coros) == 2 and timeout is None and self._is_delivery(coros[1]):

@@ -114,6 +114,18 @@ class OffsetContinuity:
         self._seeks.pop(tp, None)
         return Verdict.PROCESS
 
+    def start(self, tp: Hashable, offset: int) -> None:
+        """A partition newly assigned is read from `offset` (the group's commit): a
+        first message further on is a gap, not where its sequence begins."""
+        self.next_offset[tp] = offset
+        self._seeks.pop(tp, None)
+
+    def forget(self) -> None:
+        """After a rebalance, for a consumer that `start`s each partition at the
+        group's commit: a partition kept may have been another worker's in between."""
+        self.next_offset.clear()
+        self._seeks.clear()
+
     def keep_only(self, assigned: Iterable[Hashable]) -> None:
         """After a rebalance: forget partitions no longer ours (one assigned anew
         starts where the group's commit says). Partitions we keep go on being

@@ -235,7 +235,12 @@ class LiveView:
 
     def alert(self, alert: dict) -> None:
         self.log.write(alert)
-        self.state.on_alert(alert)
+        warning = self.state.on_alert(alert)
+        if warning and warning.story:
+            # Drawn as it comes: alerts arrive a fetch at a time (and those of a worker
+            # catching up all at the end), and the panel holds the latest few only, so
+            # a story's warning would otherwise scroll past between two redraws.
+            self._live.refresh()
 
     def tick(self) -> None:
         self._live.refresh()

@@ -60,3 +60,6 @@ warning_time_lag.set_function(lambda: _lag_behind(warning_time))
 consumer_lag = Gauge("supplymon_consumer_lag_messages",
                      "Messages of an assigned input partition not yet processed and stored "
                      "(high watermark minus the next offset to store)", ["topic", "partition"], registry=REGISTRY)
+stage_seconds = Counter("supplymon_stage_seconds_total",
+                        "CPU seconds of the event loop's thread per stage (decode, lifecycle, windows, signals, early_warnings)",
+                        ["stage"], registry=REGISTRY)

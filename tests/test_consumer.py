@@ -122,3 +122,32 @@ def test_offsets_marked_absent_are_passed_over_once_a_later_one_is_acknowledged(
         return commits
 
     assert asyncio.run(scenario()) == [10, 10, 21]
+
+
+def test_a_partition_starts_at_the_groups_commit_else_the_logs_first_offset():
+    class Broker:  # the aiokafka consumer on its thread: the broker's answers given by the test
+        commits = {0: 42, 1: None}
+
+        def _ensure_consumer(self):
+            return self
+
+        async def call_thread(self, function, *args):
+            return await function(*args)
+
+        async def committed(self, partition):
+            if partition.partition not in self.commits:
+                raise ConnectionError("no coordinator")
+            return self.commits[partition.partition]
+
+    async def scenario():
+        consumer = await make_consumer(WorkerConsumer)
+        consumer._thread = Broker()
+
+        async def earliest_offsets(*tps):  # the log's first offset (retention moved it)
+            return {tp: 7 for tp in tps}
+
+        consumer.earliest_offsets = earliest_offsets
+        return await consumer.start_offsets([TP(TOPIC, 0), TP(TOPIC, 1), TP(TOPIC, 2)])
+
+    # committed: there; nothing committed: the log's start; no answer: left out (read again later)
+    assert asyncio.run(scenario()) == {TP(TOPIC, 0): 42, TP(TOPIC, 1): 7}

@@ -152,3 +152,21 @@ def test_the_live_view_fits_the_terminal_it_is_drawn_on(tmp_path):
         assert ("P7 @ 150702" in text) == (shown != "none")  # the latest warning
         assert ("起产品 P7（生产企业 M1）" in text) == (shown == "messages")
     log.close()
+
+
+def test_a_storys_warning_is_drawn_as_it_comes_even_in_a_burst_of_alerts(tmp_path):
+    """Alerts come a fetch at a time (a worker catching up sends many at once) and the
+    panel holds the latest few: the story's warning must still reach the terminal."""
+    from supplymon.demo_view import AlertLog, LiveView
+
+    state = DemoState([SHORTAGE, BAD], START, START + timedelta(days=5), 3600)
+    console = Console(file=io.StringIO(), width=120, height=50, color_system=None, force_terminal=True)
+    log = AlertLog(tmp_path / "alerts.log")
+    with LiveView(state, log, console) as view:
+        view.alert(shortage_alert())  # the story's
+        for n in range(20):  # then a burst before the next redraw, none of them the story's
+            view.alert(shortage_alert(product=f"Q{n}", region="110101", hours=n))
+        view.tick()
+    log.close()
+    frames = console.file.getvalue()
+    assert "← 故事 story shortage" in frames

@@ -105,3 +105,20 @@ def test_continuity_plan_suspects_a_gap_after_max_seeks_and_never_passes_it_alon
     plan = c.plan([("p", 3)], ["p"])
     assert plan.suspected_gaps == {} and plan.process == []
     assert c.plan([("p", 1), ("p", 2), ("p", 3)], ["p"]).process == [0, 1, 2]
+
+
+def test_continuity_a_partition_started_at_its_commit_takes_a_later_first_message_as_a_gap():
+    # Unstarted, whatever comes first begins the sequence: a batch fetched past the
+    # commit (the first one dropped in a rebalance) would be processed and committed
+    # past what precedes it. Started at the commit, it is a gap, read again.
+    from streams.continuity import OffsetContinuity
+    c = OffsetContinuity()
+    assert c.plan([("p", 500)], ["p"]).process == [0]  # why the batch intake starts partitions
+    c.forget()
+    c.start("p", 0)
+    plan = c.plan([("p", 500), ("p", 501)], ["p"])
+    assert plan.process == [] and plan.seek_to == {"p": 0} and plan.new_gaps == {"p": 0}
+    plan = c.plan([("p", 0), ("p", 1)], ["p"])
+    assert plan.process == [0, 1] and c.expected("p") == 2
+    plan = c.plan([("p", 1), ("p", 2)], ["p"])  # read again (the record before the commit): skipped
+    assert plan.process == [1] and plan.withheld == [0]

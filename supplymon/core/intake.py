@@ -18,9 +18,10 @@ it is read:
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from schemas.events import AnyEvent, Invalid, parse_event
+from schemas.fast_events import decode_batch
 
 TOO_LARGE_HEADER = "supplymon-too-large"
 REBUILT_HEADER = "supplymon-rebuilt"
@@ -77,6 +78,22 @@ class Intake:
 
     def admit(self, raw: bytes | None, now_ms: int, headers: Iterable | dict | None = None) -> AnyEvent | Invalid:
         """The event, or why it is refused; never raises."""
+        refused = self._oversized(raw, headers)
+        if refused is not None:
+            return refused
+        return self._in_time(parse_event(raw), now_ms, headers)
+
+    def admit_batch(self, messages: Sequence[tuple[bytes | None, Iterable | dict | None]],
+                    now_ms: int) -> list[AnyEvent | Invalid]:
+        """`admit` for each (value, headers), the lines decoded a batch at a time
+        (schemas/fast_events.py, equal to `parse_event` line by line)."""
+        out: list = [self._oversized(raw, headers) for raw, headers in messages]
+        todo = [i for i, refused in enumerate(out) if refused is None]
+        for i, event in zip(todo, decode_batch([messages[i][0] for i in todo])):
+            out[i] = self._in_time(event, now_ms, messages[i][1])
+        return out
+
+    def _oversized(self, raw: bytes | None, headers: Iterable | dict | None) -> Invalid | None:
         declared = header(headers, TOO_LARGE_HEADER)
         if declared is not None:
             try:
@@ -86,7 +103,9 @@ class Intake:
             return too_large(raw or b"", size, self.max_bytes, by_publisher=True)
         if raw is not None and len(raw) > self.max_bytes:
             return too_large(raw, len(raw), self.max_bytes)
-        event = parse_event(raw)
+        return None
+
+    def _in_time(self, event: AnyEvent | Invalid, now_ms: int, headers: Iterable | dict | None) -> AnyEvent | Invalid:
         if isinstance(event, Invalid) or self.allow_future:
             return event
         if self.trust_rebuilt and header(headers, REBUILT_HEADER) is not None:

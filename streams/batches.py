@@ -1,0 +1,284 @@
+"""Whole fetched batches of the input topics, handed to one agent as one value.
+
+Faust delivers each fetched message through its conductor, a stream queue, an
+Event, sensors and a per-message acknowledgement (~70-80 us per message here).
+`BatchConsumer` keeps Faust's consumer group, assignor, table recovery,
+rebalance signals, commits and web server, but takes the records of the *batch
+topics* (the input topics) out of each fetch (`_wait_next_records`) and puts
+them, as one `FetchedBatch`, on a channel the lifecycle agent reads. Records of
+every other topic (table changelogs during recovery, the signals topic) take
+Faust's own per-message path.
+
+Offsets are committed per batch, not per message: once a batch is stored, the
+agent calls `BatchIntake.ack(batch, next_offsets)` with, per partition, the
+offset after the last record it processed; the consumer's `_new_offset` gives
+that to Faust's commit. So what the agent never processed (a batch dropped by a
+rebalance, records withheld past a gap) is never committed past.
+
+Rebalances: Faust clears the agents' queues (a batch waiting there is dropped,
+never acknowledged, and read again from the commit) and then waits
+(`wait_empty`) for what the agents already took: here, every batch taken and not
+yet acknowledged. A put waiting for room in the queue runs in its own task and is
+cancelled when the flow is suspended or the consumer stops: the batch is dropped,
+never delivered late.
+
+This relies on faust-streaming internals (pinned in pyproject.toml; checked by
+tests/test_batches.py): `Consumer._drain_messages`, `_wait_next_records`,
+`_new_offset`, `wait_empty`, `_read_offset`, `_acked`, `_committed_offset`,
+`_add_gap`, `_n_acked`, `_commit_every`, `suspend_flow`, `flow_active`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Hashable, Iterable, Mapping, Sequence
+
+from streams.consumer import WorkerConsumer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class FetchedBatch:
+    """The batch topics' records of one fetch, by partition, in offset order. Each
+    record (aiokafka's ConsumerRecord) has `topic`, `partition`, `offset`, `key`,
+    `value` (bytes) and `timestamp` (ms)."""
+
+    by_partition: dict[Any, list]
+    generation: int = 0
+
+    def positions(self) -> list[tuple[Hashable, Any]]:
+        """(partition, record) pairs, each partition's records in order."""
+        return [(tp, record) for tp, records in self.by_partition.items() for record in records]
+
+    def __len__(self) -> int:
+        return sum(map(len, self.by_partition.values()))
+
+
+def next_offsets(positions: Iterable[tuple[Hashable, Any]]) -> dict[Hashable, int]:
+    """Per partition, the offset after the last of these records (what to commit
+    once they are processed and stored)."""
+    out: dict[Hashable, int] = {}
+    for tp, record in positions:
+        if record.offset >= out.get(tp, 0):
+            out[tp] = record.offset + 1
+    return out
+
+
+class BatchConsumer(WorkerConsumer):
+    """supplymon's consumer (streams/consumer.py: no gaps recorded by itself),
+    delivering the batch topics a fetch at a time."""
+
+    batch_topics: frozenset[str] = frozenset()
+    batch_channel: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._batch_acked: dict[Any, int] = {}  # tp -> next offset to commit
+        self._taken: set[FetchedBatch] = set()  # taken by the agent, not acknowledged yet
+        self._released = asyncio.Event()
+
+    # -- the fetch loop --------------------------------------------------------------
+    async def _drain_messages(self, fetcher: Any) -> None:
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                if not self.flow_active:  # (as `_wait_next_records` would) before the generation is read:
+                    await self.wait(self.can_resume_flow)  # what is fetched after a rebalance is current
+                generation = self.app.consumer_generation_id  # a fetch across a rebalance is stale
+                records, active = await self._wait_next_records(1.0)
+                await self.sleep(0)
+                if not records or self.should_stop:
+                    continue
+                if self.app.consumer_generation_id != generation:
+                    continue  # as Faust's getmany: the rebalance seeks every partition to its commit
+                if not self.flow_active:  # stopped while fetching: Faust's getmany seeks back
+                    await self._seek_back()
+                    continue
+                batch: dict[Any, list] = {}
+                for tp, tp_records in records.items():
+                    if active is not None and tp not in active and tp not in self._buffered_partitions:
+                        continue
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    if tp.topic in self.batch_topics:
+                        fresh = self._fresh(tp, tp_records)
+                        if fresh:
+                            batch[tp] = fresh
+                    else:
+                        await self._deliver_each(tp, tp_records)
+                if batch:
+                    await self._hand_over(FetchedBatch(batch, generation))
+                await self._maybe_commit_every()
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                log.info("broker stopped the consumer; shutting down")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+    async def _seek_back(self) -> None:
+        try:
+            await self.perform_seek()
+        except Exception as exc:
+            log.warning("could not seek back to the committed offsets while the flow is stopped: %r", exc)
+
+    def _fresh(self, tp: Any, records: Sequence) -> list:
+        """The records past the partition's read offset (Faust's rule: older ones were
+        fetched before a seek back)."""
+        read = self._read_offset[tp]
+        start = 0
+        if read is not None:
+            while start < len(records) and records[start].offset < read:
+                start += 1
+        fresh = list(records[start:]) if start else list(records)
+        if fresh:
+            self._read_offset[tp] = fresh[-1].offset
+        return fresh
+
+    async def _deliver_each(self, tp: Any, records: Sequence) -> None:
+        """Faust's per-message path for the other topics (changelogs, signals); while
+        the flow runs, the delivery is awaited directly (no task per message)."""
+        callback = self.callback
+        for record in records:
+            offset = record.offset
+            read = self._read_offset[tp]
+            if read is not None and offset < read:
+                continue
+            # A jump in offsets records no gap (streams/consumer.py): the agents'
+            # continuity check reads what is missing again.
+            await self._maybe_commit_every()
+            message = self._to_message(tp, record)
+            if self.suspend_flow.is_set():
+                await self.wait_first(callback(message), self.suspend_flow.wait())
+            else:
+                await callback(message)
+            self._read_offset[tp] = offset
+
+    async def _maybe_commit_every(self) -> None:
+        if self._commit_every is not None and self._n_acked >= self._commit_every:
+            self._n_acked = 0
+            await self.commit()
+
+    async def _hand_over(self, batch: FetchedBatch) -> None:
+        """Put the batch on the channel in a task of its own: a rebalance (the flow
+        suspended) or a stop cancels it and the batch is dropped, unacknowledged."""
+        put = asyncio.ensure_future(self.batch_channel.put(batch))
+        suspended = asyncio.ensure_future(self.suspend_flow.wait())
+        try:
+            await asyncio.wait({put, suspended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (put, suspended):
+                if not task.done():
+                    task.cancel()
+        if not put.done() or put.cancelled():
+            log.info("a fetched batch of %d records was dropped (rebalance or stop); it is read again", len(batch))
+
+    # -- what the agent took and acknowledged ----------------------------------------
+    def taken(self, batch: FetchedBatch) -> None:
+        self._taken.add(batch)
+
+    def ack_batch(self, batch: FetchedBatch, offsets: Mapping[Any, int]) -> None:
+        """The batch is done: commit up to `offsets` (per partition, the next offset)."""
+        self._taken.discard(batch)
+        self._released.set()
+        assigned = self.assignment()
+        for tp, offset in offsets.items():
+            committed = self._committed_offset.get(tp)
+            if tp not in assigned or (committed is not None and offset <= committed):
+                continue
+            if offset > self._batch_acked.get(tp, -1):
+                self._batch_acked[tp] = offset
+                self._acked[tp]  # noqa: B018 - lists the tp among those with acks to commit
+                self._n_acked += 1
+
+    def _new_offset(self, tp: Any) -> int | None:
+        if tp.topic in self.batch_topics:
+            return self._batch_acked.get(tp)
+        return super()._new_offset(tp)
+
+    async def on_partitions_revoked(self, revoked: set) -> None:
+        # Faust waits here (wait_empty) for the batches taken, then commits what they
+        # acknowledged; only then are the revoked partitions forgotten.
+        await super().on_partitions_revoked(revoked)
+        for tp in revoked:
+            self._batch_acked.pop(tp, None)
+            self._acked.pop(tp, None)
+
+    async def wait_empty(self) -> None:
+        """Wait for the batches the agent took (it finishes them: stored, then
+        acknowledged), then for Faust's own messages."""
+        while self._taken and not self.should_stop:
+            self._released.clear()
+            try:
+                await asyncio.wait_for(self._released.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                log.info("waiting for %d taken batches to be stored", len(self._taken))
+        await super().wait_empty()
+
+
+class BatchIntake:
+    """The lifecycle agent's view of the Kafka runtime: batches in, offsets out.
+    Agents see records and partitions, never Faust messages or the consumer."""
+
+    def __init__(self, app: Any, topics: Iterable[str], channel: Any) -> None:
+        self.app = app
+        self.topics = frozenset(topics)
+        self.channel = channel
+
+    def install(self) -> None:
+        """Make the app's consumer a `BatchConsumer` feeding `channel` (before the
+        consumer is created, i.e. before the worker starts)."""
+        transport = self.app.transport
+        if not issubclass(transport.Consumer, BatchConsumer):
+            transport.Consumer = type("AppBatchConsumer", (BatchConsumer,), {"__module__": __name__})
+        transport.Consumer.batch_topics = self.topics
+        transport.Consumer.batch_channel = self.channel
+
+    @property
+    def consumer(self) -> BatchConsumer:
+        return self.app.consumer
+
+    async def batches(self, stream: Any) -> AsyncIterator[FetchedBatch]:
+        """The agent's loop: each batch, marked as taken (a rebalance waits for it).
+        A batch the agent reaches only once a rebalance has begun (taken off the
+        queue just before the rebalance cleared it, so not waited for) or after it
+        (fetched in an earlier generation) is dropped unacknowledged: its partitions
+        may be another worker's by now, and are read again from the commit."""
+        consumer = self.consumer
+        async for batch in stream:
+            if not self.app.flow_control.is_active() or batch.generation != self.app.consumer_generation_id:
+                log.info("a fetched batch of %d records reached the agent after a rebalance began; "
+                         "dropped, it is read again from the commit", len(batch))
+                continue
+            consumer.taken(batch)
+            yield batch
+
+    def ack(self, batch: FetchedBatch, offsets: Mapping[Any, int]) -> None:
+        self.consumer.ack_batch(batch, offsets)
+
+    def assigned(self) -> set:
+        return {tp for tp in self.consumer.assignment() if tp.topic in self.topics}
+
+    async def seek(self, offsets: Mapping[Any, int]) -> None:
+        """Read from these offsets again (on the consumer's thread; Faust's read
+        offsets are reset, so the records come again)."""
+        await self.consumer.seek_wait(offsets)
+
+    async def reread_last(self) -> None:
+        """Read again the last processed record of each assigned batch partition."""
+        seeks = {}
+        for tp in self.assigned():
+            position = await self.consumer.position(tp)
+            if position:
+                seeks[tp] = position - 1
+        if seeks:
+            await self.seek(seeks)
+
+    def committed(self) -> dict:
+        return dict(self.consumer._committed_offset)
+
