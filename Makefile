@@ -36,8 +36,10 @@ system-tools:
 demo: install
 	$(BIN)/supplymon demo
 
+# Two test files at a time (pytest-xdist, one file per worker): the end-to-end tests
+# mostly wait on their workers and brokers, and one at a time took ~18 min here.
 test: install system-tools
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/pip install --quiet -e '.[bench]'
