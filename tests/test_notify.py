@@ -275,11 +275,34 @@ def test_robots_signed_and_over_the_limit_folded_never_dropped(store_run):
     assert sorted(r["message"] for r in rows if r["recipient"] == "D1") == ["alert"] * 2 + ["folded"] * 5
 
 
+def digests_at(run, make_directory, *instants: int) -> tuple:
+    """The worker's digest path (Notifier) brought to each stream time in turn, the
+    deliveries drained after each; then a restarted worker going over the same days
+    again, which must send nothing. Returns the receivers and what each step queued."""
+    from supplymon.notify.service import Notifier
+
+    async def main():
+        robots = await Robots().start()
+        try:
+            notifier = Notifier(Settings(), make_directory(robots.url), run, b"secret")
+            queued = []
+            for instant in instants:
+                queued.append(await notifier.on_stream_time(instant))
+                await notifier.dispatcher.drain(timeout=30)
+            again = Notifier(Settings(), make_directory(robots.url), run, b"secret")
+            assert await again.on_stream_time(instants[-1]) == 0
+            await notifier.close()
+            await again.close()
+        finally:
+            await robots.stop()
+        return robots, tuple(queued)
+
+    return asyncio.run(main())
+
+
 def test_digests_follow_stream_time_and_show_acknowledgements(store_run):
     """The worker's digest path (Notifier): alerts and an acknowledgement as stored, the
     digests of each 09:00 stream time has passed, each sent once."""
-    from supplymon.notify.service import Notifier
-
     run, store = store_run
     overdue = dict(alert("response_overdue", 1, distributor="D2"), raised_at=T0 + 2 * H)  # 10:00, day 1
     escalation = dict(alert("response_escalation", 1, distributor="D2"), raised_at=T0 + 26 * H)  # 10:00, day 2
@@ -288,24 +311,8 @@ def test_digests_follow_stream_time_and_show_acknowledgements(store_run):
     store.insert("alert_acks", [{"alert_id": overdue["alert_id"], "recipient": "D2", "acked_at": T0 + 30 * H,
                                  "comment": "库存已到，今日发货"}])
 
-    async def main():
-        robots = await Robots().start()
-        try:
-            notifier = Notifier(Settings(), directory(robots.url), run, b"secret")
-            sent = await notifier.on_stream_time(T0 + 25 * H + 1)  # past 09:00 of day 2
-            await notifier.dispatcher.drain(timeout=30)
-            later = await notifier.on_stream_time(T0 + 49 * H + 1)  # past 09:00 of day 3
-            await notifier.dispatcher.drain(timeout=30)
-            # a restarted worker goes over the same days again and sends nothing
-            again = Notifier(Settings(), directory(robots.url), run, b"secret")
-            assert await again.on_stream_time(T0 + 49 * H + 1) == 0
-            await notifier.close()
-            await again.close()
-        finally:
-            await robots.stop()
-        return robots, sent, later
-
-    robots, sent, later = asyncio.run(main())
+    # past 09:00 of day 2, then of day 3
+    robots, (sent, later) = digests_at(run, directory, T0 + 25 * H + 1, T0 + 49 * H + 1)
     assert (sent, later) == (3, 2)
     hooks = robots.of("webhook")  # D2
     assert [m["id"] for m in hooks] == ["daily:2026-01-02:D2", "daily:2026-01-03:D2"]
@@ -328,29 +335,13 @@ def test_a_long_delayed_response_list_comes_in_parts_that_fit_the_robot_none_cut
     """A distributor with 40 overdue orders on WeCom (4,096 bytes a message): its daily
     list is sent in parts, each whole, every order in exactly one, each part a delivery
     of its own (logged; a restart sends none again)."""
-    from supplymon.notify.service import Notifier
-
     run, store = store_run
     overdue = [dict(alert("response_overdue", n, distributor="D1"), raised_at=T0 + 2 * H + n) for n in range(1, 41)]
     store.insert("alerts", [dict(a, version=1) for a in overdue])
     wecom = lambda url: parse_directory({"vendors": {"wecom": url}, "distributor": [
         {"id": "D1", "name": "配送企业一", "channels": [{"type": "wecom", "key": "wecom-key"}]}]}, env={})
 
-    async def main():
-        robots = await Robots().start()
-        try:
-            notifier = Notifier(Settings(), wecom(robots.url), run, b"secret")
-            sent = await notifier.on_stream_time(T0 + 25 * H + 1)  # past 09:00 of day 2
-            await notifier.dispatcher.drain(timeout=30)
-            again = Notifier(Settings(), wecom(robots.url), run, b"secret")
-            assert await again.on_stream_time(T0 + 25 * H + 1) == 0
-            await notifier.close()
-            await again.close()
-        finally:
-            await robots.stop()
-        return robots, sent
-
-    robots, sent = asyncio.run(main())
+    robots, (sent,) = digests_at(run, wecom, T0 + 25 * H + 1)  # past 09:00 of day 2
     contents = [m["markdown"]["content"] for m in robots.of("wecom")]
     assert sent == len(contents) > 1
     assert all(len(c.encode()) <= 4096 and "截断" not in c for c in contents)
