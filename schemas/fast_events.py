@@ -174,12 +174,18 @@ def _utf8(raw: bytes) -> bool:
     return True
 
 
+# What msgspec raises on a line it cannot take; the full validator then gives the
+# line its reason. A deeply nested value (an unknown field of a few thousand
+# brackets) raises RecursionError, not DecodeError: uncaught, it stopped the agent.
+_UNDECODABLE = (msgspec.DecodeError, RecursionError)
+
+
 def _decode_one(raw: bytes | None) -> AnyEvent | Invalid:
     if not isinstance(raw, bytes) or not _utf8(raw):
         return parse_event(raw)
     try:
         line = _decoder.decode(raw)
-    except msgspec.DecodeError:
+    except _UNDECODABLE:
         return parse_event(raw)
     return _build(line, raw)
 
@@ -196,7 +202,7 @@ def decode_batch(values: Sequence[bytes | None]) -> list[AnyEvent | Invalid]:
             joined = b"\n".join(chunk)
             try:
                 lines = _decoder.decode_lines(joined) if _utf8(joined) else None
-            except msgspec.DecodeError:
+            except _UNDECODABLE:
                 lines = None
         if lines is not None and len(lines) == len(chunk):
             out.extend(_build(line, raw) for line, raw in zip(lines, chunk))

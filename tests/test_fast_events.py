@@ -201,3 +201,14 @@ def test_a_batch_is_admitted_as_each_message_alone(messages, allow_future, trust
     got = intake.admit_batch(messages, now_ms)
     for (raw, headers), admitted in zip(messages, got):
         assert same(admitted, intake.admit(raw, now_ms, headers))
+
+
+def test_a_deeply_nested_field_is_the_full_validators_case_not_a_crash():
+    # Found by the property above: a line without `kind` makes msgspec read every field
+    # looking for the tag, and one nested a thousand levels deep raises RecursionError
+    # (not DecodeError); uncaught, it stopped the batch and the agent.
+    good = orjson.dumps({"event_id": "t1", "kind": "tick", "ts": "2026-03-01T09:00:00+08:00"})
+    nested = b'{"ts":"2026-03-01T09:00:00+08:00","order_id":"O1","zz":' + b"[" * 3000 + b"]" * 3000 + b"}"
+    for lines in ([nested], [good, nested, good]):
+        assert decode_batch(lines) == [parse_event(line) for line in lines]
+    assert decode_batch([nested])[0].reason == "not_json"
