@@ -25,7 +25,8 @@ never delivered late.
 This relies on faust-streaming internals (pinned in pyproject.toml; checked by
 tests/test_batches.py): `Consumer._drain_messages`, `_wait_next_records`,
 `_new_offset`, `wait_empty`, `_read_offset`, `_acked`, `_committed_offset`,
-`_add_gap`, `_n_acked`, `_commit_every`, `suspend_flow`, `flow_active`.
+`_n_acked`, `_commit_every`, `suspend_flow`, `flow_active` (and, through
+streams/consumer.py, `_add_gap`, which it overrides so that no gap is recorded).
 """
 from __future__ import annotations
 
