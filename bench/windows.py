@@ -1,0 +1,131 @@
+"""The windowed tables alone: what the direct replay asks of them, per event.
+
+    python -m bench.windows --events 100000
+
+Runs the direct replay's flow once over the bench history and records what it
+hands the windows per batch (each changed order's fact, partition, old
+contribution and version, then the watermark); then times, on those same calls:
+
+- `per order`: the windows one order at a time (tests/windows_reference.py, the
+  code the batch path is tested against), rows built by its `part_row`;
+- `batch`: `Windows.update_batch` on the batch's changed orders as columns, then
+  `advance` and the dirty parts as rows (`take_dirty` + `part_row`);
+- `batch, columns in`: the same without building the columns from the fact dicts
+  (what a caller that holds order state as columns pays).
+
+CPU (process time) in us per event of the history (not per changed order).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from bench.pipeline import history
+from supplymon.core.windows import FACT_COLUMNS, Windows, fact_columns, part_row
+from supplymon.settings import Settings
+from tests.windows_reference import ReferenceWindows, part_row as reference_part_row
+
+Call = tuple[list[dict], list[int], list, list[int], "int | None"]  # facts, partitions, olds, old versions, watermark
+
+
+class _Recorder(Windows):
+    """Windows that also keep what each batch asked of them."""
+
+    def __init__(self, rules) -> None:
+        super().__init__(rules)
+        self.calls: list[Call] = []
+        self.pending: Call = ([], [], [], [], None)
+
+    def update(self, fact, partition, old, old_version):
+        facts, partitions, olds, versions, _ = self.pending
+        facts.append(fact.copy())
+        partitions.append(partition)
+        olds.append(old)
+        versions.append(old_version)
+        return super().update(fact, partition, old, old_version)
+
+    def advance(self, watermark):
+        self.calls.append(self.pending[:4] + (watermark,))
+        self.pending = ([], [], [], [], None)
+        super().advance(watermark)
+
+
+def record(lines: list[bytes], partitions: int) -> list[Call]:
+    """The window calls of the direct replay's flow over `lines`, batch by batch."""
+    from supplymon.direct import DirectReplay, Progress
+
+    settings = replace(Settings.from_env({}), partitions=partitions, allow_future=True)
+    replay = DirectReplay(settings, None, Progress(io.StringIO()))
+    recorder = replay.flow.windows = _Recorder(settings.rules)
+    for _, records, now_ms in replay.file_batches(lines):
+        replay.flow_step(records, now_ms)
+    # the flow emits each order one by one (Windows.update via the per-order wrapper)
+    return recorder.calls
+
+
+def per_order(calls: list[Call], rules) -> tuple[float, int]:
+    windows, rows = ReferenceWindows(rules), 0
+    started = time.process_time()
+    for facts, partitions, olds, versions, watermark in calls:
+        for fact, partition, old, version in zip(facts, partitions, olds, versions):
+            windows.update(fact, partition, old, version)
+        if watermark is not None:
+            windows.advance(watermark)
+        rows += len([reference_part_row(key, part) for key, part in windows.take_dirty()])
+    return time.process_time() - started, rows
+
+
+def _batch_args(facts: list[dict], partitions: list[int], olds: list, versions: list[int]):
+    had = np.array([old is not None for old in olds], dtype=bool)
+    old = np.array([old if old is not None else [0] * 9 + [None] for old in olds], dtype=object)
+    old = old.astype(float) if len(olds) else np.zeros((0, 10))
+    return np.asarray(partitions, dtype=np.int64), old, ~had, np.asarray(versions, dtype=np.int64)
+
+
+def batch(calls: list[Call], rules, columns_in: bool) -> tuple[float, int]:
+    windows, rows = Windows(rules), 0
+    prepared = [(fact_columns(facts), *_batch_args(facts, partitions, olds, versions), watermark)
+                for facts, partitions, olds, versions, watermark in calls] if columns_in else None
+    started = time.process_time()
+    if prepared is not None:
+        for columns, partition, old, had_none, old_version, watermark in prepared:
+            windows.update_batch(columns, partition, old, had_none, old_version)
+            if watermark is not None:
+                windows.advance(watermark)
+            rows += len([part_row(key, part) for key, part in windows.take_dirty()])
+    else:
+        for facts, partitions, olds, versions, watermark in calls:
+            partition, old, had_none, old_version = _batch_args(facts, partitions, olds, versions)
+            windows.update_batch(fact_columns(facts), partition, old, had_none, old_version)
+            if watermark is not None:
+                windows.advance(watermark)
+            rows += len([part_row(key, part) for key, part in windows.take_dirty()])
+    return time.process_time() - started, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs of each")
+    args = parser.parse_args(argv)
+    lines = history(args.events)
+    calls = record(lines, args.partitions)
+    rules = Settings.from_env({}).rules
+    changed = sum(len(call[0]) for call in calls)
+    print(f"events {len(lines):,}, batches {len(calls)}, changed orders handed to the windows {changed:,}")
+    for name, run in (("per order (reference)", lambda: per_order(calls, rules)),
+                      ("batch, columns from the facts", lambda: batch(calls, rules, columns_in=False)),
+                      ("batch, columns in", lambda: batch(calls, rules, columns_in=True))):
+        best, rows = min(run() for _ in range(args.repeat))
+        print(f"  {name:<32}{best * 1e6 / len(lines):>8.2f} us/event   ({rows:,} part rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
