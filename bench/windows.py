@@ -8,16 +8,18 @@ contribution and version, then the watermark); then times, on those same calls:
 
 - `per order`: the windows one order at a time (tests/windows_reference.py, the
   code the batch path is tested against), rows built by its `part_row`;
-- `batch`: `Windows.update_batch` on the batch's changed orders as columns, then
-  `advance` and the dirty parts as rows (`take_dirty` + `part_row`);
-- `batch, columns in`: the same without building the columns from the fact dicts
-  (what a caller that holds order state as columns pays).
+- `batch, from the facts`: what the flow does today: the batch's changed orders'
+  fact dicts and kept contributions turned into columns, `update_facts` (that is
+  `update_batch`), `advance`, the dirty parts as rows (`take_dirty_rows`);
+- `batch, columns in`: `update_batch` on columns made beforehand (what a caller
+  that holds order state as columns pays), then the same.
 
 CPU (process time) in us per event of the history (not per changed order).
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import sys
 import time
@@ -26,7 +28,8 @@ from dataclasses import replace
 import numpy as np
 
 from bench.pipeline import history
-from supplymon.core.windows import FACT_COLUMNS, Windows, fact_columns, part_row
+from supplymon.core.windows import Windows, contribution_array, fact_columns
+from supplymon.gcpolicy import batch_pace
 from supplymon.settings import Settings
 from tests.windows_reference import ReferenceWindows, part_row as reference_part_row
 
@@ -41,13 +44,13 @@ class _Recorder(Windows):
         self.calls: list[Call] = []
         self.pending: Call = ([], [], [], [], None)
 
-    def update(self, fact, partition, old, old_version):
-        facts, partitions, olds, versions, _ = self.pending
-        facts.append(fact.copy())
-        partitions.append(partition)
-        olds.append(old)
-        versions.append(old_version)
-        return super().update(fact, partition, old, old_version)
+    def update_facts(self, facts, partitions, olds, old_versions):
+        pending = self.pending
+        pending[0].extend(fact.copy() for fact in facts)
+        pending[1].extend(partitions)
+        pending[2].extend(olds)
+        pending[3].extend(old_versions)
+        return super().update_facts(facts, partitions, olds, old_versions)
 
     def advance(self, watermark):
         self.calls.append(self.pending[:4] + (watermark,))
@@ -62,9 +65,9 @@ def record(lines: list[bytes], partitions: int) -> list[Call]:
     settings = replace(Settings.from_env({}), partitions=partitions, allow_future=True)
     replay = DirectReplay(settings, None, Progress(io.StringIO()))
     recorder = replay.flow.windows = _Recorder(settings.rules)
-    for _, records, now_ms in replay.file_batches(lines):
-        replay.flow_step(records, now_ms)
-    # the flow emits each order one by one (Windows.update via the per-order wrapper)
+    with batch_pace():
+        for _, records, now_ms in replay.file_batches(lines):
+            replay.flow_step(records, now_ms)
     return recorder.calls
 
 
@@ -80,16 +83,14 @@ def per_order(calls: list[Call], rules) -> tuple[float, int]:
     return time.process_time() - started, rows
 
 
-def _batch_args(facts: list[dict], partitions: list[int], olds: list, versions: list[int]):
-    had = np.array([old is not None for old in olds], dtype=bool)
-    old = np.array([old if old is not None else [0] * 9 + [None] for old in olds], dtype=object)
-    old = old.astype(float) if len(olds) else np.zeros((0, 10))
-    return np.asarray(partitions, dtype=np.int64), old, ~had, np.asarray(versions, dtype=np.int64)
+def _batch_args(partitions: list[int], olds: list, versions: list[int]):
+    old, had_none = contribution_array(olds)
+    return np.asarray(partitions, dtype=np.int64), old, had_none, np.asarray(versions, dtype=np.int64)
 
 
 def batch(calls: list[Call], rules, columns_in: bool) -> tuple[float, int]:
     windows, rows = Windows(rules), 0
-    prepared = [(fact_columns(facts), *_batch_args(facts, partitions, olds, versions), watermark)
+    prepared = [(fact_columns(facts), *_batch_args(partitions, olds, versions), watermark)
                 for facts, partitions, olds, versions, watermark in calls] if columns_in else None
     started = time.process_time()
     if prepared is not None:
@@ -97,15 +98,21 @@ def batch(calls: list[Call], rules, columns_in: bool) -> tuple[float, int]:
             windows.update_batch(columns, partition, old, had_none, old_version)
             if watermark is not None:
                 windows.advance(watermark)
-            rows += len([part_row(key, part) for key, part in windows.take_dirty()])
+            rows += len(windows.take_dirty_rows())
     else:
-        for facts, partitions, olds, versions, watermark in calls:
-            partition, old, had_none, old_version = _batch_args(facts, partitions, olds, versions)
-            windows.update_batch(fact_columns(facts), partition, old, had_none, old_version)
+        for facts, partitions, olds, versions, watermark in calls:  # as the flow does it today
+            windows.update_facts(facts, partitions, olds, versions)
             if watermark is not None:
                 windows.advance(watermark)
-            rows += len([part_row(key, part) for key, part in windows.take_dirty()])
+            rows += len(windows.take_dirty_rows())
     return time.process_time() - started, rows
+
+
+def _paced(run):
+    """At the garbage collector's pace of the direct replay (supplymon/gcpolicy.py)."""
+    gc.collect()
+    with batch_pace():
+        return run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     changed = sum(len(call[0]) for call in calls)
     print(f"events {len(lines):,}, batches {len(calls)}, changed orders handed to the windows {changed:,}")
     for name, run in (("per order (reference)", lambda: per_order(calls, rules)),
-                      ("batch, columns from the facts", lambda: batch(calls, rules, columns_in=False)),
+                      ("batch, from the facts", lambda: batch(calls, rules, columns_in=False)),
                       ("batch, columns in", lambda: batch(calls, rules, columns_in=True))):
-        best, rows = min(run() for _ in range(args.repeat))
+        best, rows = min(_paced(run) for _ in range(args.repeat))
         print(f"  {name:<32}{best * 1e6 / len(lines):>8.2f} us/event   ({rows:,} part rows)")
     return 0
 

@@ -28,7 +28,6 @@ hold the two equal.
 from __future__ import annotations
 
 import bisect
-import heapq
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Iterable, Mapping, Sequence
@@ -185,30 +184,52 @@ class _Subjects:
         self.values: list[tuple[str, ...]] = []
         self.texts: list[str] = []  # the subject column: "|".join
 
+        self._arrays: list[np.ndarray] | None = None  # texts, then each column, as object arrays
+
     def code(self, subject: tuple[str, ...]) -> int:
         code = self.codes.get(subject)
         if code is None:
             code = self.codes[subject] = len(self.values)
             self.values.append(subject)
             self.texts.append("|".join(subject))
+            self._arrays = None
         return code
+
+    def _array(self, i: int) -> np.ndarray:
+        if self._arrays is None:
+            self._arrays = [np.array(self.texts, dtype=object)]
+            for column in range(self.width):
+                self._arrays.append(np.array([v[column] for v in self.values], dtype=object))
+        return self._arrays[i]
+
+    def texts_array(self) -> np.ndarray:
+        return self._array(0)
+
+    def column_array(self, column: int) -> np.ndarray:
+        return self._array(1 + column)
 
     def encode(self, columns: list) -> np.ndarray:
         """Each row's code: each column dictionary-encoded (Arrow, in C), then only the
         distinct subjects of the batch looked up here."""
-        combined, dictionaries = None, []
+        combined, span, dictionaries = None, 1, []
         for column in columns:
             array = column if isinstance(column, (pa.Array, pa.ChunkedArray)) else pa.array(column, from_pandas=True)
+            if isinstance(array, pa.ChunkedArray):
+                array = array.combine_chunks()
             if array.null_count:
                 raise ValueError("a window's subject (distributor, product or region) is missing")
             encoded = pc.dictionary_encode(array.cast(pa.string()))
-            if isinstance(encoded, pa.ChunkedArray):
-                encoded = encoded.combine_chunks()
             indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
             dictionary = encoded.dictionary.to_pylist()
             combined = indices if combined is None else combined * len(dictionary) + indices
+            span *= len(dictionary)
             dictionaries.append(dictionary)
-        distinct, inverse = np.unique(combined, return_inverse=True)
+        if span <= max(4 * len(combined), 1024):  # few combinations: a table of them, no sort
+            used = np.zeros(span, dtype=bool)
+            used[combined] = True
+            distinct, inverse = np.flatnonzero(used), None
+        else:
+            distinct, inverse = np.unique(combined, return_inverse=True)
         lookup = np.empty(len(distinct), dtype=np.int64)
         for i, value in enumerate(distinct.tolist()):
             parts = []
@@ -216,7 +237,11 @@ class _Subjects:
                 value, at = divmod(value, len(dictionary))
                 parts.append(dictionary[at])
             lookup[i] = self.code(tuple(reversed(parts)))
-        return lookup[inverse.reshape(-1)]
+        if inverse is not None:
+            return lookup[inverse.reshape(-1)]
+        table = np.empty(span, dtype=np.int64)
+        table[distinct] = lookup
+        return table[combined]
 
 
 class Windows:
@@ -234,51 +259,61 @@ class Windows:
         self._subjects = [kinds[family.subject_columns] for family in self.families]
         self._allocate(0)
         self._advanced_to: int | None = None
+        # per family: its name, and which subject parts name a distributor, a product, a region
+        self._names = np.array([family.name for family in self.families], dtype=object)
+
+    # Each part is a row ("slot") of these arrays; `_index` finds a part's slot by its key.
+    _ARRAYS = (("_family", np.int64), ("_subject", np.int64), ("_start", np.int64), ("_partition", np.int64),
+               ("_close_at", np.int64), ("_expire_at", np.int64), ("_version", np.int64), ("_live", bool),
+               ("_closed", bool), ("_dirty", bool))
 
     def _allocate(self, capacity: int) -> None:
         self._index: dict[_SlotKey, int] = {}
-        self._keys: list[_SlotKey | None] = [None] * capacity
+        for name, dtype in self._ARRAYS:
+            setattr(self, name, np.zeros(capacity, dtype=dtype))
         self._counts = np.zeros((capacity, N_COUNTS), dtype=np.int64)
-        self._version = np.zeros(capacity, dtype=np.int64)
-        self._closed = np.zeros(capacity, dtype=bool)
-        self._dirty = np.zeros(capacity, dtype=bool)
         self._hours: list[list[float]] = [[] for _ in range(capacity)]
         self._free: list[int] = list(range(capacity - 1, -1, -1))
         self._leaving: list[int] = []  # expired with changes not written yet: freed once taken
-        # When each part closes and expires (pushed once, when the part is made), so
-        # that advancing the watermark looks only at the parts it closes or expires.
-        self._closing: list[tuple[int, _SlotKey]] = []
-        self._expiring: list[tuple[int, _SlotKey]] = []
+        # The earliest time a live part closes / expires (advance looks at the parts only
+        # when the watermark passes it).
+        self._next_close = self._next_expire = None
 
-    def _grow(self) -> None:
-        old = len(self._keys)
-        new = max(1024, old * 2)
-        self._keys.extend([None] * (new - old))
+    def _grow(self, wanted: int) -> None:
+        old = len(self._live)
+        new = max(1024, old * 2, old + wanted)
+        for name, dtype in self._ARRAYS:
+            setattr(self, name, np.concatenate([getattr(self, name), np.zeros(new - old, dtype=dtype)]))
         self._counts = np.concatenate([self._counts, np.zeros((new - old, N_COUNTS), dtype=np.int64)])
-        self._version = np.concatenate([self._version, np.zeros(new - old, dtype=np.int64)])
-        self._closed = np.concatenate([self._closed, np.zeros(new - old, dtype=bool)])
-        self._dirty = np.concatenate([self._dirty, np.zeros(new - old, dtype=bool)])
         self._hours.extend([] for _ in range(new - old))
         self._free.extend(range(new - 1, old - 1, -1))
 
-    def _make(self, key: _SlotKey) -> int:
-        if not self._free:
-            self._grow()
-        slot = self._index[key] = self._free.pop()
-        self._keys[slot] = key
-        family, start = self.families[key[0]], key[2]
-        heapq.heappush(self._closing, (start + family.size_ms + self.settle_ms, key))
-        heapq.heappush(self._expiring, (start + self.expire_ms, key))
-        return slot
+    def _make(self, f: int, keys: list[_SlotKey], start: np.ndarray, partition: np.ndarray,
+              subject: np.ndarray) -> np.ndarray:
+        """Slots for new parts of family f."""
+        if len(self._free) < len(keys):
+            self._grow(len(keys) - len(self._free))
+        slots = self._free[-len(keys):][::-1]
+        del self._free[-len(keys):]
+        self._index.update(zip(keys, slots))
+        slots = np.array(slots, dtype=np.int64)
+        close_at = start + self.families[f].size_ms + self.settle_ms
+        expire_at = start + self.expire_ms
+        self._family[slots], self._subject[slots], self._start[slots] = f, subject, start
+        self._partition[slots], self._close_at[slots], self._expire_at[slots] = partition, close_at, expire_at
+        self._live[slots] = True
+        self._next_close = _least(self._next_close, int(close_at.min()))
+        self._next_expire = _least(self._next_expire, int(expire_at.min()))
+        return slots
 
-    def _release(self, slot: int) -> None:
-        self._keys[slot] = None
-        self._counts[slot] = 0
-        self._version[slot] = 0
-        self._closed[slot] = False
-        self._dirty[slot] = False
-        self._hours[slot] = []
-        self._free.append(slot)
+    def _release(self, slots: np.ndarray) -> None:
+        for name, _ in self._ARRAYS:
+            getattr(self, name)[slots] = 0
+        self._counts[slots] = 0
+        hours = self._hours
+        for slot in slots.tolist():
+            hours[slot] = []
+        self._free.extend(slots.tolist())
 
     # -- changes -------------------------------------------------------------------------
     def update_batch(self, facts: Columns, partition, old: np.ndarray, had_none, old_version) -> np.ndarray:
@@ -322,18 +357,20 @@ class Windows:
     def _apply(self, facts: Columns, partition: np.ndarray, changed: np.ndarray, delta: np.ndarray,
                version_delta: np.ndarray, old_hours: np.ndarray, new_hours: np.ndarray,
                hours_changed: np.ndarray, written: bool) -> None:
-        rows = np.flatnonzero(changed)
-        if not len(rows):
-            return
+        if not changed.all():
+            rows = np.flatnonzero(changed)
+            if not len(rows):
+                return
+            partition, delta, version_delta = partition[rows], delta[rows], version_delta[rows]
+            old_hours, new_hours, hours_changed = old_hours[rows], new_hours[rows], hours_changed[rows]
+        else:
+            rows = slice(None)
         ordered_at = _ints(facts["ordered_at"])[rows]
-        partition = partition[rows]
-        delta, version_delta = delta[rows], version_delta[rows]
-        old_hours, new_hours, hours_changed = old_hours[rows], new_hours[rows], hours_changed[rows]
         codes: dict[int, np.ndarray] = {}  # by id of the subject table (two families share one)
         for f, family in enumerate(self.families):
             subjects = self._subjects[f]
-            if id(subjects) not in codes:
-                codes[id(subjects)] = subjects.encode([_take(facts[c], rows) for c in family.subject_columns])
+            if id(subjects) not in codes:  # encoded whole (in C), then taken
+                codes[id(subjects)] = subjects.encode([facts[c] for c in family.subject_columns])[rows]
             starts = family.starts(ordered_at)
             # Expired as far as the windows were advanced, not to the batch's watermark:
             # that may have jumped past the window in the very batch that placed the order,
@@ -353,18 +390,23 @@ class Windows:
         """One family's changes: summed per part, each part touched once."""
         if not len(subject):
             return
-        group, first = _group(subject, start, partition)
-        keys = zip(repeat(f), subject[first].tolist(), start[first].tolist(), partition[first].tolist())
-        index = self._index
-        slots = np.array([index[key] if key in index else self._make(key) for key in keys], dtype=np.int64)
-        order = np.argsort(group, kind="stable")
-        bounds = np.flatnonzero(np.diff(group[order], prepend=-1))
+        order, bounds = _group(subject, start, partition)
+        first = order[bounds]
+        keys = list(zip(repeat(f), subject[first].tolist(), start[first].tolist(), partition[first].tolist()))
+        get = self._index.get
+        slots = np.array([get(key, -1) for key in keys], dtype=np.int64)
+        new = np.flatnonzero(slots < 0)
+        if len(new):
+            made = first[new]
+            slots[new] = self._make(f, [keys[i] for i in new.tolist()], start[made], partition[made], subject[made])
         self._counts[slots] += np.add.reduceat(delta[order], bounds, axis=0)
         self._version[slots] += np.add.reduceat(version_delta[order], bounds)
         if written:
             self._dirty[slots] = True
         if hours_changed.any():
-            self._move_hours(slots[group], old_hours, new_hours, hours_changed)
+            slot = np.empty(len(order), dtype=np.int64)  # each row's part
+            slot[order] = np.repeat(slots, np.diff(bounds, append=len(order)))
+            self._move_hours(slot, old_hours, new_hours, hours_changed)
 
     def _move_hours(self, slot: np.ndarray, old_hours: np.ndarray, new_hours: np.ndarray,
                     changed: np.ndarray) -> None:
@@ -374,17 +416,13 @@ class Windows:
         hours = self._hours
         adding = np.flatnonzero(changed & ~np.isnan(new_hours))
         if len(adding):
-            order = adding[np.lexsort((new_hours[adding], slot[adding]))]
+            order = adding[np.argsort(slot[adding])]
             slots, values = slot[order], new_hours[order].tolist()
-            cuts = np.flatnonzero(np.diff(slots)) + 1
-            for begin, end in zip([0, *cuts.tolist()], [*cuts.tolist(), len(order)]):
-                kept = hours[int(slots[begin])]
-                added = values[begin:end]
-                if len(added) == 1:
-                    bisect.insort(kept, added[0])
-                else:
-                    kept.extend(added)
-                    kept.sort()  # two sorted runs: one merge
+            begins = np.flatnonzero(np.diff(slots, prepend=-1)).tolist()
+            for s, begin, end in zip(slots[begins].tolist(), begins, begins[1:] + [len(order)]):
+                kept = hours[s]
+                kept += values[begin:end]
+                kept.sort()  # a sorted run and a few more: a merge
         removing = np.flatnonzero(changed & ~np.isnan(old_hours))
         for s, value in zip(slot[removing].tolist(), old_hours[removing].tolist()):
             kept = hours[s]
@@ -418,22 +456,26 @@ class Windows:
         if watermark == self._advanced_to:
             return
         self._advanced_to = watermark
-        expiring, closing, index = self._expiring, self._closing, self._index
-        while closing and watermark > closing[0][0]:
-            _, key = heapq.heappop(closing)
-            slot = index.get(key)
-            if slot is not None and not self._closed[slot]:
-                self._closed[slot] = True
-                self._dirty[slot] = True
-        while expiring and watermark > expiring[0][0]:
-            _, key = heapq.heappop(expiring)
-            slot = index.pop(key, None)
-            if slot is None:
-                continue
-            if self._dirty[slot]:
-                self._leaving.append(slot)
-            else:
-                self._release(slot)
+        live = self._live
+        if self._next_close is not None and watermark > self._next_close:
+            waiting = live & ~self._closed
+            closing = waiting & (self._close_at < watermark)
+            self._closed[closing] = True
+            self._dirty[closing] = True
+            waiting &= ~closing
+            self._next_close = int(self._close_at[waiting].min()) if waiting.any() else None
+        if self._next_expire is not None and watermark > self._next_expire:
+            expiring = live & (self._expire_at < watermark)
+            slots = np.flatnonzero(expiring)
+            index = self._index
+            for key in zip(self._family[slots].tolist(), self._subject[slots].tolist(),
+                           self._start[slots].tolist(), self._partition[slots].tolist()):
+                del index[key]
+            live[slots] = False
+            written = self._dirty[slots]
+            self._leaving.extend(slots[written].tolist())
+            self._release(slots[~written])
+            self._next_expire = int(self._expire_at[live].min()) if live.any() else None
 
     # -- what to write -------------------------------------------------------------------
     def _take_dirty_slots(self) -> np.ndarray:
@@ -442,9 +484,9 @@ class Windows:
         return slots
 
     def _done_writing(self) -> None:
-        for slot in self._leaving:
-            self._release(slot)
-        self._leaving.clear()
+        if self._leaving:
+            self._release(np.array(self._leaving, dtype=np.int64))
+            self._leaving.clear()
 
     def take_dirty(self) -> list[tuple[PartKey, Part]]:
         """The parts changed (or closed) since last taken, as copies."""
@@ -454,27 +496,34 @@ class Windows:
         return out
 
     def take_dirty_columns(self) -> dict[str, list]:
-        """The parts changed (or closed) since last taken, as `window_parts` columns."""
+        """The parts changed (or closed) since last taken, as `window_parts` columns
+        (store.COLUMNS["window_parts"], each a list)."""
         slots = self._take_dirty_slots()
-        keys = [self._keys[slot] for slot in slots.tolist()]
-        out: dict[str, list] = {name: [] for name in
-                                ("family", "subject", "window_start", "partition", "distributor_id",
-                                 "product_id", "region_code")}
-        for f, code, start, partition in keys:
-            name, subjects = self.families[f].name, self._subjects[f]
-            subject = subjects.values[code]
-            by_distributor, by_product_region = name.startswith("distributor"), name == "product_region_daily"
-            out["family"].append(name)
-            out["subject"].append(subjects.texts[code])
-            out["window_start"].append(start)
-            out["partition"].append(partition)
-            out["distributor_id"].append(subject[0] if by_distributor else "")
-            out["product_id"].append(subject[0] if by_product_region else "")
-            out["region_code"].append(subject[1] if by_product_region else "")
-        counts = self._counts[slots].T.tolist()
-        for name, column in zip(COUNTS, counts or [[]] * N_COUNTS):
+        family, subject = self._family[slots], self._subject[slots]
+        out: dict[str, list] = {"family": self._names[family].tolist()}
+        texts, distributors, products, regions = (np.empty(len(slots), dtype=object) for _ in range(4))
+        distributors[:] = products[:] = regions[:] = ""
+        for f, family_ in enumerate(self.families):
+            rows = np.flatnonzero(family == f)
+            if not len(rows):
+                continue
+            table = self._subjects[f]
+            codes = subject[rows]
+            texts[rows] = table.texts_array()[codes]
+            if family_.name.startswith("distributor"):
+                distributors[rows] = table.column_array(0)[codes]
+            elif family_.name == "product_region_daily":
+                products[rows] = table.column_array(0)[codes]
+                regions[rows] = table.column_array(1)[codes]
+        out["subject"] = texts.tolist()
+        out["window_start"] = self._start[slots].tolist()
+        out["partition"] = self._partition[slots].tolist()
+        out["distributor_id"], out["product_id"], out["region_code"] = (
+            distributors.tolist(), products.tolist(), regions.tolist())
+        for name, column in zip(COUNTS, self._counts[slots].T.tolist()):
             out[name] = column
-        out["response_hours"] = [list(self._hours[slot]) for slot in slots.tolist()]
+        hours = self._hours
+        out["response_hours"] = [hours[slot][:] for slot in slots.tolist()]
         closed = self._closed[slots]
         out["closed"] = closed.astype(np.int64).tolist()
         out["version"] = (self._version[slots] * 2 + closed).tolist()
@@ -484,12 +533,12 @@ class Windows:
     def take_dirty_rows(self) -> list[dict]:
         """The parts changed (or closed) since last taken, as `window_parts` rows."""
         columns = self.take_dirty_columns()
-        names = list(columns)
-        return [dict(zip(names, values)) for values in zip(*columns.values())]
+        return list(map(dict, map(zip, repeat(list(columns)), zip(*columns.values()))))
 
     def _part_key(self, slot: int) -> PartKey:
-        f, code, start, partition = self._keys[slot]
-        return self.families[f].name, self._subjects[f].values[code], start, partition
+        f = int(self._family[slot])
+        return (self.families[f].name, self._subjects[f].values[self._subject[slot]], int(self._start[slot]),
+                int(self._partition[slot]))
 
     def _part(self, slot: int) -> Part:
         return Part(self._counts[slot].tolist(), list(self._hours[slot]), int(self._version[slot]),
@@ -498,24 +547,20 @@ class Windows:
     @property
     def parts(self) -> dict[PartKey, Part]:
         """The parts in memory, as copies (for inspection; not the batch path)."""
-        return {self._part_key(slot): self._part(slot) for slot in self._index.values()}
+        return {self._part_key(slot): self._part(slot) for slot in np.flatnonzero(self._live).tolist()}
 
     def clear(self) -> None:
         self._allocate(0)
         self._advanced_to = None
 
 
-def _take(column, rows: np.ndarray):
-    if isinstance(column, (pa.Array, pa.ChunkedArray)):
-        return column.take(pa.array(rows))
-    if isinstance(column, np.ndarray):
-        return column[rows]
-    return [column[i] for i in rows.tolist()]
+def _least(a: int | None, b: int) -> int:
+    return b if a is None else min(a, b)
 
 
 def _group(subject: np.ndarray, start: np.ndarray, partition: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(each row's group, the first row of each group) for the distinct (subject,
-    window start, partition) of the rows."""
+    """The rows sorted by (subject, window start, partition), and where each distinct
+    one begins in that order."""
     columns = []
     for column in (subject, start, partition):
         low = column.min()
@@ -527,16 +572,13 @@ def _group(subject: np.ndarray, start: np.ndarray, partition: np.ndarray) -> tup
         packed = np.zeros(len(subject), dtype=np.int64)
         for column, span in columns:
             packed = packed * span + column
-        _, first, group = np.unique(packed, return_index=True, return_inverse=True)
-    else:
-        order = np.lexsort((partition, start, subject))
-        new = np.ones(len(order), dtype=bool)
-        new[1:] = ((subject[order][1:] != subject[order][:-1]) | (start[order][1:] != start[order][:-1])
-                   | (partition[order][1:] != partition[order][:-1]))
-        group = np.empty(len(order), dtype=np.int64)
-        group[order] = np.cumsum(new) - 1
-        first = order[new]
-    return group.reshape(-1), first
+        order = np.argsort(packed)
+        return order, np.flatnonzero(np.diff(packed[order], prepend=-1))
+    order = np.lexsort((partition, start, subject))
+    new = np.ones(len(order), dtype=bool)
+    for column in (subject, start, partition):
+        new[1:] |= column[order][1:] != column[order][:-1]
+    return order, np.flatnonzero(new)
 
 
 def part_row(key: PartKey, part: Part) -> dict:
