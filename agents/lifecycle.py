@@ -205,7 +205,7 @@ async def finish(batch: Batch) -> None:
     for kind, n in out.kinds.items():
         metrics.events_in.labels(kind).inc(n)
     metrics.batch_events.observe(batch.records)
-    metrics.open_orders.set(len(flow.due))
+    metrics.open_orders.set(len(flow))
 
 
 write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4, on_refused=send_refused)
