@@ -36,7 +36,8 @@ from streams.batches import FetchedBatch, next_offsets
 from streams.continuity import OffsetContinuity
 from streams.monitor import after_rebalance
 from supplymon import metrics
-from supplymon.core.flow import BatchOutput, OrderFlow, dead_headers
+from supplymon.core.columnar_flow import OrderFlow
+from supplymon.core.flow import BatchOutput, dead_headers
 from supplymon.core.signals import pack
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,8 @@ from typing import Iterable, Iterator
 
 from agents.sink import ClickHouseSink, WriteBehind
 from supplymon.core.early_warnings import EarlyWarnings
-from supplymon.core.flow import BatchOutput, OrderFlow, Partition, Record
+from supplymon.core.columnar_flow import OrderFlow
+from supplymon.core.flow import BatchOutput, Partition, Record
 from supplymon.core.intake import REBUILT_HEADER, TOO_LARGE_HEADER, truncated
 from supplymon.core.signals import pack
 from supplymon.gcpolicy import batch_pace

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from supplymon.core.columnar_flow import decode_state
-from supplymon.core.flow import BatchOutput, OrderFlow, Partition, Record, ReferenceOrderFlow
+from supplymon.core.columnar_flow import OrderFlow, decode_state
+from supplymon.core.flow import BatchOutput, Partition, Record, ReferenceOrderFlow
 from supplymon.core.order_table import event_hash
 from supplymon.settings import Settings
 

@@ -293,7 +293,3 @@ class ReferenceOrderFlow:
             if latest is not None and self.marked.get(tp) != latest:
                 self.marked[tp] = out[f"{tp.topic}:{tp.partition}"] = latest
         return out
-
-
-# The flow the worker and the direct replay run: the same contract on columns.
-from supplymon.core.columnar_flow import ColumnarOrderFlow as OrderFlow  # noqa: E402  (it imports this module)
