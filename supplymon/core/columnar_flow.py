@@ -33,7 +33,7 @@ from schemas.events import Invalid
 from schemas.limits import UINT16_MAX, UINT32_MAX
 from supplymon.core.alerts import order_alert_row
 from supplymon.core.due import DueIndex
-from supplymon.core.flow import BatchOutput, Lookup, Partition, Record, _Batch, _raw_row
+from supplymon.core.flow import BatchOutput, Lookup, Partition, Record, ReferenceOrderFlow, _Batch, _raw_row
 from supplymon.core.intake import Intake
 from supplymon.core.lifecycle import (DELIVERY_DEADLINE, ESCALATION_DEADLINE, ORDER_FIELDS, RESPONSE_DEADLINE,
                                       SEVERITY, _NOT_CONTENT, OrderLifecycle, new_state)
@@ -636,14 +636,8 @@ class ColumnarOrderFlow:
                 out.alerts.append(alert_row)
                 t.al_set[row, k], t.al_raised[row, k], t.al_resolved[row, k] = True, up, down
 
-    # 5. marks ---------------------------------------------------------------------------------------
-    def _marks(self, assigned: list[Partition]) -> dict[str, int]:
-        out = {}
-        for tp in assigned:
-            latest = self.stream_time.latest.get(tp)
-            if latest is not None and self.marked.get(tp) != latest:
-                self.marked[tp] = out[f"{tp.topic}:{tp.partition}"] = latest
-        return out
+    # 5. marks: as the reference's
+    _marks = ReferenceOrderFlow._marks
 
 
 # The flow the worker and the direct replay run.
