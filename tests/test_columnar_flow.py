@@ -22,7 +22,7 @@ from supplymon.core.columnar_flow import OrderFlow
 from supplymon.core.order_table import OrderTable
 from supplymon.direct import DirectReplay, Progress
 from supplymon.settings import Settings
-from tests.flow_compare import SideBySide, meaning, state_meaning
+from tests.flow_compare import SideBySide, state_meaning
 
 TZ = timezone(timedelta(hours=8))
 T0 = datetime(2026, 3, 1, tzinfo=TZ)

@@ -35,7 +35,7 @@ from supplymon.core.alerts import order_alert_row
 from supplymon.core.due import DueIndex
 from supplymon.core.flow import BatchOutput, Lookup, Partition, Record, ReferenceOrderFlow, _Batch, _raw_row
 from supplymon.core.intake import Intake
-from supplymon.core.lifecycle import (DELIVERY_DEADLINE, ESCALATION_DEADLINE, ORDER_FIELDS, RESPONSE_DEADLINE,
+from supplymon.core.lifecycle import (DELIVERY_DEADLINE, ESCALATION_DEADLINE, RESPONSE_DEADLINE,
                                       SEVERITY, _NOT_CONTENT, OrderLifecycle, new_state)
 from supplymon.core.order_table import (ALERT_KINDS, DECISION_CODE, DECISIONS, NEVER, NULL, WINDOW_COUNTS, HashedSeen,
                                         OrderTable, event_hash)
