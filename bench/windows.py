@@ -8,8 +8,8 @@ contribution and version, then the watermark); then times, on those same calls:
 
 - `per order`: the windows one order at a time (tests/windows_reference.py, the
   code the batch path is tested against), rows built by its `part_row`;
-- `batch, from the facts`: what the flow does today: the batch's changed orders'
-  fact dicts and kept contributions turned into columns, `update_facts` (that is
+- `batch, from the facts`: the batch's changed orders' fact dicts and kept
+  contributions (as lists) turned into columns, `update_facts` (that is
   `update_batch`), `advance`, the dirty parts as rows (`take_dirty_rows`);
 - `batch, columns in`: `update_batch` on columns made beforehand (what a caller
   that holds order state as columns pays), then the same;
@@ -30,7 +30,7 @@ from dataclasses import replace
 import numpy as np
 
 from bench.pipeline import history
-from supplymon.core.windows import Windows, contribution_array, fact_columns
+from supplymon.core.windows import FACT_COLUMNS, Windows, contribution_array, contribution_lists, fact_columns
 from supplymon.gcpolicy import batch_pace
 from supplymon.settings import Settings
 from tests.windows_reference import ReferenceWindows, part_row as reference_part_row
@@ -39,20 +39,23 @@ Call = tuple[list[dict], list[int], list, list[int], "int | None"]  # facts, par
 
 
 class _Recorder(Windows):
-    """Windows that also keep what each batch asked of them."""
+    """Windows that also keep what each batch asked of them (as fact dicts, partitions,
+    contributions as order states keep them and their versions)."""
 
     def __init__(self, rules) -> None:
         super().__init__(rules)
         self.calls: list[Call] = []
         self.pending: Call = ([], [], [], [], None)
 
-    def update_facts(self, facts, partitions, olds, old_versions):
+    def update_batch(self, facts, partition, old, had_none, old_version):
         pending = self.pending
-        pending[0].extend(fact.copy() for fact in facts)
-        pending[1].extend(partitions)
-        pending[2].extend(olds)
-        pending[3].extend(old_versions)
-        return super().update_facts(facts, partitions, olds, old_versions)
+        columns = {name: list(facts[name]) for name in FACT_COLUMNS}
+        pending[0].extend(dict(zip(columns, values)) for values in zip(*columns.values()))
+        pending[1].extend(np.asarray(partition).tolist())
+        kept = contribution_lists(np.asarray(old, dtype=np.float64).reshape(-1, 10))
+        pending[2].extend(None if none else c for c, none in zip(kept, np.asarray(had_none).tolist()))
+        pending[3].extend(np.where(had_none, 0, old_version).tolist())
+        return super().update_batch(facts, partition, old, had_none, old_version)
 
     def advance(self, watermark):
         self.calls.append(self.pending[:4] + (watermark,))
