@@ -183,7 +183,6 @@ class _Subjects:
         self.codes: dict[tuple[str, ...], int] = {}
         self.values: list[tuple[str, ...]] = []
         self.texts: list[str] = []  # the subject column: "|".join
-
         self._arrays: list[np.ndarray] | None = None  # texts, then each column, as object arrays
 
     def code(self, subject: tuple[str, ...]) -> int:
@@ -259,7 +258,6 @@ class Windows:
         self._subjects = [kinds[family.subject_columns] for family in self.families]
         self._allocate(0)
         self._advanced_to: int | None = None
-        # per family: its name, and which subject parts name a distributor, a product, a region
         self._names = np.array([family.name for family in self.families], dtype=object)
 
     # Each part is a row ("slot") of these arrays; `_index` finds a part's slot by its key.
@@ -321,7 +319,8 @@ class Windows:
         ones; returns the new ones (n x 10, as `contributions`).
 
         `facts`: FACT_COLUMNS as equal-length columns (lists, numpy or Arrow arrays;
-        None, NaN or null where a fact has none); `partition`: each order's input
+        None, NaN or an Arrow null where a fact has none: an integer numpy array has
+        none); each order at most once a call; `partition`: each order's input
         partition; `old`: their contributions as last given (n x 10; any values where
         `had_none`); `old_version`: the fact version that gave it."""
         new = contributions(facts)
