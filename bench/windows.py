@@ -7,7 +7,7 @@ hands the windows per batch (each changed order's fact, partition, old
 contribution and version, then the watermark); then times, on those same calls:
 
 - `per order`: the windows one order at a time (tests/windows_reference.py, the
-  code the batch path is tested against), rows built by its `part_row`;
+  code the batch path is tested against), rows by `part_row`;
 - `batch, from the facts`: the batch's changed orders' fact dicts and kept
   contributions (as lists) turned into columns, `update_facts` (that is
   `update_batch`), `advance`, the dirty parts as rows (`take_dirty_rows`);
@@ -30,10 +30,10 @@ from dataclasses import replace
 import numpy as np
 
 from bench.pipeline import history
-from supplymon.core.windows import FACT_COLUMNS, Windows, contribution_array, contribution_lists, fact_columns
+from supplymon.core.windows import FACT_COLUMNS, Windows, contribution_array, contribution_lists, fact_columns, part_row
 from supplymon.gcpolicy import batch_pace
 from supplymon.settings import Settings
-from tests.windows_reference import ReferenceWindows, part_row as reference_part_row
+from tests.windows_reference import ReferenceWindows
 
 Call = tuple[list[dict], list[int], list, list[int], "int | None"]  # facts, partitions, olds, old versions, watermark
 
@@ -84,7 +84,7 @@ def per_order(calls: list[Call], rules) -> tuple[float, int]:
             windows.update(fact, partition, old, version)
         if watermark is not None:
             windows.advance(watermark)
-        rows += len([reference_part_row(key, part) for key, part in windows.take_dirty()])
+        rows += len([part_row(key, part) for key, part in windows.take_dirty()])
     return time.process_time() - started, rows
 
 

@@ -15,7 +15,7 @@ from supplymon.core.windows import (FACT_COLUMNS, N_COUNTS, Windows, contributio
                                     fact_columns, part_row)
 from supplymon.settings import HOUR_MS as H, Rules
 from tests.test_lifecycle import T0
-from tests.windows_reference import ReferenceWindows, part_row as reference_part_row
+from tests.windows_reference import ReferenceWindows
 
 # A short retention, so that histories of a few days expire windows.
 RULES = Rules(retention_days=1)
@@ -114,7 +114,7 @@ class Worker:
         if watermark is not None:
             self.reference.advance(watermark)
             self.batch.advance(watermark)
-        expected = keyed([reference_part_row(key, part) for key, part in self.reference.take_dirty()])
+        expected = keyed([part_row(key, part) for key, part in self.reference.take_dirty()])
         if rows_as == "parts":
             got = keyed([part_row(key, part) for key, part in self.batch.take_dirty()])
         else:
@@ -123,7 +123,7 @@ class Worker:
         self.compare_parts()
 
     def compare_parts(self) -> None:
-        assert {k: reference_part_row(k, p) for k, p in self.reference.parts.items()} == \
+        assert {k: part_row(k, p) for k, p in self.reference.parts.items()} == \
             {k: part_row(k, p) for k, p in self.batch.parts.items()}
 
     def restart(self, one_call: bool) -> None:

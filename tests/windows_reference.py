@@ -2,7 +2,8 @@
 before it took whole batches (its `Windows.update` per changed order, its `Part`
 and `Change`). The batch code (`Windows.update_batch`) is tested against this on
 random histories (tests/test_windows_batch.py) and measured against it
-(bench/windows.py). Kept as written then; only the names differ.
+(bench/windows.py). Kept as written then; only the names differ, and it takes the
+rule horizons and its parts' rows are `part_row`'s of supplymon.core.windows.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from supplymon.core.windows import COUNTS, DAY_MS, FAMILIES, Family
+from supplymon.core.windows import COUNTS, DAY_MS, FAMILIES, Family, horizons
 from supplymon.settings import Rules
 
 
@@ -84,10 +85,7 @@ class ReferenceWindows:
 
     def __init__(self, rules: Rules, families: Iterable[Family] = FAMILIES):
         self.families = tuple(families)
-        # Every deadline of an order is at most this long after it was placed.
-        self.settle_ms = max(rules.ms("response_escalation_hours"), rules.ms("delivery_rural_hours"),
-                             rules.ms("delivery_urban_hours"))
-        self.expire_ms = rules.ms("response_escalation_hours") + rules.ms("retention_days")
+        self.settle_ms, self.expire_ms = horizons(rules)
         self.parts: dict[PartKey, Part] = {}
         self.dirty: set[PartKey] = set()
         self._leaving: dict[PartKey, Part] = {}  # expired with changes not written yet
@@ -138,9 +136,7 @@ class ReferenceWindows:
         return watermark > key[2] + self.expire_ms
 
     def advance(self, watermark: int) -> None:
-        """Close windows all of whose deadlines have passed; drop expired ones (closed
-        first, and a changed part's last state still written: one advance may close
-        and expire a window whose orders it has just settled)."""
+        """As Windows.advance, from heaps of the parts' closing and expiry times."""
         if watermark == self._advanced_to:
             return
         self._advanced_to = watermark
@@ -171,14 +167,3 @@ class ReferenceWindows:
         self._advanced_to = None
         self._closing.clear()
         self._expiring.clear()
-
-
-def part_row(key: PartKey, part: Part) -> dict:
-    family, subject, start, partition = key
-    row = dict(zip(COUNTS, part.counts))
-    row.update(family=family, subject="|".join(subject), window_start=start, partition=partition,
-               distributor_id=subject[0] if family.startswith("distributor") else "",
-               product_id=subject[0] if family == "product_region_daily" else "",
-               region_code=subject[1] if family == "product_region_daily" else "",
-               response_hours=list(part.response_hours), closed=int(part.closed), version=part.version * 2 + int(part.closed))
-    return row

@@ -172,6 +172,15 @@ class Part:
 
 
 PartKey = tuple[str, tuple[str, ...], int, int]  # family, subject, window start, partition
+
+
+def horizons(rules: Rules) -> tuple[int, int]:
+    """(settle, expire) in ms after an order is placed: every deadline of an order has
+    passed by the first, and the order has left the order state by the second."""
+    return (max(rules.ms("response_escalation_hours"), rules.ms("delivery_rural_hours"),
+                rules.ms("delivery_urban_hours")),
+            rules.ms("response_escalation_hours") + rules.ms("retention_days"))
+
 _SlotKey = tuple[int, int, int, int]  # family index, subject code, window start, partition
 
 
@@ -248,10 +257,7 @@ class Windows:
 
     def __init__(self, rules: Rules, families: Iterable[Family] = FAMILIES):
         self.families = tuple(families)
-        # Every deadline of an order is at most this long after it was placed.
-        self.settle_ms = max(rules.ms("response_escalation_hours"), rules.ms("delivery_rural_hours"),
-                             rules.ms("delivery_urban_hours"))
-        self.expire_ms = rules.ms("response_escalation_hours") + rules.ms("retention_days")
+        self.settle_ms, self.expire_ms = horizons(rules)
         kinds = {}
         for family in self.families:
             kinds.setdefault(family.subject_columns, _Subjects(len(family.subject_columns)))
