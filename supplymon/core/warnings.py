@@ -393,7 +393,7 @@ class ProductRegion:
         """Evaluate every instant in (now, to] at which a figure can change; a subject
         that cannot alert moves its clock only (what the instants would have done)."""
         if not self.cannot_alert():
-            return self.advance_by_instants(to)
+            return advance_on_columns(self, to)
         t = self.next_change()
         if t is not None and t <= to:
             self.late = False  # an instant would have been evaluated
@@ -697,3 +697,4 @@ __all__ = ["Transition", "Episode", "ProductRegion", "ShortageMonitor", "SurgeMo
 
 # Last: conduct.py builds on Episode and Transition above (used at run time only).
 from supplymon.core import conduct  # noqa: E402
+from supplymon.core.instants import advance_on_columns  # noqa: E402
