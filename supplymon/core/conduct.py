@@ -154,6 +154,9 @@ class ManufacturerConduct:
         self.memory = max(self.link_lookback, self.rise_window, self.same_window)
         self.now: int | None = None
         self.prices: dict[str, dict[str, RegionPrices]] = {}  # product -> region -> prices
+        # product -> its lowest price kept, any region and day (absent: not known yet). No
+        # window's lowest is below it: an order not above it by a tolerance cannot raise.
+        self.floor: dict[str, float] = {}
         # (product, region) -> [raised_at, price that resolves it, details]: price_rise / price_linkage_overdue
         self.rises: dict[tuple[str, str], list] = {}
         self.links: dict[tuple[str, str], list] = {}
@@ -221,6 +224,8 @@ class ManufacturerConduct:
             self._check_order(t, ts, product, region, price, order_id, out)
         for _, ts, product, region, price, _ in due:
             self.prices.setdefault(product, {}).setdefault(region, RegionPrices()).add(ts, price)
+            if product in self.floor and price < self.floor[product]:
+                self.floor[product] = price
             self.dirty.add(f"p:{product}|{region}|{ts // DAY_MS}")
         cities = set()
         while self.accepts and self.accepts[0][0] == t:
@@ -242,9 +247,26 @@ class ManufacturerConduct:
             transition.kind = kind
             out.append((dict(subject, manufacturer_id=self.manufacturer_id), transition))
 
+    def _floor(self, product: str) -> float:
+        floor = self.floor.get(product)
+        if floor is None:
+            points = [p[n] for prices in self.prices.get(product, {}).values() for p in prices.days.values()
+                      for n in range(1, len(p), 2)]
+            floor = self.floor[product] = min(points, default=float("inf"))
+        return floor
+
     def _check_order(self, t: int, ts: int, product: str, region: str, price: float, order_id: str,
                      out: list) -> None:
         regions = self.prices.get(product, {})
+        # The three rules compare the price with a lowest in a window, never below the
+        # product's floor: if the floor does not make a rule hold, no window's lowest can.
+        floor = self._floor(product)
+        if floor >= 0:
+            rise = more_than(price, floor * (1 + self.rise_tolerance))
+            same = more_than(price, floor * (1 + self.same_tolerance))
+        else:  # below 0 the tolerance's product is not monotone: no shortcut
+            rise = same = True
+        link = more_than(price - floor, self.link_tolerance * price)
         subject = {"product_id": product, "region_code": region}
         made: list[dict] = []
 
@@ -261,7 +283,7 @@ class ManufacturerConduct:
                 del episodes[(product, region)]
                 self.dirty.add(f"e:{product}")
         # price_rise: more than the tolerance above the region's lowest of the window before it.
-        mine = regions.get(region)
+        mine = regions.get(region) if rise else None
         lowest = mine.lowest(ts - self.rise_window, t - 1) if mine else None
         if (product, region) not in self.rises and lowest and more_than(price, lowest[0] * (1 + self.rise_tolerance)):
             details = {"order": order(), "lowest": _seen(lowest[0], lowest[1], region),
@@ -271,7 +293,7 @@ class ManufacturerConduct:
             self._emit(out, "price_rise", subject, [Transition(t, None, details)])
             self.dirty.add(f"e:{product}")
         # price_linkage_overdue: a price lower elsewhere, lag to lookback days before, not followed.
-        if (product, region) not in self.links:
+        if link and (product, region) not in self.links:
             lower = None
             for other, prices in sorted(regions.items()):
                 if other != region:
@@ -287,7 +309,7 @@ class ManufacturerConduct:
                 self.dirty.add(f"e:{product}")
         # price_inconsistent: above another order of the product in the same city in the window before it.
         city, cheaper = city_of(region), None
-        for other, prices in sorted(regions.items()):
+        for other, prices in sorted(regions.items()) if same else ():
             if city_of(other) == city:
                 seen = prices.lowest(ts - self.same_window, t - 1)
                 if seen and (cheaper is None or seen[0] < cheaper[0]):
@@ -344,6 +366,7 @@ class ManufacturerConduct:
             for region, prices in regions.items():
                 for day in prices.drop_before(horizon):
                     self.dirty.add(f"p:{product}|{region}|{day}")
+                    self.floor.pop(product, None)
         for city, last in self.last_accept.items():
             gone = [d for d, at in last.items() if at <= t - self.limit_window]
             for d in gone:
@@ -397,6 +420,7 @@ class ManufacturerConduct:
         if kind == "p":
             product, region, day = key.split("|")
             self.prices.setdefault(product, {}).setdefault(region, RegionPrices()).days[int(day)] = value
+            self.floor.pop(product, None)
         elif kind == "e":
             for region, episode in value["rise"].items():
                 self.rises[(key, region)] = episode
