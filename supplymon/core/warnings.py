@@ -654,7 +654,8 @@ class DeliveryRateMonitor:
             return out
         ends = range(first, day_end + 1, DAY_MS)
         rates = self._rates(ends) if ends else {}
-        for end in ends:
+        conducts = self.conduct.figures_at(self.records.values(), ends) if ends else []
+        for end, figures in zip(ends, conducts):
             for scope, (counted, on_time) in zip(self.SCOPES, rates[end]):
                 low = counted >= self.min_orders and on_time < self.threshold * counted
                 if low and self.open[scope] is None:
@@ -669,7 +670,7 @@ class DeliveryRateMonitor:
                                    resolved_rate=round(on_time / counted, 4))
                     out.append((scope, Transition(raised_at, end, details, "low_delivery_rate", scope)))
                     self.open[scope] = None
-            out += [("", transition) for transition in self.conduct.measure(self.records.values(), end)]
+            out += [("", transition) for transition in self.conduct.measure(self.records.values(), end, figures)]
             self.measured_until = end
         return out
 
