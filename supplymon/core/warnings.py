@@ -495,6 +495,7 @@ class ManufacturerWatch:
         self.due = DueIndex()
         self.touched: set[tuple[str, str]] = set()  # subjects whose meta changed (see take_touched)
         self.advanced: set[tuple[str, str]] = set()  # subjects advanced since the last evict()
+        self.unscheduled: set[tuple[str, str]] = set()  # subjects upserted since their next change was indexed
 
     def subject(self, product_id: str, region_code: str) -> ProductRegion:
         key = (product_id, region_code)
@@ -510,10 +511,16 @@ class ManufacturerWatch:
         # A record of an order older than any window here was seen before it was evicted.
         if changed and (old is not None or subject.now is None or record[ORDERED_AT] > subject.now - subject.memory):
             self.conduct.observe(order_id, old, record)
-        if changed:
+        if changed:  # indexed by its next change once the batch's records are in (_schedule)
             self.touched.add(key)
-            self.due.schedule(key, subject.next_change())
+            self.unscheduled.add(key)
         return changed
+
+    def _schedule(self) -> None:
+        for key in self.unscheduled:
+            if key in self.subjects:
+                self.due.schedule(key, self.subjects[key].next_change())
+        self.unscheduled.clear()
 
     def load_meta(self, product_id: str, region_code: str, meta: dict) -> None:
         subject = self.subject(product_id, region_code)
@@ -527,10 +534,12 @@ class ManufacturerWatch:
         return out
 
     def next_change(self) -> int | None:
+        self._schedule()
         times = [t for t in (self.due.next_due(), self.conduct.next_change()) if t is not None]
         return min(times) if times else None
 
     def advance(self, to: int) -> list[tuple[tuple[str, str], Transition]]:
+        self._schedule()
         out = []
         for key in self.due.pop_due(to + 1):
             subject = self.subjects[key]
