@@ -194,10 +194,16 @@ class ManufacturerConduct:
 
     # -- evaluation --------------------------------------------------------------
     def next_change(self) -> int | None:
-        candidates = [heap[0][0] for heap in (self.orders, self.accepts) if heap]
-        candidates += [c for c in (e.next_check() for e in self.same.values()) if c is not None]
-        candidates += self.limit_next.values()
-        return min(candidates) if candidates else None
+        best = self.orders[0][0] if self.orders else None
+        if self.accepts and (best is None or self.accepts[0][0] < best):
+            best = self.accepts[0][0]
+        if self.same or self.limit_next:
+            candidates = [c for c in (e.next_check() for e in self.same.values()) if c is not None]
+            candidates += self.limit_next.values()
+            if best is not None:
+                candidates.append(best)
+            best = min(candidates) if candidates else None
+        return best
 
     def advance(self, to: int) -> list[tuple[dict, Transition]]:
         out: list[tuple[dict, Transition]] = []
@@ -212,7 +218,7 @@ class ManufacturerConduct:
         return out
 
     def _step(self, t: int, out: list) -> None:
-        for (product, city), episode in list(self.same.items()):  # quiet for a window: resolved
+        for (product, city), episode in list(self.same.items()) if self.same else ():  # quiet for a window: resolved
             if episode.next_check() is not None and episode.next_check() <= t:
                 self._emit(out, "price_inconsistent", {"product_id": product, "region_code": city},
                            episode.observe(t, False, dict))
@@ -227,7 +233,13 @@ class ManufacturerConduct:
         for _, ts, product, region, price, order_id in due:  # against the orders before t
             self._check_order(t, ts, product, region, price, order_id, out)
         for _, ts, product, region, price, _ in due:
-            self.prices.setdefault(product, {}).setdefault(region, RegionPrices()).add(ts, price)
+            regions = self.prices.get(product)
+            if regions is None:
+                regions = self.prices[product] = {}
+            prices = regions.get(region)
+            if prices is None:
+                prices = regions[region] = RegionPrices()
+            prices.add(ts, price)
             if product in self.floor and price < self.floor[product]:
                 self.floor[product] = price
             self.dirty.add(f"p:{product}|{region}|{ts // DAY_MS}")
@@ -239,7 +251,8 @@ class ManufacturerConduct:
             last = self.last_accept.setdefault(city, {})
             last[distributor] = max(last.get(distributor, ts), ts)
             cities.add(city)
-        cities.update(city for city, at in self.limit_next.items() if at <= t)
+        if self.limit_next:
+            cities.update(city for city, at in self.limit_next.items() if at <= t)
         for city in sorted(cities):
             self._check_limit(t, city, out)
         if t // DAY_MS != self._forgot_on:
@@ -333,6 +346,8 @@ class ManufacturerConduct:
 
     def _check_limit(self, t: int, city: str, out: list) -> None:
         last = self.last_accept.get(city, {})
+        if len(last) <= self.max_distributors and city not in self.limits:  # cannot hold, nothing open
+            return
         counted = sorted(d for d, at in last.items() if t - self.limit_window < at <= t)
         holds = len(counted) > self.max_distributors
         episode = self.limits.get(city)
