@@ -172,6 +172,7 @@ class ManufacturerConduct:
         self.orders: list[tuple] = []  # (check at, ts, product, region, price, order_id)
         self.accepts: list[tuple] = []  # (check at, ts, city, distributor)
         self._queued: set[tuple] = set()
+        self._heaped = True  # False: items were appended since the heaps were last put in order
         self.dirty: set[str] = set()  # table entries changed (see take_writes)
         self._forgot_on: int | None = None  # the day of the last _forget (once a day is enough)
 
@@ -190,10 +191,15 @@ class ManufacturerConduct:
             return
         self._queued.add(item)
         late = self.now is not None and item[0] <= self.now
-        heapq.heappush(heap, (self.now + 1 if late else item[0], *item))
+        heap.append((self.now + 1 if late else item[0], *item))  # a batch's items: one heapify, not a push each
+        self._heaped = False
 
     # -- evaluation --------------------------------------------------------------
     def next_change(self) -> int | None:
+        if not self._heaped:
+            heapq.heapify(self.orders)
+            heapq.heapify(self.accepts)
+            self._heaped = True
         best = self.orders[0][0] if self.orders else None
         if self.accepts and (best is None or self.accepts[0][0] < best):
             best = self.accepts[0][0]
