@@ -76,18 +76,26 @@ def add_point(points: list, ts: int, price: float) -> list:
     return [v for pair in sorted(kept) for v in pair]
 
 
+_DAYS: dict[int, int] = {}  # one int object per day number (one a day: a few hundred a year)
+
+
+def same_day(day: int) -> int:
+    """`day`, as the one object every product and region keeps for it."""
+    return _DAYS.setdefault(day, day)
+
+
 class RegionPrices:
     """The prices a product was ordered at in one region, by day (`add_point`)."""
 
     __slots__ = ("days", "_whole")
 
     def __init__(self, days: dict | None = None):
-        self.days: dict[int, list] = days or {}
+        self.days: dict[int, tuple] = days or {}  # day -> its points, flat (ts, price, ...)
         self._whole: dict[tuple[int, int], tuple | None] = {}  # cache: lowest of whole days lo..hi
 
     def add(self, ts: int, price: float) -> int:
-        day = ts // DAY_MS
-        self.days[day] = add_point(self.days.get(day, ()), ts, price)
+        day = same_day(ts // DAY_MS)
+        self.days[day] = tuple(add_point(self.days.get(day, ()), ts, price))
         if self._whole:
             self._whole = {k: v for k, v in self._whole.items() if not k[0] <= day <= k[1]}
         return day
@@ -445,7 +453,7 @@ class ManufacturerConduct:
         kind, key = item.split(":", 1)
         if kind == "p":
             product, region, day = key.split("|")
-            self.prices.setdefault(product, {}).setdefault(region, RegionPrices()).days[int(day)] = value
+            self.prices.setdefault(product, {}).setdefault(region, RegionPrices()).days[same_day(int(day))] = tuple(value)
             self.floor.pop(product, None)
         elif kind == "e":
             for region, episode in value["rise"].items():

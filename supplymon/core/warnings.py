@@ -54,7 +54,7 @@ class Transition:
     scope: str = ""
 
 
-@dataclass
+@dataclass(slots=True)  # one or two per subject, tens of thousands of subjects
 class Episode:
     """Raised at the first instant a condition holds; resolved once it has not held
     for `quiet_ms` (at the instant it stopped holding + `quiet_ms`)."""
@@ -145,6 +145,11 @@ class ProductRegion:
     quantity, distributor, first answer's ts, decision, confirmed, reason (the
     answer fields None until answered).
     """
+
+    # Slots: a subject's attributes without a dict of its own (~1 KB less per subject).
+    __slots__ = ("shortage_window", "shortage_institutions", "shortage_min_answered", "shortage_fill_rate", "recent",
+                 "surge_min_orders", "surge_factor", "surge_min_days", "surge_max_days", "offsets", "records",
+                 "index", "_prefix", "_sweep", "first_order", "now", "late", "answers", "shortage", "surge")
 
     def __init__(self, rules: Rules = DEFAULT_RULES):
         self.shortage_window = rules.ms("shortage_window_hours")
