@@ -62,7 +62,11 @@ def add_point(points: list, ts: int, price: float) -> list:
     only the orders lower than every earlier one of the day, or lower than every
     later one, are kept; the others can never be a lowest price of a window that
     starts or ends in the day."""
-    pairs = sorted({*zip(points[::2], points[1::2]), (ts, price)})
+    pairs = list(zip(points[::2], points[1::2]))
+    if pairs and ts <= pairs[-1][0]:
+        pairs = sorted({*pairs, (ts, price)})
+    else:  # the usual case: the day's latest order (the points are sorted and distinct)
+        pairs.append((ts, price))
     kept, best = set(), float("inf")
     for pair in pairs:
         if pair[1] < best:
@@ -299,6 +303,8 @@ class ManufacturerConduct:
             rise = floor < 0 or more_than(price, floor * (1 + self.rise_tolerance))
             same = floor < 0 or more_than(price, floor * (1 + self.same_tolerance))
             link = more_than(price - floor, self.link_tolerance * price)
+            if not (rise or same or link or self.rises or self.links):  # nothing to raise or resolve
+                return
         subject = {"product_id": product, "region_code": region}
         made: list[dict] = []
 
