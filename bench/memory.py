@@ -2,10 +2,10 @@
 
 The early-warning core keeps every order of the last 29 days (by default): a record
 for its manufacturer's product+region and one for its distributor, plus their table
-entries (the worker's in-memory store holds the same record objects under their own
-keys). This feeds the pure core (supplymon/core/early_warnings.py) the signals of
+entries (the worker's in-memory store holds the metas and conduct entries; the
+orders' records go to the changelog only, see `kept_in_store`). This feeds the pure core (supplymon/core/early_warnings.py) the signals of
 N orders spread over 28 days, as the lifecycle agent would send them, keeps the
-table entries in a dict as the memory store does, and prints the process's RSS
+table entries it keeps in a dict as the memory store does, and prints the process's RSS
 growth per order. Subjects are product x region; the sparser they are (fewer
 orders per product+region), the more each order costs.
 
@@ -28,7 +28,7 @@ import zlib
 import orjson
 
 from bench.pipeline import rss_kib
-from supplymon.core.early_warnings import EarlyWarnings
+from supplymon.core.early_warnings import EarlyWarnings, kept_in_store
 from supplymon.core.signals import order_signals, pack
 from supplymon.core.windows import DAY_MS
 from supplymon.settings import HOUR_MS, Rules
@@ -76,7 +76,7 @@ def measure(orders: int, products: int, regions: int, seed: int = 1, days: int =
         messages = [(p, orjson.loads(orjson.dumps(m)))
                     for p, m in pack(records, {SOURCE: at}, partition_of, PARTITIONS)]
         for key, value in warnings.process(messages).writes.items():
-            if value is None:
+            if value is None or not kept_in_store(key):
                 store.pop(key, None)
             else:
                 store[key] = value

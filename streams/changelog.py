@@ -101,14 +101,26 @@ class BatchedChangelog:
             store.pop(key, None)
         return len(foreign)
 
-    async def write(self, changes: Mapping[str, Any]) -> None:
-        """Apply `changes` (key -> value; None deletes) and deliver them to the changelog."""
+    def drop(self, unkept: Callable[[str], bool]) -> int:
+        """Drop the store's entries whose key is `unkept` (their state lives elsewhere,
+        see `write`); how many."""
+        store = self.table.data
+        gone = [key for key in store.keys() if unkept(key)]
+        for key in gone:
+            store.pop(key, None)
+        return len(gone)
+
+    async def write(self, changes: Mapping[str, Any], kept: Callable[[str], bool] | None = None) -> None:
+        """Apply `changes` (key -> value; None deletes) and deliver them to the changelog.
+        A key not `kept` is delivered but not held in the store: its owner keeps that
+        state itself (more compactly) and reads it from the store only as Faust's
+        recovery puts it there after a rebalance."""
         if not changes:
             return
         store = self.table.data
         by_partition: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
         for key, value in changes.items():
-            if value is None:
+            if value is None or (kept is not None and not kept(key)):
                 store.pop(key, None)
             else:
                 store[key] = value

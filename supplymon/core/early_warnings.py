@@ -9,6 +9,12 @@ rows. Everything the evaluation keeps is written out as table entries
 ("<group>|o:<order>" records, "<group>|s:<product>|<region>" and "<group>|meta"
 metas, "<group>|c:..." the manufacturer's conduct state) from which `restore()`
 rebuilds it.
+
+The "o:" records are by far the most entries (two per order kept): the worker's
+store does not hold them (`kept_in_store`), only the changelog does, so each
+order's record lives once, in the monitors. A rebalance restores the groups of
+partitions newly held from what Faust's recovery read back into the store, and
+keeps the groups of the partitions held throughout as they are (`keep_held`).
 """
 from __future__ import annotations
 
@@ -25,6 +31,11 @@ from supplymon.settings import Rules
 Group = ManufacturerWatch | DeliveryRateMonitor
 # The positions of a record's texts (ids, decisions, reasons): a manufacturer's, a distributor's.
 SUPPLY_TEXTS, DELIVERY_TEXTS = (PRODUCT, REGION, INSTITUTION, DISTRIBUTOR, DECISION, REASON), (D_DECISION,)
+
+
+def kept_in_store(key: str) -> bool:
+    """Whether the worker's table store holds an entry: all but the orders' records."""
+    return "|o:" not in key
 
 
 @dataclass
@@ -44,20 +55,32 @@ class EarlyWarnings:
         self.due: dict[int, DueIndex] = {}  # signals partition -> groups by their next change
         self.marks: dict[int, dict[str, int]] = {}  # signals partition -> input partition -> event time
         self.sources: set[str] = set()  # every input "topic:partition"
+        self.held: set[int] = set()  # the signals partitions of the last restore
 
     # -- state -------------------------------------------------------------------
-    def restore(self, entries: Iterable[tuple[str, Any]], partitions: Iterable[int], sources: Iterable[str]) -> None:
-        """Rebuild from the table's entries, for the signals `partitions` held now."""
+    def restore(self, entries: Iterable[tuple[str, Any]], partitions: Iterable[int], sources: Iterable[str],
+                keep_held: bool = False) -> None:
+        """Rebuild from the table's entries, for the signals `partitions` held now;
+        `keep_held`: the groups of partitions held before and now are kept as they
+        are (their entries are skipped), the others rebuilt."""
         self.sources = set(sources)
-        self.groups.clear()
-        self.due.clear()
         held = set(partitions)
+        kept = held & self.held if keep_held else set()
+        self.held = held
+        partition_of = self.partition_of
+        for group in [g for g in self.groups if partition_of(g) not in kept]:
+            del self.groups[group]
+        for partition in [p for p in self.due if p not in kept]:
+            del self.due[partition]
         for partition in list(self.marks):
             if partition not in held:
                 del self.marks[partition]
-        metas = []
+        metas, rebuilt = [], set()
         for key, value in entries:
             group, item = key.split("|", 1)
+            if kept and partition_of(group) in kept:
+                continue
+            rebuilt.add(group)
             if item.startswith("o:"):
                 self._group(group).upsert(item[2:], value)
             else:
@@ -70,7 +93,8 @@ class EarlyWarnings:
                 watch.load_meta(*item[2:].split("|", 1), value)
             else:
                 watch.load_meta(value)
-        for group, watch in self.groups.items():
+        for group in rebuilt:
+            watch = self.groups[group]
             if isinstance(watch, ManufacturerWatch):
                 watch.touched.clear()
             self._schedule(group)
