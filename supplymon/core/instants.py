@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from supplymon.core.signals import ANSWERED_AT, CONFIRMED, DECISION, INSTITUTION, QUANTITY, REASON
+from supplymon.core.supply_columns import NONE, Columns
 from supplymon.core.windows import DAY_MS
 
 if TYPE_CHECKING:
     from supplymon.core.warnings import ProductRegion, Transition
 
 I64 = np.int64
-NONE = 1 << 62  # an unanswered order's answer time: after every instant
 
 
 def candidates(pr: ProductRegion, ats: np.ndarray, to: int) -> np.ndarray:
@@ -61,17 +60,14 @@ def candidates(pr: ProductRegion, ats: np.ndarray, to: int) -> np.ndarray:
     return every[(every > lower) & (every <= to)]
 
 
-def shortage_holds(pr: ProductRegion, ats: np.ndarray, records: list, times: np.ndarray) -> np.ndarray:
+def shortage_holds(pr: ProductRegion, cols: Columns, times: np.ndarray) -> np.ndarray:
     """`shortage_holds_at(t)` for each t of `times`: an order counts over
     [max(ordered_at, answered_at), ordered_at + window), so the sums at t are the
     running sums of the spans started by t less those ended by t."""
-    n = len(records)
-    answered_at = np.fromiter((NONE if r[ANSWERED_AT] is None else r[ANSWERED_AT] for r in records), I64, n)
+    ats, answered_at = cols.at, cols.rt
     start, end = np.maximum(ats, answered_at), ats + pr.shortage_window
-    counted = (answered_at != NONE) & (start < end)
-    idx = np.flatnonzero(counted)
-    quantity = np.fromiter((records[i][QUANTITY] for i in idx), I64, len(idx))
-    confirmed = np.fromiter((records[i][CONFIRMED] for i in idx), I64, len(idx))
+    idx = np.flatnonzero((answered_at != NONE) & (start < end))
+    quantity, confirmed = cols.q[idx], cols.c[idx]
     start, end = start[idx], end[idx]
 
     def running(at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,24 +79,22 @@ def shortage_holds(pr: ProductRegion, ats: np.ndarray, records: list, times: np.
     (i, qi, ci), (j, qj, cj) = running(start), running(end)
     answered, ordered, confirmed_sum = i - j, qi - qj, ci - cj
     holds = (answered >= pr.shortage_min_answered) & (confirmed_sum < pr.shortage_fill_rate * ordered)
-    away = [k for k, i in enumerate(idx) if records[i][REASON] == "out_of_stock"
-            and records[i][DECISION] in ("rejected", "partial")]
+    away = np.flatnonzero(cols.turned_away()[idx])
     if len(away) and not holds.all():
-        names = [records[idx[k]][INSTITUTION] for k in away]
-        codes = {name: c for c, name in enumerate(dict.fromkeys(names))}
+        institutions, which = np.unique(cols.inst[idx][away], return_inverse=True)
         at_t = (start[away][:, None] <= times[None, :]) & (times[None, :] < end[away][:, None])
-        seen = np.zeros((len(codes), len(times)), bool)
-        np.logical_or.at(seen, np.array([codes[name] for name in names]), at_t)
+        seen = np.zeros((len(institutions), len(times)), bool)
+        np.logical_or.at(seen, which.ravel(), at_t)
         holds |= seen.sum(axis=0) >= pr.shortage_institutions
     elif pr.shortage_institutions <= 0:
         holds[:] = True
     return holds
 
 
-def surge_holds(pr: ProductRegion, ats: np.ndarray, records: list, times: np.ndarray) -> np.ndarray:
+def surge_holds(pr: ProductRegion, cols: Columns, times: np.ndarray) -> np.ndarray:
     """`surge_holds_at(t)` for each t of `times`, from running sums of the quantities."""
-    quantity = np.fromiter((r[QUANTITY] for r in records), I64, len(records))
-    running = np.concatenate(([0], np.cumsum(quantity)))
+    ats = cols.at
+    running = np.concatenate(([0], np.cumsum(cols.q)))
     lo = np.searchsorted(ats, times - pr.recent, "right")
     hi = np.searchsorted(ats, times, "right")
     if pr.first_order is None:
@@ -123,15 +117,14 @@ def _next_index(holds: np.ndarray, value: bool) -> list[int]:
 
 def advance_on_columns(pr: ProductRegion, to: int) -> list[Transition]:
     """`pr.advance_by_instants(to)`, computed on columns (see the module's doc)."""
-    index, records = pr.index, pr.records
-    ats = np.fromiter((at for at, _ in index), I64, len(index))
+    cols = pr.columns()  # the records' own columns: nothing rebuilt record by record
+    ats = cols.at
     times = candidates(pr, ats, to)
     out: list[Transition] = []
     if len(times) or pr.shortage.next_check() is not None or pr.surge.next_check() is not None:
-        recs = [records[oid] for _, oid in index]
-        rules = [("supply_shortage", pr.shortage, shortage_holds(pr, ats, recs, times), pr.shortage_holds_at,
+        rules = [("supply_shortage", pr.shortage, shortage_holds(pr, cols, times), pr.shortage_holds_at,
                   pr.shortage_figures),
-                 ("demand_surge", pr.surge, surge_holds(pr, ats, recs, times), pr.surge_holds_at, pr.surge_figures)]
+                 ("demand_surge", pr.surge, surge_holds(pr, cols, times), pr.surge_holds_at, pr.surge_figures)]
         nexts = [(_next_index(holds, True), _next_index(holds, False)) for _, _, holds, _, _ in rules]
         instants, m, i = times.tolist(), len(times), 0
         while True:
@@ -160,5 +153,5 @@ def advance_on_columns(pr: ProductRegion, to: int) -> list[Transition]:
         pr.now = to
     while pr.answers and pr.answers[0] <= pr.now:
         heapq.heappop(pr.answers)
-    pr._sweep = None
+    pr._columns = None
     return out

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import numpy as np
 
 from supplymon.core.due import DueIndex
+from supplymon.core.supply_columns import NAMES, RecordsView, SupplyRows
 from supplymon.core.signals import (ANSWERED_AT, CONFIRMED, D_ORDERED_AT, DEADLINE, DECISION, DISTRIBUTOR,
                                     GRASSROOTS, INSTITUTION, ON_TIME_SINCE, ORDERED_AT, PRODUCT, QUANTITY, REASON,
                                     REGION, delivery_record, supply_record)
@@ -32,10 +32,6 @@ from supplymon.core.windows import DAY_MS, FAMILIES
 from supplymon.settings import HOUR_MS, Rules
 
 DAILY = FAMILIES[0]
-# A window of at most this many orders is evaluated order by order; beyond, from
-# running sums (the surge's kept by the subjects that needed them, ~40 bytes per
-# order; the shortage's made once per advance).
-SCAN_AT_MOST = 32
 DEFAULT_RULES = Rules()
 # A distributor with this many orders kept has its delivery rates counted on columns.
 COLUMNS_FROM = 64
@@ -89,69 +85,22 @@ class Episode:
         self.raised_at, self.stopped_at, self.details = data
 
 
-def _running(items: list[tuple[int, int, int]]) -> tuple[list[int], list[int], list[int], list[int]]:
-    """(times, running counts, running quantities, running confirmed) of items
-    (time, quantity, confirmed) sorted by time; the running lists start at 0."""
-    times, counts, ordered, confirmed = [], [0], [0], [0]
-    for time, quantity, confirmed_quantity in items:
-        times.append(time)
-        counts.append(counts[-1] + 1)
-        ordered.append(ordered[-1] + quantity)
-        confirmed.append(confirmed[-1] + confirmed_quantity)
-    return times, counts, ordered, confirmed
-
-
-class ShortageSweep:
-    """The shortage's sums at any instant from `since` on, without a pass over the
-    window per instant. An order counts at t when placed in (t - window, t] and
-    answered by t: over [max(ordered_at, answered_at), ordered_at + window). So the
-    answered orders, ordered and confirmed quantities at t are the running sums of
-    the spans started by t minus those of the spans ended by t; the orders turned
-    away for lack of stock (few) are kept as spans to count institutions."""
-
-    def __init__(self, records: Iterable[list], window: int, since: int):
-        self.since = since
-        starts, ends, self.turned_away = [], [], []
-        for rec in records:
-            answered_at = rec[ANSWERED_AT]
-            if answered_at is None:
-                continue
-            start, end = max(rec[ORDERED_AT], answered_at), rec[ORDERED_AT] + window
-            if start >= end:
-                continue
-            starts.append((start, rec[QUANTITY], rec[CONFIRMED]))
-            ends.append((end, rec[QUANTITY], rec[CONFIRMED]))
-            if rec[DECISION] in ("rejected", "partial") and rec[REASON] == "out_of_stock":
-                self.turned_away.append((start, end, rec[INSTITUTION]))
-        starts.sort()
-        ends.sort()
-        self.started, self.ended = _running(starts), _running(ends)
-
-    def sums(self, t: int) -> tuple[int, int, int]:
-        """Answered orders, ordered quantity, confirmed quantity at `t`."""
-        (s_times, s_counts, s_ordered, s_confirmed), (e_times, e_counts, e_ordered, e_confirmed) = self.started, self.ended
-        i, j = bisect.bisect_right(s_times, t), bisect.bisect_right(e_times, t)
-        return s_counts[i] - e_counts[j], s_ordered[i] - e_ordered[j], s_confirmed[i] - e_confirmed[j]
-
-    def institutions(self, t: int) -> int:
-        """Distinct institutions turned away for lack of stock, counted at `t`."""
-        return len({institution for start, end, institution in self.turned_away if start <= t < end})
-
-
-class ProductRegion:
+class ProductRegion(SupplyRows):
     """One product in one region: `supply_shortage` and `demand_surge`.
 
-    Records: order_id -> supply_record (core/signals.py): institution, ordered at,
-    quantity, distributor, first answer's ts, decision, confirmed, reason (the
-    answer fields None until answered).
+    Records: one supply_record (core/signals.py) per order: institution, ordered
+    at, quantity, distributor, first answer's ts, decision, confirmed, reason (the
+    answer fields None until answered), held as columns in time order
+    (core/supply_columns.py).
     """
 
     # Slots: a subject's attributes without a dict of its own (~1 KB less per subject).
     __slots__ = ("shortage_window", "shortage_institutions", "shortage_min_answered", "shortage_fill_rate", "recent",
-                 "surge_min_orders", "surge_factor", "surge_min_days", "surge_max_days", "offsets", "records",
-                 "index", "_prefix", "_sweep", "first_order", "now", "late", "answers", "shortage", "surge")
+                 "surge_min_orders", "surge_factor", "surge_min_days", "surge_max_days", "offsets",
+                 "first_order", "now", "late", "answers", "shortage", "surge")
 
     def __init__(self, rules: Rules = DEFAULT_RULES):
+        super().__init__()
         self.shortage_window = rules.ms("shortage_window_hours")
         self.shortage_institutions = int(rules.shortage_institutions)
         self.shortage_min_answered = int(rules.shortage_min_answered_orders)
@@ -165,12 +114,6 @@ class ProductRegion:
         # `ordered_at` plus each of these (the longest is also when it leaves memory).
         self.offsets = tuple(sorted({0, self.shortage_window, self.recent,
                                      self.recent + self.surge_max_days * DAY_MS}))
-        self.records: dict[str, list] = {}
-        self.index: list[tuple[int, str]] = []  # (ordered_at, order_id), sorted
-        # Running sums of the orders' quantities along `index` (None: rebuilt when next
-        # needed), so a window's quantity is a difference of two, not a sum over 28 days.
-        self._prefix: list[int] | None = None
-        self._sweep: ShortageSweep | None = None  # made during an advance, dropped after it
         self.first_order: int | None = None
         self.now: int | None = None
         self.late = False  # a record changed at or before `now`: evaluate at now + 1
@@ -180,29 +123,26 @@ class ProductRegion:
         self.shortage = Episode(rules.ms("shortage_quiet_hours"))
         self.surge = Episode(rules.ms("surge_quiet_hours"))
 
+    @property
+    def records(self) -> RecordsView:
+        """order id -> record (each made on request)."""
+        return RecordsView(self)
+
+    @property
+    def index(self) -> list[tuple[int, str]]:
+        """(ordered_at, order_id) of the orders, in time order."""
+        return list(zip(self.ats, self.ids))
+
     # -- input -------------------------------------------------------------------
     def upsert(self, order_id: str, record: list) -> bool:
         """Put an order's record; False if it was already there as it is."""
-        old = self.records.get(order_id)
-        if old == record:
-            return False
-        if old is not None and old[ORDERED_AT] != record[ORDERED_AT]:
-            self.index.remove((old[ORDERED_AT], order_id))
-            self._prefix = None
-            old = None
-        if old is None:
-            entry, index = (record[ORDERED_AT], order_id), self.index
-            if not index or entry > index[-1]:  # the usual case: orders come in time order
-                index.append(entry)
-                if self._prefix is not None:
-                    self._prefix.append(self._prefix[-1] + record[QUANTITY])
-            else:
-                bisect.insort(index, entry)
-                self._prefix = None
-        elif old[QUANTITY] != record[QUANTITY]:
-            self._prefix = None
-        self.records[order_id] = record
-        self._sweep = None
+        return self.put_record(order_id, record)[0]
+
+    def put_record(self, order_id: str, record: list) -> tuple[bool, list | None]:
+        """`upsert`, and the record held before (None: first seen)."""
+        changed, old = self.put(order_id, record)
+        if not changed:
+            return False, old
         at, rt = record[ORDERED_AT], record[ANSWERED_AT]
         if self.first_order is None or at < self.first_order:
             self.first_order = at
@@ -210,27 +150,21 @@ class ProductRegion:
             heapq.heappush(self.answers, rt)
         if self.now is not None and (at <= self.now or (rt is not None and rt <= self.now)):
             self.late = True
-        return True
+        return True, old
 
     # -- evaluation --------------------------------------------------------------
     def _span(self, start: int, end: int) -> tuple[int, int]:
-        """Positions in `index` of the orders placed in (start, end]."""
-        index = self.index
-        return bisect.bisect_right(index, (start, "\uffff")), bisect.bisect_right(index, (end, "\uffff"))
+        """Rows of the orders placed in (start, end]."""
+        return bisect.bisect_right(self.ats, start), bisect.bisect_right(self.ats, end)
 
     def _since(self, start: int, end: int) -> list[list]:
         """Records of orders placed in (start, end]."""
         lo, hi = self._span(start, end)
-        return [self.records[oid] for _, oid in self.index[lo:hi]]
+        return [self.record_at(n) for n in range(lo, hi)]
 
     def _quantity(self, lo: int, hi: int) -> int:
-        """Total quantity of the orders at positions lo..hi-1 of `index`."""
-        prefix, records = self._prefix, self.records
-        if prefix is None and hi - lo <= SCAN_AT_MOST:  # a sparse subject: no running sums kept
-            return sum(records[oid][QUANTITY] for _, oid in self.index[lo:hi])
-        if prefix is None:
-            prefix = self._prefix = [0, *itertools.accumulate(records[oid][QUANTITY] for _, oid in self.index)]
-        return prefix[hi] - prefix[lo]
+        """Total quantity of the orders at rows lo..hi-1."""
+        return int(self.columns().q[lo:hi].sum()) if hi > lo else 0
 
     def shortage_figures(self, t: int) -> dict:
         turned_away, answered, ordered, confirmed, distributors = set(), 0, 0, 0, set()
@@ -261,31 +195,15 @@ class ProductRegion:
         return institutions() >= self.shortage_institutions
 
     def shortage_holds_at(self, t: int) -> bool:
-        """`shortage_holds(shortage_figures(t))`; a busy subject answers it from a
-        sweep made once per advance instead of a pass over its window per instant."""
+        """`shortage_holds(shortage_figures(t))`, summed on the window's columns."""
         lo, hi = self._span(t - self.shortage_window, t)
-        if hi - lo <= SCAN_AT_MOST:
-            return self._shortage_holds_by_scan(t, lo, hi)
-        sweep = self._sweep
-        if sweep is None or t < sweep.since:  # from the orders that can still count from t on
-            sweep = self._sweep = ShortageSweep((self.records[oid] for _, oid in self.index[lo:]),
-                                                self.shortage_window, t)
-        return self._shortage_condition(*sweep.sums(t), lambda: sweep.institutions(t))
-
-    def _shortage_holds_by_scan(self, t: int, lo: int, hi: int) -> bool:
-        """`shortage_holds(shortage_figures(t))` for the orders at lo..hi-1 of `index`
-        (those placed in the window): the sums without the figures' dict and lists."""
-        records, answered, ordered, confirmed, turned_away = self.records, 0, 0, 0, set()
-        for _, oid in self.index[lo:hi]:
-            rec = records[oid]
-            answered_at = rec[ANSWERED_AT]
-            if answered_at is not None and answered_at <= t:
-                answered += 1
-                ordered += rec[QUANTITY]
-                confirmed += rec[CONFIRMED]
-                if rec[REASON] == "out_of_stock" and rec[DECISION] in ("rejected", "partial"):
-                    turned_away.add(rec[INSTITUTION])
-        return self._shortage_condition(answered, ordered, confirmed, turned_away.__len__)
+        if lo == hi:
+            return self._shortage_condition(0, 0, 0, lambda: 0)
+        cols = self.columns()
+        counted = cols.rt[lo:hi] <= t  # an unanswered order's NONE is after every t
+        return self._shortage_condition(
+            int(counted.sum()), int(cols.q[lo:hi][counted].sum()), int(cols.c[lo:hi][counted].sum()),
+            lambda: len(np.unique(cols.inst[lo:hi][counted & cols.turned_away()[lo:hi]])))
 
     def history_days(self, t: int) -> int:
         if self.first_order is None:
@@ -300,7 +218,7 @@ class ProductRegion:
         figures = {"orders_24h": hi - lo, "quantity_24h": self._quantity(lo, hi),
                    "baseline_days": days, "baseline_mean_daily_quantity": None,
                    "window_hours": self.recent / HOUR_MS,
-                   "distributors": sorted({self.records[oid][DISTRIBUTOR] for _, oid in self.index[lo:hi]})
+                   "distributors": sorted({NAMES[c] for c in self.columns().dist[lo:hi].tolist()})
                    if distributors else None}
         # The baseline (up to 28 days) only matters once there are enough orders.
         if days >= self.surge_min_days and hi - lo >= self.surge_min_orders:
@@ -332,17 +250,17 @@ class ProductRegion:
         """The first instant after `now` at which a figure can change (a superset is fine)."""
         if self.late:
             return self.now + 1
-        now, index, answers = self.now, self.index, self.answers
+        now, ats, answers = self.now, self.ats, self.answers
         while answers and now is not None and answers[0] <= now:
             heapq.heappop(answers)
         candidates = answers[:1]
         for offset in self.offsets:  # the first order entering or leaving a window after now
-            i = 0 if now is None else bisect.bisect_right(index, (now - offset, "\uffff"))
-            if i < len(index):
-                candidates.append(index[i][0] + offset)
+            i = 0 if now is None else bisect.bisect_right(ats, now - offset)
+            if i < len(ats):
+                candidates.append(ats[i] + offset)
         # The baseline's own changes matter only to a surge, which needs that many orders
         # in 24 h: a sparse subject skips them (most subjects: one every day for 28 days).
-        baseline = self._next_baseline_change() if len(index) >= self.surge_min_orders else None
+        baseline = self._next_baseline_change() if len(ats) >= self.surge_min_orders else None
         if baseline is not None:
             candidates.append(baseline)
         return min(candidates) if candidates else None
@@ -360,16 +278,16 @@ class ProductRegion:
         k = max(1, (d - first) // day + 1)
         if k <= most:
             candidates.append(first + k * day)
-        index = self.index
-        lo = bisect.bisect_right(index, (d - most * day, "\uffff"))  # orders with an instant after d
-        hi = bisect.bisect_left(index, (first + day, ""))  # orders of the first day
+        ats = self.ats
+        lo = bisect.bisect_right(ats, d - most * day)  # orders with an instant after d
+        hi = bisect.bisect_left(ats, first + day)  # orders of the first day
         if lo < hi:
             if d < first + day:  # nothing has left yet: the earliest order leaves first
-                candidates.append(index[lo][0] + day)
+                candidates.append(ats[lo] + day)
             else:  # y = d + 1 + ((at - d - 1) mod day): the order next in phase after d
                 phase = (d + 1 - first) % day
-                i = bisect.bisect_left(index, (first + phase, ""), lo, hi)
-                at = index[i if i < hi else lo][0]
+                i = bisect.bisect_left(ats, first + phase, lo, hi)
+                at = ats[i if i < hi else lo]
                 candidates.append(d + 1 + (at - d - 1) % day)
         return min(candidates) + self.recent if candidates else None
 
@@ -386,10 +304,9 @@ class ProductRegion:
         ones (fewer orders than either rule counts), are so between their orders."""
         if self.shortage.raised_at is not None or self.surge.raised_at is not None:
             return False
-        records = self.records
-        if len(records) >= self.shortage_min_answered or len(records) >= self.surge_min_orders:
+        if len(self.ids) >= self.shortage_min_answered or len(self.ids) >= self.surge_min_orders:
             return False
-        turned_away = {rec[INSTITUTION] for rec in records.values()
+        turned_away = {rec[INSTITUTION] for rec in map(self.record_at, range(len(self.ids)))
                        if rec[ANSWERED_AT] is not None and rec[REASON] == "out_of_stock"
                        and rec[DECISION] in ("rejected", "partial")}
         return len(turned_away) < self.shortage_institutions
@@ -404,7 +321,7 @@ class ProductRegion:
             self.late = False  # an instant would have been evaluated
         if self.now is None or to > self.now:
             self.now = to
-        self._sweep = None
+        self._columns = None
         return []
 
     def advance_by_instants(self, to: int) -> list[Transition]:
@@ -424,7 +341,7 @@ class ProductRegion:
             self.now, self.late = t, False
         if self.now is None or to > self.now:
             self.now = to
-        self._sweep = None  # derived; not worth its memory between advances
+        self._columns = None  # derived; not worth its memory between advances
         return out
 
     @property
@@ -436,15 +353,7 @@ class ProductRegion:
         """Drop the orders no window can reach any more; their ids."""
         if self.now is None:
             return []
-        horizon = self.now - self.memory
-        cut = bisect.bisect_right(self.index, (horizon, "\uffff"))
-        gone = [oid for _, oid in self.index[:cut]]
-        del self.index[:cut]
-        if self._prefix is not None:
-            del self._prefix[:cut]  # the sums left are offset alike: their differences hold
-        for oid in gone:
-            del self.records[oid]
-        return gone
+        return self.cut_front(bisect.bisect_right(self.ats, self.now - self.memory))
 
     # -- state -------------------------------------------------------------------
     def dump_meta(self) -> dict:
@@ -462,14 +371,13 @@ class ShortageMonitor(ProductRegion):
 
     def order(self, order_id: str, institution_id: str, ordered_at: int, quantity: int,
               distributor_id: str = "") -> None:
-        rec = list(self.records.get(order_id) or supply_record("", "", "", "", 0, 0))
+        rec = self.record(order_id) or supply_record("", "", "", "", 0, 0)
         rec[INSTITUTION], rec[ORDERED_AT], rec[QUANTITY], rec[DISTRIBUTOR] = institution_id, ordered_at, quantity, distributor_id
         self.upsert(order_id, rec)
 
     def answer(self, order_id: str, ts: int, decision: str, confirmed: int, reason: str | None) -> None:
-        rec = self.records.get(order_id)
+        rec = self.record(order_id)
         if rec is not None and (rec[ANSWERED_AT] is None or ts < rec[ANSWERED_AT]):  # the first answer by ts counts
-            rec = list(rec)
             rec[ANSWERED_AT], rec[DECISION], rec[CONFIRMED], rec[REASON] = ts, decision, confirmed, reason
             self.upsert(order_id, rec)
 
@@ -481,7 +389,7 @@ class SurgeMonitor(ProductRegion):
     """`demand_surge` alone, for one product+region."""
 
     def order(self, ordered_at: int, quantity: int, order_id: str | None = None) -> None:
-        order_id = order_id or f"#{len(self.records)}"
+        order_id = order_id or f"#{len(self.ids)}"
         self.upsert(order_id, supply_record("", "", "", "", ordered_at, quantity))
 
     def advance(self, to: int) -> list[Transition]:
@@ -511,8 +419,7 @@ class ManufacturerWatch:
     def upsert(self, order_id: str, record: list) -> bool:
         key = (record[PRODUCT], record[REGION])
         subject = self.subject(*key)
-        old = subject.records.get(order_id)
-        changed = subject.upsert(order_id, record)
+        changed, old = subject.put_record(order_id, record)
         # A record of an order older than any window here was seen before it was evicted.
         if changed and (old is not None or subject.now is None or record[ORDERED_AT] > subject.now - subject.memory):
             self.conduct.observe(order_id, old, record)
@@ -559,7 +466,7 @@ class ManufacturerWatch:
         for key in sorted(self.advanced):
             subject = self.subjects[key]
             gone += subject.evict()
-            if not subject.records and subject.shortage.raised_at is None and subject.surge.raised_at is None:
+            if not subject.ids and subject.shortage.raised_at is None and subject.surge.raised_at is None:
                 del self.subjects[key]
                 self.due.schedule(key, None)
                 self.touched.add(key)
