@@ -107,3 +107,51 @@ def test_a_subject_keeps_a_few_dozen_bytes_per_order():
         subject.upsert(f"O{n}", supply_record("P", "R", f"I{n % 7}", "D", T0 + n * 60_000, 5, T0 + n * 60_000 + H,
                                               "accepted", 5, None, 10.0))
     assert len(subject.rows) == 56 * 1000 and len(subject.ats) == 1000 and len(subject.pos) == 1000
+
+
+def test_a_distributors_columns_behave_as_the_records_they_replaced():
+    """A distributor's records as packed rows (supplymon/core/delivery_columns.py)
+    against the dict of record lists with its figures by scan (the reference): over
+    long random runs of new orders, corrections (late deliveries confirmed, answers
+    changed), day ends measured and evictions, the same upsert answers, transitions
+    with their details, metas, next instants and evicted orders, in the same order."""
+    import random
+
+    from supplymon.core.delivery_columns import pack as pack_delivery, unpack as unpack_delivery
+    from supplymon.core.signals import delivery_record
+    from supplymon.core.warnings import DeliveryRateMonitor
+    from tests.warnings_records_reference import RecordsDeliveryRateMonitor
+
+    small = Rules(delivery_rate_window_days=3, delivery_rate_min_orders=4, remote_refusal_window_days=4,
+                  remote_refusal_min_orders=3, short_supply_window_days=3, short_supply_min_orders=3)
+    seen = {"transitions": 0, "evicted": 0, "corrected": 0}
+    for seed, rules in ((1, small), (2, small), (3, Rules())):
+        rng = random.Random(seed)
+        columns, reference = DeliveryRateMonitor(rules), RecordsDeliveryRateMonitor(rules)
+        clock = T0
+        for step in range(2500):
+            clock += rng.choice((0, 0, 30 * 60_000, 2 * H, 9 * H))
+            oid = f"O{rng.randrange(step + 1)}" if rng.random() < 0.3 else f"O{step}"  # corrections
+            at = clock - rng.choice((0, 0, H, 2 * DAY_MS))
+            answered = rng.choice((None, at + H, at + 30 * H))
+            decision = None if answered is None else rng.choice(("accepted", "partial", "rejected", "rejected"))
+            quantity = rng.randrange(1, 100)
+            record = delivery_record(at + rng.choice((24, 48)) * H, rng.random() < 0.4,
+                                     rng.choice((None, None, at + 20 * H, at + 70 * H)),
+                                     rng.choice((at, at, None)), rng.choice((True, False, None)), quantity, answered,
+                                     decision, None if answered is None else quantity // rng.choice((1, 2)))
+            assert unpack_delivery(pack_delivery(record)) == record
+            seen["corrected"] += oid in columns.rows.pos
+            assert columns.upsert(oid, list(record)) == reference.upsert(oid, list(record))
+            if step % 7 == 0:
+                got = [(s, t.kind, t.raised_at, t.resolved_at, t.details, t.scope) for s, t in columns.advance(clock)]
+                assert got == [(s, t.kind, t.raised_at, t.resolved_at, t.details, t.scope)
+                               for s, t in reference.advance(clock)]
+                evicted = columns.evict()
+                assert evicted == reference.evict()
+                seen["transitions"] += len(got)
+                seen["evicted"] += len(evicted)
+            assert columns.dump_meta() == reference.dump_meta()
+            assert columns.next_change() == reference.next_change()
+        assert dict(columns.records) == reference.records
+    assert seen["transitions"] > 30 and seen["evicted"] > 1000 and seen["corrected"] > 300, seen

@@ -1,7 +1,9 @@
-"""The early warnings' product+region subject as it was before its records became
-columns: a dict of record lists and a sorted (ordered_at, order_id) index. Kept as
-the reference the columnar `ProductRegion` (supplymon/core/warnings.py) is tested
-against (tests/test_warning_columns.py); its advance evaluates instant by instant.
+"""The early warnings' product+region subject and distributor monitor as they were
+before their records became columns: dicts of record lists (and a sorted
+(ordered_at, order_id) index). Kept as the references the columnar `ProductRegion`
+and `DeliveryRateMonitor` (supplymon/core/warnings.py) are tested against
+(tests/test_warning_columns.py): the subject advances instant by instant, the
+distributor's figures are scans of its records.
 """
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ import heapq
 import itertools
 from typing import Callable, Iterable
 
-from supplymon.core.signals import (ANSWERED_AT, CONFIRMED, DECISION, DISTRIBUTOR, INSTITUTION, ORDERED_AT,
-                                    QUANTITY, REASON)
-from supplymon.core.warnings import DEFAULT_RULES, Episode, Transition
+from supplymon.core import conduct
+from supplymon.core.signals import (ANSWERED_AT, CONFIRMED, D_ORDERED_AT, DEADLINE, DECISION, DISTRIBUTOR, GRASSROOTS,
+                                    INSTITUTION, ON_TIME_SINCE, ORDERED_AT, QUANTITY, REASON, delivery_record)
+from supplymon.core.warnings import DAILY, DEFAULT_RULES, Episode, Transition
 from supplymon.core.windows import DAY_MS
 from supplymon.settings import HOUR_MS, Rules
 
@@ -378,3 +381,109 @@ class RecordsProductRegion:
         self.now, self.first_order, self.late = meta["now"], meta["first"], meta["late"]
         self.shortage.load(meta["shortage"])
         self.surge.load(meta["surge"])
+
+
+class RecordsDeliveryRateMonitor:
+    """low_delivery_rate for one distributor: at the end of each day (Asia/Shanghai),
+    the on-time rate over orders whose deadline fell in the trailing 30 days; below
+    70 % over >= 20 orders raises (at that day's end), back at >= 70 % resolves.
+    Measured separately over all orders and over grassroots institutions."""
+
+    SCOPES = ("all", "grassroots")
+
+    def __init__(self, rules: Rules = DEFAULT_RULES):
+        self.window_ms = rules.ms("delivery_rate_window_days")
+        self.min_orders = int(rules.delivery_rate_min_orders)
+        self.threshold = rules.delivery_rate_threshold
+        self.records: dict[str, list] = {}  # order_id -> delivery_record (core/signals.py)
+        self.open: dict[str, list | None] = {scope: None for scope in self.SCOPES}  # [raised_at, details]
+        self.conduct = conduct.DistributorConduct(rules)  # remote_refusal, short_supply
+        self.measured_until: int | None = None
+
+    def outcome(self, order_id: str, deadline_at: int, grassroots: bool, on_time_since: int | None) -> None:
+        """The order's deadline, and since when it is known to be delivered on time
+        (the confirmation of its first receipt, if that was in time); otherwise it
+        counts as not on time once its deadline has passed."""
+        self.upsert(order_id, delivery_record(deadline_at, grassroots, on_time_since))
+
+    def upsert(self, order_id: str, record: list) -> bool:
+        if self.records.get(order_id) == record:
+            return False
+        self.records[order_id] = record
+        return True
+
+    def _rate(self, day_end: int, grassroots_only: bool) -> tuple[int, int]:
+        counted = on_time = 0
+        for rec in self.records.values():
+            if not (day_end - self.window_ms < rec[DEADLINE] <= day_end):
+                continue
+            if grassroots_only and not rec[GRASSROOTS]:
+                continue
+            counted += 1
+            on_time += rec[ON_TIME_SINCE] is not None and rec[ON_TIME_SINCE] <= day_end
+        return counted, on_time
+
+    def _rates(self, ends: range) -> dict[int, tuple[tuple[int, int], tuple[int, int]]]:
+        return {end: (self._rate(end, False), self._rate(end, True)) for end in ends}
+
+    def next_change(self) -> int | None:
+        if not self.records and not any(self.open.values()) and not any(self.conduct.open.values()):
+            return None
+        if self.measured_until is None:
+            return self._first_day_end() if self.records else None
+        return self.measured_until + DAY_MS
+
+    def _first_day_end(self) -> int:
+        """The first day end at or after the earliest deadline or order: nothing before it counts."""
+        first = min(min(r[DEADLINE], r[D_ORDERED_AT] or r[DEADLINE]) for r in self.records.values())
+        return DAILY.start(first - 1) + DAY_MS
+
+    def advance(self, to: int) -> list[tuple[str, Transition]]:
+        """Measure every day that ended by `to` (and was not measured yet)."""
+        out = []
+        day_end = DAILY.start(to)  # the last day end at or before `to`
+        if self.measured_until is not None:
+            first = self.measured_until + DAY_MS
+        elif self.records:
+            first = self._first_day_end()
+        else:
+            return out
+        ends = range(first, day_end + 1, DAY_MS)
+        rates = self._rates(ends) if ends else {}
+        conducts = [self.conduct.figures(self.records.values(), end) for end in ends]
+        for end, figures in zip(ends, conducts):
+            for scope, (counted, on_time) in zip(self.SCOPES, rates[end]):
+                low = counted >= self.min_orders and on_time < self.threshold * counted
+                if low and self.open[scope] is None:
+                    details = {"scope": scope, "orders": counted, "on_time": on_time,
+                               "on_time_rate": round(on_time / counted, 4), "window_days": self.window_ms / DAY_MS,
+                               "threshold": self.threshold}
+                    self.open[scope] = [end, details]
+                    out.append((scope, Transition(end, None, details, "low_delivery_rate", scope)))
+                elif self.open[scope] is not None and counted and on_time >= self.threshold * counted:
+                    raised_at, details = self.open[scope]
+                    details = dict(details, resolved_orders=counted, resolved_on_time=on_time,
+                                   resolved_rate=round(on_time / counted, 4))
+                    out.append((scope, Transition(raised_at, end, details, "low_delivery_rate", scope)))
+                    self.open[scope] = None
+            out += [("", transition) for transition in self.conduct.measure(self.records.values(), end, figures)]
+            self.measured_until = end
+        return out
+
+    def evict(self) -> list[str]:
+        """Orders whose deadline left every future window."""
+        if self.measured_until is None:
+            return []
+        start = self.measured_until + DAY_MS  # the next window's end
+        gone = [k for k, r in self.records.items() if r[DEADLINE] <= start - self.window_ms
+                and not self.conduct.keeps(r, start - self.conduct.memory)]
+        for order_id in gone:
+            del self.records[order_id]
+        return gone
+
+    def dump_meta(self) -> dict:
+        return {"open": self.open, "measured_until": self.measured_until, "conduct": self.conduct.open}
+
+    def load_meta(self, meta: dict) -> None:
+        self.open, self.measured_until = dict(meta["open"]), meta["measured_until"]
+        self.conduct.open.update(meta.get("conduct") or {})

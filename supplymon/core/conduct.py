@@ -26,14 +26,15 @@ other early warnings.
 from __future__ import annotations
 
 import heapq
-from typing import Collection, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from supplymon.core.alerts import local_time
 from supplymon.core.signals import (ANSWERED_AT, D_ANSWERED_AT, D_CONFIRMED, D_DECISION, D_ORDERED_AT, D_QUANTITY,
                                     DECISION, DISTRIBUTOR, ORDERED_AT, PRODUCT, REGION, RURAL, UNIT_PRICE)
-from supplymon.core.warnings import COLUMNS_FROM, NEVER, Episode, Transition
+from supplymon.core.delivery_columns import DeliveryColumns
+from supplymon.core.warnings import NEVER, Episode, Transition
 from supplymon.core.windows import DAY_MS
 from supplymon.settings import Rules
 
@@ -517,20 +518,13 @@ class DistributorConduct:
                 accepting[2] += rec[D_CONFIRMED]
         return self._figures(rural, urban, accepting)
 
-    def figures_at(self, records: Collection[list], ends: Sequence[int]) -> list[dict[str, dict]]:
-        """`figures(records, end)` for each of `ends`: many records are read once into
-        columns, then counted per day end with numpy."""
-        if len(records) < COLUMNS_FROM:
-            return [self.figures(records, end) for end in ends]
-        kept = [r for r in records if r[D_ORDERED_AT] is not None]
-        n = len(kept)
-        at = np.fromiter((r[D_ORDERED_AT] for r in kept), np.int64, n)
-        answered = np.fromiter((NEVER if r[D_ANSWERED_AT] is None else r[D_ANSWERED_AT] for r in kept), np.int64, n)
-        rural = np.fromiter((bool(r[RURAL]) for r in kept), np.bool_, n)
-        rejected = np.fromiter((r[D_DECISION] == "rejected" for r in kept), np.bool_, n)
-        accepting = np.fromiter((r[D_DECISION] in ACCEPTING for r in kept), np.bool_, n)
-        quantity = np.fromiter((r[D_QUANTITY] if r[D_DECISION] in ACCEPTING else 0 for r in kept), np.int64, n)
-        confirmed = np.fromiter((r[D_CONFIRMED] if r[D_DECISION] in ACCEPTING else 0 for r in kept), np.int64, n)
+    def figures_at(self, cols: DeliveryColumns, ends: Sequence[int]) -> list[dict[str, dict]]:
+        """`figures(records, end)` for each of `ends`, counted on the records' columns
+        (core/delivery_columns.py)."""
+        kept = cols.at != NEVER  # an order not known to be placed does not count
+        at, answered, rural = cols.at[kept], cols.answered[kept], cols.rural[kept]
+        rejected, accepting = cols.rejected[kept], cols.accepting[kept]
+        quantity, confirmed = cols.quantity[kept], cols.confirmed[kept]
         out = []
         for end in ends:
             placed = (at > end - self.remote_window) & (at <= end)
@@ -581,4 +575,9 @@ class DistributorConduct:
     def keeps(self, rec: list, horizon: int) -> bool:
         """Whether a record can count in a window ending after `horizon` + memory."""
         return max(rec[D_ORDERED_AT] or 0, rec[D_ANSWERED_AT] or 0) > horizon
+
+    @staticmethod
+    def keeps_on(cols: DeliveryColumns, horizon: int) -> np.ndarray:
+        """`keeps` of each record, on their columns (None counts as 0)."""
+        return np.maximum(np.where(cols.at == NEVER, 0, cols.at), np.where(cols.answered == NEVER, 0, cols.answered)) > horizon
 

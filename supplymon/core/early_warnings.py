@@ -24,13 +24,14 @@ from typing import Any, Callable, Iterable
 
 from supplymon.core.alerts import warning_alert_row
 from supplymon.core.due import DueIndex
-from supplymon.core.signals import D_DECISION, DECISION, DISTRIBUTOR, INSTITUTION, PRODUCT, REASON, REGION
+from supplymon.core.signals import D_DECISION
 from supplymon.core.warnings import DeliveryRateMonitor, ManufacturerWatch
 from supplymon.settings import Rules
 
 Group = ManufacturerWatch | DeliveryRateMonitor
-# The positions of a record's texts (ids, decisions, reasons): a manufacturer's, a distributor's.
-SUPPLY_TEXTS, DELIVERY_TEXTS = (PRODUCT, REGION, INSTITUTION, DISTRIBUTOR, DECISION, REASON), (D_DECISION,)
+# The positions of a record's texts kept as strings (a distributor's decision; a
+# manufacturer's texts become codes, see core/supply_columns.py).
+SUPPLY_TEXTS, DELIVERY_TEXTS = (), (D_DECISION,)
 
 
 def kept_in_store(key: str) -> bool:

@@ -49,9 +49,7 @@ def code(text) -> int:
     return c
 
 
-def codes_of(*texts) -> list[int]:
-    """The codes of texts (those never seen get one)."""
-    return [code(t) for t in texts]
+REJECTED, PARTIAL, OUT_OF_STOCK = (code(t) for t in ("rejected", "partial", "out_of_stock"))
 
 
 def pack(rec: list) -> bytes:
@@ -80,8 +78,7 @@ class Columns:
 
     def turned_away(self) -> np.ndarray:
         """Which orders were turned away for lack of stock (rejected or partial, out_of_stock)."""
-        rejected, partial, oos = codes_of("rejected", "partial", "out_of_stock")
-        return (self.r == oos) & ((self.d == rejected) | (self.d == partial))
+        return (self.r == OUT_OF_STOCK) & ((self.d == REJECTED) | (self.d == PARTIAL))
 
 
 class SupplyRows:
@@ -178,6 +175,12 @@ class SupplyRows:
             self.shift += cut
         self._columns = None
         return gone
+
+    def turned_away_institutions(self) -> set[int]:
+        """The codes of the institutions of answered orders turned away for lack of
+        stock (rejected or partial, out_of_stock): a pass over the packed rows."""
+        return {i for _, rt, _, _, _, _, i, _, d, r in ROW.iter_unpack(self.rows)
+                if r == OUT_OF_STOCK and rt != NONE and (d == REJECTED or d == PARTIAL)}
 
     def columns(self) -> Columns:
         """The records as numpy columns (made once per change)."""

@@ -19,10 +19,11 @@ from __future__ import annotations
 import bisect
 import heapq
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
+from supplymon.core.delivery_columns import DeliveryRows
 from supplymon.core.due import DueIndex
 from supplymon.core.supply_columns import NAMES, RecordsView, SupplyRows
 from supplymon.core.signals import (ANSWERED_AT, CONFIRMED, D_ORDERED_AT, DEADLINE, DECISION, DISTRIBUTOR,
@@ -33,8 +34,6 @@ from supplymon.settings import HOUR_MS, Rules
 
 DAILY = FAMILIES[0]
 DEFAULT_RULES = Rules()
-# A distributor with this many orders kept has its delivery rates counted on columns.
-COLUMNS_FROM = 64
 NEVER = 1 << 62  # "not on time" as an instant after every day end
 
 
@@ -306,10 +305,7 @@ class ProductRegion(SupplyRows):
             return False
         if len(self.ids) >= self.shortage_min_answered or len(self.ids) >= self.surge_min_orders:
             return False
-        turned_away = {rec[INSTITUTION] for rec in map(self.record_at, range(len(self.ids)))
-                       if rec[ANSWERED_AT] is not None and rec[REASON] == "out_of_stock"
-                       and rec[DECISION] in ("rejected", "partial")}
-        return len(turned_away) < self.shortage_institutions
+        return len(self.turned_away_institutions()) < self.shortage_institutions
 
     def advance(self, to: int) -> list[Transition]:
         """Evaluate every instant in (now, to] at which a figure can change; a subject
@@ -505,7 +501,7 @@ class DeliveryRateMonitor:
         self.window_ms = rules.ms("delivery_rate_window_days")
         self.min_orders = int(rules.delivery_rate_min_orders)
         self.threshold = rules.delivery_rate_threshold
-        self.records: dict[str, list] = {}  # order_id -> delivery_record (core/signals.py)
+        self.rows = DeliveryRows()  # order_id -> delivery_record (core/signals.py), as packed rows
         self.open: dict[str, list | None] = {scope: None for scope in self.SCOPES}  # [raised_at, details]
         self.conduct = conduct.DistributorConduct(rules)  # remote_refusal, short_supply
         self.measured_until: int | None = None
@@ -516,11 +512,13 @@ class DeliveryRateMonitor:
         counts as not on time once its deadline has passed."""
         self.upsert(order_id, delivery_record(deadline_at, grassroots, on_time_since))
 
+    @property
+    def records(self) -> Mapping[str, list]:
+        """order id -> record (each made on request: the scans of the references)."""
+        return self.rows.records()
+
     def upsert(self, order_id: str, record: list) -> bool:
-        if self.records.get(order_id) == record:
-            return False
-        self.records[order_id] = record
-        return True
+        return self.rows.put(order_id, record)
 
     def _rate(self, day_end: int, grassroots_only: bool) -> tuple[int, int]:
         counted = on_time = 0
@@ -534,16 +532,10 @@ class DeliveryRateMonitor:
         return counted, on_time
 
     def _rates(self, ends: range) -> dict[int, tuple[tuple[int, int], tuple[int, int]]]:
-        """`_rate` at each day end of `ends`, overall and for grassroots: a busy
-        distributor's records are read once into columns, then counted per day end
-        with numpy instead of two passes over them per day."""
-        if len(self.records) < COLUMNS_FROM:
-            return {end: (self._rate(end, False), self._rate(end, True)) for end in ends}
-        records, n = self.records.values(), len(self.records)
-        deadline = np.fromiter((r[DEADLINE] for r in records), np.int64, n)
-        grassroots = np.fromiter((bool(r[GRASSROOTS]) for r in records), np.bool_, n)
-        since = np.fromiter((NEVER if r[ON_TIME_SINCE] is None else r[ON_TIME_SINCE] for r in records), np.int64, n)
-        out = {}
+        """`_rate` at each day end of `ends`, overall and for grassroots, counted on the
+        records' columns."""
+        cols, out = self.rows.columns(), {}
+        deadline, grassroots, since = cols.deadline, cols.grassroots, cols.since
         for end in ends:
             counted = (deadline > end - self.window_ms) & (deadline <= end)
             on_time = counted & (since <= end)
@@ -552,15 +544,17 @@ class DeliveryRateMonitor:
         return out
 
     def next_change(self) -> int | None:
-        if not self.records and not any(self.open.values()) and not any(self.conduct.open.values()):
+        if not self.rows and not any(self.open.values()) and not any(self.conduct.open.values()):
             return None
         if self.measured_until is None:
-            return self._first_day_end() if self.records else None
+            return self._first_day_end() if self.rows else None
         return self.measured_until + DAY_MS
 
     def _first_day_end(self) -> int:
         """The first day end at or after the earliest deadline or order: nothing before it counts."""
-        first = min(min(r[DEADLINE], r[D_ORDERED_AT] or r[DEADLINE]) for r in self.records.values())
+        cols = self.rows.columns()
+        placed = np.where((cols.at == NEVER) | (cols.at == 0), cols.deadline, cols.at)  # `ordered_at or deadline`
+        first = int(np.minimum(cols.deadline, placed).min())
         return DAILY.start(first - 1) + DAY_MS
 
     def advance(self, to: int) -> list[tuple[str, Transition]]:
@@ -569,13 +563,13 @@ class DeliveryRateMonitor:
         day_end = DAILY.start(to)  # the last day end at or before `to`
         if self.measured_until is not None:
             first = self.measured_until + DAY_MS
-        elif self.records:
+        elif self.rows:
             first = self._first_day_end()
         else:
             return out
         ends = range(first, day_end + 1, DAY_MS)
         rates = self._rates(ends) if ends else {}
-        conducts = self.conduct.figures_at(self.records.values(), ends) if ends else []
+        conducts = self.conduct.figures_at(self.rows.columns(), ends) if ends else []
         for end, figures in zip(ends, conducts):
             for scope, (counted, on_time) in zip(self.SCOPES, rates[end]):
                 low = counted >= self.min_orders and on_time < self.threshold * counted
@@ -600,11 +594,11 @@ class DeliveryRateMonitor:
         if self.measured_until is None:
             return []
         start = self.measured_until + DAY_MS  # the next window's end
-        gone = [k for k, r in self.records.items() if r[DEADLINE] <= start - self.window_ms
-                and not self.conduct.keeps(r, start - self.conduct.memory)]
-        for order_id in gone:
-            del self.records[order_id]
-        return gone
+        if not self.rows:
+            return []
+        cols = self.rows.columns()
+        gone = (cols.deadline <= start - self.window_ms) & ~self.conduct.keeps_on(cols, start - self.conduct.memory)
+        return self.rows.keep(~gone)
 
     def dump_meta(self) -> dict:
         return {"open": self.open, "measured_until": self.measured_until, "conduct": self.conduct.open}
