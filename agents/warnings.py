@@ -8,10 +8,11 @@ until stored), sends the alerts, then writes the changed records and metas to th
 table (its changelog, retried until delivered), and lets the batch be
 acknowledged. A failure on the way withholds the batch's acknowledgement.
 
-The orders' records are delivered to the changelog but not held in the table's
-store (the monitors hold them, as columns); after a rebalance the core rebuilds
-the groups of newly held partitions from what recovery read back, keeps those it
-held throughout, and the records read back are dropped from the store again.
+The changes are delivered to the changelog but not held in the table's store
+(the monitors hold that state, compactly: see core/early_warnings.py); after a
+rebalance the core rebuilds the groups of newly held partitions from what
+recovery read back into the store, keeps those it held throughout, and the store
+is emptied again.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from streams.app import (alerts_topic, app, changelog_producer, group_partition,
                          warning_changelog, warning_state)
 from streams.continuity import OffsetContinuity
 from supplymon import metrics
-from supplymon.core.early_warnings import EarlyWarnings, kept_in_store
+from supplymon.core.early_warnings import EarlyWarnings
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ async def process(events: list[EventT]) -> None:
         continuity.keep_only(held)
         warning_changelog.keep_only(partitions)
         warnings.restore(warning_state.items(), partitions, _sources(), keep_held=True)
-        warning_changelog.drop(lambda key: not kept_in_store(key))  # now in the monitors
+        warning_changelog.clear()  # now in the monitors
         log.info("early warnings rebuilt: %d groups", len(warnings.groups))
     events = await in_sequence(continuity, events)
     try:
@@ -99,7 +100,7 @@ async def _evaluate(events: list[EventT]) -> None:
         await alerts_topic.send(key=alert["alert_id"], value=alert)
         if alert["resolved_at"] is None:
             metrics.alerts_raised.labels(alert["kind"]).inc()
-    await warning_changelog.write(outcome.writes, kept=kept_in_store)
+    await warning_changelog.write(outcome.writes, hold=False)
     mark_stored(event.message for event in events)
 
 

@@ -101,26 +101,25 @@ class BatchedChangelog:
             store.pop(key, None)
         return len(foreign)
 
-    def drop(self, unkept: Callable[[str], bool]) -> int:
-        """Drop the store's entries whose key is `unkept` (their state lives elsewhere,
-        see `write`); how many."""
+    def clear(self) -> int:
+        """Empty the store (its owner holds the state, see `write`); how many entries."""
         store = self.table.data
-        gone = [key for key in store.keys() if unkept(key)]
-        for key in gone:
+        count = len(store)
+        for key in list(store.keys()):
             store.pop(key, None)
-        return len(gone)
+        return count
 
-    async def write(self, changes: Mapping[str, Any], kept: Callable[[str], bool] | None = None) -> None:
+    async def write(self, changes: Mapping[str, Any], hold: bool = True) -> None:
         """Apply `changes` (key -> value; None deletes) and deliver them to the changelog.
-        A key not `kept` is delivered but not held in the store: its owner keeps that
-        state itself (more compactly) and reads it from the store only as Faust's
-        recovery puts it there after a rebalance."""
+        `hold=False`: delivered but not held in the store; the owner keeps that state
+        itself (more compactly) and reads the store only after a rebalance, as Faust's
+        recovery refills it from the changelog."""
         if not changes:
             return
         store = self.table.data
         by_partition: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
         for key, value in changes.items():
-            if value is None or (kept is not None and not kept(key)):
+            if value is None or not hold:
                 store.pop(key, None)
             else:
                 store[key] = value

@@ -159,36 +159,29 @@ def test_conduct_alerts_do_not_depend_on_batching_and_survive_a_restore():
 
 
 def test_the_store_holds_no_records_and_a_rebalance_keeps_or_rebuilds_exactly():
-    """As the agent runs: the changelog gets every entry, the worker's store all but
-    the orders' records (the monitors hold them). A rebalance that keeps both
+    """As the agent runs: the changelog gets every entry, the worker's store none
+    (the monitors hold the state); after a rebalance it holds what Faust's recovery
+    read back, and is emptied once the core is restored. A rebalance that keeps both
     partitions keeps their groups as they are; one that takes partition 0 away and
     gives it back rebuilds it from the changelog (Faust's recovery reads a newly
     assigned partition from the start). Either way the alerts are those of a worker
-    never interrupted, and the store ends with no record."""
-    from supplymon.core.early_warnings import kept_in_store
-
+    never interrupted."""
     for signals in (shortage_signals(), conduct_signals()):
         uninterrupted = alerts_of([[s] for s in signals])
         worker, changelog, store, got = evaluation(), {}, {}, []
         thirds = (len(signals) // 3, 2 * len(signals) // 3, len(signals))
         for n, signal in enumerate(signals):
-            if n == thirds[0]:  # a rebalance, both partitions kept: recovery re-reads nothing here
+            if n == thirds[0]:  # a rebalance, both partitions kept: the core's own groups go on
                 worker.restore(store.items(), [0, 1], SOURCES, keep_held=True)
             if n == thirds[1]:  # partition 0 revoked, then assigned again: read back whole
-                store = {k: v for k, v in store.items() if not k.startswith("m:")}  # keep_only
                 worker.restore(store.items(), [1], SOURCES, keep_held=True)
-                store.update((k, v) for k, v in changelog.items() if k.startswith("m:"))
                 assert not worker.groups.get("m:M1")
+                store = {k: v for k, v in changelog.items() if k.startswith("m:") and v is not None}  # recovery
                 worker.restore(store.items(), [0, 1], SOURCES, keep_held=True)
                 assert worker.groups["m:M1"]
-                store = {k: v for k, v in store.items() if kept_in_store(k)}
+                store = {}
             outcome = worker.process([signal])
             got += [(a["kind"], a["product_id"], a["raised_at"], a["resolved_at"]) for a in outcome.alerts]
-            for key, value in outcome.writes.items():
-                changelog[key] = value
-                if value is None or not kept_in_store(key):
-                    store.pop(key, None)
-                else:
-                    store[key] = value
+            changelog.update(outcome.writes)
         assert got == uninterrupted and got
-        assert any("|o:" in key for key in changelog) and not any("|o:" in key for key in store)
+        assert any("|o:" in key for key in changelog)

@@ -10,10 +10,10 @@ rows. Everything the evaluation keeps is written out as table entries
 metas, "<group>|c:..." the manufacturer's conduct state) from which `restore()`
 rebuilds it.
 
-The "o:" records are by far the most entries (two per order kept): the worker's
-store does not hold them (`kept_in_store`), only the changelog does, so each
-order's record lives once, in the monitors. A rebalance restores the groups of
-partitions newly held from what Faust's recovery read back into the store, and
+The entries are for the changelog: the worker's table store does not hold them
+(two records per order kept, a price point per product, region and day, a meta
+per subject: held once, in the monitors). A rebalance rebuilds the groups of
+newly held partitions from what Faust's recovery read back into the store, and
 keeps the groups of the partitions held throughout as they are (`keep_held`).
 """
 from __future__ import annotations
@@ -32,11 +32,6 @@ Group = ManufacturerWatch | DeliveryRateMonitor
 # The positions of a record's texts kept as strings (a distributor's decision; a
 # manufacturer's texts become codes, see core/supply_columns.py).
 SUPPLY_TEXTS, DELIVERY_TEXTS = (), (D_DECISION,)
-
-
-def kept_in_store(key: str) -> bool:
-    """Whether the worker's table store holds an entry: all but the orders' records."""
-    return "|o:" not in key
 
 
 @dataclass
