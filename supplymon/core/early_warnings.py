@@ -24,14 +24,16 @@ from typing import Any, Callable, Iterable
 
 from supplymon.core.alerts import warning_alert_row
 from supplymon.core.due import DueIndex
-from supplymon.core.signals import D_DECISION
+from supplymon.core.signals import ORDERED_AT
 from supplymon.core.warnings import DeliveryRateMonitor, ManufacturerWatch
 from supplymon.settings import Rules
 
 Group = ManufacturerWatch | DeliveryRateMonitor
-# The positions of a record's texts kept as strings (a distributor's decision; a
-# manufacturer's texts become codes, see core/supply_columns.py).
-SUPPLY_TEXTS, DELIVERY_TEXTS = (), (D_DECISION,)
+
+
+def _placed(item: tuple[str, list]) -> tuple[int, str]:
+    """A supply record's place in its subject's rows: (ordered at, order id)."""
+    return item[1][ORDERED_AT], item[0]
 
 
 @dataclass
@@ -143,14 +145,11 @@ class EarlyWarnings:
         writes = out.writes
         for group, records in message.get("recs", {}).items():  # the records, then the marks
             watch = self._group(group)
-            upsert, changed, texts = watch.upsert, False, (
-                SUPPLY_TEXTS if isinstance(watch, ManufacturerWatch) else DELIVERY_TEXTS)
-            for order_id, record in records.items():
-                order_id = intern(order_id)  # shared by the order's two records and its keys
-                for n in texts:  # ids repeat across orders: kept once
-                    value = record[n]
-                    if type(value) is str:
-                        record[n] = intern(value)
+            upsert, changed, items = watch.upsert, False, records.items()
+            if isinstance(watch, ManufacturerWatch):  # in time order: a subject's rows are appended
+                items = sorted(items, key=_placed)
+            for order_id, record in items:
+                order_id = intern(order_id)  # shared by the order's two records (their texts are codes)
                 if upsert(order_id, record):
                     writes[f"{group}|o:{order_id}"] = record
                     changed = True

@@ -52,8 +52,11 @@ def candidates(pr: ProductRegion, ats: np.ndarray, to: int) -> np.ndarray:
         days = np.arange(1, most + 1, dtype=I64) * DAY_MS + pr.recent
         first_day = ats[:np.searchsorted(ats, first + DAY_MS, "left")]
         parts.append(first + days)
-        if len(first_day):
-            parts.append((first_day[:, None] + days[None, :]).ravel())
+        if len(first_day):  # only those in (lower, to]: a busy first day has thousands per k
+            los = np.searchsorted(first_day, lower - days, "right")
+            his = np.searchsorted(first_day, to - days, "right")
+            for k in np.flatnonzero(his > los).tolist():
+                parts.append(first_day[los[k]:his[k]] + days[k])
     if not parts:
         return np.empty(0, I64)
     every = np.unique(np.concatenate(parts))
@@ -64,10 +67,12 @@ def shortage_holds(pr: ProductRegion, cols: Columns, times: np.ndarray) -> np.nd
     """`shortage_holds_at(t)` for each t of `times`: an order counts over
     [max(ordered_at, answered_at), ordered_at + window), so the sums at t are the
     running sums of the spans started by t less those ended by t."""
-    ats, answered_at = cols.at, cols.rt
+    # Orders placed by times[0] - window never count at these instants.
+    first = np.searchsorted(cols.at, times[0] - pr.shortage_window, "right") if len(times) else len(cols.at)
+    ats, answered_at = cols.at[first:], cols.rt[first:]
     start, end = np.maximum(ats, answered_at), ats + pr.shortage_window
     idx = np.flatnonzero((answered_at != NONE) & (start < end))
-    quantity, confirmed = cols.q[idx], cols.c[idx]
+    quantity, confirmed = cols.q[first:][idx], cols.c[first:][idx]
     start, end = start[idx], end[idx]
 
     def running(at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,9 +84,9 @@ def shortage_holds(pr: ProductRegion, cols: Columns, times: np.ndarray) -> np.nd
     (i, qi, ci), (j, qj, cj) = running(start), running(end)
     answered, ordered, confirmed_sum = i - j, qi - qj, ci - cj
     holds = (answered >= pr.shortage_min_answered) & (confirmed_sum < pr.shortage_fill_rate * ordered)
-    away = np.flatnonzero(cols.turned_away()[idx])
+    away = np.flatnonzero(cols.turned_away()[first:][idx])
     if len(away) and not holds.all():
-        institutions, which = np.unique(cols.inst[idx][away], return_inverse=True)
+        institutions, which = np.unique(cols.inst[first:][idx][away], return_inverse=True)
         at_t = (start[away][:, None] <= times[None, :]) & (times[None, :] < end[away][:, None])
         seen = np.zeros((len(institutions), len(times)), bool)
         np.logical_or.at(seen, which.ravel(), at_t)

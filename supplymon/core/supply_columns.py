@@ -54,9 +54,12 @@ REJECTED, PARTIAL, OUT_OF_STOCK = (code(t) for t in ("rejected", "partial", "out
 
 def pack(rec: list) -> bytes:
     q, rt, c, u = rec[QUANTITY], rec[ANSWERED_AT], rec[CONFIRMED], rec[UNIT_PRICE]
+    texts = (rec[PRODUCT], rec[REGION], rec[INSTITUTION], rec[DISTRIBUTOR], rec[DECISION], rec[REASON])
+    codes = list(map(CODES.get, texts))
+    if None in codes:  # a text never seen before
+        codes = list(map(code, texts))
     return ROW.pack(NONE if q is None else q, NONE if rt is None else rt, NONE if c is None else c,
-                    NAN if u is None else u, code(rec[PRODUCT]), code(rec[REGION]), code(rec[INSTITUTION]),
-                    code(rec[DISTRIBUTOR]), code(rec[DECISION]), code(rec[REASON]))
+                    NAN if u is None else u, *codes)
 
 
 def unpack(at: int, row: bytes | bytearray, offset: int = 0) -> list:
@@ -102,10 +105,7 @@ class SupplyRows:
         if self.pos is not None:
             row = self.pos.get(order_id)
             return None if row is None else row - self.shift
-        try:
-            return self.ids.index(order_id)
-        except ValueError:
-            return None
+        return self.ids.index(order_id) if order_id in self.ids else None  # new orders: no exception
 
     def record(self, order_id: str) -> list | None:
         n = self.find(order_id)
