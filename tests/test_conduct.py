@@ -186,6 +186,20 @@ def test_a_day_keeps_only_its_running_lowest_prices_from_either_end():
     assert add_point(points, 4, 9.0) == points  # the same order twice changes nothing
 
 
+@settings(max_examples=300, deadline=None)
+@given(orders=st.lists(st.tuples(st.integers(0, 30), st.sampled_from((9.0, 10.0, 10.0, 11.0, 12.5))), max_size=40))
+def test_a_days_points_equal_the_sorted_reference(orders):
+    """`add_point` (its fast path for the day's latest order included) keeps the same
+    points as the sort of all points (the reference), in any order of arrival."""
+    from tests.warnings_records_reference import add_point_by_sort
+
+    points, reference = (), []
+    for ts, price in orders:
+        points = tuple(add_point(points, ts, price))
+        reference = add_point_by_sort(reference, ts, price)
+        assert list(points) == reference
+
+
 def test_state_is_bounded_by_price_changes_not_orders():
     w = Watch()
     for n in range(400 * 5):  # 400 days, five orders a day at one price

@@ -487,3 +487,27 @@ class RecordsDeliveryRateMonitor:
     def load_meta(self, meta: dict) -> None:
         self.open, self.measured_until = dict(meta["open"]), meta["measured_until"]
         self.conduct.open.update(meta.get("conduct") or {})
+
+
+def add_point_by_sort(points: list, ts: int, price: float) -> list:
+    """`conduct.add_point` before its fast path for the day's latest order (the
+    reference): a day's points (flat [ts, price, ...], by ts) with the order added:
+    only the orders lower than every earlier one of the day, or lower than every
+    later one, are kept; the others can never be a lowest price of a window that
+    starts or ends in the day."""
+    pairs = list(zip(points[::2], points[1::2]))
+    if pairs and ts <= pairs[-1][0]:
+        pairs = sorted({*pairs, (ts, price)})
+    else:  # the usual case: the day's latest order (the points are sorted and distinct)
+        pairs.append((ts, price))
+    kept, best = set(), float("inf")
+    for pair in pairs:
+        if pair[1] < best:
+            kept.add(pair)
+            best = pair[1]
+    best = float("inf")
+    for pair in reversed(pairs):
+        if pair[1] < best:
+            kept.add(pair)
+            best = pair[1]
+    return [v for pair in sorted(kept) for v in pair]

@@ -58,15 +58,30 @@ def city_of(region_code: str) -> str:
     return region_code[:4] + "00"
 
 
-def add_point(points: list, ts: int, price: float) -> list:
+def add_point(points: Sequence, ts: int, price: float) -> list:
     """A day's points (flat [ts, price, ...], by ts) with the order (ts, price) added:
     only the orders lower than every earlier one of the day, or lower than every
     later one, are kept; the others can never be a lowest price of a window that
     starts or ends in the day."""
+    if points and ts > points[-2]:  # the usual case: the day's latest order
+        # The kept points stay the running lowest from the start; from the end, only
+        # those below the new one (the new, last one always is).
+        prices = points[1::2]
+        below_later, best = [False] * len(prices), float("inf")
+        for k in range(len(prices) - 1, -1, -1):
+            if prices[k] < best:
+                below_later[k], best = True, prices[k]
+        out, best = [], float("inf")
+        for k, p in enumerate(prices):
+            if p < best or (below_later[k] and p < price):
+                out += (points[2 * k], p)
+            best = min(best, p)
+        out += (ts, price)
+        return out
     pairs = list(zip(points[::2], points[1::2]))
-    if pairs and ts <= pairs[-1][0]:
+    if pairs:
         pairs = sorted({*pairs, (ts, price)})
-    else:  # the usual case: the day's latest order (the points are sorted and distinct)
+    else:
         pairs.append((ts, price))
     kept, best = set(), float("inf")
     for pair in pairs:
