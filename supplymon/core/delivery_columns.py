@@ -9,13 +9,13 @@ once per change). A record is given back as the list it came as (`record`).
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable
 
 import numpy as np
 
 from supplymon.core.signals import (D_ANSWERED_AT, D_CONFIRMED, D_DECISION, D_ORDERED_AT, D_QUANTITY, DEADLINE,
                                     GRASSROOTS, ON_TIME_SINCE, RURAL)
-from supplymon.core.supply_columns import NAMES, NONE, PARTIAL, REJECTED, code
+from supplymon.core.supply_columns import NAMES, NONE, PARTIAL, REJECTED, RecordsView, code
 
 ACCEPTED = code("accepted")
 # deadline, on time since, ordered at, quantity, answered at, confirmed, then
@@ -112,24 +112,5 @@ class DeliveryRows:
             self._columns = DeliveryColumns(self.rows)
         return self._columns
 
-    def records(self) -> DeliveryRecords:
-        return DeliveryRecords(self)
-
-
-class DeliveryRecords(Mapping):
-    """order id -> record over a distributor's rows (each made on request)."""
-
-    def __init__(self, rows: DeliveryRows):
-        self._rows = rows
-
-    def __getitem__(self, order_id: str) -> list:
-        record = self._rows.record(order_id)
-        if record is None:
-            raise KeyError(order_id)
-        return record
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._rows.ids))
-
-    def __len__(self) -> int:
-        return len(self._rows.ids)
+    def records(self) -> RecordsView:
+        return RecordsView(self)

@@ -190,10 +190,10 @@ class SupplyRows:
 
 
 class RecordsView(Mapping):
-    """order id -> record, over a subject's rows (for inspection and tests: each
-    record is made on request)."""
+    """order id -> record, over a subject's or a distributor's rows (for inspection
+    and the references in tests: each record is made on request)."""
 
-    def __init__(self, rows: SupplyRows):
+    def __init__(self, rows):
         self._rows = rows
 
     def __getitem__(self, order_id: str) -> list:
