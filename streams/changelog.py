@@ -102,11 +102,16 @@ class BatchedChangelog:
         return len(foreign)
 
     def clear(self) -> int:
-        """Empty the store (its owner holds the state, see `write`); how many entries."""
+        """Empty the store (its owner holds the state, see `write`); how many entries.
+        Faust's memory store also keeps each recovered key's partition: forgotten too,
+        or every key recovery read would stay in memory."""
         store = self.table.data
         count = len(store)
         for key in list(store.keys()):
             store.pop(key, None)
+        recovered = getattr(store, "_key_partition", None)
+        if recovered is not None:
+            recovered.clear()
         return count
 
     async def write(self, changes: Mapping[str, Any], hold: bool = True) -> None:

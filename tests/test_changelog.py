@@ -135,3 +135,17 @@ def test_entries_of_partitions_no_longer_held_are_dropped():
     table.data.update({f"k{n}": n for n in range(12)})
     assert changelog.keep_only({1, 3}) == 6
     assert sorted(table.data) == sorted(f"k{n}" for n in range(12) if n % 4 in (1, 3))
+
+
+def test_a_store_whose_owner_holds_the_state_is_emptied_with_what_recovery_noted():
+    """`clear()` on the Faust table's own memory store: the entries recovery put there
+    and its note of their partitions are gone (the early warnings hold that state)."""
+    from streams.app import warning_changelog, warning_state
+
+    store = warning_state.data
+    for n in range(5):  # as Faust's recovery leaves them
+        store[f"m:M{n}|o:O{n}"] = [n]
+        store._key_partition[f"m:M{n}|o:O{n}"] = n % 4
+    assert warning_changelog.clear() == 5
+    assert not list(store.keys()) and not store._key_partition
+
