@@ -12,7 +12,8 @@ Per batch, `process()`:
 then, once its rows are stored, `finish()` sends its alerts, dead letters and
 signals for the early warnings (agents/warnings.py), writes its states to the
 table (its changelog) and acknowledges, per partition, the offset after its last
-record processed.
+record processed; the batches of one insert are finished together (one wait for
+the deliveries of all their signals, one changelog write).
 A crash before that replays the batch onto the old state; a crash after finds
 its events already applied (duplicates) and their rows already stored. States
 of batches not finished yet are read from `unsettled`, not from the table.
@@ -26,6 +27,7 @@ from typing import Any
 
 from mode import CrashingSupervisor
 
+from agents.latency import BatchClock
 from agents.progress import mark_sent, mark_stored_offsets
 from agents.sequence import follow
 from agents.sink import ClickHouseSink, WriteBehind
@@ -122,10 +124,10 @@ class Batch:
     batch with, per partition, the offset after its last record processed, to
     acknowledge once it is stored."""
 
-    __slots__ = ("out", "fetched", "offsets", "records")
+    __slots__ = ("out", "fetched", "offsets", "records", "clock")
 
-    def __init__(self, out: BatchOutput, fetched: FetchedBatch, processed: list) -> None:
-        self.out, self.fetched, self.records = out, fetched, len(processed)
+    def __init__(self, out: BatchOutput, fetched: FetchedBatch, processed: list, clock: BatchClock) -> None:
+        self.out, self.fetched, self.records, self.clock = out, fetched, len(processed), clock
         self.offsets = next_offsets(processed)
 
 
@@ -157,6 +159,7 @@ def _observe_read_again(positions: list, plan, now_ms: int) -> None:
 
 async def process(fetched: FetchedBatch) -> None:
     global _index_stale
+    clock = BatchClock(fetched.fetched_at)
     if _index_stale:
         await write_behind.drain()  # the table has every state before it is read whole
         _index_stale = False
@@ -175,36 +178,51 @@ async def process(fetched: FetchedBatch) -> None:
     metrics.stage_seconds.labels("lifecycle").inc(time.thread_time() - started)
     _count(out)
     unsettled.update(out.snapshots)
-    batch = Batch(out, fetched, processed)
-    await write_behind.submit(batch, out.rows, len(fetched))
+    batch = Batch(out, fetched, processed, clock)
+    clock.submitted = time.perf_counter()
+    # Alerts read once the consumer has caught up (a fetch that was not full) are
+    # stored at once rather than gathered into a larger insert: gathering pays
+    # under load, which here is over (a backlog's alerts wait for it anyway).
+    await write_behind.submit(batch, out.rows, len(fetched), urgent=False)
 
 
-async def _send_signals(out: BatchOutput) -> None:
-    """The batch's records and marks, a message or so per signals partition; delivered
-    (not just queued) before the batch is acknowledged, so a signal is never lost."""
+async def _send_signals(outs: list[BatchOutput]) -> None:
+    """The batches' records and marks, a message or so per signals partition and
+    batch, in batch order; delivered (not just queued) before the batches are
+    acknowledged, so a signal is never lost."""
     sent = [await signals_topic.send(key=str(partition), value=value, partition=partition)
+            for out in outs
             for partition, value in pack(out.signals, out.marks, group_partition, settings.partitions)]
     mark_sent(await asyncio.gather(*sent))
-    metrics.signals_sent.inc(sum(map(len, out.signals.values())))
+    metrics.signals_sent.inc(sum(len(records) for out in outs for records in out.signals.values()))
 
 
-async def finish(batch: Batch) -> None:
-    """After the batch's rows are stored: alerts, dead letters, signals, states, acks."""
-    out = batch.out
-    for alert in out.alerts:
-        await alerts_topic.send(key=alert["alert_id"], value=alert)
-    for key, value, headers in out.dead:
-        await deadletter_topic.send(key=key, value=value, headers=headers)
-    await _send_signals(out)
-    await order_changelog.write(out.snapshots)
-    for order_id, snapshot in out.snapshots.items():
+async def finish(batches: list[Batch], insert_started: float, insert_ended: float) -> None:
+    """After the rows of `batches` (in order) are stored: alerts, dead letters,
+    signals, states, acks. A send only queues the message (the producer's
+    buffer); the deliveries are awaited together."""
+    snapshots: dict[str, bytes | None] = {}
+    for batch in batches:
+        out, clock = batch.out, batch.clock
+        clock.insert_started, clock.insert_ended = insert_started, insert_ended
+        for alert in out.alerts:
+            await alerts_topic.send(key=alert["alert_id"], value=alert)
+        clock.alerted = time.perf_counter()
+        for key, value, headers in out.dead:
+            await deadletter_topic.send(key=key, value=value, headers=headers)
+        snapshots.update(out.snapshots)  # a later batch's state of an order replaces an earlier's
+    await _send_signals([batch.out for batch in batches])
+    await order_changelog.write(snapshots)
+    for order_id, snapshot in snapshots.items():
         if unsettled.get(order_id, b"") is snapshot:  # no later batch changed it since
             del unsettled[order_id]
-    batch_intake.ack(batch.fetched, batch.offsets)
-    mark_stored_offsets(batch.offsets)
-    for kind, n in out.kinds.items():
-        metrics.events_in.labels(kind).inc(n)
-    metrics.batch_events.observe(batch.records)
+    for batch in batches:
+        batch_intake.ack(batch.fetched, batch.offsets)
+        mark_stored_offsets(batch.offsets)
+        for kind, n in batch.out.kinds.items():
+            metrics.events_in.labels(kind).inc(n)
+        metrics.batch_events.observe(batch.records)
+        batch.clock.observe(len(batch.out.alerts))
     metrics.open_orders.set(len(flow.due))
 
 

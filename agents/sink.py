@@ -13,9 +13,10 @@ thread at a time.
 
 `WriteBehind` lets the agent go on with the next batch while a batch's rows are
 stored: batches are queued, the rows of all queued batches are written together
-(one insert per table), and only then is each of those batches *finished*, in
-order (the agent's callback sends its alerts, writes its states, acknowledges
-its offsets). So nothing is committed on Kafka before it is in ClickHouse.
+(one insert per table), and only then are those batches *finished*, together
+and in order (the agent's callback sends their alerts, writes their states,
+acknowledges their offsets). So nothing is committed on Kafka before it is in
+ClickHouse.
 """
 from __future__ import annotations
 
@@ -145,10 +146,12 @@ class ClickHouseSink:
 class WriteBehind:
     """Batches whose rows are being stored while the agent computes the next ones.
 
-    `submit(batch, rows, size)` queues a batch (waiting first while more than
-    `max_pending` events are queued); a background task writes the rows of the
+    `submit(batch, rows, size, urgent)` queues a batch (waiting first while more
+    than `max_pending` events are queued); a background task writes the rows of the
     queued batches together, one insert per table (`sink.write()`), then calls
-    `finish(batch)` for each, in submission order. `drain()` returns once everything
+    `finish(batches, insert_started, insert_ended)` once for all of them, in
+    submission order (one round of sends and deliveries for the group, not one per
+    batch: each costs a broker round trip or two). `drain()` returns once everything
     submitted is finished. A failure of `finish` (a bug: writes are retried
     forever) is raised by the next `submit()` or `drain()`.
 
@@ -156,11 +159,15 @@ class WriteBehind:
     gathers batches until a table has `settings.store_insert_rows` rows or the
     oldest waiting batch has waited `settings.store_insert_seconds`, the bound on
     what this adds to acknowledgements and alerts. It writes at once when the agent
-    waits for room in the queue or for a `drain()`. The queue holds at least twice
-    `store_insert_rows` events: one insert being written while the next fills.
+    waits for room in the queue or for a `drain()`, and when an *urgent* batch
+    waits (the agent's call: alerts in a batch read once the consumer had caught
+    up, when gathering would only delay them: see agents/lifecycle.py); while an
+    insert runs, what comes meanwhile waits for the next one, so under load inserts
+    still grow. The queue holds at least twice `store_insert_rows` events: one
+    insert being written while the next fills.
     """
 
-    def __init__(self, sink: ClickHouseSink, finish: Callable[[Any], Awaitable[None]], max_pending: int,
+    def __init__(self, sink: ClickHouseSink, finish: Callable[[list, float, float], Awaitable[None]], max_pending: int,
                  on_refused: Callable[[list[dict]], Awaitable[None]] | None = None):
         self.sink = sink
         self.finish = finish
@@ -174,13 +181,14 @@ class WriteBehind:
         self._table_rows: dict[str, int] = dict.fromkeys(TABLES, 0)  # rows not given to the writer yet
         self._oldest: float | None = None  # when the oldest batch not given to the writer was queued
         self._draining = 0  # drain() calls waiting: write without gathering more
+        self._urgent = False  # an urgent batch waits among those not given to the writer
         self._wanted = 0  # events a submit() waits to queue: write at once if only a write makes room
         self._changed = asyncio.Event()  # the queue grew or shrank
         self._wake = asyncio.Event()  # for the writer: a batch came, or someone waits
         self._task: asyncio.Task | None = None
         self._failure: BaseException | None = None
 
-    async def submit(self, batch: Any, rows: Rows, size: int) -> None:
+    async def submit(self, batch: Any, rows: Rows, size: int, urgent: bool = False) -> None:
         while self._queue and self._pending + size > self.max_pending:
             self._wanted = size
             try:
@@ -193,6 +201,7 @@ class WriteBehind:
             self._table_rows[table] = self._table_rows.get(table, 0) + len(table_rows)
         if self._oldest is None:
             self._oldest = asyncio.get_running_loop().time()
+        self._urgent = self._urgent or urgent
         self._changed.set()
         self._wake.set()
         if self._task is None or self._task.done():
@@ -220,7 +229,7 @@ class WriteBehind:
 
     def _enough(self) -> bool:
         """Whether the waiting batches make an insert now."""
-        return (self._draining > 0 or self._pending + self._wanted > self.max_pending
+        return (self._draining > 0 or self._urgent or self._pending + self._wanted > self.max_pending
                 or max(self._table_rows.values()) >= self.insert_rows
                 or asyncio.get_running_loop().time() - self._oldest >= self.insert_seconds)
 
@@ -237,6 +246,7 @@ class WriteBehind:
         self._gathered = len(self._queue)
         self._table_rows = dict.fromkeys(self._table_rows, 0)
         self._oldest = None
+        self._urgent = False
         return group
 
     async def _run(self) -> None:
@@ -246,11 +256,13 @@ class WriteBehind:
                 rows = Rows()
                 for _, batch_rows, _ in group:
                     rows.extend(batch_rows)
+                started = time.perf_counter()
                 refused = await self.sink.write(rows)
+                stored = time.perf_counter()
                 if refused and self.on_refused is not None:
                     await self.on_refused(refused)
                 for batch, _, size in group:
-                    await self.finish(batch)
+                    await self.finish([batch], started, stored)
                     self._queue.pop(0)
                     self._gathered -= 1
                     self._pending -= size

@@ -159,9 +159,9 @@ def _start_worker(settings: Settings) -> WorkerProcess:
     return worker
 
 
-def pipeline(settings: Settings, lines: list[bytes], data_dir: Path) -> tuple[float, int, dict, dict]:
-    """Returns messages/s, the worker's peak RSS (KiB), its /state (orders, bytes) and
-    the seconds it spent per stage (its metrics)."""
+def pipeline(settings: Settings, lines: list[bytes], data_dir: Path) -> tuple[float, int, dict, dict, int]:
+    """Returns messages/s, the worker's peak RSS (KiB), its /state (orders, bytes),
+    the seconds it spent per stage (its metrics) and the messages published."""
     worker_settings = _worker_settings(settings, data_dir, "pipe")
     worker = _start_worker(worker_settings)
     try:
@@ -173,7 +173,8 @@ def pipeline(settings: Settings, lines: list[bytes], data_dir: Path) -> tuple[fl
         state = json.loads(worker.get("/state", timeout=60))
         stages = stage_seconds(worker.get("/metrics", timeout=60).decode())
         stages["end to end (wall)"] = elapsed
-        return sum(end_offsets.values()) / elapsed, peak, state, stages
+        messages = sum(end_offsets.values())
+        return messages / elapsed, peak, state, stages, messages
     finally:
         worker.stop()
 
@@ -303,6 +304,7 @@ def live_latency(settings: Settings, data_dir: Path, rate: int = 2000, seconds: 
         started = time.perf_counter()
         ticks, alerts, published = asyncio.run(_drive_live(worker_settings, rate, seconds, settle=5.0))
         elapsed = time.perf_counter() - started
+        batch_stages = batch_latency(worker.get("/metrics", timeout=60).decode())
     finally:
         worker.stop()
     tick_ts = [ts for ts, _ in ticks]
@@ -317,7 +319,43 @@ def live_latency(settings: Settings, data_dir: Path, rate: int = 2000, seconds: 
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
 
     return {"p50": pct(0.5), "p99": pct(0.99), "alerts": len(latencies), "rate": published / seconds,
-            "elapsed": elapsed}
+            "elapsed": elapsed, "stages": batch_stages}
+
+
+def batch_latency(metrics_text: str) -> dict[str, dict]:
+    """Per stage of `supplymon_batch_latency_seconds` (agents/latency.py): batches,
+    mean seconds, and the histogram's p99 (the upper bound of its bucket)."""
+    out: dict[str, dict] = {}
+    for line in metrics_text.splitlines():
+        found = re.match(r'supplymon_batch_latency_seconds_(bucket|sum|count)\{(.*)\} (\S+)', line)
+        if not found:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', found.group(2)))
+        entry = out.setdefault(labels["stage"], {"buckets": []})
+        if found.group(1) == "bucket":
+            entry["buckets"].append((float(labels["le"]), float(found.group(3))))
+        else:
+            entry[found.group(1)] = float(found.group(3))
+    for entry in out.values():
+        count = entry.get("count", 0.0)
+        entry["mean"] = entry.get("sum", 0.0) / count if count else float("nan")
+        entry["p99"] = next((le for le, n in sorted(entry.pop("buckets")) if count and n >= 0.99 * count),
+                            float("nan"))
+    return out
+
+
+def print_batch_latency(live: dict, title: str) -> None:
+    """Where a batch's wall time went in the live run, stage by stage (agents/latency.py)."""
+    stages = live.get("stages") or {}
+    if not stages:
+        return
+    print(f"{title}: batch wall time per stage".ljust(48) + "  mean ms  p99 ms (bucket)  batches")
+    for stage in ("queued", "computed", "gathered", "stored", "finished", "acked", "alerted"):
+        entry = stages.get(stage)
+        if entry:
+            name = "alerted (fetch -> alerts sent; with alerts)" if stage == "alerted" else stage
+            print(f"  {name:<46} {entry['mean'] * 1000:>7.1f}  {entry['p99'] * 1000:>8.0f}         "
+                  f"{entry.get('count', 0):>7,.0f}")
 
 
 def direct_replay(events: int, partitions: int) -> dict:
@@ -327,68 +365,122 @@ def direct_replay(events: int, partitions: int) -> dict:
     return json.loads(result.stdout.splitlines()[-1])
 
 
+PARTS = ("raw", "peer", "floor", "pipeline", "live", "decode", "direct")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help=f"comma-separated parts to run, of {','.join(PARTS)} (default: all); "
+                             "e.g. --only pipeline,live. A ratio is printed when both its parts ran. "
+                             "`live` alone runs at 2,000 events/s and at --half-rate")
+    parser.add_argument("--half-rate", type=int, default=0,
+                        help="events/s of the second live run when `pipeline` does not run (default 1,000)")
     args = parser.parse_args(argv)
+    only = {part.strip() for part in args.only.split(",") if part.strip()}
+    unknown = only - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))} (known: {', '.join(PARTS)})")
     work = Path(tempfile.mkdtemp(prefix="supplymon-bench-"))
+    r: dict = {}
     try:
         lines = history(args.events)
         size = sum(map(len, lines)) / len(lines)
         with EmbeddedBroker() as broker:
             settings = replace(Settings.from_env({}).with_embedded_broker(broker.url), partitions=args.partitions)
             ensure_topics(settings)
-            publish_s, end_offsets = asyncio.run(publish(settings, lines))
-            messages = sum(end_offsets.values())  # ticks fan out to every partition
-            raw = asyncio.run(raw_ceiling(settings, end_offsets))
-            peer_rate = peer(settings, messages, work / "peer-state")
-            floor = faust_floor(settings, messages, work / "floor", "messages")
-            batch_floor = faust_floor(settings, messages, work / "batch-floor", "batches")
-            pipe_rate, peak_kib, state, stages = pipeline(settings, lines, work / "data")
-            live = live_latency(settings, work / "live")
-            # Also at half of what the worker sustained: a figure that means the same on a slower machine.
-            live_half = live_latency(settings, work / "live-half", rate=max(100, int(pipe_rate / 2)))
-        full_us, fast_us = decode_rates(lines)
-        direct = direct_replay(args.events, args.partitions)
-        orders = state["orders"]
-        rows = [
-            ("messages (events, ticks fanned out)", f"{messages:,}", f"~{size:.0f} B/event, {args.partitions} partitions"),
-            ("batched producer (supplymon Publisher)", f"{messages / publish_s:,.0f}/s", ""),
-            ("raw ceiling: aiokafka + json.loads", f"{raw:,.0f}/s", ""),
-            ("peer: quixstreams 1 h tumbling count per distributor", f"{peer_rate:,.0f}/s", "from its first message"),
-            ("Faust floor: supplymon's app, an agent doing nothing", f"{floor:,.0f}/s",
-             f"per message (take_events); floor/peer = {floor / peer_rate:.2f}"),
-            ("batch floor: the same, whole fetched batches", f"{batch_floor:,.0f}/s",
-             f"batch intake, acked per batch; batch floor/raw = {batch_floor / raw:.2f}"),
-            ("supplymon end to end (publish -> stored)", f"{pipe_rate:,.0f}/s",
-             f"one worker, already joined; {pipe_rate / batch_floor:.2f} of the batch floor"),
-            ("worker peak RSS", f"{peak_kib / 1024:,.0f} MiB", f"{orders:,} orders in state, "
-             f"{peak_kib * 1024 / max(orders, 1):,.0f} B/order (whole process)"),
-            ("order state, serialized in the table", f"{state['bytes'] / max(orders, 1):,.0f} B/order",
-             f"{state['bytes'] / 1048576:,.1f} MiB for {orders:,} orders"),
-            ("live alert latency p50 / p99", f"{live['p50']:,.0f} / {live['p99']:,.0f} ms",
-             f"{live['alerts']:,} alerts at {live['rate']:,.0f} events/s"
-             + (" (more than the worker sustains here: a backlog grows)" if live["rate"] > pipe_rate else "")),
-            ("live alert latency p50 / p99, half load", f"{live_half['p50']:,.0f} / {live_half['p99']:,.0f} ms",
-             f"{live_half['alerts']:,} alerts at {live_half['rate']:,.0f} events/s"),
-            ("raw: json.loads over the history file", f"{direct['raw']:,.0f}/s", ""),
-            ("replay --direct (file -> stored, no broker)", f"{direct['direct']:,.0f}/s",
-             f"{direct['events']:,} events; bench/direct.py"),
-        ]
-        width = max(len(r[0]) for r in rows)
-        print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-        for name, value, note in rows:
-            print(f"{name:<{width}}  {value:>14}  {note}")
-        print(f"decode, full validator (orjson + checks)  {full_us:>8.2f} us/event")
-        print(f"decode, msgspec batch (+ fallback)        {fast_us:>8.2f} us/event  fast/full = {fast_us / full_us:.2f}")
-        print_stages(stages, messages)
-        print(f"pipeline/peer = {pipe_rate / peer_rate:.2f}")
-        print(f"direct/raw = {direct['direct'] / direct['raw']:.3f}")
-        print(f"pipeline/raw = {pipe_rate / raw:.3f}")
+            if only & {"raw", "peer", "floor"}:
+                publish_s, end_offsets = asyncio.run(publish(settings, lines))
+                r["messages"] = sum(end_offsets.values())  # ticks fan out to every partition
+                r["publish"] = r["messages"] / publish_s
+            if "raw" in only:
+                r["raw"] = asyncio.run(raw_ceiling(settings, end_offsets))
+            if "peer" in only:
+                r["peer"] = peer(settings, r["messages"], work / "peer-state")
+            if "floor" in only:
+                r["floor"] = faust_floor(settings, r["messages"], work / "floor", "messages")
+                r["batch_floor"] = faust_floor(settings, r["messages"], work / "batch-floor", "batches")
+            if "pipeline" in only:
+                r["pipe"], r["peak_kib"], r["state"], r["stages"], r["messages"] = pipeline(settings, lines,
+                                                                                            work / "data")
+            if "live" in only:
+                r["live"] = live_latency(settings, work / "live")
+                # Also at half of what the worker sustained: a figure that means the same on a slower machine.
+                half = int(r["pipe"] / 2) if "pipe" in r else (args.half_rate or 1000)
+                r["live_half"] = live_latency(settings, work / "live-half", rate=max(100, half))
+        if "decode" in only:
+            r["full_us"], r["fast_us"] = decode_rates(lines)
+        if "direct" in only:
+            r["direct"] = direct_replay(args.events, args.partitions)
+        report(r, size, args.partitions)
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def report(r: dict, size: float, partitions: int) -> None:
+    """The table of what ran, then the ratios whose parts ran (`pipeline/raw` last)."""
+    rows = []
+    if "messages" in r:
+        rows.append(("messages (events, ticks fanned out)", f"{r['messages']:,}",
+                     f"~{size:.0f} B/event, {partitions} partitions"))
+    if "publish" in r:
+        rows.append(("batched producer (supplymon Publisher)", f"{r['publish']:,.0f}/s", ""))
+    if "raw" in r:
+        rows.append(("raw ceiling: aiokafka + json.loads", f"{r['raw']:,.0f}/s", ""))
+    if "peer" in r:
+        rows.append(("peer: quixstreams 1 h tumbling count per distributor", f"{r['peer']:,.0f}/s",
+                     "from its first message"))
+    if "floor" in r:
+        rows.append(("Faust floor: supplymon's app, an agent doing nothing", f"{r['floor']:,.0f}/s",
+                     "per message (take_events)" + (f"; floor/peer = {r['floor'] / r['peer']:.2f}" if "peer" in r else "")))
+        rows.append(("batch floor: the same, whole fetched batches", f"{r['batch_floor']:,.0f}/s",
+                     "batch intake, acked per batch" + (f"; batch floor/raw = {r['batch_floor'] / r['raw']:.2f}"
+                                                        if "raw" in r else "")))
+    if "pipe" in r:
+        orders, state, peak_kib = r["state"]["orders"], r["state"], r["peak_kib"]
+        rows.append(("supplymon end to end (publish -> stored)", f"{r['pipe']:,.0f}/s",
+                     "one worker, already joined" + (f"; {r['pipe'] / r['batch_floor']:.2f} of the batch floor"
+                                                     if "batch_floor" in r else "")))
+        rows.append(("worker peak RSS", f"{peak_kib / 1024:,.0f} MiB", f"{orders:,} orders in state, "
+                     f"{peak_kib * 1024 / max(orders, 1):,.0f} B/order (whole process)"))
+        rows.append(("order state, serialized in the table", f"{state['bytes'] / max(orders, 1):,.0f} B/order",
+                     f"{state['bytes'] / 1048576:,.1f} MiB for {orders:,} orders"))
+    if "live" in r:
+        live, live_half = r["live"], r["live_half"]
+        rows.append(("live alert latency p50 / p99", f"{live['p50']:,.0f} / {live['p99']:,.0f} ms",
+                     f"{live['alerts']:,} alerts at {live['rate']:,.0f} events/s"
+                     + (" (more than the worker sustains here: a backlog grows)"
+                        if "pipe" in r and live["rate"] > r["pipe"] else "")))
+        rows.append(("live alert latency p50 / p99, half load" if "pipe" in r else "live alert latency p50 / p99, lower load",
+                     f"{live_half['p50']:,.0f} / {live_half['p99']:,.0f} ms",
+                     f"{live_half['alerts']:,} alerts at {live_half['rate']:,.0f} events/s"))
+    if "direct" in r:
+        rows.append(("raw: json.loads over the history file", f"{r['direct']['raw']:,.0f}/s", ""))
+        rows.append(("replay --direct (file -> stored, no broker)", f"{r['direct']['direct']:,.0f}/s",
+                     f"{r['direct']['events']:,} events; bench/direct.py"))
+    width = max((len(row[0]) for row in rows), default=0)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>14}  {note}")
+    if "full_us" in r:
+        print(f"decode, full validator (orjson + checks)  {r['full_us']:>8.2f} us/event")
+        print(f"decode, msgspec batch (+ fallback)        {r['fast_us']:>8.2f} us/event  "
+              f"fast/full = {r['fast_us'] / r['full_us']:.2f}")
+    if "stages" in r:
+        print_stages(r["stages"], r["messages"])
+    if "live" in r:
+        print_batch_latency(r["live"], f"live, {r['live']['rate']:,.0f} events/s")
+        print_batch_latency(r["live_half"], f"live, {r['live_half']['rate']:,.0f} events/s")
+        print(f"live alert p99 = {r['live']['p99']:,.0f} ms at {r['live']['rate']:,.0f} events/s (target < 1,000)")
+    if "pipe" in r and "peer" in r:
+        print(f"pipeline/peer = {r['pipe'] / r['peer']:.2f}")
+    if "direct" in r:
+        print(f"direct/raw = {r['direct']['direct'] / r['direct']['raw']:.3f}")
+    if "pipe" in r and "raw" in r:
+        print(f"pipeline/raw = {r['pipe'] / r['raw']:.3f}")
 
 
 def print_stages(stages: dict[str, float], events: int) -> None:

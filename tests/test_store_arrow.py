@@ -273,8 +273,9 @@ def _run_write_behind(settings, batches: int, per_batch: int, max_pending: int, 
     sink = CountedSink(settings)
     finished: list[int] = []
 
-    async def finish(batch):
-        finished.append(batch)
+    async def finish(batches, insert_started, insert_ended):
+        assert insert_started <= insert_ended
+        finished.extend(batches)
 
     async def scenario():
         await sink.open()
