@@ -183,7 +183,7 @@ async def process(fetched: FetchedBatch) -> None:
     # Alerts read once the consumer has caught up (a fetch that was not full) are
     # stored at once rather than gathered into a larger insert: gathering pays
     # under load, which here is over (a backlog's alerts wait for it anyway).
-    await write_behind.submit(batch, out.rows, len(fetched), urgent=False)
+    await write_behind.submit(batch, out.rows, len(fetched), urgent=bool(out.alerts) and not fetched.full)
 
 
 async def _send_signals(outs: list[BatchOutput]) -> None:

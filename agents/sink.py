@@ -261,12 +261,11 @@ class WriteBehind:
                 stored = time.perf_counter()
                 if refused and self.on_refused is not None:
                     await self.on_refused(refused)
-                for batch, _, size in group:
-                    await self.finish([batch], started, stored)
-                    self._queue.pop(0)
-                    self._gathered -= 1
-                    self._pending -= size
-                    self._changed.set()
+                await self.finish([batch for batch, _, _ in group], started, stored)
+                del self._queue[:len(group)]
+                self._gathered -= len(group)
+                self._pending -= sum(size for _, _, size in group)
+                self._changed.set()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:

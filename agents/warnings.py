@@ -102,7 +102,7 @@ async def early_warnings(stream):
     await sink.open()
     changelog_producer.acquire()
     try:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+        async for events in stream.take_events(settings.batch_size, within=settings.signals_batch_seconds):
             await process(events)
     finally:
         await changelog_producer.release()

@@ -321,3 +321,43 @@ def test_write_behind_writes_at_once_when_the_agent_waits_for_room(tmp_path):
     writes, finished, stored = _run_write_behind(settings, batches=6, per_batch=1, events=4, max_pending=8, end="drain")
     assert finished == list(range(6)) and stored == 6
     assert sum(writes) == 6 and len(writes) >= 2 and max(writes) < 5
+
+
+def test_write_behind_writes_an_urgent_batch_at_once_and_gathers_what_follows(tmp_path):
+    """An urgent batch (alerts read once the consumer caught up) is stored and
+    finished without waiting for the size or the time bound (an hour here); the
+    batches after it, not urgent, gather again; each insert's batches are finished
+    in one call, in order."""
+    settings = Settings(data_dir=tmp_path / "data", store_insert_rows=1_000_000, store_insert_seconds=3600)
+    sink = CountedSink(settings)
+    calls: list[list[int]] = []
+
+    async def finish(batches, insert_started, insert_ended):
+        calls.append(list(batches))
+
+    async def until(condition, timeout=60.0):
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, calls
+            await asyncio.sleep(0.01)
+
+    async def scenario():
+        await sink.open()
+        behind = WriteBehind(sink, finish, max_pending=10_000)
+        await behind.submit(0, _batch(0, 5), 5, urgent=True)
+        await until(lambda: calls == [[0]])
+        for n in (1, 2):
+            await behind.submit(n, _batch(n * 5, 5), 5)
+        await asyncio.sleep(0.3)
+        gathered = list(calls)  # the two plain batches still wait for the bound
+        await behind.submit(3, _batch(15, 5), 5, urgent=True)  # takes them along
+        await until(lambda: len(calls) == 2)
+        await behind.close()
+        return gathered, await sink.query("SELECT count() FROM supplymon.order_facts FINAL", "TSV")
+
+    try:
+        gathered, stored = asyncio.run(asyncio.wait_for(scenario(), 120))
+    finally:
+        asyncio.run(sink.close())
+    assert gathered == [[0]]
+    assert calls == [[0], [1, 2, 3]] and sink.writes == [5, 15] and int(stored) == 20
