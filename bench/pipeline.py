@@ -239,8 +239,11 @@ async def _drive_live(settings: Settings, rate: int, seconds: float, settle: flo
     `rate` events/s, with event time = now, and a tick to every partition every 50 ms;
     meanwhile read the alerts topic. Returns ticks [(ts ms, published at)], alerts
     [(raised_at ms, seen at)] and the events published."""
+    # A short fetch wait: the embedded broker answers a waiting fetch late (streams/consumer.py, 3.),
+    # which would time this reader, not the worker.
     consumer = AIOKafkaConsumer(settings.topics.alerts, bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
-                                enable_auto_commit=False, auto_offset_reset="earliest", group_id=None)
+                                enable_auto_commit=False, auto_offset_reset="earliest", group_id=None,
+                                fetch_max_wait_ms=10)
     await consumer.start()
     alerts: list[tuple[int, float]] = []
     stop = asyncio.Event()
