@@ -300,7 +300,9 @@ def live_latency(settings: Settings, data_dir: Path, rate: int = 2000, seconds: 
     data_dir.mkdir(parents=True, exist_ok=True)
     rules_path = data_dir / "live-rules.toml"
     rules_path.write_text(LIVE_RULES)
-    worker_settings = _worker_settings(settings, data_dir, "live", rules_file=str(rules_path),
+    # Topics and group of its own (the data dir's name): a second run on the same topics would
+    # read the first run's alerts (timed against its own first tick) and resume its group.
+    worker_settings = _worker_settings(settings, data_dir, data_dir.name, rules_file=str(rules_path),
                                        rules=Rules.load(rules_path))
     worker = _start_worker(worker_settings)
     try:
