@@ -211,8 +211,8 @@ async def finish(batches: list[Batch], insert_started: float, insert_ended: floa
         for key, value, headers in out.dead:
             await deadletter_topic.send(key=key, value=value, headers=headers)
         snapshots.update(out.snapshots)  # a later batch's state of an order replaces an earlier's
-    await _send_signals([batch.out for batch in batches])
-    await order_changelog.write(snapshots)
+    # Both delivered before the acknowledgements; neither waits for the other.
+    await asyncio.gather(_send_signals([batch.out for batch in batches]), order_changelog.write(snapshots))
     for order_id, snapshot in snapshots.items():
         if unsettled.get(order_id, b"") is snapshot:  # no later batch changed it since
             del unsettled[order_id]

@@ -151,7 +151,8 @@ class WriteBehind:
     queued batches together, one insert per table (`sink.write()`), then calls
     `finish(batches, insert_started, insert_ended)` once for all of them, in
     submission order (one round of sends and deliveries for the group, not one per
-    batch: each costs a broker round trip or two). `drain()` returns once everything
+    batch: each costs a broker round trip or two), while the next insert runs.
+    `drain()` returns once everything
     submitted is finished. A failure of `finish` (a bug: writes are retried
     forever) is raised by the next `submit()` or `drain()`.
 
@@ -178,6 +179,7 @@ class WriteBehind:
         self._queue: list[tuple[Any, Rows, int]] = []  # (batch, rows, events), not finished yet
         self._pending = 0  # events in the queue
         self._gathered = 0  # batches at the head of the queue already given to the writer
+        self._gathered_events = 0  # their events: room once they are finished
         self._table_rows: dict[str, int] = dict.fromkeys(TABLES, 0)  # rows not given to the writer yet
         self._oldest: float | None = None  # when the oldest batch not given to the writer was queued
         self._draining = 0  # drain() calls waiting: write without gathering more
@@ -229,7 +231,10 @@ class WriteBehind:
 
     def _enough(self) -> bool:
         """Whether the waiting batches make an insert now."""
-        return (self._draining > 0 or self._urgent or self._pending + self._wanted > self.max_pending
+        # Room for a waiting submit() comes when the batches given to the writer are
+        # finished; if that is not enough, only writing the others makes more.
+        waiting = self._pending - self._gathered_events
+        return (self._draining > 0 or self._urgent or waiting + self._wanted > self.max_pending
                 or max(self._table_rows.values()) >= self.insert_rows
                 or asyncio.get_running_loop().time() - self._oldest >= self.insert_seconds)
 
@@ -244,14 +249,24 @@ class WriteBehind:
                 pass
         group = self._queue[self._gathered:]
         self._gathered = len(self._queue)
+        self._gathered_events += sum(size for _, _, size in group)
         self._table_rows = dict.fromkeys(self._table_rows, 0)
         self._oldest = None
         self._urgent = False
         return group
 
     async def _run(self) -> None:
+        finishing: asyncio.Task | None = None  # the previous insert's batches being finished
         try:
-            while len(self._queue) > self._gathered:
+            while True:
+                if len(self._queue) == self._gathered:  # nothing new: end once all is finished
+                    if finishing is None:
+                        break
+                    await self._finished_or_woken(finishing)  # a batch may come meanwhile
+                    if finishing.done():
+                        finishing.result()  # (its failure, raised)
+                        finishing = None
+                    continue
                 group = await self._gather()
                 rows = Rows()
                 for _, batch_rows, _ in group:
@@ -259,19 +274,38 @@ class WriteBehind:
                 started = time.perf_counter()
                 refused = await self.sink.write(rows)
                 stored = time.perf_counter()
+                # This insert ran while the previous one's batches were finished (their
+                # deliveries awaited); batches are still finished in order.
+                if finishing is not None:
+                    await finishing
                 if refused and self.on_refused is not None:
                     await self.on_refused(refused)
-                await self.finish([batch for batch, _, _ in group], started, stored)
-                del self._queue[:len(group)]
-                self._gathered -= len(group)
-                self._pending -= sum(size for _, _, size in group)
-                self._changed.set()
+                finishing = asyncio.get_running_loop().create_task(self._finish(group, started, stored))
         except asyncio.CancelledError:
+            if finishing is not None:
+                finishing.cancel()
             raise
         except BaseException as exc:
             log.exception("finishing a stored batch failed")
             self._failure = exc
             self._changed.set()
+
+    async def _finished_or_woken(self, finishing: asyncio.Task) -> None:
+        self._wake.clear()
+        woken = asyncio.get_running_loop().create_task(self._wake.wait())
+        try:
+            await asyncio.wait({finishing, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+
+    async def _finish(self, group: list[tuple[Any, Rows, int]], started: float, stored: float) -> None:
+        await self.finish([batch for batch, _, _ in group], started, stored)
+        del self._queue[:len(group)]
+        self._gathered -= len(group)
+        events = sum(size for _, _, size in group)
+        self._pending -= events
+        self._gathered_events -= events
+        self._changed.set()
 
     async def close(self) -> None:
         """Stop writing (what is not finished is not acknowledged: read again later)."""

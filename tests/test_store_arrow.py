@@ -361,3 +361,36 @@ def test_write_behind_writes_an_urgent_batch_at_once_and_gathers_what_follows(tm
         asyncio.run(sink.close())
     assert gathered == [[0]]
     assert calls == [[0], [1, 2, 3]] and sink.writes == [5, 15] and int(stored) == 20
+
+
+def test_write_behind_finishes_an_insert_while_the_next_one_is_written_and_in_order(tmp_path):
+    """The batches of an insert are finished (their deliveries awaited) while the
+    next insert runs; the finishes themselves never overlap and keep the order."""
+    settings = Settings(data_dir=tmp_path / "data", store_insert_rows=1_000_000, store_insert_seconds=3600)
+    sink = CountedSink(settings)
+    log: list[tuple] = []
+
+    async def finish(batches, insert_started, insert_ended):
+        log.append(("finish", batches[0], insert_started))
+        await asyncio.sleep(0.5)  # a slow broker
+        log.append(("finished", batches[-1]))
+
+    async def scenario():
+        await sink.open()
+        behind = WriteBehind(sink, finish, max_pending=10_000)
+        await behind.submit(0, _batch(0, 5), 5, urgent=True)
+        while not log:
+            await asyncio.sleep(0.01)
+        await behind.submit(1, _batch(5, 5), 5, urgent=True)  # written while 0 is being finished
+        await behind.submit(2, _batch(10, 5), 5, urgent=True)
+        await behind.drain()
+        await behind.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 120))
+    finally:
+        asyncio.run(sink.close())
+    steps = [entry[:2] for entry in log]
+    assert steps == [("finish", 0), ("finished", 0), ("finish", 1), ("finished", 2)], log
+    # the second insert began before the first finish ended (its stamp is the insert's start)
+    assert sink.writes == [5, 10] and log[2][2] < log[0][2] + 0.5
