@@ -3,9 +3,9 @@
 An alert reaches the alerts topic only once its batch's rows are stored, so its
 latency is a chain of waits: the batch waits for the agent (queued), the dataflow
 runs (computed), its rows wait for an insert (gathered), the insert runs
-(stored), earlier batches of the same insert are finished and its alerts sent
-(finished), then its signals and states are delivered and its offsets
-acknowledged (acked). `BatchClock` stamps each step; `observe()` puts the
+(stored), its alerts are sent, after those of the batches before it in the same
+insert (announced), then, once the batches stored before are finished, its
+signals and states are delivered and its offsets acknowledged (acked). `BatchClock` stamps each step; `observe()` puts the
 stages in `supplymon_batch_latency_seconds` (bench/pipeline.py prints them for
 the live run). Wall clock on purpose: it times waits, not rules.
 """
@@ -15,7 +15,7 @@ import time
 
 from supplymon import metrics
 
-STAGES = ("queued", "computed", "gathered", "stored", "finished", "acked")
+STAGES = ("queued", "computed", "gathered", "stored", "announced", "acked")
 
 
 class BatchClock:

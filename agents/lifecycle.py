@@ -9,11 +9,12 @@ Per batch, `process()`:
    alerts, dead letters, signals, marks and changed states out;
 3. write-behind: the batch is handed to the sink (agents/sink.py), which stores
    its rows (retried until stored) while the next batch is computed;
-then, once its rows are stored, `finish()` sends its alerts, dead letters and
-signals for the early warnings (agents/warnings.py), writes its states to the
-table (its changelog) and acknowledges, per partition, the offset after its last
-record processed; the batches of one insert are finished together (one wait for
-the deliveries of all their signals, one changelog write).
+then, once its rows are stored, `announce()` sends its alerts and dead letters,
+and `finish()`, in batch order, its signals for the early warnings
+(agents/warnings.py), writes its states to the table (its changelog) and
+acknowledges, per partition, the offset after its last record processed; the
+batches of one insert are finished together (one wait for the deliveries of all
+their signals, one changelog write), while the next insert runs.
 A crash before that replays the batch onto the old state; a crash after finds
 its events already applied (duplicates) and their rows already stored. States
 of batches not finished yet are read from `unsettled`, not from the table.
@@ -197,11 +198,10 @@ async def _send_signals(outs: list[BatchOutput]) -> None:
     metrics.signals_sent.inc(sum(len(records) for out in outs for records in out.signals.values()))
 
 
-async def finish(batches: list[Batch], insert_started: float, insert_ended: float) -> None:
-    """After the rows of `batches` (in order) are stored: alerts, dead letters,
-    signals, states, acks. A send only queues the message (the producer's
-    buffer); the deliveries are awaited together."""
-    snapshots: dict[str, bytes | None] = {}
+async def announce(batches: list[Batch], insert_started: float, insert_ended: float) -> None:
+    """As soon as the rows of `batches` are stored: their alerts and dead letters
+    (a send only queues the message in the producer's buffer). Not delayed by the
+    deliveries of the batches stored before, which `finish` awaits."""
     for batch in batches:
         out, clock = batch.out, batch.clock
         clock.insert_started, clock.insert_ended = insert_started, insert_ended
@@ -210,7 +210,13 @@ async def finish(batches: list[Batch], insert_started: float, insert_ended: floa
         clock.alerted = time.perf_counter()
         for key, value, headers in out.dead:
             await deadletter_topic.send(key=key, value=value, headers=headers)
-        snapshots.update(out.snapshots)  # a later batch's state of an order replaces an earlier's
+
+
+async def finish(batches: list[Batch], insert_started: float, insert_ended: float) -> None:
+    """After `announce`, in batch order: signals, states (the changelog), acks."""
+    snapshots: dict[str, bytes | None] = {}
+    for batch in batches:
+        snapshots.update(batch.out.snapshots)  # a later batch's state of an order replaces an earlier's
     # Both delivered before the acknowledgements; neither waits for the other.
     await asyncio.gather(_send_signals([batch.out for batch in batches]), order_changelog.write(snapshots))
     for order_id, snapshot in snapshots.items():
@@ -226,7 +232,8 @@ async def finish(batches: list[Batch], insert_started: float, insert_ended: floa
     metrics.open_orders.set(len(flow.due))
 
 
-write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4, on_refused=send_refused)
+write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4, on_refused=send_refused,
+                           on_stored=announce)
 
 
 # A crashed agent stops the worker (CrashingSupervisor) rather than being restarted

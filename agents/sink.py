@@ -148,10 +148,12 @@ class WriteBehind:
 
     `submit(batch, rows, size, urgent)` queues a batch (waiting first while more
     than `max_pending` events are queued); a background task writes the rows of the
-    queued batches together, one insert per table (`sink.write()`), then calls
-    `finish(batches, insert_started, insert_ended)` once for all of them, in
-    submission order (one round of sends and deliveries for the group, not one per
-    batch: each costs a broker round trip or two), while the next insert runs.
+    queued batches together, one insert per table (`sink.write()`), calls
+    `on_stored(batches, insert_started, insert_ended)` at once (what may go out as
+    soon as the rows are stored: the alerts), then `finish(batches, insert_started,
+    insert_ended)` once for all of them, in submission order, after the previous
+    insert's finish and while the next insert runs (one round of deliveries for the
+    group, not one per batch: each costs a broker round trip or two).
     `drain()` returns once everything
     submitted is finished. A failure of `finish` (a bug: writes are retried
     forever) is raised by the next `submit()` or `drain()`.
@@ -169,10 +171,12 @@ class WriteBehind:
     """
 
     def __init__(self, sink: ClickHouseSink, finish: Callable[[list, float, float], Awaitable[None]], max_pending: int,
-                 on_refused: Callable[[list[dict]], Awaitable[None]] | None = None):
+                 on_refused: Callable[[list[dict]], Awaitable[None]] | None = None,
+                 on_stored: Callable[[list, float, float], Awaitable[None]] | None = None):
         self.sink = sink
         self.finish = finish
         self.on_refused = on_refused
+        self.on_stored = on_stored
         self.insert_rows = sink.settings.store_insert_rows
         self.insert_seconds = sink.settings.store_insert_seconds
         self.max_pending = max(max_pending, 2 * self.insert_rows)
@@ -274,12 +278,15 @@ class WriteBehind:
                 started = time.perf_counter()
                 refused = await self.sink.write(rows)
                 stored = time.perf_counter()
+                batches = [batch for batch, _, _ in group]
+                if refused and self.on_refused is not None:
+                    await self.on_refused(refused)
+                if self.on_stored is not None:
+                    await self.on_stored(batches, started, stored)
                 # This insert ran while the previous one's batches were finished (their
                 # deliveries awaited); batches are still finished in order.
                 if finishing is not None:
                     await finishing
-                if refused and self.on_refused is not None:
-                    await self.on_refused(refused)
                 finishing = asyncio.get_running_loop().create_task(self._finish(group, started, stored))
         except asyncio.CancelledError:
             if finishing is not None:

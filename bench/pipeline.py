@@ -355,7 +355,7 @@ def print_batch_latency(live: dict, title: str) -> None:
     if not stages:
         return
     print(f"{title}: batch wall time per stage".ljust(48) + "  mean ms  p99 ms (bucket)  batches")
-    for stage in ("queued", "computed", "gathered", "stored", "finished", "acked", "alerted"):
+    for stage in ("queued", "computed", "gathered", "stored", "announced", "acked", "alerted"):
         entry = stages.get(stage)
         if entry:
             name = "alerted (fetch -> alerts sent; with alerts)" if stage == "alerted" else stage

@@ -68,7 +68,7 @@ stage_seconds = Counter("supplymon_stage_seconds_total",
 batch_latency = Histogram("supplymon_batch_latency_seconds",
                           "Wall seconds a batch of the input topics spent per stage: queued (fetched, waiting "
                           "for the agent), computed (the dataflow), gathered (waiting for its insert), stored "
-                          "(the insert), finished (waiting for earlier batches, then its alerts sent), acked "
-                          "(signals and changelog delivered, offsets acknowledged); alerted: fetch to alerts sent, "
+                          "(the insert), announced (its alerts sent), acked (earlier batches finished, its "
+                          "signals and changelog delivered, offsets acknowledged); alerted: fetch to alerts sent, "
                           "batches with alerts only", ["stage"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), registry=REGISTRY)
