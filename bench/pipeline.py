@@ -2,6 +2,7 @@
 
     make bench                       # 200,000 events, 4 partitions
     python -m bench.pipeline --events 50000
+    python -m bench.pipeline --events 50000 --only pipeline,live   # some parts alone (see --help)
 
 1. raw ceiling: a bare aiokafka consumer + json.loads over the input topics;
 2. the peer: a quixstreams app, 1 h tumbling count per distributor (group_by);
@@ -13,9 +14,11 @@
    store) in us/event, and the two decoders over the same lines;
 5. live alert latency at a steady 2,000 events/s (another worker, live event
    times, deadlines of seconds): from the tick that takes stream time past a
-   deadline being published to the alert arriving on the alerts topic.
+   deadline being published to the alert arriving on the alerts topic; and where
+   the worker's batches spent their wall time, stage by stage (agents/latency.py).
 6. `replay FILE --direct` against a `json.loads` loop over the same file (bench/direct.py).
-Prints a table, then `pipeline/peer = P`, `direct/raw = D`, and last `pipeline/raw = R`.
+Prints a table, then `live alert p99 = ...`, `pipeline/peer = P`, `direct/raw = D`, and last
+`pipeline/raw = R` (each ratio when its parts ran).
 """
 from __future__ import annotations
 
@@ -129,8 +132,13 @@ def faust_floor(settings: Settings, total: int, data_dir: Path, mode: str) -> fl
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "bench.faust_floor", settings.kafka_url, str(total), str(data_dir), mode,
                *settings.topics.inputs]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                          cwd=Path(__file__).resolve().parent.parent)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                              cwd=Path(__file__).resolve().parent.parent)
+    except subprocess.TimeoutExpired:
+        # A reference figure only: the rest of the bench still runs (the figure is printed as nan).
+        print(f"bench.faust_floor ({mode}) did not deliver {total:,} messages within 600 s", file=sys.stderr)
+        return float("nan")
     found = re.search(r"floor (\d+)", done.stdout)
     if found is None:
         raise RuntimeError(f"bench.faust_floor failed ({done.returncode}):\n{done.stderr[-3000:]}")
