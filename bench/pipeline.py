@@ -173,6 +173,7 @@ def pipeline(settings: Settings, lines: list[bytes], data_dir: Path) -> tuple[fl
     worker_settings = _worker_settings(settings, data_dir, "pipe")
     worker = _start_worker(worker_settings)
     try:
+        idle = stage_seconds(worker.get("/metrics", timeout=60).decode())  # start-up, before any event
         started = time.perf_counter()
         _, end_offsets = asyncio.run(publish(worker_settings, lines))
         worker.wait_stored(end_offsets, sum(end_offsets.values()))
@@ -180,6 +181,7 @@ def pipeline(settings: Settings, lines: list[bytes], data_dir: Path) -> tuple[fl
         peak = rss_kib(worker.process.pid)
         state = json.loads(worker.get("/state", timeout=60))
         stages = stage_seconds(worker.get("/metrics", timeout=60).decode())
+        stages = {name: seconds - idle.get(name, 0.0) for name, seconds in stages.items()}
         stages["end to end (wall)"] = elapsed
         messages = sum(end_offsets.values())
         return messages / elapsed, peak, state, stages, messages
@@ -192,12 +194,16 @@ STAGES = ("decode", "lifecycle", "windows", "signals", "early_warnings")
 
 def stage_seconds(metrics_text: str) -> dict[str, float]:
     """Seconds per stage from a worker's /metrics: `supplymon_stage_seconds_total`, and
-    the store's inserts (`supplymon_sink_write_seconds_sum`, on the store's thread)."""
+    the store's inserts (`supplymon_sink_write_seconds_sum`, on the store's thread);
+    CPU seconds per thread (`supplymon_thread_cpu_seconds_total`) as "thread:<name>"."""
     out = {stage: 0.0 for stage in STAGES}
     for line in metrics_text.splitlines():
         found = re.match(r'supplymon_stage_seconds_total\{stage="(\w+)"\} (\S+)', line)
+        threads = re.match(r'supplymon_thread_cpu_seconds_total\{thread="([^"]+)"\} (\S+)', line)
         if found:
             out[found.group(1)] = float(found.group(2))
+        elif threads:
+            out[f"thread:{threads.group(1)}"] = float(threads.group(2))
         elif line.startswith("supplymon_sink_write_seconds_sum "):
             out["store"] = float(line.split()[1])
     return out
@@ -317,7 +323,8 @@ def live_latency(settings: Settings, data_dir: Path, rate: int = 2000, seconds: 
         started = time.perf_counter()
         ticks, alerts, published = asyncio.run(_drive_live(worker_settings, rate, seconds, settle=5.0))
         elapsed = time.perf_counter() - started
-        batch_stages = batch_latency(worker.get("/metrics", timeout=60).decode())
+        metrics_text = worker.get("/metrics", timeout=60).decode()
+        batch_stages, cpu = batch_latency(metrics_text), stage_seconds(metrics_text)
     finally:
         worker.stop()
     tick_ts = [ts for ts, _ in ticks]
@@ -332,7 +339,7 @@ def live_latency(settings: Settings, data_dir: Path, rate: int = 2000, seconds: 
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
 
     return {"p50": pct(0.5), "p99": pct(0.99), "alerts": len(latencies), "rate": published / seconds,
-            "elapsed": elapsed, "stages": batch_stages}
+            "elapsed": elapsed, "stages": batch_stages, "cpu": cpu}
 
 
 def batch_latency(metrics_text: str) -> dict[str, dict]:
@@ -369,6 +376,12 @@ def print_batch_latency(live: dict, title: str) -> None:
             name = "alerted (fetch -> alerts sent; with alerts)" if stage == "alerted" else stage
             print(f"  {name:<46} {entry['mean'] * 1000:>7.1f}  {entry['p99'] * 1000:>8.0f}         "
                   f"{entry.get('count', 0):>7,.0f}")
+    cpu = live.get("cpu") or {}
+    if cpu:  # the worker's CPU over its whole life (start-up included), seconds
+        parts = [f"{name} {cpu.get(name, 0.0):.1f}" for name in STAGES]
+        parts += [f"{THREADS.get(name[7:], name[7:]).split(' (')[0]} {seconds:.1f}"
+                  for name, seconds in sorted(cpu.items()) if name.startswith("thread:")]
+        print(f"  worker CPU s (whole run, start-up included): {', '.join(parts)}")
 
 
 def direct_replay(events: int, partitions: int) -> dict:
@@ -496,18 +509,35 @@ def report(r: dict, size: float, partitions: int) -> None:
         print(f"pipeline/raw = {r['pipe'] / r['raw']:.3f}")
 
 
+THREADS = {"MainThread": "main thread (event loop: Faust, agents, sends)", "Thread": "Faust's consumer thread (fetches)",
+           "clickhouse": "store thread (Arrow rows, inserts)", "native": "native threads (chdb)"}
+
+
 def print_stages(stages: dict[str, float], events: int) -> None:
     """Per stage, us per event in the pipeline run, and its share of the wall time:
     CPU time of the worker's main thread, and the store's inserts (wall time on
-    their own thread, beside the others); the rest is Kafka intake, sends,
-    changelogs, Faust and waiting."""
+    their own thread, beside the others); then the CPU of each of the worker's
+    threads over the run, and what of the main thread's is outside the stages
+    (Kafka intake, sends, changelogs, Faust, the agents' shells)."""
     wall = stages["end to end (wall)"]
+
+    def line(name: str, seconds: float) -> None:
+        print(f"  {name:<46} {seconds / events * 1e6:>8.1f}   {seconds / wall:>6.1%}")
+
     print(f"per stage, pipeline run ({events:,} messages)".ljust(48) + "us/event   share of wall")
     for name in (*STAGES, "store", "end to end (wall)"):
-        seconds = stages.get(name, 0.0)
-        print(f"  {name:<46} {seconds / events * 1e6:>8.1f}   {seconds / wall:>6.1%}")
-    rest = wall - sum(stages.get(name, 0.0) for name in STAGES)
-    print(f"  {'rest (Kafka intake, sends, changelogs, waits)':<46} {rest / events * 1e6:>8.1f}   {rest / wall:>6.1%}")
+        line(name, stages.get(name, 0.0))
+    threads = {name.removeprefix("thread:"): seconds for name, seconds in stages.items() if name.startswith("thread:")}
+    if not threads:
+        rest = wall - sum(stages.get(name, 0.0) for name in STAGES)
+        line("rest (Kafka intake, sends, changelogs, waits)", rest)
+        return
+    print("CPU per thread over the run".ljust(48) + "us/event   share of wall")
+    for name, seconds in sorted(threads.items(), key=lambda item: -item[1]):
+        line(THREADS.get(name, name), seconds)
+    main = threads.get("MainThread", 0.0)
+    line("main thread outside the stages", main - sum(stages.get(name, 0.0) for name in STAGES))
+    line("worker process, all threads", sum(threads.values()))
 
 
 if __name__ == "__main__":

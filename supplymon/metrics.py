@@ -72,3 +72,7 @@ batch_latency = Histogram("supplymon_batch_latency_seconds",
                           "signals and changelog delivered, offsets acknowledged); alerted: fetch to alerts sent, "
                           "batches with alerts only", ["stage"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), registry=REGISTRY)
+
+from supplymon.thread_cpu import ThreadCpuCollector  # noqa: E402  (collected at each scrape)
+
+REGISTRY.register(ThreadCpuCollector())
