@@ -525,8 +525,13 @@ def print_stages(stages: dict[str, float], events: int) -> None:
         print(f"  {name:<46} {seconds / events * 1e6:>8.1f}   {seconds / wall:>6.1%}")
 
     print(f"per stage, pipeline run ({events:,} messages)".ljust(48) + "us/event   share of wall")
+    untimed = [name for name in STAGES if not stages.get(name)]
     for name in (*STAGES, "store", "end to end (wall)"):
-        line(name, stages.get(name, 0.0))
+        if name not in untimed:
+            line("lifecycle (the dataflow, flow.process)" if name == "lifecycle" and untimed else name,
+                 stages.get(name, 0.0))
+    if untimed:
+        print(f"  (not timed apart by the worker, inside the dataflow's figure: {', '.join(untimed)})")
     threads = {name.removeprefix("thread:"): seconds for name, seconds in stages.items() if name.startswith("thread:")}
     if not threads:
         rest = wall - sum(stages.get(name, 0.0) for name in STAGES)
