@@ -5,9 +5,10 @@ latency is a chain of waits: the batch waits for the agent (queued), the dataflo
 runs (computed), its rows wait for an insert (gathered), the insert runs
 (stored), its alerts are sent, after those of the batches before it in the same
 insert (announced), then, once the batches stored before are finished, its
-signals and states are delivered and its offsets acknowledged (acked). `BatchClock` stamps each step; `observe()` puts the
-stages in `supplymon_batch_latency_seconds` (bench/pipeline.py prints them for
-the live run). Wall clock on purpose: it times waits, not rules.
+signals and states are delivered and its offsets acknowledged (acked).
+`BatchClock` stamps each step; `observe()` puts the stages in
+`supplymon_batch_latency_seconds` (bench/pipeline.py prints them for the live
+run). Wall clock on purpose: it times waits, not rules.
 """
 from __future__ import annotations
 

@@ -13,10 +13,10 @@ thread at a time.
 
 `WriteBehind` lets the agent go on with the next batch while a batch's rows are
 stored: batches are queued, the rows of all queued batches are written together
-(one insert per table), and only then are those batches *finished*, together
-and in order (the agent's callback sends their alerts, writes their states,
-acknowledges their offsets). So nothing is committed on Kafka before it is in
-ClickHouse.
+(one insert per table), and only then do their alerts go out and are those
+batches *finished*, together and in order (the agent's callbacks send their
+alerts, write their states, acknowledge their offsets). So nothing is committed
+on Kafka, and no alert sent, before it is in ClickHouse.
 """
 from __future__ import annotations
 
@@ -153,10 +153,9 @@ class WriteBehind:
     soon as the rows are stored: the alerts), then `finish(batches, insert_started,
     insert_ended)` once for all of them, in submission order, after the previous
     insert's finish and while the next insert runs (one round of deliveries for the
-    group, not one per batch: each costs a broker round trip or two).
-    `drain()` returns once everything
-    submitted is finished. A failure of `finish` (a bug: writes are retried
-    forever) is raised by the next `submit()` or `drain()`.
+    group, not one per batch: each costs a broker round trip or two). `drain()`
+    returns once everything submitted is finished. A failure of `finish` (a bug:
+    writes are retried forever) is raised by the next `submit()` or `drain()`.
 
     Each insert has a fixed cost (~10 ms on chdb) whatever its size, so the writer
     gathers batches until a table has `settings.store_insert_rows` rows or the
