@@ -262,6 +262,11 @@ def parse_event(raw: bytes | str | None) -> AnyEvent | Invalid:
         return Invalid("not_json", f"not valid JSON (UTF-8): {exc}")
     if not isinstance(doc, dict):
         return Invalid("not_object", f"an event must be a JSON object, got {type(doc).__name__}")
+    return validate_doc(doc)
+
+
+def validate_doc(doc: dict) -> AnyEvent | Invalid:
+    """Validate a decoded JSON object; never raises."""
     event_id = doc.get("event_id") if _is_id(doc.get("event_id")) else None
     try:
         return validate(doc)

@@ -35,7 +35,7 @@ from supplymon.core.flow import BatchOutput, OrderFlow, Partition, Record
 from supplymon.core.intake import REBUILT_HEADER, TOO_LARGE_HEADER, truncated
 from supplymon.core.signals import pack
 from supplymon.gcpolicy import batch_pace
-from supplymon.publish import key_partition, route
+from supplymon.publish import key_partition, refused_as_future_at, route
 from supplymon.replay import summary
 from supplymon.runner import RunError, prepare_data_dir
 from supplymon.settings import Settings
@@ -74,7 +74,7 @@ class Router:
             yield self._record(self.topics.orders, 0, None, truncated(raw), None, now_ms,
                                ((TOO_LARGE_HEADER, str(len(raw)).encode()),))
             return
-        where = route(raw, self.topics)
+        where = route(raw, self.topics, lambda ts: refused_as_future_at(self.settings, ts, now_ms))
         if where.topic is None:  # a tick: every partition of every input topic
             for topic in self.topics.inputs:
                 for partition in range(self.partitions):

@@ -4,8 +4,9 @@ Used by `replay`, the demo's simulator and the embedded worker's rebuild from
 `events_raw`. Each event goes to its kind's topic, keyed by `order_id`, with the
 Kafka timestamp set to its event time; a tick goes to every partition of every
 input topic (contract section 1). A line that is not a usable event is published
-as it is to the orders topic, so that the worker dead-letters it with a reason:
-validation lives in one place. A line over `max_event_bytes` (or one the broker
+as it is to the orders topic, so that the worker dead-letters it with a reason
+(once: a tick the validator or the future-stamp rule would refuse is not fanned
+out, it would be refused on every partition); the worker's validator decides. A line over `max_event_bytes` (or one the broker
 refuses as too large) is published as its truncated copy with the header
 `supplymon-too-large` (its size): the worker dead-letters it (`too_large`) and the
 publishing goes on.
@@ -17,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -26,6 +27,7 @@ from aiokafka.partitioner import murmur2
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from schemas.events import Invalid, validate_doc
 from schemas.limits import MAX_TS_MS, MIN_TS_MS
 from supplymon.core.intake import TOO_LARGE_HEADER, truncated
 from supplymon.settings import Settings, Topics
@@ -86,9 +88,11 @@ class Route(NamedTuple):
     readable: bool  # False: left to the worker to dead-letter with a reason
 
 
-def route(raw: bytes, topics: Topics) -> Route:
+def route(raw: bytes, topics: Topics, refused_as_future: Callable[[int], bool] = lambda ts: False) -> Route:
     """Each event to its kind's topic, keyed by `order_id`; a line that is not a
-    usable event to the orders topic, for the worker to say why."""
+    usable event to the orders topic, for the worker to say why. A tick goes to
+    every input partition, unless it would be refused there (invalid, or stamped
+    from the future): then once, as any unusable line."""
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -98,12 +102,20 @@ def route(raw: bytes, topics: Topics) -> Route:
     kind = doc.get("kind")
     ts = event_time_ms(doc.get("ts"))
     if kind == "tick":
+        if isinstance(validate_doc(doc), Invalid) or (ts is not None and refused_as_future(ts)):
+            return Route(topics.orders, None, ts, False)
         return Route(None, None, ts, True)
     order_id = doc.get("order_id")
     key = order_id.encode() if isinstance(order_id, str) else None
     if kind in ("order", "response", "shipment", "arrival"):
         return Route(topics.for_kind(kind), key, ts, True)
     return Route(topics.orders, key, ts, False)
+
+
+def refused_as_future_at(settings: Settings, ts: int, now_ms: float) -> bool:
+    """Whether the worker will refuse an event stamped `ts` as from the future (then
+    not worth waiting for, and a tick not worth fanning out)."""
+    return not settings.allow_future and ts > now_ms + settings.rules.ms("max_future_skew_minutes")
 
 
 def key_partition(key: bytes, partitions: int) -> int:
@@ -163,8 +175,9 @@ class Publisher:
         if len(raw) > self.settings.max_event_bytes:
             await self._too_large(raw)
             return
-        where = route(raw, self.settings.topics)
-        if self.speed and where.ts is not None and not self._refused_as_future(where.ts):
+        now_ms = time.time() * 1000
+        where = route(raw, self.settings.topics, lambda ts: refused_as_future_at(self.settings, ts, now_ms))
+        if self.speed and where.ts is not None and not refused_as_future_at(self.settings, where.ts, now_ms):
             await self._pace(where.ts)
         if where.topic is None:
             self.stats.ticks += 1
@@ -183,11 +196,6 @@ class Publisher:
         self.stats.events += 1
         await self._send(self.settings.topics.orders, None, truncated(raw), None, None,
                          [(TOO_LARGE_HEADER, str(len(raw)).encode())])
-
-    def _refused_as_future(self, ts: int) -> bool:
-        """Whether the worker will refuse `ts` as future (then not worth waiting for)."""
-        skew = self.settings.rules.ms("max_future_skew_minutes")
-        return not self.settings.allow_future and ts > time.time() * 1000 + skew
 
     async def _pace(self, ts: int) -> None:
         if self._clock_start is None:
