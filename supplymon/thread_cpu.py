@@ -35,10 +35,17 @@ def thread_cpu() -> dict[str, float]:
 
 
 class ThreadCpuCollector(Collector):
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily("supplymon_thread_cpu_seconds",
+                                   "CPU seconds of the worker's threads, by thread (native: threads "
+                                   "Python did not start, chdb's)", labels=["thread"])
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield self._family()
+
     def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily("supplymon_thread_cpu_seconds",
-                                     "CPU seconds of the worker's threads, by thread (native: threads "
-                                     "Python did not start, chdb's)", labels=["thread"])
+        family = self._family()
         for name, seconds in sorted(thread_cpu().items()):
             family.add_metric([name], seconds)
         yield family
