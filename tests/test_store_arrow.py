@@ -398,3 +398,34 @@ def test_write_behind_finishes_an_insert_while_the_next_one_is_written_and_in_or
     assert steps == [("stored", 0), ("finish", 0), ("stored", 1), ("finished", 0), ("finish", 1), ("finished", 2)], log
     # the second insert began before the first finish ended (its stamp is the insert's start)
     assert sink.writes == [5, 10] and log[4][2] < log[1][2] + 0.5
+
+
+def test_write_behind_a_failed_finish_stops_what_follows_and_is_raised(tmp_path):
+    """A finish that fails (a bug) leaves the batches after it unfinished (never
+    acknowledged) and is raised by the next drain()."""
+    settings = Settings(data_dir=tmp_path / "data", store_insert_rows=1_000_000, store_insert_seconds=3600)
+    sink = CountedSink(settings)
+    finished: list[int] = []
+
+    async def finish(batches, insert_started, insert_ended):
+        if 1 in batches:
+            await asyncio.sleep(0.2)  # while the next insert is written
+            raise ValueError("a bug")
+        finished.extend(batches)
+
+    async def scenario():
+        await sink.open()
+        behind = WriteBehind(sink, finish, max_pending=10_000)
+        for n in range(3):
+            await behind.submit(n, _batch(n * 5, 5), 5, urgent=True)
+            await asyncio.sleep(0.05)  # each its own insert
+        with pytest.raises(RuntimeError) as raised:
+            await behind.drain()
+        await behind.close()
+        return raised.value
+
+    try:
+        error = asyncio.run(asyncio.wait_for(scenario(), 120))
+    finally:
+        asyncio.run(sink.close())
+    assert isinstance(error.__cause__, ValueError) and finished == [0]
