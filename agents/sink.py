@@ -152,7 +152,7 @@ class WriteBehind:
     `on_stored(batches, insert_started, insert_ended)` at once (what may go out as
     soon as the rows are stored: the alerts), then `finish(batches, insert_started,
     insert_ended)` once for all of them, in submission order, after the previous
-    insert's finish and while the next insert runs (one round of deliveries for the
+    insert's finish and while the next inserts run (one round of deliveries for the
     group, not one per batch: each costs a broker round trip or two). `drain()`
     returns once everything submitted is finished. A failure of `finish` (a bug:
     writes are retried forever) is raised by the next `submit()` or `drain()`.
@@ -259,7 +259,7 @@ class WriteBehind:
         return group
 
     async def _run(self) -> None:
-        finishing: asyncio.Task | None = None  # the previous insert's batches being finished
+        finishing: asyncio.Task | None = None  # the last insert's finish (each awaits the one before)
         try:
             while True:
                 if len(self._queue) == self._gathered:  # nothing new: end once all is finished
@@ -270,6 +270,8 @@ class WriteBehind:
                         finishing.result()  # (its failure, raised)
                         finishing = None
                     continue
+                if finishing is not None and finishing.done():
+                    finishing.result()  # (a failure, raised)
                 group = await self._gather()
                 rows = Rows()
                 for _, batch_rows, _ in group:
@@ -282,19 +284,21 @@ class WriteBehind:
                     await self.on_refused(refused)
                 if self.on_stored is not None:
                     await self.on_stored(batches, started, stored)
-                # This insert ran while the previous one's batches were finished (their
-                # deliveries awaited); batches are still finished in order.
-                if finishing is not None:
-                    await finishing
-                finishing = asyncio.get_running_loop().create_task(self._finish(group, started, stored))
+                # Finished after the previous insert's batches, in order, while the next
+                # insert runs: an insert does not wait for the deliveries of the one before.
+                finishing = asyncio.get_running_loop().create_task(self._finish(group, started, stored, finishing))
         except asyncio.CancelledError:
             if finishing is not None:
                 finishing.cancel()
             raise
         except BaseException as exc:
-            log.exception("finishing a stored batch failed")
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._failure is None:
+            log.error("finishing a stored batch failed", exc_info=exc)
             self._failure = exc
-            self._changed.set()
+        self._changed.set()
 
     async def _finished_or_woken(self, finishing: asyncio.Task) -> None:
         self._wake.clear()
@@ -304,8 +308,17 @@ class WriteBehind:
         finally:
             woken.cancel()
 
-    async def _finish(self, group: list[tuple[Any, Rows, int]], started: float, stored: float) -> None:
-        await self.finish([batch for batch, _, _ in group], started, stored)
+    async def _finish(self, group: list[tuple[Any, Rows, int]], started: float, stored: float,
+                      after: asyncio.Task | None) -> None:
+        try:
+            if after is not None:
+                await after  # (its failure is raised here too: nothing after it is finished)
+            await self.finish([batch for batch, _, _ in group], started, stored)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # told to submit() and drain() at once, not at the next insert
+            self._failed(exc)
+            raise
         del self._queue[:len(group)]
         self._gathered -= len(group)
         events = sum(size for _, _, size in group)
