@@ -39,7 +39,8 @@ from streams.batches import FetchedBatch, next_offsets
 from streams.continuity import OffsetContinuity
 from streams.monitor import after_rebalance
 from supplymon import metrics
-from supplymon.core.flow import BatchOutput, OrderFlow, dead_headers
+from supplymon.core.columnar_flow import OrderFlow
+from supplymon.core.flow import BatchOutput, dead_headers
 from supplymon.core.signals import pack
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ async def finish(batches: list[Batch], insert_started: float, insert_ended: floa
             metrics.events_in.labels(kind).inc(n)
         metrics.batch_events.observe(batch.records)
         batch.clock.observe(len(batch.out.alerts))
-    metrics.open_orders.set(len(flow.due))
+    metrics.open_orders.set(len(flow))
 
 
 write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4, on_refused=send_refused,

@@ -31,7 +31,8 @@ from typing import Iterable, Iterator
 
 from agents.sink import ClickHouseSink, WriteBehind
 from supplymon.core.early_warnings import EarlyWarnings
-from supplymon.core.flow import BatchOutput, OrderFlow, Partition, Record
+from supplymon.core.columnar_flow import OrderFlow
+from supplymon.core.flow import BatchOutput, Partition, Record
 from supplymon.core.intake import REBUILT_HEADER, TOO_LARGE_HEADER, truncated
 from supplymon.core.signals import pack
 from supplymon.gcpolicy import batch_pace
@@ -45,6 +46,11 @@ from supplymon.store import Store
 # small per row, small enough that the write behind overlaps the next batch.
 BATCH = 20_000
 REBUILT = ((REBUILT_HEADER, b"1"),)
+
+
+def _held_by_flow(order_id: str) -> None:
+    """The direct replay's lookup: the flow holds every order it has seen."""
+    return None
 
 
 class Router:
@@ -126,10 +132,11 @@ class DirectReplay:
         self.batch = batch
         self.progress = progress
         self.router = Router(settings)
-        self.flow = OrderFlow.from_settings(settings, trust_rebuilt=True)
+        # The flow holds the order states itself (as columns): nothing outlives the
+        # replay, so no snapshots are made and no second copy is kept.
+        self.flow = OrderFlow.from_settings(settings, trust_rebuilt=True, snapshots=False)
         self.inputs = [Partition(topic, p) for topic in settings.topics.inputs for p in range(settings.partitions)]
         self.flow.restore(self.inputs, ())
-        self.states: dict[str, bytes] = {}  # order id -> state (orjson bytes)
         self._group_partitions: dict[str, int] = {}
         self.warnings = EarlyWarnings(settings.rules, self.group_partition)
         self.warnings.restore((), range(settings.partitions), (f"{tp.topic}:{tp.partition}" for tp in self.inputs))
@@ -177,14 +184,8 @@ class DirectReplay:
             await asyncio.sleep(0)  # let the write behind start storing this batch
 
     def flow_step(self, records: list[Record], now_ms: int) -> BatchOutput:
-        """One batch through the flow, the order states it changed kept."""
-        out = self.flow.process(records, self.inputs, self.states.get, now_ms)
-        for order_id, snapshot in out.snapshots.items():
-            if snapshot is None:
-                self.states.pop(order_id, None)
-            else:
-                self.states[order_id] = snapshot
-        return out
+        """One batch through the flow (which holds every order state of the replay)."""
+        return self.flow.process(records, self.inputs, _held_by_flow, now_ms)
 
     def step(self, records: list[Record], now_ms: int):
         """One batch through the flow, then its signals and marks through the early warnings."""

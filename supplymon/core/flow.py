@@ -136,8 +136,9 @@ def _raw_row(event_id: str, kind: str, ts: int, order_id: str, payload: str, sou
             "topic": topic, "partition": partition, "offset": offset}
 
 
-class OrderFlow:
-    """The dataflow of one worker over the input partitions assigned to it."""
+class ReferenceOrderFlow:
+    """The dataflow of one worker over the input partitions assigned to it, one event
+    at a time on dict states: the reference the columnar `OrderFlow` is tested against."""
 
     def __init__(self, rules: Rules, intake: Intake) -> None:
         self.lifecycle = OrderLifecycle(rules)
@@ -148,9 +149,13 @@ class OrderFlow:
         self.marked: dict[Partition, int] = {}  # the event time last told to the early warnings
 
     @classmethod
-    def from_settings(cls, settings: Settings, trust_rebuilt: bool) -> "OrderFlow":
+    def from_settings(cls, settings: Settings, trust_rebuilt: bool) -> "ReferenceOrderFlow":
         return cls(settings.rules, Intake(settings.max_event_bytes, settings.rules.ms("max_future_skew_minutes"),
                                           allow_future=settings.allow_future, trust_rebuilt=trust_rebuilt))
+
+    def __len__(self) -> int:
+        """Open orders (those with a next due instant)."""
+        return len(self.due)
 
     # -- a new assignment ----------------------------------------------------------------
     def restore(self, assigned: Iterable[Partition], states: Iterable[tuple[str, bytes]]) -> int:

@@ -1,0 +1,649 @@
+"""The order dataflow of one batch on columns (supplymon/core/flow.py's contract).
+
+The same steps as the per-event reference (`ReferenceOrderFlow`): decode, apply,
+advance, emit, marks, snapshots; the same output. What differs is how:
+
+- order states are rows of an `OrderTable` the flow owns (`lookup` is asked
+  only for an order it does not hold); orders not placed yet (events held
+  before their order) stay dicts of the per-event core, with a `DueIndex`;
+- apply: the batch's events are grouped by order; an order's events take the
+  columnar path (numpy, the whole batch at once) when they are the common case
+  (a new order with its answers, or answers, shipments and arrivals to a placed
+  one; no repeat of an event id, no quantity over the ordered, no store limit
+  near, no tie on time among first answers or arrivals). Any other order's
+  events of the batch go through the per-event core (`OrderLifecycle.apply`) in
+  their reading order, on the row made a dict and written back;
+- advance: the rows whose next due instant is before the watermark, found and
+  advanced with numpy (deadline bits, retention purge);
+- emit: fact rows, alerts, signals from the columns; the windows are updated per
+  changed order through `_count_in_windows` (one place to swap for a batch API);
+- snapshots (when asked for): a changed order's state as orjson bytes, the
+  reference dict with its seen event ids as hashes ("sh"); `restore` and the
+  lookup take these and the reference's own.
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Iterable
+
+import numpy as np
+import orjson
+
+from schemas.events import Invalid
+from schemas.limits import UINT16_MAX, UINT32_MAX
+from supplymon.core.alerts import order_alert_row
+from supplymon.core.due import DueIndex
+from supplymon.core.flow import BatchOutput, Lookup, Partition, Record, ReferenceOrderFlow, _Batch, _raw_row
+from supplymon.core.intake import Intake
+from supplymon.core.lifecycle import (DELIVERY_DEADLINE, ESCALATION_DEADLINE, RESPONSE_DEADLINE,
+                                      SEVERITY, _NOT_CONTENT, OrderLifecycle, new_state)
+from supplymon.core.order_table import (ALERT_KINDS, DECISION_CODE, DECISIONS, NEVER, NULL, WINDOW_COUNTS, HashedSeen,
+                                        OrderTable, event_hash)
+from supplymon.core.signals import fingerprint, order_signals
+from supplymon.core.stream_time import StreamTime
+from supplymon.core.windows import Windows, part_row
+from supplymon.settings import HOUR_MS, Rules, Settings
+
+ORDER, RESPONSE, SHIPMENT, ARRIVAL = range(4)
+KIND_CODE = {"order": ORDER, "response": RESPONSE, "shipment": SHIPMENT, "arrival": ARRIVAL}
+REJECTED = DECISION_CODE["rejected"]
+_CODED = ("institution_id", "region_code", "area", "distributor_id", "manufacturer_id", "product_id", "product_kind")
+
+
+def encode_state(state: dict) -> bytes:
+    """A state as snapshot bytes; the seen ids kept as hashes ("sh") if they are."""
+    seen = state["seen"]
+    if isinstance(seen, HashedSeen):
+        state = dict(state)
+        state["sh"] = list(seen)
+        del state["seen"]
+    return orjson.dumps(state)
+
+
+def decode_state(raw: bytes) -> dict:
+    state = orjson.loads(raw)
+    if "sh" in state:
+        state["seen"] = HashedSeen(state.pop("sh"))
+    return state
+
+
+_CONTENT_KEYS: dict[tuple, tuple] = {}  # an event's keys -> its content keys, sorted
+
+
+def fast_fingerprint(event: dict) -> int:
+    """`content_fingerprint(event)`, the same value: the content keys of each shape
+    of event sorted once (a dict built in sorted order dumps as OPT_SORT_KEYS does)."""
+    shape = tuple(event)
+    keys = _CONTENT_KEYS.get(shape)
+    if keys is None:
+        keys = _CONTENT_KEYS[shape] = tuple(sorted(k for k in shape if k not in _NOT_CONTENT))
+    return zlib.crc32(orjson.dumps({k: event[k] for k in keys}))
+
+
+def _dup_keys(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """The rows among `rows` where two of their `keys` are equal."""
+    if not len(rows):
+        return rows
+    order = np.lexsort((keys, rows))
+    r, k = rows[order], keys[order]
+    same = (r[1:] == r[:-1]) & (k[1:] == k[:-1])
+    return np.unique(r[1:][same])
+
+
+def _first_per_row(rows: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Index (into rows/ts) of the earliest ts of each row (ties none: checked before)."""
+    order = np.lexsort((ts, rows))
+    r = rows[order]
+    first = np.r_[True, r[1:] != r[:-1]]
+    return order[first]
+
+
+class ColumnarOrderFlow:
+    """The dataflow of one worker over the input partitions assigned to it, on columns."""
+
+    def __init__(self, rules: Rules, intake: Intake, snapshots: bool = True) -> None:
+        self.lifecycle = lc = OrderLifecycle(rules)
+        self.intake = intake
+        self.snapshots = snapshots
+        self.stream_time = StreamTime()
+        self.table = OrderTable()
+        self.pending: dict[str, dict] = {}  # orders not placed yet: the per-event core's dicts
+        self.pending_due = DueIndex()
+        self.windows = Windows(rules)
+        self.marked: dict[Partition, int] = {}
+        self.confirmation_ms = lc.confirmation_ms
+
+    @classmethod
+    def from_settings(cls, settings: Settings, trust_rebuilt: bool, snapshots: bool = True) -> "ColumnarOrderFlow":
+        return cls(settings.rules, Intake(settings.max_event_bytes, settings.rules.ms("max_future_skew_minutes"),
+                                          allow_future=settings.allow_future, trust_rebuilt=trust_rebuilt),
+                   snapshots)
+
+    def __len__(self) -> int:
+        """Open orders held (placed, and not placed yet)."""
+        return len(self.table) + len(self.pending)
+
+    # -- a new assignment ----------------------------------------------------------------
+    def restore(self, assigned: Iterable[Partition], states: Iterable[tuple[str, bytes]]) -> int:
+        self.stream_time.forget(assigned)
+        self.marked.clear()
+        self.table.clear()
+        self.pending.clear()
+        self.pending_due.clear()
+        self.windows.clear()
+        placed: list[tuple[str, dict]] = []
+        count = 0
+        for order_id, raw in states:
+            state = decode_state(raw)
+            count += 1
+            if "order" in state:
+                placed.append((order_id, state))
+            else:
+                self._hold(order_id, state)
+        if placed:
+            rows = self.table.allocate([order_id for order_id, _ in placed])
+            for row, (_, state) in zip(rows.tolist(), placed):
+                self.table.put(row, state)
+            self._schedule(rows)
+            counted = rows[self.table.c_set[rows]]
+            for row, fact in zip(counted.tolist(), self._facts(counted)):
+                old, version = self._contribution(row)
+                self.windows.restore(fact, int(self.table.part[row]), old, version)
+        return count
+
+    def _hold(self, order_id: str, state: dict) -> None:
+        self.pending[order_id] = state
+        self.pending_due.schedule(order_id, self.lifecycle.next_due(state))
+
+    # -- a batch -------------------------------------------------------------------------
+    def process(self, records: Iterable[Record], assigned: Iterable[Partition], lookup: Lookup,
+                now_ms: int) -> BatchOutput:
+        assigned = list(assigned)
+        records = list(records)
+        batch = _Batch(lookup)
+        out = batch.out
+        admitted = self.intake.admit_batch([(record.value, record.headers) for record in records], now_ms)
+        events: list[tuple[Record, dict]] = []
+        groups: dict[str, list[int]] = {}
+        kinds = out.kinds
+        latest: dict[tuple[str, int], int] = {}  # the batch's latest time per partition
+        for record, parsed in zip(records, admitted):
+            if isinstance(parsed, Invalid):
+                kept = parsed.original if parsed.original is not None else record.value or b""
+                batch.dead_letter(record.key, kept, parsed.reason, parsed.detail,
+                                  (record.topic, record.partition, record.offset), parsed.event_id,
+                                  record.timestamp or 0)
+                continue
+            kind = parsed["kind"]
+            kinds[kind] += 1
+            where, ts_ms = (record.topic, record.partition), parsed["ts_ms"]
+            if ts_ms > latest.get(where, ts_ms - 1):
+                latest[where] = ts_ms
+            if kind == "tick":
+                out.rows.add("events_raw", _raw_row(parsed["event_id"], "tick", parsed["ts_ms"], "",
+                                                    record.value.decode(), (record.topic, record.partition,
+                                                                            record.offset)))
+                continue
+            group = groups.get(parsed["order_id"])
+            if group is None:
+                groups[parsed["order_id"]] = [len(events)]
+            else:
+                group.append(len(events))
+            events.append((record, parsed))
+        for (topic, partition), ts_ms in latest.items():
+            self.stream_time.observe(Partition(topic, partition), ts_ms)
+        touched: list[np.ndarray] = []  # rows whose state the batch changed
+        changed: list[np.ndarray] = []  # rows whose fact or alerts may differ
+        self._apply(batch, events, groups, lookup, touched, changed)
+        purged = self._advance(batch, assigned, changed)
+        touched_rows = np.unique(np.concatenate(touched + changed)) if touched or changed else np.empty(0, np.int64)
+        changed_rows = np.unique(np.concatenate(changed)) if changed else np.empty(0, np.int64)
+        self._emit(batch, changed_rows)
+        out.marks = self._marks(assigned)
+        if self.snapshots:
+            table = self.table
+            keep = touched_rows[~np.isin(touched_rows, purged)] if len(purged) else touched_rows
+            for row in keep.tolist():
+                state = table.state_of(row)
+                out.snapshots[state["oid"]] = encode_state(state)
+            for order_id in table.oid[purged].tolist():
+                out.snapshots[order_id] = None
+        self.table.release(purged)
+        return out
+
+    # 2. apply -----------------------------------------------------------------------------
+    def _apply(self, batch: _Batch, events: list, groups: dict[str, list[int]], lookup: Lookup,
+               touched: list, changed: list) -> None:
+        table = self.table
+        rows_of = table.rows
+        slow: list[str] = []
+        new_ids: list[str] = []
+        fast_events: list[int] = []
+        for order_id, group in groups.items():
+            if order_id in rows_of:
+                fast_events += group
+                continue
+            if order_id in self.pending:
+                slow.append(order_id)
+                continue
+            raw = lookup(order_id)
+            if raw:
+                state = decode_state(raw)
+                if "order" in state:
+                    row = int(table.allocate([order_id])[0])
+                    table.put(row, state)
+                    fast_events += group
+                else:
+                    self._hold(order_id, state)
+                    slow.append(order_id)
+                continue
+            new_ids.append(order_id)
+            fast_events += group
+        if new_ids:
+            table.allocate(new_ids)
+        n = len(fast_events)
+        if n:
+            fast_events.sort()
+            picked = [events[i] for i in fast_events]
+            fast = self._columns(picked)
+            slow_rows = self._not_common(fast)
+            if len(slow_rows):
+                keep = ~np.isin(fast["row"], slow_rows)
+                slow_ids = table.oid[slow_rows].tolist()
+                slow += slow_ids
+                if not keep.all():
+                    fast = {name: (values[keep] if isinstance(values, np.ndarray)
+                                   else [v for v, k in zip(values, keep.tolist()) if k])
+                            for name, values in fast.items()}
+                    picked = [e for e, k in zip(picked, keep.tolist()) if k]
+            rows = self._apply_columns(fast)
+            touched.append(rows)
+            changed.append(rows)
+            for record, event in picked:
+                batch.out.rows.add("events_raw", _raw_row(event["event_id"], event["kind"], event["ts_ms"],
+                                                          event["order_id"], record.value.decode(),
+                                                          (record.topic, record.partition, record.offset)))
+        if slow:
+            done_rows, changed_rows = self._apply_slow(batch, events, groups, slow)
+            touched.append(done_rows)
+            changed.append(changed_rows)
+        # unplaced rows left (an order id new to this batch whose events all went the slow way) are freed there
+
+    def _columns(self, picked: list) -> dict:
+        rows_of = self.table.rows
+        n = len(picked)
+        row = np.fromiter((rows_of[e["order_id"]] for _, e in picked), dtype=np.int64, count=n)
+        kind = np.fromiter((KIND_CODE[e["kind"]] for _, e in picked), dtype=np.int8, count=n)
+        ts = np.fromiter((e["ts_ms"] for _, e in picked), dtype=np.int64, count=n)
+        h = np.fromiter((event_hash(e["event_id"]) for _, e in picked), dtype=np.int64, count=n)
+        fp = np.fromiter((fast_fingerprint(e) for _, e in picked), dtype=np.int64, count=n)
+        qty = np.fromiter((e["confirmed_quantity"] if k == RESPONSE else e.get("quantity", 0)
+                           for (_, e), k in zip(picked, kind.tolist())), dtype=np.int64, count=n)
+        recv = np.fromiter((e.get("received_ms", 0) for _, e in picked), dtype=np.int64, count=n)
+        part = np.fromiter((r.partition for r, _ in picked), dtype=np.int32, count=n)
+        return {"row": row, "kind": kind, "ts": ts, "hash": h, "fp": fp, "qty": qty, "recv": recv, "part": part,
+                "event": [e for _, e in picked]}
+
+    def _not_common(self, fast: dict) -> np.ndarray:
+        """Rows whose events of this batch must go through the per-event core."""
+        t = self.table
+        row, kind, ts, qty = fast["row"], fast["kind"], fast["ts"], fast["qty"]
+        bad = []
+        placed = t.placed[row]
+        is_order = kind == ORDER
+        # an order event for a placed order, or not exactly one for a new one; events before any order
+        orders = np.bincount(row[is_order], minlength=t.capacity)
+        bad.append(row[placed & is_order])
+        bad.append(row[~placed & (orders[row] != 1)])
+        # a repeated event id: seen before, or twice in the batch
+        seen_n = t.seen_n[row]
+        bad.append(row[seen_n > t.seen_h.shape[1]])
+        slots = np.arange(t.seen_h.shape[1])[None, :] < seen_n[:, None]
+        bad.append(row[((t.seen_h[row] == fast["hash"][:, None]) & slots).any(axis=1)])
+        bad.append(_dup_keys(row, fast["hash"]))
+        # quantities over the ordered one
+        order_qty = np.zeros(t.capacity, dtype=np.int64)
+        order_qty[row[is_order]] = qty[is_order]
+        order_qty = np.where(placed, t.quantity[row], order_qty[row])
+        answer = (kind == RESPONSE) | (kind == SHIPMENT)
+        bad.append(row[answer & (qty > order_qty)])
+        # store limits near
+        ships = np.bincount(row[kind == SHIPMENT], minlength=t.capacity)
+        arrs = np.bincount(row[kind == ARRIVAL], minlength=t.capacity)
+        arr_qty = np.bincount(row[kind == ARRIVAL], weights=qty[kind == ARRIVAL], minlength=t.capacity)
+        bad.append(row[t.ships[row] + ships[row] > UINT16_MAX])
+        bad.append(row[t.arrs[row] + arrs[row] > UINT16_MAX])
+        bad.append(row[t.qty[row] + arr_qty[row] > UINT32_MAX])
+        # ties on time among first answers, first arrivals, late confirmations
+        late = (kind == ARRIVAL) & (ts - fast["recv"] > self.confirmation_ms)
+        for mask, existing in ((kind == RESPONSE, t.resp_ts), (kind == ARRIVAL, t.arr_ts), (late, t.lc_ts)):
+            r, k = row[mask], ts[mask]
+            bad.append(_dup_keys(r, k))
+            bad.append(r[existing[r] == k])
+        return np.unique(np.concatenate(bad))
+
+    def _apply_columns(self, fast: dict) -> np.ndarray:
+        """The common case, a batch at once: returns the rows changed."""
+        t = self.table
+        row, kind, ts, qty, events = fast["row"], fast["kind"], fast["ts"], fast["qty"], fast["event"]
+        if not len(row):
+            return row
+        t.add_seen(row, fast["hash"], fast["fp"])
+        is_order = np.flatnonzero(kind == ORDER)
+        if len(is_order):
+            r = row[is_order]
+            of = t.names.of
+            placed = [events[i] for i in is_order.tolist()]
+            for name in _CODED:
+                t.col[name][r] = [of(e[name]) for e in placed]
+            for name in ("grassroots", "vbp", "quantity", "unit_price"):
+                t.col[name][r] = [e[name] for e in placed]
+            t.ordered_at[r] = ts[is_order]
+            t.placed[r] = True
+            # the partition of the order's first event read (as the per-event core's setdefault)
+            new, first = np.unique(row, return_index=True)
+            fresh = np.isin(new, r)
+            t.part[new[fresh]] = fast["part"][first[fresh]]
+        np.add.at(t.n, row, 1)
+        # responses: the earliest stands
+        pick = np.flatnonzero(kind == RESPONSE)
+        if len(pick):
+            first = pick[_first_per_row(row[pick], ts[pick])]
+            r, cand = row[first], ts[first]
+            win = (t.resp_ts[r] == NULL) | (cand < t.resp_ts[r])
+            first, r = first[win], r[win]
+            if len(first):
+                chosen = [events[i] for i in first.tolist()]
+                t.resp_ts[r] = ts[first]
+                t.resp_eid[r] = [e["event_id"] for e in chosen]
+                t.resp_dec[r] = [DECISION_CODE[e["decision"]] for e in chosen]
+                t.resp_conf[r] = qty[first]
+                t.resp_reason[r] = [-1 if e.get("reason") is None else t.names.of(e["reason"]) for e in chosen]
+        pick = np.flatnonzero(kind == SHIPMENT)
+        if len(pick):
+            r = row[pick]
+            current = np.where(t.ship == NULL, NEVER, t.ship)
+            np.minimum.at(current, r, ts[pick])
+            t.ship[r] = current[r]
+            np.add.at(t.ships, r, 1)
+        pick = np.flatnonzero(kind == ARRIVAL)
+        if len(pick):
+            r = row[pick]
+            recv = fast["recv"][pick]
+            current = np.where(t.recv == NULL, NEVER, t.recv)
+            np.minimum.at(current, r, recv)
+            t.recv[r] = current[r]
+            np.add.at(t.qty, r, qty[pick])
+            np.add.at(t.arrs, r, 1)
+            first = pick[_first_per_row(r, ts[pick])]
+            r1 = row[first]
+            win = (t.arr_ts[r1] == NULL) | (ts[first] < t.arr_ts[r1])
+            first, r1 = first[win], r1[win]
+            t.arr_ts[r1] = ts[first]
+            t.arr_eid[r1] = [events[i]["event_id"] for i in first.tolist()]
+            late = pick[ts[pick] - recv > self.confirmation_ms]
+            if len(late):
+                first = late[_first_per_row(row[late], ts[late])]
+                r1 = row[first]
+                win = (t.lc_ts[r1] == NULL) | (ts[first] < t.lc_ts[r1])
+                first, r1 = first[win], r1[win]
+                chosen = [events[i] for i in first.tolist()]
+                t.lc_ts[r1] = ts[first]
+                t.lc_eid[r1] = [e["event_id"] for e in chosen]
+                t.lc_inst[r1] = [t.names.of(e["institution_id"]) for e in chosen]
+                t.lc_recv[r1] = fast["recv"][first]
+        rows = np.unique(row)
+        self._schedule(rows)
+        return rows
+
+    def _apply_slow(self, batch: _Batch, events: list, groups: dict[str, list[int]],
+                    order_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The per-event core, event by event, for these orders' events of the batch."""
+        t, lc, out = self.table, self.lifecycle, batch.out
+        done, changed, release = [], [], []
+        for order_id in order_ids:
+            row = t.rows.get(order_id)
+            if row is not None and t.placed[row]:
+                state = t.state_of(row)
+            else:
+                state = self.pending.get(order_id) or new_state(order_id)
+            moved = fact_changed = False
+            for i in groups[order_id]:
+                record, event = events[i]
+                source = (record.topic, record.partition, record.offset)
+                text = record.value.decode()
+                event["raw"], event["src"] = text, source
+                state.setdefault("p", record.partition)
+                outcome = lc.apply(state, event)
+                if outcome.duplicate:
+                    out.duplicates += 1
+                else:
+                    out.rows.add("events_raw", _raw_row(event["event_id"], event["kind"], event["ts_ms"],
+                                                        order_id, text, source))
+                    moved = True
+                for rejected, reason, detail in outcome.rejected:
+                    _dead_event(batch, rejected, reason, detail, event["ts_ms"])
+                fact_changed |= outcome.changed
+            if "order" in state:
+                if row is None:
+                    row = int(t.allocate([order_id])[0])
+                t.put(row, state)
+                if order_id in self.pending:
+                    del self.pending[order_id]
+                    self.pending_due.schedule(order_id, None)
+                if moved:
+                    done.append(row)
+                if fact_changed:
+                    changed.append(row)
+            else:
+                if row is not None:
+                    release.append(row)
+                if moved or order_id in self.pending:
+                    self._hold(order_id, state)
+                    if self.snapshots and moved:
+                        out.snapshots[order_id] = orjson.dumps(state)
+        t.release(release)
+        done_rows = np.asarray(done, dtype=np.int64)
+        self._schedule(done_rows)
+        return done_rows, np.asarray(changed, dtype=np.int64)
+
+    # deadlines --------------------------------------------------------------------------------
+    def _deadlines(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        t, lc = self.table, self.lifecycle
+        at = t.ordered_at[rows]
+        rural = t.area[rows] != t.names.code.get("urban", -2)
+        return (at + lc.response_ms, at + lc.escalation_ms, at + np.where(rural, lc.rural_ms, lc.urban_ms))
+
+    def _schedule(self, rows: np.ndarray) -> None:
+        """next_due of these (placed) rows, as the per-event core's `next_due`."""
+        if not len(rows):
+            return
+        t = self.table
+        response, escalation, delivery = self._deadlines(rows)
+        due = np.maximum(escalation, delivery) + self.lifecycle.retention_ms
+        passed = t.passed[rows]
+        for bit, deadline in ((RESPONSE_DEADLINE, response), (ESCALATION_DEADLINE, escalation),
+                              (DELIVERY_DEADLINE, delivery)):
+            due = np.where((passed & bit) == 0, np.minimum(due, deadline), due)
+        t.next_due[rows] = due
+
+    # 3. advance ---------------------------------------------------------------------------------
+    def _advance(self, batch: _Batch, assigned: list[Partition], changed: list) -> np.ndarray:
+        """Deadlines passed by the watermark; returns the rows to purge (after emit)."""
+        batch.out.watermark = watermark = self.stream_time.watermark(assigned)
+        if watermark is None:
+            return np.empty(0, np.int64)
+        for order_id in self.pending_due.pop_due(watermark):
+            state = self.pending[order_id]
+            outcome = self.lifecycle.advance(state, watermark)
+            for event in outcome.orphans:
+                _dead_event(batch, event, "orphan",
+                            f"no order {order_id} was seen within the orphan timeout after this event", watermark)
+            if outcome.purge:
+                del self.pending[order_id]
+                if self.snapshots:
+                    batch.out.snapshots[order_id] = None
+            else:
+                self.pending_due.schedule(order_id, self.lifecycle.next_due(state))
+        t = self.table
+        rows = np.flatnonzero(t.next_due[:t.size] < watermark)
+        if not len(rows):
+            return rows
+        response, escalation, delivery = self._deadlines(rows)
+        passed = t.passed[rows]
+        new = np.zeros(len(rows), dtype=np.int64)
+        for bit, deadline in ((RESPONSE_DEADLINE, response), (ESCALATION_DEADLINE, escalation),
+                              (DELIVERY_DEADLINE, delivery)):
+            new |= np.where((watermark > deadline) & ((passed & bit) == 0), bit, 0)
+        t.passed[rows] = passed | new
+        changed.append(rows[new != 0])
+        purge = watermark > np.maximum(escalation, delivery) + self.lifecycle.retention_ms
+        self._schedule(rows)
+        t.next_due[rows[purge]] = NEVER
+        return rows[purge]
+
+    # 4. emit --------------------------------------------------------------------------------------
+    def _facts(self, rows: np.ndarray) -> list[dict]:
+        """The `order_facts` rows of these placed rows (as `OrderLifecycle.fact`)."""
+        t = self.table
+        names = t.names.names
+        response, _, delivery = self._deadlines(rows)
+        resp_ts, recv, passed = t.resp_ts[rows], t.recv[rows], t.passed[rows]
+        rejected = t.resp_dec[rows] == REJECTED
+        on_time = np.where(rejected, 0, np.where(recv != NULL, (recv <= delivery).astype(np.int64),
+                                                 np.where(passed & DELIVERY_DEADLINE, 0, -1)))
+        has_resp = resp_ts != NULL
+        at = t.ordered_at[rows]
+        hours = np.where(has_resp, (resp_ts - at) / HOUR_MS, np.nan)
+        cols = {name: t.col[name][rows].tolist() for name in
+                ("institution_id", "region_code", "area", "grassroots", "distributor_id", "manufacturer_id",
+                 "product_id", "product_kind", "vbp", "quantity", "unit_price", "oid", "resp_dec", "resp_conf",
+                 "resp_reason", "ship", "arr_ts", "qty", "ships", "arrs")}
+        out = []
+        for i, (oat, rts, rc, dl, rdl, ot, hr, version) in enumerate(zip(
+                at.tolist(), resp_ts.tolist(), recv.tolist(), delivery.tolist(), response.tolist(),
+                on_time.tolist(), hours.tolist(), (t.n[rows] * 8 + passed).tolist())):
+            answered = rts != NULL
+            reason = cols["resp_reason"][i]
+            ship, arr = cols["ship"][i], cols["arr_ts"][i]
+            out.append({
+                "institution_id": names[cols["institution_id"][i]], "region_code": names[cols["region_code"][i]],
+                "area": names[cols["area"][i]], "grassroots": cols["grassroots"][i],
+                "distributor_id": names[cols["distributor_id"][i]],
+                "manufacturer_id": names[cols["manufacturer_id"][i]], "product_id": names[cols["product_id"][i]],
+                "product_kind": names[cols["product_kind"][i]], "vbp": cols["vbp"][i],
+                "quantity": cols["quantity"][i], "unit_price": cols["unit_price"][i],
+                "order_id": cols["oid"][i], "ordered_at": oat,
+                "responded_at": rts if answered else None,
+                "decision": DECISIONS[cols["resp_dec"][i]] if answered else None,
+                "confirmed_quantity": cols["resp_conf"][i] if answered else None,
+                "reject_reason": names[reason] if answered and reason >= 0 else None,
+                "first_shipped_at": None if ship == NULL else ship,
+                "first_received_at": None if rc == NULL else rc,
+                "first_confirmed_at": None if arr == NULL else arr,
+                "delivered_quantity": cols["qty"][i], "shipments": cols["ships"][i], "arrivals": cols["arrs"][i],
+                "deadline_at": dl, "response_deadline_at": rdl,
+                "on_time": None if ot == -1 else ot,
+                "response_hours": hr if answered else None,
+                "version": version,
+            })
+        return out
+
+    def _contribution(self, row: int) -> tuple[list | None, int]:
+        t = self.table
+        if not t.c_set[row]:
+            return None, 0
+        hours = float(t.c_hours[row])
+        return t.c[row].tolist() + [None if hours != hours else hours], int(t.cv[row])
+
+    def _count_in_windows(self, rows: np.ndarray, facts: list[dict]) -> None:
+        """Each changed order's window contribution replaced by its current one (one
+        order at a time through `Windows.update` for now)."""
+        t = self.table
+        update = self.windows.update
+        parts = t.part[rows].tolist()
+        news, versions = [], []
+        for row, fact, part in zip(rows.tolist(), facts, parts):
+            old, old_version = self._contribution(row)
+            new = update(fact, part, old, old_version)
+            news.append(new)
+            versions.append(fact["version"])
+        if len(rows):
+            t.c[rows] = [new[:WINDOW_COUNTS] for new in news]
+            t.c_hours[rows] = [np.nan if new[WINDOW_COUNTS] is None else new[WINDOW_COUNTS] for new in news]
+            t.cv[rows] = versions
+            t.c_set[rows] = True
+
+    def _emit(self, batch: _Batch, rows: np.ndarray) -> None:
+        out, t = batch.out, self.table
+        rows = rows[t.placed[rows]] if len(rows) else rows
+        facts = self._facts(rows)
+        add = out.rows.add
+        signals = out.signals
+        sg0, sg1 = t.sg0[rows].tolist(), t.sg1[rows].tolist()
+        for i, fact in enumerate(facts):
+            add("order_facts", fact)
+            (g0, r0), (g1, r1) = order_signals(fact)
+            f0, f1 = fingerprint(r0), fingerprint(r1)
+            if f0 != sg0[i]:
+                sg0[i] = f0
+                signals.setdefault(g0, {})[fact["order_id"]] = r0
+            if f1 != sg1[i]:
+                sg1[i] = f1
+                signals.setdefault(g1, {})[fact["order_id"]] = r1
+        if len(rows):
+            t.sg0[rows], t.sg1[rows] = sg0, sg1
+        self._count_in_windows(rows, facts)
+        self._alerts(out, rows, facts)
+        if out.watermark is not None:
+            self.windows.advance(out.watermark)
+        for key, part in self.windows.take_dirty():
+            add("window_parts", part_row(key, part))
+
+    def _alerts(self, out: BatchOutput, rows: np.ndarray, facts: list[dict]) -> None:
+        """Alerts new or different since last emitted (as `OrderLifecycle.changed_alerts`)."""
+        if not len(rows):
+            return
+        t = self.table
+        response, escalation, delivery = self._deadlines(rows)
+        passed, resp, arr, lc_ts = t.passed[rows], t.resp_ts[rows], t.arr_ts[rows], t.lc_ts[rows]
+        answered = resp != NULL
+        rejected_in_time = (t.resp_dec[rows] == REJECTED) & answered & (resp <= delivery)
+        present = np.stack([
+            ((passed & RESPONSE_DEADLINE) != 0) & ~(answered & (resp <= response)),
+            ((passed & ESCALATION_DEADLINE) != 0) & ~(answered & (resp <= escalation)),
+            ((passed & DELIVERY_DEADLINE) != 0) & ~rejected_in_time & ~((arr != NULL) & (arr <= delivery)),
+            lc_ts != NULL], axis=1)
+        raised = np.stack([response, escalation, delivery, lc_ts], axis=1)
+        resolved = np.stack([resp, resp, arr, np.full(len(rows), NULL)], axis=1)
+        differs = present & ~(t.al_set[rows] & (t.al_raised[rows] == raised) & (t.al_resolved[rows] == resolved))
+        which = np.flatnonzero(differs.any(axis=1))
+        if not len(which):
+            return
+        names = t.names.names
+        for i in which.tolist():
+            row, fact = int(rows[i]), facts[i]
+            for k in np.flatnonzero(differs[i]).tolist():
+                kind = ALERT_KINDS[k]
+                up, down = int(raised[i, k]), int(resolved[i, k])
+                alert = {"kind": kind, "severity": SEVERITY[kind], "raised_at": up,
+                         "resolved_at": None if down == NULL else down}
+                if kind == "confirmation_late":
+                    alert["institution_id"] = names[t.lc_inst[row]]
+                    alert["hours"] = round((up - int(t.lc_recv[row])) / HOUR_MS, 2)
+                alert_row = order_alert_row(alert, fact, fact["version"])
+                out.rows.add("alerts", alert_row)
+                out.alerts.append(alert_row)
+                t.al_set[row, k], t.al_raised[row, k], t.al_resolved[row, k] = True, up, down
+
+    # 5. marks: as the reference's
+    _marks = ReferenceOrderFlow._marks
+
+
+# The flow the worker and the direct replay run.
+OrderFlow = ColumnarOrderFlow
+
+
+def _dead_event(batch: _Batch, event: dict, reason: str, detail: str, now: int) -> None:
+    batch.dead_letter(event.get("order_id", "").encode(), event["raw"].encode(), reason, detail,
+                      tuple(event["src"]), event["event_id"], now)
