@@ -15,8 +15,8 @@ advance, emit, marks, snapshots; the same output. What differs is how:
   their reading order, on the row made a dict and written back;
 - advance: the rows whose next due instant is before the watermark, found and
   advanced with numpy (deadline bits, retention purge);
-- emit: fact rows, alerts, signals from the columns; the windows are updated per
-  changed order through `_count_in_windows` (one place to swap for a batch API);
+- emit: fact rows, alerts, signals from the columns; the windows take the changed
+  orders a batch at a time (`Windows.update_batch`, columns made from the fact rows);
 - snapshots (when asked for): a changed order's state as orjson bytes, the
   reference dict with its seen event ids as hashes ("sh"); `restore` and the
   lookup take these and the reference's own.
@@ -41,7 +41,7 @@ from supplymon.core.order_table import (ALERT_KINDS, DECISION_CODE, DECISIONS, N
                                         OrderTable, event_hash)
 from supplymon.core.signals import fingerprint, order_signals
 from supplymon.core.stream_time import StreamTime
-from supplymon.core.windows import Windows, part_row
+from supplymon.core.windows import Windows, fact_columns
 from supplymon.settings import HOUR_MS, Rules, Settings
 
 ORDER, RESPONSE, SHIPMENT, ARRIVAL = range(4)
@@ -146,9 +146,8 @@ class ColumnarOrderFlow:
                 self.table.put(row, state)
             self._schedule(rows)
             counted = rows[self.table.c_set[rows]]
-            for row, fact in zip(counted.tolist(), self._facts(counted)):
-                old, version = self._contribution(row)
-                self.windows.restore(fact, int(self.table.part[row]), old, version)
+            self.windows.restore_batch(fact_columns(self._facts(counted)), self.table.part[counted],
+                                       self._contributions(counted), self.table.cv[counted])
         return count
 
     def _hold(self, order_id: str, state: dict) -> None:
@@ -549,30 +548,23 @@ class ColumnarOrderFlow:
             })
         return out
 
-    def _contribution(self, row: int) -> tuple[list | None, int]:
-        t = self.table
-        if not t.c_set[row]:
-            return None, 0
-        hours = float(t.c_hours[row])
-        return t.c[row].tolist() + [None if hours != hours else hours], int(t.cv[row])
-
     def _count_in_windows(self, rows: np.ndarray, facts: list[dict]) -> None:
-        """Each changed order's window contribution replaced by its current one (one
-        order at a time through `Windows.update` for now)."""
+        """Each changed order's window contribution replaced by its current one, a
+        batch at a time (`Windows.update_batch`, the contributions kept as columns)."""
+        if not len(rows):
+            return
         t = self.table
-        update = self.windows.update
-        parts = t.part[rows].tolist()
-        news, versions = [], []
-        for row, fact, part in zip(rows.tolist(), facts, parts):
-            old, old_version = self._contribution(row)
-            new = update(fact, part, old, old_version)
-            news.append(new)
-            versions.append(fact["version"])
-        if len(rows):
-            t.c[rows] = [new[:WINDOW_COUNTS] for new in news]
-            t.c_hours[rows] = [np.nan if new[WINDOW_COUNTS] is None else new[WINDOW_COUNTS] for new in news]
-            t.cv[rows] = versions
-            t.c_set[rows] = True
+        new = self.windows.update_batch(fact_columns(facts), t.part[rows], self._contributions(rows),
+                                        ~t.c_set[rows], t.cv[rows])
+        t.c[rows] = new[:, :WINDOW_COUNTS]
+        t.c_hours[rows] = new[:, WINDOW_COUNTS]
+        t.cv[rows] = [fact["version"] for fact in facts]
+        t.c_set[rows] = True
+
+    def _contributions(self, rows: np.ndarray) -> np.ndarray:
+        """The kept contributions of `rows` (n x 10, as `Windows.update_batch` takes them)."""
+        t = self.table
+        return np.column_stack([t.c[rows], t.c_hours[rows]]).astype(np.float64)
 
     def _emit(self, batch: _Batch, rows: np.ndarray) -> None:
         out, t = batch.out, self.table
@@ -597,8 +589,7 @@ class ColumnarOrderFlow:
         self._alerts(out, rows, facts)
         if out.watermark is not None:
             self.windows.advance(out.watermark)
-        for key, part in self.windows.take_dirty():
-            add("window_parts", part_row(key, part))
+        out.rows.by_table["window_parts"].extend(self.windows.take_dirty_rows())
 
     def _alerts(self, out: BatchOutput, rows: np.ndarray, facts: list[dict]) -> None:
         """Alerts new or different since last emitted (as `OrderLifecycle.changed_alerts`)."""
