@@ -39,6 +39,7 @@ from streams.batches import FetchedBatch, next_offsets
 from streams.continuity import OffsetContinuity
 from streams.monitor import after_rebalance
 from supplymon import metrics
+from supplymon.refusals import refused_alerts
 from supplymon.core.columnar_flow import OrderFlow
 from supplymon.core.flow import BatchOutput, dead_headers
 from supplymon.core.signals import pack
@@ -104,10 +105,20 @@ def _reassigned() -> None:
     log.info("due index and windows rebuilt from %d order states", count)
 
 
+# The alerts whose rows the store refused in the insert just written: `send_refused`
+# is called before `announce` for the same insert, which leaves them out.
+_refused_alerts: set[tuple[str, int]] = set()
+
+
 async def send_refused(rows: list[dict]) -> None:
     """Rows the store refused (their dead letters are stored already) to the dead-letter topic."""
     for row in rows:
         await deadletter_topic.send(key=None, value=row["original"].encode(), headers=dead_headers(row))
+
+
+async def _on_refused(rows: list[dict]) -> None:
+    _refused_alerts.update(refused_alerts(rows))
+    await send_refused(rows)
 
 
 def _count(out: BatchOutput) -> None:
@@ -207,10 +218,14 @@ async def announce(batches: list[Batch], insert_started: float, insert_ended: fl
         out, clock = batch.out, batch.clock
         clock.insert_started, clock.insert_ended = insert_started, insert_ended
         for alert in out.alerts:
+            if (alert["alert_id"], alert["version"]) in _refused_alerts:
+                log.warning("alert %s not sent: the store refused its row (see the dead letters)", alert["alert_id"])
+                continue
             await alerts_topic.send(key=alert["alert_id"], value=alert)
         clock.alerted = time.perf_counter()
         for key, value, headers in out.dead:
             await deadletter_topic.send(key=key, value=value, headers=headers)
+    _refused_alerts.clear()
 
 
 async def finish(batches: list[Batch], insert_started: float, insert_ended: float) -> None:
@@ -233,7 +248,7 @@ async def finish(batches: list[Batch], insert_started: float, insert_ended: floa
     metrics.open_orders.set(len(flow))
 
 
-write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4, on_refused=send_refused,
+write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4, on_refused=_on_refused,
                            on_stored=announce)
 
 
