@@ -26,7 +26,7 @@ import numpy as np
 from supplymon.core.delivery_columns import DeliveryRows
 from supplymon.core.due import DueIndex
 from supplymon.core.supply_columns import NAMES, RecordsView, SupplyRows
-from supplymon.core.signals import (ANSWERED_AT, CONFIRMED, D_ORDERED_AT, DEADLINE, DECISION, DISTRIBUTOR,
+from supplymon.core.signals import (ANSWERED_AT, CONFIRMED, DEADLINE, DECISION, DISTRIBUTOR,
                                     GRASSROOTS, INSTITUTION, ON_TIME_SINCE, ORDERED_AT, PRODUCT, QUANTITY, REASON,
                                     REGION, delivery_record, supply_record)
 from supplymon.core.windows import DAY_MS, FAMILIES
