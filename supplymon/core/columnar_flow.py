@@ -373,7 +373,7 @@ class ColumnarOrderFlow:
             current = np.where(t.recv == NULL, NEVER, t.recv)
             np.minimum.at(current, r, recv)
             t.recv[r] = current[r]
-            np.add.at(t.qty, r, qty[pick])
+            np.add.at(t.qty, r, qty[pick].astype(t.qty.dtype))
             np.add.at(t.arrs, r, 1)
             first = pick[_first_per_row(r, ts[pick])]
             r1 = row[first]

@@ -72,27 +72,34 @@ class Names:
         return code
 
 
-# column -> (dtype, fill for a new row)
+# column -> (dtype, fill for a new row). As narrow as the contract's bounds allow
+# (schemas/limits.py: quantities UInt32, shipments and arrivals UInt16 per order,
+# the flow sends an order past them through the per-event core): times stay int64
+# epoch ms, exact.
 _COLUMNS = {
     "part": (np.int32, 0), "placed": (np.bool_, False), "ordered_at": (np.int64, NULL),
-    "quantity": (np.int64, 0), "unit_price": (np.float64, 0.0),
-    "n": (np.int64, 0), "passed": (np.int64, 0), "next_due": (np.int64, NEVER),
-    "resp_ts": (np.int64, NULL), "resp_dec": (np.int8, 0), "resp_conf": (np.int64, 0), "resp_reason": (np.int32, -1),
-    "ship": (np.int64, NULL), "ships": (np.int64, 0),
-    "recv": (np.int64, NULL), "arr_ts": (np.int64, NULL), "qty": (np.int64, 0), "arrs": (np.int64, 0),
+    "quantity": (np.uint32, 0), "unit_price": (np.float64, 0.0),
+    "n": (np.int32, 0), "passed": (np.int8, 0), "next_due": (np.int64, NEVER),
+    "resp_ts": (np.int64, NULL), "resp_dec": (np.int8, 0), "resp_conf": (np.uint32, 0),
+    "resp_reason": (np.int32, -1),
+    "ship": (np.int64, NULL), "ships": (np.int32, 0),
+    "recv": (np.int64, NULL), "arr_ts": (np.int64, NULL), "qty": (np.uint32, 0), "arrs": (np.int32, 0),
     "lc_ts": (np.int64, NULL), "lc_inst": (np.int32, -1), "lc_recv": (np.int64, 0),
-    "sg0": (np.int64, -1), "sg1": (np.int64, -1), "cv": (np.int64, 0), "c_set": (np.bool_, False),
-    "c_hours": (np.float64, np.nan), "seen_n": (np.int64, 0),
+    "sg0": (np.int64, -1), "sg1": (np.int64, -1), "cv": (np.int32, 0), "c_set": (np.bool_, False),
+    "c_hours": (np.float64, np.nan), "seen_n": (np.int32, 0), "fp_n": (np.int32, 0),
 }
 _CODES = ("institution_id", "region_code", "area", "distributor_id", "manufacturer_id", "product_id", "product_kind")
 for _name in _CODES:
     _COLUMNS[_name] = (np.int32, -1)
 for _name in ("grassroots", "vbp"):
     _COLUMNS[_name] = (np.bool_, False)
+# seen_fp: content fingerprints (crc32, 32 bits), the first fp_n of a row's seen ids
+# known (states from before fingerprints were kept have fewer); c: the window
+# contribution's counts (0/1) and quantities (UInt32).
 _WIDE = {  # column -> (dtype, fill, width)
-    "seen_h": (np.int64, 0, SLOTS), "seen_fp": (np.int64, -1, SLOTS),
+    "seen_h": (np.int64, 0, SLOTS), "seen_fp": (np.uint32, 0, SLOTS),
     "al_set": (np.bool_, False, len(ALERT_KINDS)), "al_raised": (np.int64, NULL, len(ALERT_KINDS)),
-    "al_resolved": (np.int64, NULL, len(ALERT_KINDS)), "c": (np.int64, 0, WINDOW_COUNTS),
+    "al_resolved": (np.int64, NULL, len(ALERT_KINDS)), "c": (np.uint32, 0, WINDOW_COUNTS),
 }
 _OBJECTS = ("oid", "resp_eid", "arr_eid", "lc_eid")
 
@@ -184,13 +191,14 @@ class OrderTable:
 
     # -- seen event ids -------------------------------------------------------------------
     def seen_of(self, row: int) -> tuple[list[int], list[int]]:
+        """The row's seen id hashes, and the fingerprints known (a prefix of them)."""
         n = int(self.seen_n[row])
         hashes = self.seen_h[row, :min(n, SLOTS)].tolist()
         prints = self.seen_fp[row, :min(n, SLOTS)].tolist()
         for h, fp in self.overflow.get(row, ()):
             hashes.append(h)
             prints.append(fp)
-        return hashes, prints
+        return hashes, prints[:int(self.fp_n[row])]
 
     def add_seen(self, rows: np.ndarray, hashes: np.ndarray, prints: np.ndarray) -> None:
         """Append (hash, fingerprint) to each row's seen ids, in the order given."""
@@ -202,12 +210,15 @@ class OrderTable:
         starts = np.r_[0, np.flatnonzero(np.diff(rows)) + 1]
         rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
         slot = self.seen_n[rows] + rank
+        # a fingerprint is known only after known ones (the per-event core's rule)
+        known = self.fp_n[rows] == self.seen_n[rows]
         inline = slot < SLOTS
         self.seen_h[rows[inline], slot[inline]] = hashes[inline]
         self.seen_fp[rows[inline], slot[inline]] = prints[inline]
         if not inline.all():
             for row, h, fp in zip(rows[~inline].tolist(), hashes[~inline].tolist(), prints[~inline].tolist()):
                 self.overflow.setdefault(row, []).append((h, fp))
+        np.add.at(self.fp_n, rows[known], 1)
         np.add.at(self.seen_n, rows, 1)
 
     # -- one row as the per-event core's dict, and back -------------------------------------
@@ -215,12 +226,7 @@ class OrderTable:
         """The row as the per-event core's state dict (seen ids as their hashes)."""
         names = self.names.names
         hashes, prints = self.seen_of(row)
-        known = len(prints)
-        for i, fp in enumerate(prints):
-            if fp == -1:
-                known = i
-                break
-        state = {"oid": self.oid[row], "seen": HashedSeen(hashes), "fp": prints[:known], "n": int(self.n[row]),
+        state = {"oid": self.oid[row], "seen": HashedSeen(hashes), "fp": prints, "n": int(self.n[row]),
                  "passed": int(self.passed[row]), "alerts": {}, "p": int(self.part[row])}
         for k, kind in enumerate(ALERT_KINDS):
             if self.al_set[row, k]:
@@ -269,10 +275,11 @@ class OrderTable:
         of = self.names.of
         seen, prints = state["seen"], state.get("fp", [])
         hashes = list.__iter__(seen) if isinstance(seen, HashedSeen) else map(event_hash, seen)
-        entries = [(h, prints[i] if i < len(prints) else -1) for i, h in enumerate(hashes)]
+        entries = [(h, prints[i] if i < len(prints) else 0) for i, h in enumerate(hashes)]
         self.seen_n[row] = len(entries)
+        self.fp_n[row] = min(len(prints), len(entries))
         self.seen_h[row] = 0
-        self.seen_fp[row] = -1
+        self.seen_fp[row] = 0
         for i, (h, fp) in enumerate(entries[:SLOTS]):
             self.seen_h[row, i], self.seen_fp[row, i] = h, fp
         if len(entries) > SLOTS:
