@@ -24,12 +24,14 @@ advance, emit, marks, snapshots; the same output. What differs is how:
 from __future__ import annotations
 
 import zlib
-from typing import Iterable
+from operator import attrgetter
+from typing import Callable, Iterable
 
 import numpy as np
 import orjson
 
 from schemas.events import Invalid
+from schemas.fast_events import KIND_OF, ArrivalLine, Decoded, ResponseLine, as_line
 from schemas.limits import UINT16_MAX, UINT32_MAX
 from supplymon.core.alerts import order_alert_row
 from supplymon.core.due import DueIndex
@@ -67,17 +69,22 @@ def decode_state(raw: bytes) -> dict:
     return state
 
 
-_CONTENT_KEYS: dict[tuple, tuple] = {}  # an event's keys -> its content keys, sorted
+def _line_fingerprint(cls: type) -> Callable[[object, int, int], int]:
+    """`content_fingerprint` of a fast-path line (the same value, from the Struct and
+    its parsed times): the crc32 of its content as one dict literal, keys sorted."""
+    fields = set(cls.__struct_fields__) - _NOT_CONTENT
+    extra = {"kind": repr(KIND_OF[cls]), "ts_ms": "ts_ms"}
+    if cls is ArrivalLine:
+        extra["received_ms"] = "received_ms"
+    items = ", ".join(f"{key!r}: {extra.get(key, f'line.{key}')}" for key in sorted(fields | set(extra)))
+    return eval(f"lambda line, ts_ms, received_ms: crc32(dumps({{{items}}}))",  # noqa: S307 (names of a Struct)
+                {"crc32": zlib.crc32, "dumps": orjson.dumps})
 
 
-def fast_fingerprint(event: dict) -> int:
-    """`content_fingerprint(event)`, the same value: the content keys of each shape
-    of event sorted once (a dict built in sorted order dumps as OPT_SORT_KEYS does)."""
-    shape = tuple(event)
-    keys = _CONTENT_KEYS.get(shape)
-    if keys is None:
-        keys = _CONTENT_KEYS[shape] = tuple(sorted(k for k in shape if k not in _NOT_CONTENT))
-    return zlib.crc32(orjson.dumps({k: event[k] for k in keys}))
+LINE_FINGERPRINT = {cls: _line_fingerprint(cls) for cls in KIND_OF if KIND_OF[cls] != "tick"}
+LINE_KIND = {cls: KIND_CODE[kind] for cls, kind in KIND_OF.items() if kind != "tick"}
+# the quantity an event brings: a response's confirmed one, the others' own
+LINE_QUANTITY = {cls: attrgetter("confirmed_quantity" if cls is ResponseLine else "quantity") for cls in LINE_KIND}
 
 
 def _dup_keys(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -162,39 +169,41 @@ class ColumnarOrderFlow:
         records = list(records)
         batch = _Batch(lookup)
         out = batch.out
-        admitted = self.intake.admit_batch([(record.value, record.headers) for record in records], now_ms)
-        events: list[tuple[Record, dict]] = []
+        decoded = self.intake.admit_columns([(record.value, record.headers) for record in records], now_ms)
+        # the batch's events: (record, its line as the fast path decoded it, its index in `decoded`)
+        events: list[tuple[Record, object, int]] = []
         groups: dict[str, list[int]] = {}
         kinds = out.kinds
         latest: dict[tuple[str, int], int] = {}  # the batch's latest time per partition
-        for record, parsed in zip(records, admitted):
-            if isinstance(parsed, Invalid):
-                kept = parsed.original if parsed.original is not None else record.value or b""
-                batch.dead_letter(record.key, kept, parsed.reason, parsed.detail,
-                                  (record.topic, record.partition, record.offset), parsed.event_id,
+        for i, (record, line, ts_ms) in enumerate(zip(records, decoded.items, decoded.ts_ms)):
+            if isinstance(line, Invalid):
+                kept = line.original if line.original is not None else record.value or b""
+                batch.dead_letter(record.key, kept, line.reason, line.detail,
+                                  (record.topic, record.partition, record.offset), line.event_id,
                                   record.timestamp or 0)
                 continue
-            kind = parsed["kind"]
+            if type(line) is dict:  # a line only the full validator took
+                line = as_line(line)
+            kind = KIND_OF[type(line)]
             kinds[kind] += 1
-            where, ts_ms = (record.topic, record.partition), parsed["ts_ms"]
+            where = (record.topic, record.partition)
             if ts_ms > latest.get(where, ts_ms - 1):
                 latest[where] = ts_ms
             if kind == "tick":
-                out.rows.add("events_raw", _raw_row(parsed["event_id"], "tick", parsed["ts_ms"], "",
-                                                    record.value.decode(), (record.topic, record.partition,
-                                                                            record.offset)))
+                out.rows.add("events_raw", _raw_row(line.event_id, "tick", ts_ms, "", record.value.decode(),
+                                                    (record.topic, record.partition, record.offset)))
                 continue
-            group = groups.get(parsed["order_id"])
+            group = groups.get(line.order_id)
             if group is None:
-                groups[parsed["order_id"]] = [len(events)]
+                groups[line.order_id] = [len(events)]
             else:
                 group.append(len(events))
-            events.append((record, parsed))
+            events.append((record, line, i))
         for (topic, partition), ts_ms in latest.items():
             self.stream_time.observe(Partition(topic, partition), ts_ms)
         touched: list[np.ndarray] = []  # rows whose state the batch changed
         changed: list[np.ndarray] = []  # rows whose fact or alerts may differ
-        self._apply(batch, events, groups, lookup, touched, changed)
+        self._apply(batch, decoded, events, groups, lookup, touched, changed)
         purged = self._advance(batch, assigned, changed)
         touched_rows = np.unique(np.concatenate(touched + changed)) if touched or changed else np.empty(0, np.int64)
         changed_rows = np.unique(np.concatenate(changed)) if changed else np.empty(0, np.int64)
@@ -212,7 +221,7 @@ class ColumnarOrderFlow:
         return out
 
     # 2. apply -----------------------------------------------------------------------------
-    def _apply(self, batch: _Batch, events: list, groups: dict[str, list[int]], lookup: Lookup,
+    def _apply(self, batch: _Batch, decoded: Decoded, events: list, groups: dict[str, list[int]], lookup: Lookup,
                touched: list, changed: list) -> None:
         table = self.table
         rows_of = table.rows
@@ -245,7 +254,7 @@ class ColumnarOrderFlow:
         if n:
             fast_events.sort()
             picked = [events[i] for i in fast_events]
-            fast = self._columns(picked)
+            fast = self._columns(picked, decoded)
             slow_rows = self._not_common(fast)
             if len(slow_rows):
                 keep = ~np.isin(fast["row"], slow_rows)
@@ -259,30 +268,34 @@ class ColumnarOrderFlow:
             rows = self._apply_columns(fast)
             touched.append(rows)
             changed.append(rows)
-            for record, event in picked:
-                batch.out.rows.add("events_raw", _raw_row(event["event_id"], event["kind"], event["ts_ms"],
-                                                          event["order_id"], record.value.decode(),
-                                                          (record.topic, record.partition, record.offset)))
+            add, times = batch.out.rows.add, decoded.ts_ms
+            for record, line, i in picked:
+                add("events_raw", _raw_row(line.event_id, KIND_OF[type(line)], times[i], line.order_id,
+                                           record.value.decode(), (record.topic, record.partition, record.offset)))
         if slow:
-            done_rows, changed_rows = self._apply_slow(batch, events, groups, slow)
+            done_rows, changed_rows = self._apply_slow(batch, decoded, events, groups, slow)
             touched.append(done_rows)
             changed.append(changed_rows)
         # unplaced rows left (an order id new to this batch whose events all went the slow way) are freed there
 
-    def _columns(self, picked: list) -> dict:
+    def _columns(self, picked: list, decoded: Decoded) -> dict:
+        """The picked events as columns, from their decoded lines."""
         rows_of = self.table.rows
         n = len(picked)
-        row = np.fromiter((rows_of[e["order_id"]] for _, e in picked), dtype=np.int64, count=n)
-        kind = np.fromiter((KIND_CODE[e["kind"]] for _, e in picked), dtype=np.int8, count=n)
-        ts = np.fromiter((e["ts_ms"] for _, e in picked), dtype=np.int64, count=n)
-        h = np.fromiter((event_hash(e["event_id"]) for _, e in picked), dtype=np.int64, count=n)
-        fp = np.fromiter((fast_fingerprint(e) for _, e in picked), dtype=np.int64, count=n)
-        qty = np.fromiter((e["confirmed_quantity"] if k == RESPONSE else e.get("quantity", 0)
-                           for (_, e), k in zip(picked, kind.tolist())), dtype=np.int64, count=n)
-        recv = np.fromiter((e.get("received_ms", 0) for _, e in picked), dtype=np.int64, count=n)
-        part = np.fromiter((r.partition for r, _ in picked), dtype=np.int32, count=n)
-        return {"row": row, "kind": kind, "ts": ts, "hash": h, "fp": fp, "qty": qty, "recv": recv, "part": part,
-                "event": [e for _, e in picked]}
+        lines = [line for _, line, _ in picked]
+        at = [i for _, _, i in picked]
+        times, received = decoded.ts_ms, decoded.received_ms
+        ts_list = [times[i] for i in at]
+        recv_list = [received[i] for i in at]
+        row = np.fromiter((rows_of[line.order_id] for line in lines), dtype=np.int64, count=n)
+        kind = np.fromiter((LINE_KIND[type(line)] for line in lines), dtype=np.int8, count=n)
+        h = np.fromiter((event_hash(line.event_id) for line in lines), dtype=np.int64, count=n)
+        fp = np.fromiter((LINE_FINGERPRINT[type(line)](line, ts, recv)
+                          for line, ts, recv in zip(lines, ts_list, recv_list)), dtype=np.int64, count=n)
+        qty = np.fromiter((LINE_QUANTITY[type(line)](line) for line in lines), dtype=np.int64, count=n)
+        part = np.fromiter((record.partition for record, _, _ in picked), dtype=np.int32, count=n)
+        return {"row": row, "kind": kind, "ts": np.array(ts_list, dtype=np.int64), "hash": h, "fp": fp, "qty": qty,
+                "recv": np.array(recv_list, dtype=np.int64), "part": part, "event": lines}
 
     def _not_common(self, fast: dict) -> np.ndarray:
         """Rows whose events of this batch must go through the per-event core."""
@@ -335,9 +348,9 @@ class ColumnarOrderFlow:
             of = t.names.of
             placed = [events[i] for i in is_order.tolist()]
             for name in _CODED:
-                t.col[name][r] = [of(e[name]) for e in placed]
+                t.col[name][r] = [of(getattr(e, name)) for e in placed]
             for name in ("grassroots", "vbp", "quantity", "unit_price"):
-                t.col[name][r] = [e[name] for e in placed]
+                t.col[name][r] = [getattr(e, name) for e in placed]
             t.ordered_at[r] = ts[is_order]
             t.placed[r] = True
             # the partition of the order's first event read (as the per-event core's setdefault)
@@ -355,10 +368,10 @@ class ColumnarOrderFlow:
             if len(first):
                 chosen = [events[i] for i in first.tolist()]
                 t.resp_ts[r] = ts[first]
-                t.resp_eid[r] = [e["event_id"] for e in chosen]
-                t.resp_dec[r] = [DECISION_CODE[e["decision"]] for e in chosen]
+                t.resp_eid[r] = [e.event_id for e in chosen]
+                t.resp_dec[r] = [DECISION_CODE[e.decision] for e in chosen]
                 t.resp_conf[r] = qty[first]
-                t.resp_reason[r] = [-1 if e.get("reason") is None else t.names.of(e["reason"]) for e in chosen]
+                t.resp_reason[r] = [-1 if e.reason is None else t.names.of(e.reason) for e in chosen]
         pick = np.flatnonzero(kind == SHIPMENT)
         if len(pick):
             r = row[pick]
@@ -380,7 +393,7 @@ class ColumnarOrderFlow:
             win = (t.arr_ts[r1] == NULL) | (ts[first] < t.arr_ts[r1])
             first, r1 = first[win], r1[win]
             t.arr_ts[r1] = ts[first]
-            t.arr_eid[r1] = [events[i]["event_id"] for i in first.tolist()]
+            t.arr_eid[r1] = [events[i].event_id for i in first.tolist()]
             late = pick[ts[pick] - recv > self.confirmation_ms]
             if len(late):
                 first = late[_first_per_row(row[late], ts[late])]
@@ -389,14 +402,14 @@ class ColumnarOrderFlow:
                 first, r1 = first[win], r1[win]
                 chosen = [events[i] for i in first.tolist()]
                 t.lc_ts[r1] = ts[first]
-                t.lc_eid[r1] = [e["event_id"] for e in chosen]
-                t.lc_inst[r1] = [t.names.of(e["institution_id"]) for e in chosen]
+                t.lc_eid[r1] = [e.event_id for e in chosen]
+                t.lc_inst[r1] = [t.names.of(e.institution_id) for e in chosen]
                 t.lc_recv[r1] = fast["recv"][first]
         rows = np.unique(row)
         self._schedule(rows)
         return rows
 
-    def _apply_slow(self, batch: _Batch, events: list, groups: dict[str, list[int]],
+    def _apply_slow(self, batch: _Batch, decoded: Decoded, events: list, groups: dict[str, list[int]],
                     order_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The per-event core, event by event, for these orders' events of the batch."""
         t, lc, out = self.table, self.lifecycle, batch.out
@@ -409,7 +422,8 @@ class ColumnarOrderFlow:
                 state = self.pending.get(order_id) or new_state(order_id)
             moved = fact_changed = False
             for i in groups[order_id]:
-                record, event = events[i]
+                record, _, at = events[i]
+                event = decoded.event(at)
                 source = (record.topic, record.partition, record.offset)
                 text = record.value.decode()
                 event["raw"], event["src"] = text, source
