@@ -39,6 +39,7 @@ from supplymon.core.flow import BatchOutput, Lookup, Partition, Record, Referenc
 from supplymon.core.intake import Intake
 from supplymon.core.lifecycle import (DELIVERY_DEADLINE, ESCALATION_DEADLINE, RESPONSE_DEADLINE,
                                       SEVERITY, _NOT_CONTENT, OrderLifecycle, new_state)
+from supplymon.core.rows import Columns
 from supplymon.core.order_table import (ALERT_KINDS, DECISION_CODE, DECISIONS, NEVER, NULL, WINDOW_COUNTS, HashedSeen,
                                         OrderTable, event_hash)
 from supplymon.core.signals import fingerprint, order_signals
@@ -85,6 +86,17 @@ LINE_FINGERPRINT = {cls: _line_fingerprint(cls) for cls in KIND_OF if KIND_OF[cl
 LINE_KIND = {cls: KIND_CODE[kind] for cls, kind in KIND_OF.items() if kind != "tick"}
 # the quantity an event brings: a response's confirmed one, the others' own
 LINE_QUANTITY = {cls: attrgetter("confirmed_quantity" if cls is ResponseLine else "quantity") for cls in LINE_KIND}
+
+
+_DECISION_NAMES = np.array(DECISIONS, dtype=object)
+
+
+def _present(values: np.ndarray, present: np.ndarray) -> list:
+    """`values` as a list, None where not `present`."""
+    out = values.tolist()
+    for i in np.flatnonzero(~present).tolist():
+        out[i] = None
+    return out
 
 
 def _dup_keys(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -153,7 +165,7 @@ class ColumnarOrderFlow:
                 self.table.put(row, state)
             self._schedule(rows)
             counted = rows[self.table.c_set[rows]]
-            for row, fact in zip(counted.tolist(), self._facts(counted)):
+            for row, fact in zip(counted.tolist(), self._fact_columns(counted).rows()):
                 old, version = self._contribution(row)
                 self.windows.restore(fact, int(self.table.part[row]), old, version)
         return count
@@ -517,51 +529,38 @@ class ColumnarOrderFlow:
         return rows[purge]
 
     # 4. emit --------------------------------------------------------------------------------------
-    def _facts(self, rows: np.ndarray) -> list[dict]:
-        """The `order_facts` rows of these placed rows (as `OrderLifecycle.fact`)."""
+    def _fact_columns(self, rows: np.ndarray) -> Columns:
+        """The `order_facts` rows of these placed rows (as `OrderLifecycle.fact`), as
+        columns: a list per column, built from the table's columns at once."""
         t = self.table
-        names = t.names.names
+        names = np.array(t.names.names + [None], dtype=object)  # code -1: None
         response, _, delivery = self._deadlines(rows)
-        resp_ts, recv, passed = t.resp_ts[rows], t.recv[rows], t.passed[rows]
+        at, resp_ts, recv, passed = t.ordered_at[rows], t.resp_ts[rows], t.recv[rows], t.passed[rows]
+        answered = resp_ts != NULL
         rejected = t.resp_dec[rows] == REJECTED
         on_time = np.where(rejected, 0, np.where(recv != NULL, (recv <= delivery).astype(np.int64),
                                                  np.where(passed & DELIVERY_DEADLINE, 0, -1)))
-        has_resp = resp_ts != NULL
-        at = t.ordered_at[rows]
-        hours = np.where(has_resp, (resp_ts - at) / HOUR_MS, np.nan)
-        cols = {name: t.col[name][rows].tolist() for name in
-                ("institution_id", "region_code", "area", "grassroots", "distributor_id", "manufacturer_id",
-                 "product_id", "product_kind", "vbp", "quantity", "unit_price", "oid", "resp_dec", "resp_conf",
-                 "resp_reason", "ship", "arr_ts", "qty", "ships", "arrs")}
-        out = []
-        for i, (oat, rts, rc, dl, rdl, ot, hr, version) in enumerate(zip(
-                at.tolist(), resp_ts.tolist(), recv.tolist(), delivery.tolist(), response.tolist(),
-                on_time.tolist(), hours.tolist(), (t.n[rows] * 8 + passed).tolist())):
-            answered = rts != NULL
-            reason = cols["resp_reason"][i]
-            ship, arr = cols["ship"][i], cols["arr_ts"][i]
-            out.append({
-                "institution_id": names[cols["institution_id"][i]], "region_code": names[cols["region_code"][i]],
-                "area": names[cols["area"][i]], "grassroots": cols["grassroots"][i],
-                "distributor_id": names[cols["distributor_id"][i]],
-                "manufacturer_id": names[cols["manufacturer_id"][i]], "product_id": names[cols["product_id"][i]],
-                "product_kind": names[cols["product_kind"][i]], "vbp": cols["vbp"][i],
-                "quantity": cols["quantity"][i], "unit_price": cols["unit_price"][i],
-                "order_id": cols["oid"][i], "ordered_at": oat,
-                "responded_at": rts if answered else None,
-                "decision": DECISIONS[cols["resp_dec"][i]] if answered else None,
-                "confirmed_quantity": cols["resp_conf"][i] if answered else None,
-                "reject_reason": names[reason] if answered and reason >= 0 else None,
-                "first_shipped_at": None if ship == NULL else ship,
-                "first_received_at": None if rc == NULL else rc,
-                "first_confirmed_at": None if arr == NULL else arr,
-                "delivered_quantity": cols["qty"][i], "shipments": cols["ships"][i], "arrivals": cols["arrs"][i],
-                "deadline_at": dl, "response_deadline_at": rdl,
-                "on_time": None if ot == -1 else ot,
-                "response_hours": hr if answered else None,
-                "version": version,
-            })
-        return out
+        ship, arr = t.ship[rows], t.arr_ts[rows]
+        data = {name: names[t.col[name][rows]].tolist() for name in _CODED}
+        data.update({
+            "grassroots": t.grassroots[rows].tolist(), "vbp": t.vbp[rows].tolist(),
+            "quantity": t.quantity[rows].tolist(), "unit_price": t.unit_price[rows].tolist(),
+            "order_id": t.oid[rows].tolist(), "ordered_at": at.tolist(),
+            "responded_at": _present(resp_ts, answered),
+            "decision": _present(_DECISION_NAMES[t.resp_dec[rows]], answered),
+            "confirmed_quantity": _present(t.resp_conf[rows], answered),
+            "reject_reason": _present(names[t.resp_reason[rows]], answered),
+            "first_shipped_at": _present(ship, ship != NULL),
+            "first_received_at": _present(recv, recv != NULL),
+            "first_confirmed_at": _present(arr, arr != NULL),
+            "delivered_quantity": t.qty[rows].tolist(), "shipments": t.ships[rows].tolist(),
+            "arrivals": t.arrs[rows].tolist(),
+            "deadline_at": delivery.tolist(), "response_deadline_at": response.tolist(),
+            "on_time": _present(on_time, on_time != -1),
+            "response_hours": _present((resp_ts - at) / HOUR_MS, answered),
+            "version": (t.n[rows].astype(np.int64) * 8 + passed).tolist(),
+        })
+        return Columns(data, len(rows))
 
     def _contribution(self, row: int) -> tuple[list | None, int]:
         t = self.table
@@ -591,12 +590,13 @@ class ColumnarOrderFlow:
     def _emit(self, batch: _Batch, rows: np.ndarray) -> None:
         out, t = batch.out, self.table
         rows = rows[t.placed[rows]] if len(rows) else rows
-        facts = self._facts(rows)
+        fact_columns = self._fact_columns(rows)
+        out.rows.add_columns("order_facts", fact_columns)
+        facts = fact_columns.rows()
         add = out.rows.add
         signals = out.signals
         sg0, sg1 = t.sg0[rows].tolist(), t.sg1[rows].tolist()
         for i, fact in enumerate(facts):
-            add("order_facts", fact)
             (g0, r0), (g1, r1) = order_signals(fact)
             f0, f1 = fingerprint(r0), fingerprint(r1)
             if f0 != sg0[i]:
