@@ -116,72 +116,84 @@ def _time_ms(value: str, name: str) -> int:
 UNUSUAL = np.iinfo(np.int64).min  # usual_times_ms: not of the usual shape, or not valid
 _DIGITS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)  # of YYYY-MM-DDTHH:MM:SS
 _PUNCT = ((4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"))
-_WIDE = 32  # the longest usual time: 19 + ".ffffff" + "+hh:mm"
+_SHORTEST, _LONGEST = 20, 32  # 19 + "Z"; 19 + ".ffffff" + "+hh:mm"
 _FRACTION = 10 ** np.arange(5, -1, -1)  # microseconds of fraction digits 20..25
 
 
 def usual_times_ms(values: Sequence[str]) -> np.ndarray:
     """`_time_ms` of each value, for the whole batch at once (numpy over the
-    characters); `UNUSUAL` where a value is not of the usual shape or its hour is
-    not valid (those take `_time_ms` one by one, with its refusals). The same
-    milliseconds: each distinct (date, hour, zone) by `_hour_seconds` (the
-    validator's own parse), the rest as `_time_ms` computes them, float rounding
-    included."""
-    n = len(values)
+    characters of the values of each length); `UNUSUAL` where a value is not of the
+    usual shape or its hour is not valid (those take `_time_ms` one by one, with its
+    refusals). The same milliseconds: each distinct (date, hour, zone) by
+    `_hour_seconds` (the validator's own parse), the rest as `_time_ms` computes
+    them, float rounding included."""
+    out = np.full(len(values), UNUSUAL, dtype=np.int64)
+    by_length: dict[int, list[int]] = {}
+    for i, value in enumerate(values):
+        by_length.setdefault(len(value), []).append(i)
+    for length, at in by_length.items():
+        if _SHORTEST <= length <= _LONGEST:
+            group = [values[i] for i in at]
+            text = "".join(group).encode("utf-8", "replace")
+            if len(text) == length * len(group):  # ASCII only
+                chars = np.frombuffer(text, dtype=np.uint8).reshape(len(group), length)
+                out[np.asarray(at)] = _usual_of_length(chars, group)
+    return out
+
+
+def _usual_of_length(c: np.ndarray, values: list[str]) -> np.ndarray:
+    """usual_times_ms of values all `c.shape[1]` ASCII characters long (c: their bytes)."""
+    n, length = c.shape
     out = np.full(n, UNUSUAL, dtype=np.int64)
-    if not n:
-        return out
-    length = np.fromiter(map(len, values), dtype=np.int64, count=n)
-    take = np.flatnonzero((length >= 20) & (length <= _WIDE))
-    if not len(take):
-        return out
-    c = np.array([values[i] for i in take.tolist()], dtype=f"<U{_WIDE}").view(np.uint32).reshape(len(take), _WIDE)
-    c = c.astype(np.int64)
-    length = length[take]
-    d = c - ord("0")
-    digit = (d >= 0) & (d <= 9)
-    at = np.arange(len(take))
+    d = c.astype(np.int64) - ord("0")
+    digit = d <= 9  # uint8 minus '0' below zero wraps far above 9
+    digit &= d >= 0
     ok = digit[:, _DIGITS].all(axis=1)
     for pos, char in _PUNCT:
         ok &= c[:, pos] == ord(char)
-    zulu = c[at, length - 1] == ord("Z")
+    zulu = c[:, -1] == ord("Z")
     zone = np.where(zulu, length - 1, length - 6)  # where the zone starts
-    z = np.minimum(zone[:, None] + np.arange(6)[None, :], _WIDE - 1)
-    zc, zd = c[at[:, None], z], digit[at[:, None], z]
+    rows = np.arange(n)[:, None]
+    z = np.minimum(zone[:, None] + np.arange(6)[None, :], length - 1)
+    zc, zd, zn = c[rows, z], digit[rows, z], d[rows, z]
     ok &= zulu | (((zc[:, 0] == ord("+")) | (zc[:, 0] == ord("-"))) & zd[:, 1] & zd[:, 2] & (zc[:, 3] == ord(":"))
                   & zd[:, 4] & zd[:, 5])
     # nothing between the seconds and the zone, or "." and 1 to 6 digits
-    places = np.arange(_WIDE)[None, :]
-    in_fraction = (places >= 20) & (places < zone[:, None])
-    ok &= (zone == 19) | ((zone >= 21) & (zone <= 26) & (c[:, 19] == ord(".")) & (digit | ~in_fraction).all(axis=1))
+    if length > 20:
+        places = np.arange(20, min(length, 26))[None, :]
+        in_fraction = places < zone[:, None]
+        ok &= (zone == 19) | ((zone >= 21) & (c[:, 19] == ord(".")) & (digit[:, 20:26] | ~in_fraction).all(axis=1))
+        ok &= zone <= 26
+        fraction = (np.where(in_fraction, d[:, 20:26], 0) * _FRACTION[:places.shape[1]]).sum(axis=1)
+    else:
+        ok &= zone == 19
+        fraction = np.zeros(n, dtype=np.int64)
     minute, second = d[:, 14] * 10 + d[:, 15], d[:, 17] * 10 + d[:, 18]
     ok &= (minute < 60) & (second < 60)
     if not ok.any():
         return out
-    fraction = (np.where(in_fraction, d, 0)[:, 20:26] * _FRACTION).sum(axis=1)
     # each distinct (date, hour, zone) once through the validator's parse
-    hour_key = (((d[:, 0] * 10 + d[:, 1]) * 100 + d[:, 2] * 10 + d[:, 3]) * 100 + d[:, 5] * 10 + d[:, 6]) * 100
-    hour_key = ((hour_key + d[:, 8] * 10 + d[:, 9]) * 100 + d[:, 11] * 10 + d[:, 12]) * 100_000
+    key = d[:, 0] * 10 + d[:, 1]
+    for pos in (2, 3, 5, 6, 8, 9, 11, 12):
+        key = key * 10 + d[:, pos]
     zone_key = np.where(zulu, 0, np.where(zc[:, 0] == ord("-"), 20_000, 10_000)
-                        + (zc[:, 1] - 48) * 1000 + (zc[:, 2] - 48) * 100 + (zc[:, 4] - 48) * 10 + zc[:, 5] - 48)
-    keys = np.where(ok, hour_key + zone_key, -1)
+                        + zn[:, 1] * 1000 + zn[:, 2] * 100 + zn[:, 4] * 10 + zn[:, 5])
+    keys = np.where(ok, key * 100_000 + zone_key, -1)
     unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     hour_seconds = np.zeros(len(unique), dtype=np.int64)
-    valid = np.ones(len(unique), dtype=bool)
-    for k, (key, i) in enumerate(zip(unique.tolist(), first.tolist())):
-        if key < 0:
-            valid[k] = False
-            continue
-        value = values[int(take[i])]
-        try:
-            hour_seconds[k] = _hour_seconds(value[:10], value[11:13], value[int(zone[i]):], "ts")
-        except _Reject:
-            valid[k] = False
+    valid = unique >= 0
+    for k, i in enumerate(first.tolist()):
+        if valid[k]:
+            value = values[i]
+            try:
+                hour_seconds[k] = _hour_seconds(value[:10], value[11:13], value[int(zone[i]):], "ts")
+            except _Reject:
+                valid[k] = False
     ok &= valid[inverse]
     seconds = hour_seconds[inverse] + minute * 60 + second
     ms = np.trunc((seconds * 1_000_000 + fraction) / 1_000_000 * 1000)  # as _time_ms: float rounding
     ok &= (ms >= MIN_TS_MS) & (ms < MAX_TS_MS)
-    out[take[ok]] = ms[ok].astype(np.int64)
+    out[ok] = ms[ok].astype(np.int64)
     return out
 
 
@@ -321,28 +333,42 @@ def decode_columns(values: Sequence[bytes | None]) -> Decoded:
     per accepted line; its times parsed for the whole batch at once
     (`usual_times_ms`). Never raises."""
     items = _structs(values)
-    fast = [i for i, item in enumerate(items) if isinstance(item, _Base)]
-    ts = usual_times_ms([items[i].ts for i in fast]).tolist()
-    arrivals = [i for i in fast if type(items[i]) is ArrivalLine]
-    received = dict(zip(arrivals, usual_times_ms([items[i].received_at for i in arrivals]).tolist()))
-    ts_ms = [0] * len(items)
-    received_ms = [0] * len(items)
-    for i, t in zip(fast, ts):
+    n = len(items)
+    fast, arrivals, answers, taken = [], [], [], []
+    for i, item in enumerate(items):
+        cls = type(item)
+        if cls is ArrivalLine:
+            arrivals.append(i)
+        elif cls is ResponseLine:
+            answers.append(i)
+        elif cls is dict:
+            taken.append(i)
+            continue
+        elif cls is Invalid:
+            continue
+        fast.append(i)
+    ts = np.zeros(n, dtype=np.int64)
+    received = np.zeros(n, dtype=np.int64)
+    ts[fast] = usual_times_ms([items[i].ts for i in fast])
+    received[arrivals] = usual_times_ms([items[i].received_at for i in arrivals])
+    for i in taken:
+        ts[i], received[i] = items[i]["ts_ms"], items[i].get("received_ms", 0)
+    ts_ms, received_ms = ts.tolist(), received.tolist()
+    # the lines left to check one by one: a time of an unusual shape, an answer's rules
+    unusual = np.flatnonzero((ts == UNUSUAL) | (received == UNUSUAL)).tolist()
+    for i in sorted(set(unusual).union(i for i in answers if not _answer_rules(items[i]))):
         line = items[i]
         try:
-            # the validator's order: received_at first
-            if i in received:
-                r = received[i]
-                received_ms[i] = _time_ms(line.received_at, "received_at") if r == UNUSUAL else r
-            ts_ms[i] = _time_ms(line.ts, "ts") if t == UNUSUAL else t
+            if type(line) is ArrivalLine:  # the validator's order: received_at first
+                received_ms[i] = _time_ms(line.received_at, "received_at")
+            ts_ms[i] = _time_ms(line.ts, "ts")
             accepted = _answer_rules(line)
         except _Reject:
             accepted = False
         if not accepted:
-            items[i] = parse_event(values[i])
-    for i, item in enumerate(items):
-        if isinstance(item, dict):
-            ts_ms[i], received_ms[i] = item["ts_ms"], item.get("received_ms", 0)
+            items[i] = event = parse_event(values[i])
+            ts_ms[i], received_ms[i] = (0, 0) if isinstance(event, Invalid) else (
+                event["ts_ms"], event.get("received_ms", 0))
     return Decoded(items, ts_ms, received_ms)
 
 

@@ -99,6 +99,23 @@ def _present(values: np.ndarray, present: np.ndarray) -> list:
     return out
 
 
+def _raw_columns(entries: list, decoded: Decoded) -> Columns:
+    """The `events_raw` rows of these (record, line, index) entries, as columns."""
+    times = decoded.ts_ms
+    records = [record for record, _, _ in entries]
+    lines = [line for _, line, _ in entries]
+    return Columns({
+        "event_id": [line.event_id for line in lines],
+        "kind": [KIND_OF[type(line)] for line in lines],
+        "ts": [times[i] for _, _, i in entries],
+        "order_id": [getattr(line, "order_id", "") for line in lines],
+        "payload": [record.value.decode() for record in records],
+        "topic": [record.topic for record in records],
+        "partition": [record.partition for record in records],
+        "offset": [record.offset for record in records],
+    }, len(entries))
+
+
 def _dup_keys(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """The rows among `rows` where two of their `keys` are equal."""
     if not len(rows):
@@ -187,6 +204,7 @@ class ColumnarOrderFlow:
         groups: dict[str, list[int]] = {}
         kinds = out.kinds
         latest: dict[tuple[str, int], int] = {}  # the batch's latest time per partition
+        ticks: list[tuple[Record, object, int]] = []
         for i, (record, line, ts_ms) in enumerate(zip(records, decoded.items, decoded.ts_ms)):
             if isinstance(line, Invalid):
                 kept = line.original if line.original is not None else record.value or b""
@@ -202,8 +220,7 @@ class ColumnarOrderFlow:
             if ts_ms > latest.get(where, ts_ms - 1):
                 latest[where] = ts_ms
             if kind == "tick":
-                out.rows.add("events_raw", _raw_row(line.event_id, "tick", ts_ms, "", record.value.decode(),
-                                                    (record.topic, record.partition, record.offset)))
+                ticks.append((record, line, i))
                 continue
             group = groups.get(line.order_id)
             if group is None:
@@ -211,6 +228,7 @@ class ColumnarOrderFlow:
             else:
                 group.append(len(events))
             events.append((record, line, i))
+        out.rows.add_columns("events_raw", _raw_columns(ticks, decoded))
         for (topic, partition), ts_ms in latest.items():
             self.stream_time.observe(Partition(topic, partition), ts_ms)
         touched: list[np.ndarray] = []  # rows whose state the batch changed
@@ -280,10 +298,7 @@ class ColumnarOrderFlow:
             rows = self._apply_columns(fast)
             touched.append(rows)
             changed.append(rows)
-            add, times = batch.out.rows.add, decoded.ts_ms
-            for record, line, i in picked:
-                add("events_raw", _raw_row(line.event_id, KIND_OF[type(line)], times[i], line.order_id,
-                                           record.value.decode(), (record.topic, record.partition, record.offset)))
+            batch.out.rows.add_columns("events_raw", _raw_columns(picked, decoded))
         if slow:
             done_rows, changed_rows = self._apply_slow(batch, decoded, events, groups, slow)
             touched.append(done_rows)
