@@ -13,6 +13,7 @@ import random
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
@@ -179,6 +180,13 @@ def test_table_rows_are_reused_and_the_state_round_trips():
     table.put(int(rows[1]), state)
     back = table.state_of(int(rows[1]))
     assert state_meaning(orjson.dumps(dict(back, seen=list(back["seen"])))) == state_meaning(orjson.dumps(state))
+    # marks are offsets from ordered_at in 32 bits until one does not fit: then 64
+    far = {**state, "alerts": {"response_overdue": [None, 10 + 2**40], "confirmation_late": [10 - 2**31, 11]}}
+    table.put(int(rows[0]), dict(far, oid="a"))
+    assert table.al_raised.dtype == np.int64
+    for row, expected in ((rows[0], far), (rows[1], state)):
+        back = table.state_of(int(row))
+        assert back["alerts"] == expected["alerts"]
     table.release(rows[:2])
     assert len(table) == 1 and "b" not in table.rows
     again = table.allocate(["d"])

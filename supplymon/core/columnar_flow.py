@@ -645,7 +645,7 @@ class ColumnarOrderFlow:
             lc_ts != NULL], axis=1)
         raised = np.stack([response, escalation, delivery, lc_ts], axis=1)
         resolved = np.stack([resp, resp, arr, np.full(len(rows), NULL)], axis=1)
-        differs = present & ~(t.al_set[rows] & (t.al_raised[rows] == raised) & (t.al_resolved[rows] == resolved))
+        differs = present & ~t.same_marks(rows, raised, resolved)
         which = np.flatnonzero(differs.any(axis=1))
         if not len(which):
             return
@@ -663,7 +663,7 @@ class ColumnarOrderFlow:
                 alert_row = order_alert_row(alert, fact, fact["version"])
                 out.rows.add("alerts", alert_row)
                 out.alerts.append(alert_row)
-                t.al_set[row, k], t.al_raised[row, k], t.al_resolved[row, k] = True, up, down
+                t.set_mark(row, k, up, None if down == NULL else down)
 
     # 5. marks: as the reference's
     _marks = ReferenceOrderFlow._marks

@@ -93,15 +93,21 @@ for _name in _CODES:
     _COLUMNS[_name] = (np.int32, -1)
 for _name in ("grassroots", "vbp"):
     _COLUMNS[_name] = (np.bool_, False)
+# al_*: the alert marks (each kind's raised and resolved instants last emitted), as
+# offsets from ordered_at (int32; both columns widened to int64 the first time one
+# does not fit), al_flags saying which are set (MARK_SET) and which are None.
 # seen_fp: content fingerprints (crc32, 32 bits), the first fp_n of a row's seen ids
 # known (states from before fingerprints were kept have fewer); c: the window
 # contribution's counts (0/1) and quantities (UInt32).
 _WIDE = {  # column -> (dtype, fill, width)
     "seen_h": (np.int64, 0, SLOTS), "seen_fp": (np.uint32, 0, SLOTS),
-    "al_set": (np.bool_, False, len(ALERT_KINDS)), "al_raised": (np.int64, NULL, len(ALERT_KINDS)),
-    "al_resolved": (np.int64, NULL, len(ALERT_KINDS)), "c": (np.uint32, 0, WINDOW_COUNTS),
+    "al_flags": (np.int8, 0, len(ALERT_KINDS)), "al_raised": (np.int32, 0, len(ALERT_KINDS)),
+    "al_resolved": (np.int32, 0, len(ALERT_KINDS)), "c": (np.uint32, 0, WINDOW_COUNTS),
 }
 _OBJECTS = ("oid", "resp_eid", "arr_eid", "lc_eid")
+
+
+MARK_SET, MARK_NO_RAISED, MARK_NO_RESOLVED = 1, 2, 4
 
 
 def _opt(value: int):
@@ -221,6 +227,37 @@ class OrderTable:
         np.add.at(self.fp_n, rows[known], 1)
         np.add.at(self.seen_n, rows, 1)
 
+    # -- alert marks ----------------------------------------------------------------------
+    def mark(self, row: int, k: int) -> list:
+        """[raised, resolved] of alert kind k last emitted for a (placed) row."""
+        base, flags = int(self.ordered_at[row]), int(self.al_flags[row, k])
+        return [None if flags & MARK_NO_RAISED else base + int(self.al_raised[row, k]),
+                None if flags & MARK_NO_RESOLVED else base + int(self.al_resolved[row, k])]
+
+    def set_mark(self, row: int, k: int, raised: int | None, resolved: int | None) -> None:
+        base = int(self.ordered_at[row])
+        up = 0 if raised is None else raised - base
+        down = 0 if resolved is None else resolved - base
+        wide = np.iinfo(self.al_raised.dtype)
+        if not (wide.min <= up <= wide.max and wide.min <= down <= wide.max):
+            for name in ("al_raised", "al_resolved"):
+                self.col[name] = self.col[name].astype(np.int64)
+            self.__dict__.update(self.col)
+        self.al_raised[row, k], self.al_resolved[row, k] = up, down
+        self.al_flags[row, k] = (MARK_SET | (MARK_NO_RAISED if raised is None else 0)
+                                 | (MARK_NO_RESOLVED if resolved is None else 0))
+
+    def same_marks(self, rows: np.ndarray, raised: np.ndarray, resolved: np.ndarray) -> np.ndarray:
+        """(rows, kinds): whether each kind's mark is set and is (raised, resolved)
+        (NULL: None), for placed rows."""
+        base = self.ordered_at[rows][:, None]
+        flags = self.al_flags[rows]
+        same_up = np.where(raised == NULL, (flags & MARK_NO_RAISED) != 0,
+                           ((flags & MARK_NO_RAISED) == 0) & (self.al_raised[rows] == raised - base))
+        same_down = np.where(resolved == NULL, (flags & MARK_NO_RESOLVED) != 0,
+                             ((flags & MARK_NO_RESOLVED) == 0) & (self.al_resolved[rows] == resolved - base))
+        return ((flags & MARK_SET) != 0) & same_up & same_down
+
     # -- one row as the per-event core's dict, and back -------------------------------------
     def state_of(self, row: int) -> dict:
         """The row as the per-event core's state dict (seen ids as their hashes)."""
@@ -229,8 +266,8 @@ class OrderTable:
         state = {"oid": self.oid[row], "seen": HashedSeen(hashes), "fp": prints, "n": int(self.n[row]),
                  "passed": int(self.passed[row]), "alerts": {}, "p": int(self.part[row])}
         for k, kind in enumerate(ALERT_KINDS):
-            if self.al_set[row, k]:
-                state["alerts"][kind] = [_opt(self.al_raised[row, k]), _opt(self.al_resolved[row, k])]
+            if self.al_flags[row, k] & MARK_SET:
+                state["alerts"][kind] = self.mark(row, k)
         if not self.placed[row]:
             return state
         order = {}
@@ -287,18 +324,19 @@ class OrderTable:
         else:
             self.overflow.pop(row, None)
         self.n[row], self.passed[row], self.part[row] = state["n"], state["passed"], state["p"]
+        order = state["order"]
+        self.ordered_at[row] = order["ordered_at"]
         alerts = state.get("alerts", {})
         for k, kind in enumerate(ALERT_KINDS):
             mark = alerts.get(kind)
-            self.al_set[row, k] = mark is not None
-            self.al_raised[row, k] = NULL if mark is None or mark[0] is None else mark[0]
-            self.al_resolved[row, k] = NULL if mark is None or mark[1] is None else mark[1]
-        order = state["order"]
+            if mark is None:
+                self.al_flags[row, k] = 0
+            else:
+                self.set_mark(row, k, mark[0], mark[1])
         self.placed[row] = True
         for name in ORDER_FIELDS:
             value = order[name]
             self.col[name][row] = of(value) if name in _CODES else value
-        self.ordered_at[row] = order["ordered_at"]
         resp = state.get("resp")
         if resp:
             self.resp_ts[row], self.resp_eid[row] = resp[0], resp[1]
