@@ -19,8 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from bench.pipeline import history
-from supplymon.core.columnar_flow import OrderFlow
-from supplymon.core.order_table import OrderTable
+from supplymon.core.columnar_flow import OrderFlow, decode_state
+from supplymon.core.order_table import SLOTS, OrderTable
+from supplymon.core.row_snapshot import encode_rows
 from supplymon.direct import DirectReplay, Progress
 from supplymon.settings import Settings
 from tests.flow_compare import SideBySide, state_meaning
@@ -187,6 +188,16 @@ def test_table_rows_are_reused_and_the_state_round_trips():
     for row, expected in ((rows[0], far), (rows[1], state)):
         back = table.state_of(int(row))
         assert back["alerts"] == expected["alerts"]
+    # the compact snapshot of a row reads back as its state (widened marks, seen ids
+    # past the inline slots, a name absent), and old orjson snapshots still read
+    many = dict(far, oid="a", seen=[f"e{i}" for i in range(SLOTS + 3)], fp=list(range(SLOTS + 1)),
+                resp=[20, "r1", "accepted", 3, None], late_conf=[40, "a9", "I2", 12])
+    table.put(int(rows[0]), many)
+    for row in rows[:2].tolist():
+        raw = encode_rows(table, np.array([row]))[0]
+        assert raw[0] == 2 and state_meaning(raw) == state_meaning(orjson.dumps(
+            dict(table.state_of(row), seen=list(table.state_of(row)["seen"]))))
+    assert decode_state(orjson.dumps(state))["oid"] == "b"
     table.release(rows[:2])
     assert len(table) == 1 and "b" not in table.rows
     again = table.allocate(["d"])

@@ -39,6 +39,7 @@ from supplymon.core.flow import BatchOutput, Lookup, Partition, Record, Referenc
 from supplymon.core.intake import Intake
 from supplymon.core.lifecycle import (DELIVERY_DEADLINE, ESCALATION_DEADLINE, RESPONSE_DEADLINE,
                                       SEVERITY, _NOT_CONTENT, OrderLifecycle, new_state)
+from supplymon.core.row_snapshot import decode_row, encode_rows
 from supplymon.core.rows import Columns
 from supplymon.core.order_table import (ALERT_KINDS, DECISION_CODE, DECISIONS, NEVER, NULL, WINDOW_COUNTS, HashedSeen,
                                         OrderTable, event_hash)
@@ -53,17 +54,12 @@ REJECTED = DECISION_CODE["rejected"]
 _CODED = ("institution_id", "region_code", "area", "distributor_id", "manufacturer_id", "product_id", "product_kind")
 
 
-def encode_state(state: dict) -> bytes:
-    """A state as snapshot bytes; the seen ids kept as hashes ("sh") if they are."""
-    seen = state["seen"]
-    if isinstance(seen, HashedSeen):
-        state = dict(state)
-        state["sh"] = list(seen)
-        del state["seen"]
-    return orjson.dumps(state)
-
-
 def decode_state(raw: bytes) -> dict:
+    """A snapshot as the per-event core's state: a placed order's compact row
+    (supplymon/core/row_snapshot.py), or an orjson state dict (orders not placed
+    yet, and every snapshot written before the compact rows)."""
+    if raw[:1] != b"{":
+        return decode_row(raw)
     state = orjson.loads(raw)
     if "sh" in state:
         state["seen"] = HashedSeen(state.pop("sh"))
@@ -242,9 +238,9 @@ class ColumnarOrderFlow:
         if self.snapshots:
             table = self.table
             keep = touched_rows[~np.isin(touched_rows, purged)] if len(purged) else touched_rows
-            for row in keep.tolist():
-                state = table.state_of(row)
-                out.snapshots[state["oid"]] = encode_state(state)
+            keep = keep[table.placed[keep]]
+            for order_id, raw in zip(table.oid[keep].tolist(), encode_rows(table, keep)):
+                out.snapshots[order_id] = raw
             for order_id in table.oid[purged].tolist():
                 out.snapshots[order_id] = None
         self.table.release(purged)
