@@ -368,3 +368,50 @@ def test_the_same_orders_in_any_batches_raise_the_same_alerts(orders, cuts):
         feed(stepwise, batch)
         got += kinds(stepwise.run(cut))
     assert sorted(got, key=str) == sorted(want, key=str)
+
+
+@settings(max_examples=150, deadline=None)
+@given(orders=st.lists(st.tuples(st.integers(0, 200 * D), st.sampled_from([A, B, C]),
+                                 st.sampled_from([0.0, 90.0, 95.0, 99.6, 100.0, 100.4, 106.0]),  # prices are >= 0 (schemas)
+                                 st.sampled_from(["P1", "P2"])), min_size=1, max_size=40),
+       cuts=st.lists(st.integers(0, 200 * D), max_size=6), late=st.integers(0, 5))
+def test_the_price_floor_shortcut_raises_what_every_lookup_raises(orders, cuts, late):
+    """An order not above its product's lowest kept price by a rule's tolerance skips
+    that rule's window lookups: the alerts, details included, and the table entries
+    equal those of the reference that looks every time (late orders, days forgotten)."""
+    fast, reference = Watch(), Watch()
+    reference.watch.conduct.use_floor = False
+    ordered = sorted(orders)
+    ordered = ordered[late:] + ordered[:late]  # a few read after stream time passed them
+    done = 0
+    for cut in sorted(cuts) + [400 * D]:
+        batch = ordered[done:done + max(1, len(ordered) // (len(cuts) + 1))]
+        done += len(batch)
+        for w in (fast, reference):
+            for at, region, price, product in batch:
+                w.order(region, at, price, product=product)
+        assert fast.run(cut) == reference.run(cut)
+        assert fast.watch.conduct.take_writes() == reference.watch.conduct.take_writes()
+
+
+@settings(max_examples=100, deadline=None)
+@given(orders=st.lists(st.tuples(st.integers(0, 40 * D), st.booleans(), st.one_of(st.none(), st.integers(-D, 5 * D)),
+                                 st.sampled_from(["accepted", "partial", "rejected"]), st.integers(1, 50)),
+                       max_size=150),
+       first_day=st.integers(0, 45), days=st.integers(1, 6))
+def test_distributor_conduct_figures_on_columns_equal_the_scan(orders, first_day, days):
+    """remote_refusal's and short_supply's figures counted on columns for several day
+    ends at once equal the scan of the records per day end (the reference)."""
+    from supplymon.core.conduct import DistributorConduct
+    from supplymon.core.warnings import COLUMNS_FROM
+
+    conduct = DistributorConduct(Rules())
+    records = [delivery_record(T0 + at + D, False, None, T0 + at, rural, quantity,
+                               None if answered is None else T0 + at + answered,
+                               None if answered is None else decision,
+                               None if answered is None else quantity // (1 + (decision != "accepted")))
+               for at, rural, answered, decision, quantity in orders]
+    records.append(delivery_record(T0, True, None))  # an order known by its outcome only
+    ends = range(T0 + first_day * D, T0 + (first_day + days) * D, D)
+    assert conduct.figures_at(records, ends) == [conduct.figures(records, end) for end in ends]
+    assert COLUMNS_FROM < 150  # the columns are taken in some examples

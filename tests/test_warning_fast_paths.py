@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
+from supplymon.core.instants import advance_on_columns
 from supplymon.core.signals import supply_record
 from supplymon.core.warnings import ProductRegion
 from supplymon.core.windows import DAY_MS, FAMILIES
-from supplymon.settings import HOUR_MS as H
+from supplymon.settings import HOUR_MS as H, Rules
 
 T0 = FAMILIES[0].start(1_772_323_200_000)
 
@@ -99,3 +100,73 @@ def test_a_subject_that_cannot_alert_skips_its_instants_alike(steps):
         assert got == want
         assert skipping.dump_meta() == reference.dump_meta()
         assert skipping.next_change() == reference.next_change()
+
+
+# Small thresholds, so that short random histories open and resolve episodes often.
+SMALL = Rules(shortage_min_answered_orders=3, shortage_institutions=2, shortage_quiet_hours=5,
+              surge_min_orders=3, surge_min_history_days=1, surge_max_history_days=3, surge_quiet_hours=7,
+              shortage_window_hours=30, surge_window_hours=10)
+step = st.tuples(
+    st.integers(0, 40),  # the order (ids repeat: corrections)
+    st.integers(-DAY_MS, 6 * H),  # ordered at, around the clock (behind it: late)
+    st.integers(1, 300),  # quantity
+    st.one_of(st.none(), st.integers(-H, 40 * H)),  # answered, after ordered
+    st.sampled_from(("accepted", "partial", "rejected")),
+    st.sampled_from((None, "out_of_stock")),
+    st.integers(0, 4),  # institution
+    st.integers(0, 12 * H),  # then the clock moves this far (0: an advance to the same instant)
+    st.booleans(),  # evict after the advance
+)
+
+
+def _transitions(transitions) -> list[tuple]:
+    return [(t.kind, t.raised_at, t.resolved_at, t.details) for t in transitions]
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(step, min_size=1, max_size=60), rules=st.sampled_from((SMALL, Rules())),
+       bursts=st.integers(1, 6), history=st.integers(0, 16))
+def test_the_advance_on_columns_equals_the_advance_by_instants(steps, rules, bursts, history):
+    """`advance_on_columns` (all candidate instants at once) and `advance_by_instants`
+    (the reference: one instant after the other) give the same transitions, details
+    included, the same metas and the same next instants after every step: late
+    records, corrections, evictions, episodes opening and resolving, advances that
+    do not move the clock."""
+    on_columns, reference = ProductRegion(rules), ProductRegion(rules)
+    clock = T0 + 3 * DAY_MS
+    for n in range(history):  # small orders over the days before: a baseline for surges
+        for subject in (on_columns, reference):
+            subject.upsert(f"H{n}", supply_record("P", "R", "I", "D", T0 + n * 4 * H, 5, T0 + n * 4 * H + H,
+                                                  "accepted", 5))
+    for n, (oid, at, quantity, answered, decision, reason, institution, ahead, evict) in enumerate(steps):
+        for b in range(bursts if n % 5 == 0 else 1):  # now and then several orders at once
+            at_ms = clock + at + b * 60_000
+            confirmed = quantity if decision == "accepted" else 0 if decision == "rejected" else quantity // 3
+            record = supply_record("P", "R", f"I{institution}", f"D{oid % 3}", at_ms, quantity,
+                                   None if answered is None else at_ms + answered,
+                                   None if answered is None else decision,
+                                   None if answered is None else confirmed, reason)
+            assert on_columns.upsert(f"O{oid + 41 * b}", list(record)) == reference.upsert(f"O{oid + 41 * b}", list(record))
+        clock += ahead
+        assert _transitions(advance_on_columns(on_columns, clock)) == _transitions(reference.advance_by_instants(clock))
+        assert on_columns.dump_meta() == reference.dump_meta()
+        assert on_columns.next_change() == reference.next_change()
+        if evict:
+            assert on_columns.evict() == reference.evict()
+
+
+def test_the_advance_on_columns_opens_and_resolves_episodes():
+    """The generator above reaches both rules' episodes, raised and resolved (so the
+    equality means something): a scripted case of the same shape."""
+    subject, clock, seen = ProductRegion(SMALL), T0 + 3 * DAY_MS, set()
+    for n in range(12):  # a day of small orders, then a burst of large ones turned away
+        subject.upsert(f"H{n}", supply_record("P", "R", "I", "D", T0 + n * 2 * H, 10, T0 + n * 2 * H + H,
+                                              "accepted", 10))
+    for n in range(6):
+        at = clock + n * 60_000
+        subject.upsert(f"B{n}", supply_record("P", "R", f"I{n % 3}", "D", at, 100, at + H, "rejected", 0,
+                                              "out_of_stock"))
+    for hours in (2, 80):
+        seen |= {(t.kind, t.resolved_at is None) for t in advance_on_columns(subject, clock + hours * H)}
+    assert seen == {("supply_shortage", True), ("supply_shortage", False), ("demand_surge", True),
+                    ("demand_surge", False)}

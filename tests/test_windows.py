@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from supplymon.core.lifecycle import OrderLifecycle, new_state
-from supplymon.core.windows import COUNTS, DAY_MS, FAMILIES, Change, Part, Windows, contribution, part_row
+from supplymon.core.windows import COUNTS, DAY_MS, FAMILIES, Windows, contribution, part_row
 from supplymon.settings import HOUR_MS as H, Rules
 from tests.test_lifecycle import T0, arrival, order, response
 
@@ -88,22 +88,24 @@ def test_contribution_of_a_rejected_order():
     assert c[:7] == [1, 1, 1, 1, 0, 0, 1]  # orders, responded, within 24 h, rejected, -, -, undelivered
 
 
-def test_a_part_applies_only_what_changed_in_a_contribution():
-    part = Part()
-    a = [1, 1, 1, 0, 0, 0, 1, 10, 0, 5.0]
-    b = [1, 1, 1, 0, 0, 0, 1, 20, 0, 3.0]
-    part.apply(Change(None, 0, a, 2))
-    part.apply(Change(None, 0, b, 3))
-    assert part.response_hours == [3.0, 5.0] and part.version == 5
+def test_a_part_takes_each_order_s_new_contribution_in_place_of_its_old_one():
+    (placed,) = facts_along([order()])
+    a = dict(placed, responded_at=T0 + 5 * H, decision="accepted", response_hours=5.0, version=2)
+    b = dict(a, order_id="O2", quantity=20, responded_at=T0 + 3 * H, response_hours=3.0, version=3)
+    windows = Windows(Rules())
+    contrib_a, contrib_b = windows.update_facts([a, b], [0, 0], [None, None], [0, 0])
+    assert daily_part(windows)["response_hours"] == [3.0, 5.0] and daily_part(windows)["version"] == 2 * 5
     # a's first answer corrected to an earlier one (2 h), then a's goods arrive on time
-    a2 = a[:-1] + [2.0]
-    part.apply(Change(a, 2, a2, 4))
-    a3 = a2[:4] + [1, 0, 0, 10, 10] + [2.0]
-    part.apply(Change(a2, 4, a3, 6))
-    assert part.response_hours == [2.0, 3.0] and part.version == 9
-    assert dict(zip(COUNTS, part.counts)) == {
+    a2 = dict(a, responded_at=T0 + 2 * H, response_hours=2.0, version=4)
+    (contrib_a2,) = windows.update_facts([a2], [0], [contrib_a], [2])
+    a3 = dict(a2, on_time=1, arrivals=1, delivered_quantity=placed["quantity"], version=6)
+    windows.update(a3, 0, contrib_a2, 4)
+    row = daily_part(windows)
+    assert row["response_hours"] == [2.0, 3.0] and row["version"] == 2 * 9
+    assert {name: row[name] for name in COUNTS} == {
         "orders": 2, "responded": 2, "responded_within_24h": 2, "rejected": 0, "delivered_on_time": 1,
-        "delivered_late": 0, "undelivered": 1, "ordered_quantity": 30, "delivered_quantity": 10}
+        "delivered_late": 0, "undelivered": 0, "ordered_quantity": placed["quantity"] + 20,
+        "delivered_quantity": placed["quantity"]}
 
 
 def _written_after(batches):

@@ -3,6 +3,11 @@
 The same steps as the per-event reference (`ReferenceOrderFlow`): decode, apply,
 advance, emit, marks, snapshots; the same output. What differs is how:
 
+- decode: the batch's lines stay the fast path's msgspec Structs, their times
+  parsed for the batch at once (`Intake.admit_columns`); the columns the steps
+  read are taken from them (no dict per event); the per-event core gets
+  `parse_event`'s dict of an event it takes;
+
 - order states are rows of an `OrderTable` the flow owns (`lookup` is asked
   only for an order it does not hold); orders not placed yet (events held
   before their order) stay dicts of the per-event core, with a `DueIndex`;
@@ -15,11 +20,13 @@ advance, emit, marks, snapshots; the same output. What differs is how:
   their reading order, on the row made a dict and written back;
 - advance: the rows whose next due instant is before the watermark, found and
   advanced with numpy (deadline bits, retention purge);
-- emit: fact rows, alerts, signals from the columns; the windows are updated per
-  changed order through `_count_in_windows` (one place to swap for a batch API);
-- snapshots (when asked for): a changed order's state as orjson bytes, the
-  reference dict with its seen event ids as hashes ("sh"); `restore` and the
-  lookup take these and the reference's own.
+- emit: `events_raw` and `order_facts` rows as columns (supplymon/core/rows.py
+  `Columns`); the windows take the fact columns a batch at a time
+  (`Windows.update_batch`); alerts and signals from a dict per changed order;
+- snapshots (when asked for): a changed placed order's row as compact bytes
+  (supplymon/core/row_snapshot.py), an order not placed yet as the reference's
+  orjson dict; `restore` and the lookup take these, the earlier orjson states
+  (seen ids hashed, "sh") and the reference's own.
 """
 from __future__ import annotations
 
@@ -45,7 +52,7 @@ from supplymon.core.order_table import (ALERT_KINDS, DECISION_CODE, DECISIONS, N
                                         OrderTable, event_hash)
 from supplymon.core.signals import fingerprint, order_signals
 from supplymon.core.stream_time import StreamTime
-from supplymon.core.windows import Windows, part_row
+from supplymon.core.windows import Windows
 from supplymon.settings import HOUR_MS, Rules, Settings
 
 ORDER, RESPONSE, SHIPMENT, ARRIVAL = range(4)
@@ -178,9 +185,8 @@ class ColumnarOrderFlow:
                 self.table.put(row, state)
             self._schedule(rows)
             counted = rows[self.table.c_set[rows]]
-            for row, fact in zip(counted.tolist(), self._fact_columns(counted).rows()):
-                old, version = self._contribution(row)
-                self.windows.restore(fact, int(self.table.part[row]), old, version)
+            self.windows.restore_batch(self._fact_columns(counted).data, self.table.part[counted],
+                                       self._contributions(counted), self.table.cv[counted])
         return count
 
     def _hold(self, order_id: str, state: dict) -> None:
@@ -573,38 +579,30 @@ class ColumnarOrderFlow:
         })
         return Columns(data, len(rows))
 
-    def _contribution(self, row: int) -> tuple[list | None, int]:
+    def _count_in_windows(self, rows: np.ndarray, facts: Columns) -> None:
+        """Each changed order's window contribution replaced by its current one, a
+        batch at a time (`Windows.update_batch`, the contributions kept as columns)."""
+        if not len(rows):
+            return
         t = self.table
-        if not t.c_set[row]:
-            return None, 0
-        hours = float(t.c_hours[row])
-        return t.c[row].tolist() + [None if hours != hours else hours], int(t.cv[row])
+        new = self.windows.update_batch(facts.data, t.part[rows], self._contributions(rows),
+                                        ~t.c_set[rows], t.cv[rows])
+        t.c[rows] = new[:, :WINDOW_COUNTS]
+        t.c_hours[rows] = new[:, WINDOW_COUNTS]
+        t.cv[rows] = facts.data["version"]
+        t.c_set[rows] = True
 
-    def _count_in_windows(self, rows: np.ndarray, facts: list[dict]) -> None:
-        """Each changed order's window contribution replaced by its current one (one
-        order at a time through `Windows.update` for now)."""
+    def _contributions(self, rows: np.ndarray) -> np.ndarray:
+        """The kept contributions of `rows` (n x 10, as `Windows.update_batch` takes them)."""
         t = self.table
-        update = self.windows.update
-        parts = t.part[rows].tolist()
-        news, versions = [], []
-        for row, fact, part in zip(rows.tolist(), facts, parts):
-            old, old_version = self._contribution(row)
-            new = update(fact, part, old, old_version)
-            news.append(new)
-            versions.append(fact["version"])
-        if len(rows):
-            t.c[rows] = [new[:WINDOW_COUNTS] for new in news]
-            t.c_hours[rows] = [np.nan if new[WINDOW_COUNTS] is None else new[WINDOW_COUNTS] for new in news]
-            t.cv[rows] = versions
-            t.c_set[rows] = True
+        return np.column_stack([t.c[rows], t.c_hours[rows]]).astype(np.float64)
 
     def _emit(self, batch: _Batch, rows: np.ndarray) -> None:
         out, t = batch.out, self.table
         rows = rows[t.placed[rows]] if len(rows) else rows
         fact_columns = self._fact_columns(rows)
         out.rows.add_columns("order_facts", fact_columns)
-        facts = fact_columns.rows()
-        add = out.rows.add
+        facts = fact_columns.rows()  # the signals and alerts still read a dict per order
         signals = out.signals
         sg0, sg1 = t.sg0[rows].tolist(), t.sg1[rows].tolist()
         for i, fact in enumerate(facts):
@@ -618,12 +616,11 @@ class ColumnarOrderFlow:
                 signals.setdefault(g1, {})[fact["order_id"]] = r1
         if len(rows):
             t.sg0[rows], t.sg1[rows] = sg0, sg1
-        self._count_in_windows(rows, facts)
+        self._count_in_windows(rows, fact_columns)
         self._alerts(out, rows, facts)
         if out.watermark is not None:
             self.windows.advance(out.watermark)
-        for key, part in self.windows.take_dirty():
-            add("window_parts", part_row(key, part))
+        out.rows.by_table["window_parts"].extend(self.windows.take_dirty_rows())
 
     def _alerts(self, out: BatchOutput, rows: np.ndarray, facts: list[dict]) -> None:
         """Alerts new or different since last emitted (as `OrderLifecycle.changed_alerts`)."""

@@ -26,12 +26,14 @@ other early warnings.
 from __future__ import annotations
 
 import heapq
-from typing import Iterable
+from typing import Collection, Iterable, Sequence
+
+import numpy as np
 
 from supplymon.core.alerts import local_time
 from supplymon.core.signals import (ANSWERED_AT, D_ANSWERED_AT, D_CONFIRMED, D_DECISION, D_ORDERED_AT, D_QUANTITY,
                                     DECISION, DISTRIBUTOR, ORDERED_AT, PRODUCT, REGION, RURAL, UNIT_PRICE)
-from supplymon.core.warnings import Episode, Transition
+from supplymon.core.warnings import COLUMNS_FROM, NEVER, Episode, Transition
 from supplymon.core.windows import DAY_MS
 from supplymon.settings import Rules
 
@@ -60,7 +62,11 @@ def add_point(points: list, ts: int, price: float) -> list:
     only the orders lower than every earlier one of the day, or lower than every
     later one, are kept; the others can never be a lowest price of a window that
     starts or ends in the day."""
-    pairs = sorted({*zip(points[::2], points[1::2]), (ts, price)})
+    pairs = list(zip(points[::2], points[1::2]))
+    if pairs and ts <= pairs[-1][0]:
+        pairs = sorted({*pairs, (ts, price)})
+    else:  # the usual case: the day's latest order (the points are sorted and distinct)
+        pairs.append((ts, price))
     kept, best = set(), float("inf")
     for pair in pairs:
         if pair[1] < best:
@@ -74,18 +80,26 @@ def add_point(points: list, ts: int, price: float) -> list:
     return [v for pair in sorted(kept) for v in pair]
 
 
+_DAYS: dict[int, int] = {}  # one int object per day number (one a day: a few hundred a year)
+
+
+def same_day(day: int) -> int:
+    """`day`, as the one object every product and region keeps for it."""
+    return _DAYS.setdefault(day, day)
+
+
 class RegionPrices:
     """The prices a product was ordered at in one region, by day (`add_point`)."""
 
     __slots__ = ("days", "_whole")
 
     def __init__(self, days: dict | None = None):
-        self.days: dict[int, list] = days or {}
+        self.days: dict[int, tuple] = days or {}  # day -> its points, flat (ts, price, ...)
         self._whole: dict[tuple[int, int], tuple | None] = {}  # cache: lowest of whole days lo..hi
 
     def add(self, ts: int, price: float) -> int:
-        day = ts // DAY_MS
-        self.days[day] = add_point(self.days.get(day, ()), ts, price)
+        day = same_day(ts // DAY_MS)
+        self.days[day] = tuple(add_point(self.days.get(day, ()), ts, price))
         if self._whole:
             self._whole = {k: v for k, v in self._whole.items() if not k[0] <= day <= k[1]}
         return day
@@ -141,6 +155,8 @@ class ManufacturerConduct:
     product_id / region_code / manufacturer_id; for a city, region_code is the
     city's code. Its state is a set of table entries (`take_writes`, `load`)."""
 
+    use_floor = True  # False: no shortcut (the reference in tests)
+
     def __init__(self, rules: Rules, manufacturer_id: str = ""):
         self.manufacturer_id = manufacturer_id
         self.max_distributors = int(rules.distributor_limit_max_distributors)
@@ -154,6 +170,9 @@ class ManufacturerConduct:
         self.memory = max(self.link_lookback, self.rise_window, self.same_window)
         self.now: int | None = None
         self.prices: dict[str, dict[str, RegionPrices]] = {}  # product -> region -> prices
+        # product -> its lowest price kept, any region and day (absent: not known yet). No
+        # window's lowest is below it: an order not above it by a tolerance cannot raise.
+        self.floor: dict[str, float] = {}
         # (product, region) -> [raised_at, price that resolves it, details]: price_rise / price_linkage_overdue
         self.rises: dict[tuple[str, str], list] = {}
         self.links: dict[tuple[str, str], list] = {}
@@ -165,6 +184,7 @@ class ManufacturerConduct:
         self.orders: list[tuple] = []  # (check at, ts, product, region, price, order_id)
         self.accepts: list[tuple] = []  # (check at, ts, city, distributor)
         self._queued: set[tuple] = set()
+        self._heaped = True  # False: items were appended since the heaps were last put in order
         self.dirty: set[str] = set()  # table entries changed (see take_writes)
         self._forgot_on: int | None = None  # the day of the last _forget (once a day is enough)
 
@@ -183,14 +203,25 @@ class ManufacturerConduct:
             return
         self._queued.add(item)
         late = self.now is not None and item[0] <= self.now
-        heapq.heappush(heap, (self.now + 1 if late else item[0], *item))
+        heap.append((self.now + 1 if late else item[0], *item))  # a batch's items: one heapify, not a push each
+        self._heaped = False
 
     # -- evaluation --------------------------------------------------------------
     def next_change(self) -> int | None:
-        candidates = [heap[0][0] for heap in (self.orders, self.accepts) if heap]
-        candidates += [c for c in (e.next_check() for e in self.same.values()) if c is not None]
-        candidates += self.limit_next.values()
-        return min(candidates) if candidates else None
+        if not self._heaped:
+            heapq.heapify(self.orders)
+            heapq.heapify(self.accepts)
+            self._heaped = True
+        best = self.orders[0][0] if self.orders else None
+        if self.accepts and (best is None or self.accepts[0][0] < best):
+            best = self.accepts[0][0]
+        if self.same or self.limit_next:
+            candidates = [c for c in (e.next_check() for e in self.same.values()) if c is not None]
+            candidates += self.limit_next.values()
+            if best is not None:
+                candidates.append(best)
+            best = min(candidates) if candidates else None
+        return best
 
     def advance(self, to: int) -> list[tuple[dict, Transition]]:
         out: list[tuple[dict, Transition]] = []
@@ -205,7 +236,7 @@ class ManufacturerConduct:
         return out
 
     def _step(self, t: int, out: list) -> None:
-        for (product, city), episode in list(self.same.items()):  # quiet for a window: resolved
+        for (product, city), episode in list(self.same.items()) if self.same else ():  # quiet for a window: resolved
             if episode.next_check() is not None and episode.next_check() <= t:
                 self._emit(out, "price_inconsistent", {"product_id": product, "region_code": city},
                            episode.observe(t, False, dict))
@@ -220,7 +251,15 @@ class ManufacturerConduct:
         for _, ts, product, region, price, order_id in due:  # against the orders before t
             self._check_order(t, ts, product, region, price, order_id, out)
         for _, ts, product, region, price, _ in due:
-            self.prices.setdefault(product, {}).setdefault(region, RegionPrices()).add(ts, price)
+            regions = self.prices.get(product)
+            if regions is None:
+                regions = self.prices[product] = {}
+            prices = regions.get(region)
+            if prices is None:
+                prices = regions[region] = RegionPrices()
+            prices.add(ts, price)
+            if product in self.floor and price < self.floor[product]:
+                self.floor[product] = price
             self.dirty.add(f"p:{product}|{region}|{ts // DAY_MS}")
         cities = set()
         while self.accepts and self.accepts[0][0] == t:
@@ -230,7 +269,8 @@ class ManufacturerConduct:
             last = self.last_accept.setdefault(city, {})
             last[distributor] = max(last.get(distributor, ts), ts)
             cities.add(city)
-        cities.update(city for city, at in self.limit_next.items() if at <= t)
+        if self.limit_next:
+            cities.update(city for city, at in self.limit_next.items() if at <= t)
         for city in sorted(cities):
             self._check_limit(t, city, out)
         if t // DAY_MS != self._forgot_on:
@@ -242,9 +282,29 @@ class ManufacturerConduct:
             transition.kind = kind
             out.append((dict(subject, manufacturer_id=self.manufacturer_id), transition))
 
+    def _floor(self, product: str) -> float:
+        floor = self.floor.get(product)
+        if floor is None:
+            points = [p[n] for prices in self.prices.get(product, {}).values() for p in prices.days.values()
+                      for n in range(1, len(p), 2)]
+            floor = self.floor[product] = min(points, default=float("inf"))
+        return floor
+
     def _check_order(self, t: int, ts: int, product: str, region: str, price: float, order_id: str,
                      out: list) -> None:
         regions = self.prices.get(product, {})
+        # The three rules compare the price with a lowest in a window, never below the
+        # product's floor: if the floor does not make a rule hold, no window's lowest can.
+        floor = self._floor(product) if self.use_floor else None
+        if floor is None:  # the reference: every rule looks
+            rise = same = link = True
+        else:
+            # Below 0 the tolerance's product is not monotone: no shortcut.
+            rise = floor < 0 or more_than(price, floor * (1 + self.rise_tolerance))
+            same = floor < 0 or more_than(price, floor * (1 + self.same_tolerance))
+            link = more_than(price - floor, self.link_tolerance * price)
+            if not (rise or same or link or self.rises or self.links):  # nothing to raise or resolve
+                return
         subject = {"product_id": product, "region_code": region}
         made: list[dict] = []
 
@@ -261,7 +321,7 @@ class ManufacturerConduct:
                 del episodes[(product, region)]
                 self.dirty.add(f"e:{product}")
         # price_rise: more than the tolerance above the region's lowest of the window before it.
-        mine = regions.get(region)
+        mine = regions.get(region) if rise else None
         lowest = mine.lowest(ts - self.rise_window, t - 1) if mine else None
         if (product, region) not in self.rises and lowest and more_than(price, lowest[0] * (1 + self.rise_tolerance)):
             details = {"order": order(), "lowest": _seen(lowest[0], lowest[1], region),
@@ -271,7 +331,7 @@ class ManufacturerConduct:
             self._emit(out, "price_rise", subject, [Transition(t, None, details)])
             self.dirty.add(f"e:{product}")
         # price_linkage_overdue: a price lower elsewhere, lag to lookback days before, not followed.
-        if (product, region) not in self.links:
+        if link and (product, region) not in self.links:
             lower = None
             for other, prices in sorted(regions.items()):
                 if other != region:
@@ -287,7 +347,7 @@ class ManufacturerConduct:
                 self.dirty.add(f"e:{product}")
         # price_inconsistent: above another order of the product in the same city in the window before it.
         city, cheaper = city_of(region), None
-        for other, prices in sorted(regions.items()):
+        for other, prices in sorted(regions.items()) if same else ():
             if city_of(other) == city:
                 seen = prices.lowest(ts - self.same_window, t - 1)
                 if seen and (cheaper is None or seen[0] < cheaper[0]):
@@ -306,6 +366,8 @@ class ManufacturerConduct:
 
     def _check_limit(self, t: int, city: str, out: list) -> None:
         last = self.last_accept.get(city, {})
+        if len(last) <= self.max_distributors and city not in self.limits:  # cannot hold, nothing open
+            return
         counted = sorted(d for d, at in last.items() if t - self.limit_window < at <= t)
         holds = len(counted) > self.max_distributors
         episode = self.limits.get(city)
@@ -344,6 +406,7 @@ class ManufacturerConduct:
             for region, prices in regions.items():
                 for day in prices.drop_before(horizon):
                     self.dirty.add(f"p:{product}|{region}|{day}")
+                    self.floor.pop(product, None)
         for city, last in self.last_accept.items():
             gone = [d for d, at in last.items() if at <= t - self.limit_window]
             for d in gone:
@@ -396,7 +459,8 @@ class ManufacturerConduct:
         kind, key = item.split(":", 1)
         if kind == "p":
             product, region, day = key.split("|")
-            self.prices.setdefault(product, {}).setdefault(region, RegionPrices()).days[int(day)] = value
+            self.prices.setdefault(product, {}).setdefault(region, RegionPrices()).days[same_day(int(day))] = tuple(value)
+            self.floor.pop(product, None)
         elif kind == "e":
             for region, episode in value["rise"].items():
                 self.rises[(key, region)] = episode
@@ -433,6 +497,8 @@ class DistributorConduct:
         self.open: dict[str, list | None] = {"remote_refusal": None, "short_supply": None}  # [raised_at, details]
 
     def figures(self, records: Iterable[list], end: int) -> dict[str, dict]:
+        """The figures of both rules at the day end `end` (a scan of the records: the
+        reference of `figures_at`)."""
         rural = [0, 0]  # orders, rejected
         urban = [0, 0]
         accepting = [0, 0, 0]  # orders, ordered, confirmed
@@ -449,6 +515,34 @@ class DistributorConduct:
                 accepting[0] += 1
                 accepting[1] += rec[D_QUANTITY]
                 accepting[2] += rec[D_CONFIRMED]
+        return self._figures(rural, urban, accepting)
+
+    def figures_at(self, records: Collection[list], ends: Sequence[int]) -> list[dict[str, dict]]:
+        """`figures(records, end)` for each of `ends`: many records are read once into
+        columns, then counted per day end with numpy."""
+        if len(records) < COLUMNS_FROM:
+            return [self.figures(records, end) for end in ends]
+        kept = [r for r in records if r[D_ORDERED_AT] is not None]
+        n = len(kept)
+        at = np.fromiter((r[D_ORDERED_AT] for r in kept), np.int64, n)
+        answered = np.fromiter((NEVER if r[D_ANSWERED_AT] is None else r[D_ANSWERED_AT] for r in kept), np.int64, n)
+        rural = np.fromiter((bool(r[RURAL]) for r in kept), np.bool_, n)
+        rejected = np.fromiter((r[D_DECISION] == "rejected" for r in kept), np.bool_, n)
+        accepting = np.fromiter((r[D_DECISION] in ACCEPTING for r in kept), np.bool_, n)
+        quantity = np.fromiter((r[D_QUANTITY] if r[D_DECISION] in ACCEPTING else 0 for r in kept), np.int64, n)
+        confirmed = np.fromiter((r[D_CONFIRMED] if r[D_DECISION] in ACCEPTING else 0 for r in kept), np.int64, n)
+        out = []
+        for end in ends:
+            placed = (at > end - self.remote_window) & (at <= end)
+            refused = placed & (answered <= end) & rejected
+            counted = accepting & (answered > end - self.short_window) & (answered <= end)
+            out.append(self._figures(
+                [int((placed & rural).sum()), int((refused & rural).sum())],
+                [int((placed & ~rural).sum()), int((refused & ~rural).sum())],
+                [int(counted.sum()), int(quantity[counted].sum()), int(confirmed[counted].sum())]))
+        return out
+
+    def _figures(self, rural: list[int], urban: list[int], accepting: list[int]) -> dict[str, dict]:
         rate = round(rural[1] / rural[0], 4) if rural[0] else None
         urban_rate = round(urban[1] / urban[0], 4) if urban[0] else None
         return {
@@ -471,10 +565,10 @@ class DistributorConduct:
         return f["accepted_orders"] >= self.short_min and more_than(
             self.short_below * f["ordered_quantity"], f["confirmed_quantity"])
 
-    def measure(self, records: Iterable[list], end: int) -> list[Transition]:
-        """The transitions at the day end `end`."""
+    def measure(self, records: Iterable[list], end: int, figures: dict | None = None) -> list[Transition]:
+        """The transitions at the day end `end` (`figures`: those at `end`, if known)."""
         out = []
-        for kind, f in self.figures(records, end).items():
+        for kind, f in (figures or self.figures(records, end)).items():
             holds, episode = self.holds(kind, f), self.open[kind]
             if holds and episode is None:
                 self.open[kind] = [end, f]

@@ -18,10 +18,13 @@ from typing import Any, Callable, Iterable
 
 from supplymon.core.alerts import warning_alert_row
 from supplymon.core.due import DueIndex
+from supplymon.core.signals import D_DECISION, DECISION, DISTRIBUTOR, INSTITUTION, PRODUCT, REASON, REGION
 from supplymon.core.warnings import DeliveryRateMonitor, ManufacturerWatch
 from supplymon.settings import Rules
 
 Group = ManufacturerWatch | DeliveryRateMonitor
+# The positions of a record's texts (ids, decisions, reasons): a manufacturer's, a distributor's.
+SUPPLY_TEXTS, DELIVERY_TEXTS = (PRODUCT, REGION, INSTITUTION, DISTRIBUTOR, DECISION, REASON), (D_DECISION,)
 
 
 @dataclass
@@ -117,16 +120,22 @@ class EarlyWarnings:
         return out
 
     def _apply(self, out: Outcome, partition: int, message: dict) -> None:
+        writes = out.writes
         for group, records in message.get("recs", {}).items():  # the records, then the marks
             watch = self._group(group)
+            upsert, changed, texts = watch.upsert, False, (
+                SUPPLY_TEXTS if isinstance(watch, ManufacturerWatch) else DELIVERY_TEXTS)
             for order_id, record in records.items():
                 order_id = intern(order_id)  # shared by the order's two records and its keys
-                for n, value in enumerate(record):  # ids repeat across orders: kept once
+                for n in texts:  # ids repeat across orders: kept once
+                    value = record[n]
                     if type(value) is str:
                         record[n] = intern(value)
-                if watch.upsert(order_id, record):
-                    out.writes[f"{group}|o:{order_id}"] = record
-                    out.changed.add(group)
+                if upsert(order_id, record):
+                    writes[f"{group}|o:{order_id}"] = record
+                    changed = True
+            if changed:
+                out.changed.add(group)
         seen = self.marks.setdefault(partition, {})
         for source, t in message.get("marks", {}).items():
             if t > seen.get(source, -1 << 62):

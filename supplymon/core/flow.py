@@ -37,7 +37,7 @@ from supplymon.core.lifecycle import OrderLifecycle, new_state
 from supplymon.core.rows import Rows
 from supplymon.core.signals import fingerprint, order_signals
 from supplymon.core.stream_time import StreamTime
-from supplymon.core.windows import Windows, part_row
+from supplymon.core.windows import Windows
 from supplymon.settings import Rules, Settings
 
 
@@ -165,13 +165,15 @@ class ReferenceOrderFlow:
         self.marked.clear()  # tell the early warnings again
         self.due.clear()
         self.windows.clear()
-        count = 0
+        count, counted = 0, []
         for order_id, raw in states:
             state = orjson.loads(raw)
             self.due.schedule(order_id, self.lifecycle.next_due(state))
             if "c" in state:
-                self.windows.restore(self.lifecycle.fact(state), state["p"], state["c"], state["cv"])
+                counted.append(state)
             count += 1
+        self.windows.restore_facts([self.lifecycle.fact(state) for state in counted], [s["p"] for s in counted],
+                                   [s["c"] for s in counted], [s["cv"] for s in counted])
         return count
 
     # -- a batch -------------------------------------------------------------------------
@@ -259,6 +261,7 @@ class ReferenceOrderFlow:
     # 4. emit
     def _emit(self, batch: _Batch) -> None:
         out = batch.out
+        counted: list[tuple[dict, dict]] = []  # (state, fact): the window contributions, a batch at a time
         # Purged orders too: one advance may pass an order's deadlines and its retention
         # at once, and its final fact and alerts are written before its state is dropped.
         for order_id in batch.changed:
@@ -272,16 +275,19 @@ class ReferenceOrderFlow:
                 if state.setdefault("sg", [-1, -1])[n] != checksum:  # tell the early warnings only what changed
                     state["sg"][n] = checksum
                     out.signals.setdefault(group, {})[order_id] = record
-            state["c"] = self.windows.update(fact, state["p"], state.get("c"), state.get("cv", 0))
-            state["cv"] = fact["version"]
+            counted.append((state, fact))
             for alert in self.lifecycle.changed_alerts(state):
                 row = order_alert_row(alert, fact, fact["version"])
                 out.rows.add("alerts", row)
                 out.alerts.append(row)
+        contribs = self.windows.update_facts([fact for _, fact in counted], [state["p"] for state, _ in counted],
+                                             [state.get("c") for state, _ in counted],
+                                             [state.get("cv", 0) for state, _ in counted])
+        for (state, fact), contrib in zip(counted, contribs):
+            state["c"], state["cv"] = contrib, fact["version"]
         if out.watermark is not None:
             self.windows.advance(out.watermark)
-        for key, part in self.windows.take_dirty():
-            out.rows.add("window_parts", part_row(key, part))
+        out.rows.by_table["window_parts"].extend(self.windows.take_dirty_rows())
 
     # 5. marks
     def _marks(self, assigned: list[Partition]) -> dict[str, int]:

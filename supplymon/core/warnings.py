@@ -54,7 +54,7 @@ class Transition:
     scope: str = ""
 
 
-@dataclass
+@dataclass(slots=True)  # one or two per subject, tens of thousands of subjects
 class Episode:
     """Raised at the first instant a condition holds; resolved once it has not held
     for `quiet_ms` (at the instant it stopped holding + `quiet_ms`)."""
@@ -145,6 +145,11 @@ class ProductRegion:
     quantity, distributor, first answer's ts, decision, confirmed, reason (the
     answer fields None until answered).
     """
+
+    # Slots: a subject's attributes without a dict of its own (~1 KB less per subject).
+    __slots__ = ("shortage_window", "shortage_institutions", "shortage_min_answered", "shortage_fill_rate", "recent",
+                 "surge_min_orders", "surge_factor", "surge_min_days", "surge_max_days", "offsets", "records",
+                 "index", "_prefix", "_sweep", "first_order", "now", "late", "answers", "shortage", "surge")
 
     def __init__(self, rules: Rules = DEFAULT_RULES):
         self.shortage_window = rules.ms("shortage_window_hours")
@@ -393,7 +398,7 @@ class ProductRegion:
         """Evaluate every instant in (now, to] at which a figure can change; a subject
         that cannot alert moves its clock only (what the instants would have done)."""
         if not self.cannot_alert():
-            return self.advance_by_instants(to)
+            return advance_on_columns(self, to)
         t = self.next_change()
         if t is not None and t <= to:
             self.late = False  # an instant would have been evaluated
@@ -495,6 +500,7 @@ class ManufacturerWatch:
         self.due = DueIndex()
         self.touched: set[tuple[str, str]] = set()  # subjects whose meta changed (see take_touched)
         self.advanced: set[tuple[str, str]] = set()  # subjects advanced since the last evict()
+        self.unscheduled: set[tuple[str, str]] = set()  # subjects upserted since their next change was indexed
 
     def subject(self, product_id: str, region_code: str) -> ProductRegion:
         key = (product_id, region_code)
@@ -510,10 +516,16 @@ class ManufacturerWatch:
         # A record of an order older than any window here was seen before it was evicted.
         if changed and (old is not None or subject.now is None or record[ORDERED_AT] > subject.now - subject.memory):
             self.conduct.observe(order_id, old, record)
-        if changed:
+        if changed:  # indexed by its next change once the batch's records are in (_schedule)
             self.touched.add(key)
-            self.due.schedule(key, subject.next_change())
+            self.unscheduled.add(key)
         return changed
+
+    def _schedule(self) -> None:
+        for key in self.unscheduled:
+            if key in self.subjects:
+                self.due.schedule(key, self.subjects[key].next_change())
+        self.unscheduled.clear()
 
     def load_meta(self, product_id: str, region_code: str, meta: dict) -> None:
         subject = self.subject(product_id, region_code)
@@ -527,10 +539,12 @@ class ManufacturerWatch:
         return out
 
     def next_change(self) -> int | None:
+        self._schedule()
         times = [t for t in (self.due.next_due(), self.conduct.next_change()) if t is not None]
         return min(times) if times else None
 
     def advance(self, to: int) -> list[tuple[tuple[str, str], Transition]]:
+        self._schedule()
         out = []
         for key in self.due.pop_due(to + 1):
             subject = self.subjects[key]
@@ -654,7 +668,8 @@ class DeliveryRateMonitor:
             return out
         ends = range(first, day_end + 1, DAY_MS)
         rates = self._rates(ends) if ends else {}
-        for end in ends:
+        conducts = self.conduct.figures_at(self.records.values(), ends) if ends else []
+        for end, figures in zip(ends, conducts):
             for scope, (counted, on_time) in zip(self.SCOPES, rates[end]):
                 low = counted >= self.min_orders and on_time < self.threshold * counted
                 if low and self.open[scope] is None:
@@ -669,7 +684,7 @@ class DeliveryRateMonitor:
                                    resolved_rate=round(on_time / counted, 4))
                     out.append((scope, Transition(raised_at, end, details, "low_delivery_rate", scope)))
                     self.open[scope] = None
-            out += [("", transition) for transition in self.conduct.measure(self.records.values(), end)]
+            out += [("", transition) for transition in self.conduct.measure(self.records.values(), end, figures)]
             self.measured_until = end
         return out
 
@@ -697,3 +712,4 @@ __all__ = ["Transition", "Episode", "ProductRegion", "ShortageMonitor", "SurgeMo
 
 # Last: conduct.py builds on Episode and Transition above (used at run time only).
 from supplymon.core import conduct  # noqa: E402
+from supplymon.core.instants import advance_on_columns  # noqa: E402
