@@ -10,6 +10,10 @@ full validator: its Structs carry the same bounds, and what Structs cannot say
 (times with an offset, a rejected response confirming 0, a reason required
 unless accepted) is checked after, with the validator's own functions.
 tests/test_fast_events.py holds both paths equal on valid and hostile lines.
+
+`decode_columns(values)` is the same decoding without the dicts: the accepted
+lines stay Structs beside their parsed times (`Decoded`), for the columnar flow;
+`decode_batch` makes the dicts from it.
 """
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ advance, emit, marks, snapshots; the same output. What differs is how:
   parsed for the batch at once (`Intake.admit_columns`); the columns the steps
   read are taken from them (no dict per event); the per-event core gets
   `parse_event`'s dict of an event it takes;
-
 - order states are rows of an `OrderTable` the flow owns (`lookup` is asked
   only for an order it does not hold); orders not placed yet (events held
   before their order) stay dicts of the per-event core, with a `DueIndex`;
