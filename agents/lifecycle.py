@@ -9,10 +9,12 @@ Per batch, `process()`:
    alerts, dead letters, signals, marks and changed states out;
 3. write-behind: the batch is handed to the sink (agents/sink.py), which stores
    its rows (retried until stored) while the next batch is computed;
-then, once its rows are stored, `finish()` sends its alerts, dead letters and
-signals for the early warnings (agents/warnings.py), writes its states to the
-table (its changelog) and acknowledges, per partition, the offset after its last
-record processed.
+then, once its rows are stored, `announce()` sends its alerts and dead letters,
+and `finish()`, in batch order, its signals for the early warnings
+(agents/warnings.py), writes its states to the table (its changelog) and
+acknowledges, per partition, the offset after its last record processed; the
+batches of one insert are finished together (one wait for the deliveries of all
+their signals, one changelog write), while the next insert runs.
 A crash before that replays the batch onto the old state; a crash after finds
 its events already applied (duplicates) and their rows already stored. States
 of batches not finished yet are read from `unsettled`, not from the table.
@@ -26,6 +28,7 @@ from typing import Any
 
 from mode import CrashingSupervisor
 
+from agents.latency import BatchClock
 from agents.progress import mark_sent, mark_stored_offsets
 from agents.sequence import follow
 from agents.sink import ClickHouseSink, WriteBehind
@@ -36,6 +39,7 @@ from streams.batches import FetchedBatch, next_offsets
 from streams.continuity import OffsetContinuity
 from streams.monitor import after_rebalance
 from supplymon import metrics
+from supplymon.refusals import refused_alerts
 from supplymon.core.columnar_flow import OrderFlow
 from supplymon.core.flow import BatchOutput, dead_headers
 from supplymon.core.signals import pack
@@ -102,10 +106,20 @@ def _reassigned() -> None:
     log.info("due index and windows rebuilt from %d order states", count)
 
 
+# The alerts whose rows the store refused in the insert just written: `send_refused`
+# is called before `announce` for the same insert, which leaves them out.
+_refused_alerts: set[tuple[str, int]] = set()
+
+
 async def send_refused(rows: list[dict]) -> None:
     """Rows the store refused (their dead letters are stored already) to the dead-letter topic."""
     for row in rows:
         await deadletter_topic.send(key=None, value=row["original"].encode(), headers=dead_headers(row))
+
+
+async def _on_refused(rows: list[dict]) -> None:
+    _refused_alerts.update(refused_alerts(rows))
+    await send_refused(rows)
 
 
 def _count(out: BatchOutput) -> None:
@@ -124,10 +138,10 @@ class Batch:
     batch with, per partition, the offset after its last record processed, to
     acknowledge once it is stored."""
 
-    __slots__ = ("out", "fetched", "offsets", "records")
+    __slots__ = ("out", "fetched", "offsets", "records", "clock")
 
-    def __init__(self, out: BatchOutput, fetched: FetchedBatch, processed: list) -> None:
-        self.out, self.fetched, self.records = out, fetched, len(processed)
+    def __init__(self, out: BatchOutput, fetched: FetchedBatch, processed: list, clock: BatchClock) -> None:
+        self.out, self.fetched, self.records, self.clock = out, fetched, len(processed), clock
         self.offsets = next_offsets(processed)
 
 
@@ -159,6 +173,7 @@ def _observe_read_again(positions: list, plan, now_ms: int) -> None:
 
 async def process(fetched: FetchedBatch) -> None:
     global _index_stale
+    clock = BatchClock(fetched.fetched_at)
     if _index_stale:
         await write_behind.drain()  # the table has every state before it is read whole
         _index_stale = False
@@ -178,40 +193,65 @@ async def process(fetched: FetchedBatch) -> None:
     release_free_heap(len(fetched))
     _count(out)
     unsettled.update(out.snapshots)
-    batch = Batch(out, fetched, processed)
-    await write_behind.submit(batch, out.rows, len(fetched))
+    batch = Batch(out, fetched, processed, clock)
+    clock.submitted = time.perf_counter()
+    # Alerts read once the consumer has caught up (a fetch that was not full) are
+    # stored at once rather than gathered into a larger insert: gathering pays
+    # under load, which here is over (a backlog's alerts wait for it anyway).
+    await write_behind.submit(batch, out.rows, len(fetched), urgent=bool(out.alerts) and not fetched.full)
 
 
-async def _send_signals(out: BatchOutput) -> None:
-    """The batch's records and marks, a message or so per signals partition; delivered
-    (not just queued) before the batch is acknowledged, so a signal is never lost."""
+async def _send_signals(outs: list[BatchOutput]) -> None:
+    """The batches' records and marks, a message or so per signals partition and
+    batch, in batch order; delivered (not just queued) before the batches are
+    acknowledged, so a signal is never lost."""
     sent = [await signals_topic.send(key=str(partition), value=value, partition=partition)
+            for out in outs
             for partition, value in pack(out.signals, out.marks, group_partition, settings.partitions)]
     mark_sent(await asyncio.gather(*sent))
-    metrics.signals_sent.inc(sum(map(len, out.signals.values())))
+    metrics.signals_sent.inc(sum(len(records) for out in outs for records in out.signals.values()))
 
 
-async def finish(batch: Batch) -> None:
-    """After the batch's rows are stored: alerts, dead letters, signals, states, acks."""
-    out = batch.out
-    for alert in out.alerts:
-        await alerts_topic.send(key=alert["alert_id"], value=alert)
-    for key, value, headers in out.dead:
-        await deadletter_topic.send(key=key, value=value, headers=headers)
-    await _send_signals(out)
-    await order_changelog.write(out.snapshots)
-    for order_id, snapshot in out.snapshots.items():
+async def announce(batches: list[Batch], insert_started: float, insert_ended: float) -> None:
+    """As soon as the rows of `batches` are stored: their alerts and dead letters
+    (a send only queues the message in the producer's buffer). Not delayed by the
+    deliveries of the batches stored before, which `finish` awaits."""
+    for batch in batches:
+        out, clock = batch.out, batch.clock
+        clock.insert_started, clock.insert_ended = insert_started, insert_ended
+        for alert in out.alerts:
+            if (alert["alert_id"], alert["version"]) in _refused_alerts:
+                log.warning("alert %s not sent: the store refused its row (see the dead letters)", alert["alert_id"])
+                continue
+            await alerts_topic.send(key=alert["alert_id"], value=alert)
+        clock.alerted = time.perf_counter()
+        for key, value, headers in out.dead:
+            await deadletter_topic.send(key=key, value=value, headers=headers)
+    _refused_alerts.clear()
+
+
+async def finish(batches: list[Batch], insert_started: float, insert_ended: float) -> None:
+    """After `announce`, in batch order: signals, states (the changelog), acks."""
+    snapshots: dict[str, bytes | None] = {}
+    for batch in batches:
+        snapshots.update(batch.out.snapshots)  # a later batch's state of an order replaces an earlier's
+    # Both delivered before the acknowledgements; neither waits for the other.
+    await asyncio.gather(_send_signals([batch.out for batch in batches]), order_changelog.write(snapshots))
+    for order_id, snapshot in snapshots.items():
         if unsettled.get(order_id, b"") is snapshot:  # no later batch changed it since
             del unsettled[order_id]
-    batch_intake.ack(batch.fetched, batch.offsets)
-    mark_stored_offsets(batch.offsets)
-    for kind, n in out.kinds.items():
-        metrics.events_in.labels(kind).inc(n)
-    metrics.batch_events.observe(batch.records)
+    for batch in batches:
+        batch_intake.ack(batch.fetched, batch.offsets)
+        mark_stored_offsets(batch.offsets)
+        for kind, n in batch.out.kinds.items():
+            metrics.events_in.labels(kind).inc(n)
+        metrics.batch_events.observe(batch.records)
+        batch.clock.observe(len(batch.out.alerts))
     metrics.open_orders.set(len(flow))
 
 
-write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4, on_refused=send_refused)
+write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4, on_refused=_on_refused,
+                           on_stored=announce)
 
 
 # A crashed agent stops the worker (CrashingSupervisor) rather than being restarted

@@ -13,9 +13,10 @@ thread at a time.
 
 `WriteBehind` lets the agent go on with the next batch while a batch's rows are
 stored: batches are queued, the rows of all queued batches are written together
-(one insert per table), and only then is each of those batches *finished*, in
-order (the agent's callback sends its alerts, writes its states, acknowledges
-its offsets). So nothing is committed on Kafka before it is in ClickHouse.
+(one insert per table), and only then do their alerts go out and are those
+batches *finished*, together and in order (the agent's callbacks send their
+alerts, write their states, acknowledge their offsets). So nothing is committed
+on Kafka, and no alert sent, before it is in ClickHouse.
 """
 from __future__ import annotations
 
@@ -145,42 +146,54 @@ class ClickHouseSink:
 class WriteBehind:
     """Batches whose rows are being stored while the agent computes the next ones.
 
-    `submit(batch, rows, size)` queues a batch (waiting first while more than
-    `max_pending` events are queued); a background task writes the rows of the
-    queued batches together, one insert per table (`sink.write()`), then calls
-    `finish(batch)` for each, in submission order. `drain()` returns once everything
-    submitted is finished. A failure of `finish` (a bug: writes are retried
-    forever) is raised by the next `submit()` or `drain()`.
+    `submit(batch, rows, size, urgent)` queues a batch (waiting first while more
+    than `max_pending` events are queued); a background task writes the rows of the
+    queued batches together, one insert per table (`sink.write()`), calls
+    `on_stored(batches, insert_started, insert_ended)` at once (what may go out as
+    soon as the rows are stored: the alerts), then `finish(batches, insert_started,
+    insert_ended)` once for all of them, in submission order, after the previous
+    insert's finish and while the next inserts run (one round of deliveries for the
+    group, not one per batch: each costs a broker round trip or two). `drain()`
+    returns once everything submitted is finished. A failure of `finish` (a bug:
+    writes are retried forever) is raised by the next `submit()` or `drain()`.
 
     Each insert has a fixed cost (~10 ms on chdb) whatever its size, so the writer
     gathers batches until a table has `settings.store_insert_rows` rows or the
     oldest waiting batch has waited `settings.store_insert_seconds`, the bound on
     what this adds to acknowledgements and alerts. It writes at once when the agent
-    waits for room in the queue or for a `drain()`. The queue holds at least twice
-    `store_insert_rows` events: one insert being written while the next fills.
+    waits for room in the queue or for a `drain()`, and when an *urgent* batch
+    waits (the agent's call: alerts in a batch read once the consumer had caught
+    up, when gathering would only delay them: see agents/lifecycle.py); while an
+    insert runs, what comes meanwhile waits for the next one, so under load inserts
+    still grow. The queue holds at least twice `store_insert_rows` events: one
+    insert being written while the next fills.
     """
 
-    def __init__(self, sink: ClickHouseSink, finish: Callable[[Any], Awaitable[None]], max_pending: int,
-                 on_refused: Callable[[list[dict]], Awaitable[None]] | None = None):
+    def __init__(self, sink: ClickHouseSink, finish: Callable[[list, float, float], Awaitable[None]], max_pending: int,
+                 on_refused: Callable[[list[dict]], Awaitable[None]] | None = None,
+                 on_stored: Callable[[list, float, float], Awaitable[None]] | None = None):
         self.sink = sink
         self.finish = finish
         self.on_refused = on_refused
+        self.on_stored = on_stored
         self.insert_rows = sink.settings.store_insert_rows
         self.insert_seconds = sink.settings.store_insert_seconds
         self.max_pending = max(max_pending, 2 * self.insert_rows)
         self._queue: list[tuple[Any, Rows, int]] = []  # (batch, rows, events), not finished yet
         self._pending = 0  # events in the queue
         self._gathered = 0  # batches at the head of the queue already given to the writer
+        self._gathered_events = 0  # their events: room once they are finished
         self._table_rows: dict[str, int] = dict.fromkeys(TABLES, 0)  # rows not given to the writer yet
         self._oldest: float | None = None  # when the oldest batch not given to the writer was queued
         self._draining = 0  # drain() calls waiting: write without gathering more
+        self._urgent = False  # an urgent batch waits among those not given to the writer
         self._wanted = 0  # events a submit() waits to queue: write at once if only a write makes room
         self._changed = asyncio.Event()  # the queue grew or shrank
         self._wake = asyncio.Event()  # for the writer: a batch came, or someone waits
         self._task: asyncio.Task | None = None
         self._failure: BaseException | None = None
 
-    async def submit(self, batch: Any, rows: Rows, size: int) -> None:
+    async def submit(self, batch: Any, rows: Rows, size: int, urgent: bool = False) -> None:
         while self._queue and self._pending + size > self.max_pending:
             self._wanted = size
             try:
@@ -193,6 +206,7 @@ class WriteBehind:
             self._table_rows[table] = self._table_rows.get(table, 0) + rows.count(table)
         if self._oldest is None:
             self._oldest = asyncio.get_running_loop().time()
+        self._urgent = self._urgent or urgent
         self._changed.set()
         self._wake.set()
         if self._task is None or self._task.done():
@@ -220,7 +234,10 @@ class WriteBehind:
 
     def _enough(self) -> bool:
         """Whether the waiting batches make an insert now."""
-        return (self._draining > 0 or self._pending + self._wanted > self.max_pending
+        # Room for a waiting submit() comes when the batches given to the writer are
+        # finished; if that is not enough, only writing the others makes more.
+        waiting = self._pending - self._gathered_events
+        return (self._draining > 0 or self._urgent or waiting + self._wanted > self.max_pending
                 or max(self._table_rows.values()) >= self.insert_rows
                 or asyncio.get_running_loop().time() - self._oldest >= self.insert_seconds)
 
@@ -235,32 +252,79 @@ class WriteBehind:
                 pass
         group = self._queue[self._gathered:]
         self._gathered = len(self._queue)
+        self._gathered_events += sum(size for _, _, size in group)
         self._table_rows = dict.fromkeys(self._table_rows, 0)
         self._oldest = None
+        self._urgent = False
         return group
 
     async def _run(self) -> None:
+        finishing: asyncio.Task | None = None  # the last insert's finish (each awaits the one before)
         try:
-            while len(self._queue) > self._gathered:
+            while True:
+                if len(self._queue) == self._gathered:  # nothing new: end once all is finished
+                    if finishing is None:
+                        break
+                    await self._finished_or_woken(finishing)  # a batch may come meanwhile
+                    if finishing.done():
+                        finishing.result()  # (its failure, raised)
+                        finishing = None
+                    continue
+                if finishing is not None and finishing.done():
+                    finishing.result()  # (a failure, raised)
                 group = await self._gather()
                 rows = Rows()
                 for _, batch_rows, _ in group:
                     rows.extend(batch_rows)
+                started = time.perf_counter()
                 refused = await self.sink.write(rows)
+                stored = time.perf_counter()
+                batches = [batch for batch, _, _ in group]
                 if refused and self.on_refused is not None:
                     await self.on_refused(refused)
-                for batch, _, size in group:
-                    await self.finish(batch)
-                    self._queue.pop(0)
-                    self._gathered -= 1
-                    self._pending -= size
-                    self._changed.set()
+                if self.on_stored is not None:
+                    await self.on_stored(batches, started, stored)
+                # Finished after the previous insert's batches, in order, while the next
+                # insert runs: an insert does not wait for the deliveries of the one before.
+                finishing = asyncio.get_running_loop().create_task(self._finish(group, started, stored, finishing))
         except asyncio.CancelledError:
+            if finishing is not None:
+                finishing.cancel()
             raise
         except BaseException as exc:
-            log.exception("finishing a stored batch failed")
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._failure is None:
+            log.error("finishing a stored batch failed", exc_info=exc)
             self._failure = exc
-            self._changed.set()
+        self._changed.set()
+
+    async def _finished_or_woken(self, finishing: asyncio.Task) -> None:
+        self._wake.clear()
+        woken = asyncio.get_running_loop().create_task(self._wake.wait())
+        try:
+            await asyncio.wait({finishing, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+
+    async def _finish(self, group: list[tuple[Any, Rows, int]], started: float, stored: float,
+                      after: asyncio.Task | None) -> None:
+        try:
+            if after is not None:
+                await after  # (its failure is raised here too: nothing after it is finished)
+            await self.finish([batch for batch, _, _ in group], started, stored)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # told to submit() and drain() at once, not at the next insert
+            self._failed(exc)
+            raise
+        del self._queue[:len(group)]
+        self._gathered -= len(group)
+        events = sum(size for _, _, size in group)
+        self._pending -= events
+        self._gathered_events -= events
+        self._changed.set()
 
     async def close(self) -> None:
         """Stop writing (what is not finished is not acknowledged: read again later)."""

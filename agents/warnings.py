@@ -25,6 +25,7 @@ from streams.app import (alerts_topic, app, changelog_producer, group_partition,
                          warning_changelog, warning_state)
 from streams.continuity import OffsetContinuity
 from supplymon import metrics
+from supplymon.refusals import refused_alerts
 from supplymon.core.early_warnings import EarlyWarnings
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,12 @@ async def _evaluate(events: list[EventT]) -> None:
     for alert in outcome.alerts:
         rows.add("alerts", alert)
     # retried until stored; a row the store refuses goes to the dead letters
-    await send_refused(await sink.write(rows))
+    refused = await sink.write(rows)
+    await send_refused(refused)
+    not_stored = refused_alerts(refused)  # not announced: the table does not hold them
     for alert in outcome.alerts:
+        if (alert["alert_id"], alert["version"]) in not_stored:
+            continue
         await alerts_topic.send(key=alert["alert_id"], value=alert)
         if alert["resolved_at"] is None:
             metrics.alerts_raised.labels(alert["kind"]).inc()
@@ -102,7 +107,7 @@ async def early_warnings(stream):
     await sink.open()
     changelog_producer.acquire()
     try:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+        async for events in stream.take_events(settings.batch_size, within=settings.signals_batch_seconds):
             await process(events)
     finally:
         await changelog_producer.release()

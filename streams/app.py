@@ -66,6 +66,8 @@ app.topics.add(input_topics)
 input_batches = app.channel(maxsize=4)
 batch_intake = BatchIntake(app, settings.topics.inputs, input_batches)
 batch_intake.install()
+if settings.embedded_broker:  # its fetches do not end when data arrives (streams/consumer.py, 3.)
+    app.transport.Consumer.fetch_max_wait_ms = 100
 deadletter_topic = app.topic(
     settings.topics.deadletter, key_serializer="raw", value_serializer="raw",
     partitions=settings.partitions,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Hashable, Iterable, Mapping, Sequence
 
@@ -48,6 +49,8 @@ class FetchedBatch:
 
     by_partition: dict[Any, list]
     generation: int = 0
+    fetched_at: float = field(default_factory=time.perf_counter)  # when it left the fetch (latency metrics)
+    full: bool = False  # the fetch returned as many records as it may: more were waiting (not caught up)
 
     def positions(self) -> list[tuple[Hashable, Any]]:
         """(partition, record) pairs, each partition's records in order."""
@@ -110,7 +113,9 @@ class BatchConsumer(WorkerConsumer):
                     else:
                         await self._deliver_each(tp, tp_records)
                 if batch:
-                    await self._hand_over(FetchedBatch(batch, generation))
+                    limit = self.app.conf.broker_max_poll_records
+                    full = bool(limit) and sum(map(len, records.values())) >= limit
+                    await self._hand_over(FetchedBatch(batch, generation, full=full))
                 await self._maybe_commit_every()
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:

@@ -150,8 +150,9 @@ class DirectReplay:
             partition = self._group_partitions[group] = key_partition(group.encode(), self.settings.partitions)
         return partition
 
-    async def _finished(self, lines: int) -> None:
-        self.progress.stored += lines
+    async def _finished(self, lines: list[int], insert_started: float, insert_ended: float) -> None:
+        """The batches of one insert are stored (each given as its count of lines)."""
+        self.progress.stored += sum(lines)
         self.progress()
 
     def file_batches(self, lines: Iterable[bytes]) -> Iterator[tuple[int, list[Record], int]]:

@@ -63,3 +63,16 @@ consumer_lag = Gauge("supplymon_consumer_lag_messages",
 stage_seconds = Counter("supplymon_stage_seconds_total",
                         "CPU seconds of the event loop's thread per stage (decode, lifecycle, windows, signals, early_warnings)",
                         ["stage"], registry=REGISTRY)
+# Where a batch's time goes on the Kafka path, wall clock per stage (agents/latency.py):
+# what an alert waits between its batch's fetch and its send.
+batch_latency = Histogram("supplymon_batch_latency_seconds",
+                          "Wall seconds a batch of the input topics spent per stage: queued (fetched, waiting "
+                          "for the agent), computed (the dataflow), gathered (waiting for its insert), stored "
+                          "(the insert), announced (its alerts sent), acked (earlier batches finished, its "
+                          "signals and changelog delivered, offsets acknowledged); alerted: fetch to alerts sent, "
+                          "batches with alerts only", ["stage"],
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), registry=REGISTRY)
+
+from supplymon.thread_cpu import ThreadCpuCollector  # noqa: E402  (collected at each scrape)
+
+REGISTRY.register(ThreadCpuCollector())

@@ -84,3 +84,15 @@ def dead_letter_row(table: str, row: dict, error: str, noticed_at: int) -> dict:
             "detail": dead_letter_detail(REFUSED_REASON, f"the store refused this {table} row: {error}"),
             "event_id": row.get("event_id"), "original": original.decode("utf-8", "replace"),
             "noticed_at": noticed_at}
+
+
+def refused_alerts(dead: list[dict]) -> set[tuple[str, int]]:
+    """(alert_id, version) of the alert rows among refused rows' dead letters: an
+    alert whose row the store refused is not sent (it would announce what the
+    `alerts` table does not hold; its dead letter says why)."""
+    out = set()
+    for row in dead:
+        if row["topic"] == "clickhouse.alerts":
+            alert = orjson.loads(row["original"])
+            out.add((alert["alert_id"], int(alert["version"])))
+    return out

@@ -256,6 +256,10 @@ class Settings:
     # costs ~10 ms whatever its size; the wait delays acknowledgements and alerts.
     store_insert_rows: int = 10_000
     store_insert_seconds: float = 0.25
+    # The early-warning agent's batch wait: its input is a message or so per signals
+    # partition per stored lifecycle batch, already batched, so a short wait only
+    # takes what came together (an early warning waits for it after its batch's insert).
+    signals_batch_seconds: float = 0.05
     log_level: str = "warning"
     # Live mode: the worker publishes a tick (wall-clock time) to every input
     # partition this often, so deadlines fire while the platform is quiet. 0: off
@@ -419,6 +423,7 @@ class Settings:
             batch_seconds=number("BATCH_SECONDS", 0.2),
             store_insert_rows=integer("STORE_INSERT_ROWS", 10_000, 1),
             store_insert_seconds=number("STORE_INSERT_SECONDS", 0.25, zero_ok=True),
+            signals_batch_seconds=number("SIGNALS_BATCH_SECONDS", 0.05),
             log_level=get("LOG_LEVEL", "warning"),
             live_tick_seconds=number("LIVE_TICK_SECONDS", 60.0, zero_ok=True),
             group_timeout_seconds=number("GROUP_TIMEOUT_SECONDS", 0.0, zero_ok=True) or None,
@@ -474,6 +479,7 @@ class Settings:
             p + "BATCH_SECONDS": str(self.batch_seconds),
             p + "STORE_INSERT_ROWS": str(self.store_insert_rows),
             p + "STORE_INSERT_SECONDS": str(self.store_insert_seconds),
+            p + "SIGNALS_BATCH_SECONDS": str(self.signals_batch_seconds),
             p + "LOG_LEVEL": self.log_level,
             p + "LIVE_TICK_SECONDS": str(self.live_tick_seconds),
             p + "ALLOW_FUTURE": "1" if self.allow_future else "0",

@@ -74,6 +74,12 @@ def test_aiokafka_internals_used_to_start_a_partition_are_unchanged():
         or "self._thread = self._new_consumer_thread()" in inspect.getsource(
             inspect.getmodule(FaustConsumer).ThreadDelegateConsumer.__init__)
     assert hasattr(AIOKafkaConsumerThread, "call_thread")
+    # The embedded broker's shorter fetch wait (streams/consumer.py, 3.): set on the
+    # aiokafka consumer Faust creates, before its start hands it to the fetcher.
+    assert params(AIOKafkaConsumerThread._create_worker_consumer) == ["self", "transport"]
+    assert "AIOKafkaConsumerThread(self, loop=self.loop, beacon=self.beacon)" in inspect.getsource(
+        AiokafkaConsumer._new_consumer_thread)
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
 
 
 def test_faust_consumer_attributes_used_by_the_intake_exist():
@@ -160,6 +166,36 @@ def test_a_fetch_reaches_the_agent_as_one_batch_and_other_topics_message_by_mess
         assert consumer._read_offset[TP(INPUT, 0)] == 2 and consumer._read_offset[TP(INPUT, 1)] == 7
 
     asyncio.run(scenario())
+
+
+def test_a_fetch_as_large_as_allowed_is_marked_full():
+    """A full fetch means more records wait (not caught up): the agent then gathers
+    inserts instead of storing a batch's alerts at once (agents/lifecycle.py)."""
+    async def scenario():
+        intake, consumer = make_intake()
+        intake.app.conf.broker_max_poll_records = 3
+        fetches(consumer, {TP(INPUT, 0): [record(INPUT, 0, n) for n in range(2)]},
+                {TP(INPUT, 0): [record(INPUT, 0, 2)], TP(INPUT, 1): [record(INPUT, 1, n) for n in range(2)]})
+        await run_drain(consumer, lambda: intake.agent_queue.qsize() >= 2)
+        batches = [intake.agent_queue.get_nowait() for _ in range(2)]
+        assert [(len(batch), batch.full) for batch in batches] == [(2, False), (3, True)]
+        assert batches[0].fetched_at <= batches[1].fetched_at
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("wait", [None, 100])
+def test_the_worker_consumers_fetch_wait_is_the_one_set(wait):
+    async def scenario():
+        intake, consumer = make_intake()
+        type(consumer).fetch_max_wait_ms = wait
+        reader = consumer._thread._create_worker_consumer(intake.app.transport)
+        try:
+            return reader._fetch_max_wait_ms
+        finally:
+            await reader.stop()
+
+    assert asyncio.run(scenario()) == (wait or 1500)  # None: Faust's own
 
 
 def test_offsets_commit_per_batch_only_once_acknowledged():

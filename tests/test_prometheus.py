@@ -94,3 +94,28 @@ def test_consumer_lag_is_the_highwater_minus_what_is_stored():
     stored = {"supply.orders:0": 100, "supply.orders:1": 40}
     assert consumer_lag(assigned, highwater, stored) == {("supply.orders", "0"): 20, ("supply.orders", "1"): 0}
     assert consumer_lag([TP("supply.orders", 3)], {TP("supply.orders", 3): 7}.get, {}) == {("supply.orders", "3"): 7}
+
+
+def test_the_worker_reports_cpu_seconds_per_thread():
+    """supplymon/thread_cpu.py: a thread's CPU under its name (a pool's number dropped),
+    the rest of the process as `native`."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prometheus_client import generate_latest
+
+    from supplymon.thread_cpu import thread_cpu
+
+    def spin() -> None:
+        deadline = time.thread_time() + 0.2
+        while time.thread_time() < deadline:
+            pass
+
+    with ThreadPoolExecutor(1, thread_name_prefix="clickhouse") as pool:
+        pool.submit(spin).result()
+        cpu = thread_cpu()
+        text = generate_latest(metrics.REGISTRY).decode()
+    assert cpu["clickhouse"] >= 0.2 and cpu["MainThread"] > 0 and cpu["native"] >= 0
+    assert threading.main_thread().name == "MainThread"
+    found = re.search(r'supplymon_thread_cpu_seconds_total\{thread="clickhouse"\} (\S+)', text)
+    assert found and float(found.group(1)) >= 0.2, text

@@ -11,7 +11,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, DataError, Opera
 
 from agents.sink import ClickHouseSink, Rows
 from supplymon import metrics
-from supplymon.refusals import dead_letter_row, refused_by_store
+from supplymon.refusals import dead_letter_row, refused_alerts, refused_by_store
 from supplymon.settings import Settings
 from tests.test_lifecycle import T0, H, order, response
 from tests.test_store import fact_rows
@@ -89,3 +89,33 @@ def test_a_row_the_store_refuses_is_dead_lettered_and_the_rest_stored(settings, 
     assert "partition" in raw_letter["detail"] and raw_letter["original"] == '{"x": 1}'
     assert metrics.sink_refused.labels("order_facts")._value.get() == refused_before + 1
     assert any("refused" in r.message for r in caplog.records)
+
+
+def test_an_alert_whose_row_the_store_refuses_is_named_so_it_is_not_sent(settings):
+    """The lifecycle and early-warning agents send an alert only once its row is
+    stored: `refused_alerts` names, from the sink's dead letters, the alerts whose
+    rows the store refused (here a version UInt64 cannot hold), and only those."""
+    def alert(n: int, version: int) -> dict:
+        return {"alert_id": f"response_overdue-{n}", "kind": "response_overdue", "severity": "warning",
+                "subject_type": "order", "order_id": f"O{n}", "distributor_id": "D1", "institution_id": "H1",
+                "product_id": "P1", "region_code": "330100", "raised_at": T0, "resolved_at": None,
+                "message": "m", "details": "{}", "version": version}
+
+    sink = ClickHouseSink(settings, first_backoff=0.01)
+
+    async def scenario():
+        await sink.open()
+        rows = Rows()
+        for n, version in enumerate((9, -1, 17)):
+            rows.add("alerts", alert(n, version))
+        dead = await sink.write(rows)
+        stored = await sink.query("SELECT alert_id FROM supplymon.alerts FINAL ORDER BY alert_id", "TSV")
+        return dead, stored
+
+    try:
+        dead, stored = asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        asyncio.run(sink.close())
+    assert stored.decode().split() == ["response_overdue-0", "response_overdue-2"]
+    assert refused_alerts(dead) == {("response_overdue-1", -1)}
+    assert refused_alerts([dead_letter_row("order_facts", {"order_id": "O1"}, "e", 1)]) == set()

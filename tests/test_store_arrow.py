@@ -273,8 +273,9 @@ def _run_write_behind(settings, batches: int, per_batch: int, max_pending: int, 
     sink = CountedSink(settings)
     finished: list[int] = []
 
-    async def finish(batch):
-        finished.append(batch)
+    async def finish(batches, insert_started, insert_ended):
+        assert insert_started <= insert_ended
+        finished.extend(batches)
 
     async def scenario():
         await sink.open()
@@ -320,3 +321,111 @@ def test_write_behind_writes_at_once_when_the_agent_waits_for_room(tmp_path):
     writes, finished, stored = _run_write_behind(settings, batches=6, per_batch=1, events=4, max_pending=8, end="drain")
     assert finished == list(range(6)) and stored == 6
     assert sum(writes) == 6 and len(writes) >= 2 and max(writes) < 5
+
+
+def test_write_behind_writes_an_urgent_batch_at_once_and_gathers_what_follows(tmp_path):
+    """An urgent batch (alerts read once the consumer caught up) is stored and
+    finished without waiting for the size or the time bound (an hour here); the
+    batches after it, not urgent, gather again; each insert's batches are finished
+    in one call, in order."""
+    settings = Settings(data_dir=tmp_path / "data", store_insert_rows=1_000_000, store_insert_seconds=3600)
+    sink = CountedSink(settings)
+    calls: list[list[int]] = []
+
+    async def finish(batches, insert_started, insert_ended):
+        calls.append(list(batches))
+
+    async def until(condition, timeout=60.0):
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, calls
+            await asyncio.sleep(0.01)
+
+    async def scenario():
+        await sink.open()
+        behind = WriteBehind(sink, finish, max_pending=10_000)
+        await behind.submit(0, _batch(0, 5), 5, urgent=True)
+        await until(lambda: calls == [[0]])
+        for n in (1, 2):
+            await behind.submit(n, _batch(n * 5, 5), 5)
+        await asyncio.sleep(0.3)
+        gathered = list(calls)  # the two plain batches still wait for the bound
+        await behind.submit(3, _batch(15, 5), 5, urgent=True)  # takes them along
+        await until(lambda: len(calls) == 2)
+        await behind.close()
+        return gathered, await sink.query("SELECT count() FROM supplymon.order_facts FINAL", "TSV")
+
+    try:
+        gathered, stored = asyncio.run(asyncio.wait_for(scenario(), 120))
+    finally:
+        asyncio.run(sink.close())
+    assert gathered == [[0]]
+    assert calls == [[0], [1, 2, 3]] and sink.writes == [5, 15] and int(stored) == 20
+
+
+def test_write_behind_finishes_an_insert_while_the_next_one_is_written_and_in_order(tmp_path):
+    """The batches of an insert are finished (their deliveries awaited) while the
+    next insert runs; the finishes themselves never overlap and keep the order; what
+    goes out once rows are stored (`on_stored`: the alerts) does not wait for them."""
+    settings = Settings(data_dir=tmp_path / "data", store_insert_rows=1_000_000, store_insert_seconds=3600)
+    sink = CountedSink(settings)
+    log: list[tuple] = []
+
+    async def finish(batches, insert_started, insert_ended):
+        log.append(("finish", batches[0], insert_started))
+        await asyncio.sleep(0.5)  # a slow broker
+        log.append(("finished", batches[-1]))
+
+    async def stored(batches, insert_started, insert_ended):
+        log.append(("stored", batches[0]))
+
+    async def scenario():
+        await sink.open()
+        behind = WriteBehind(sink, finish, max_pending=10_000, on_stored=stored)
+        await behind.submit(0, _batch(0, 5), 5, urgent=True)
+        while len(log) < 2:
+            await asyncio.sleep(0.01)
+        await behind.submit(1, _batch(5, 5), 5, urgent=True)  # written while 0 is being finished
+        await behind.submit(2, _batch(10, 5), 5, urgent=True)
+        await behind.drain()
+        await behind.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 120))
+    finally:
+        asyncio.run(sink.close())
+    steps = [entry[:2] for entry in log]
+    assert steps == [("stored", 0), ("finish", 0), ("stored", 1), ("finished", 0), ("finish", 1), ("finished", 2)], log
+    # the second insert began before the first finish ended (its stamp is the insert's start)
+    assert sink.writes == [5, 10] and log[4][2] < log[1][2] + 0.5
+
+
+def test_write_behind_a_failed_finish_stops_what_follows_and_is_raised(tmp_path):
+    """A finish that fails (a bug) leaves the batches after it unfinished (never
+    acknowledged) and is raised by the next drain()."""
+    settings = Settings(data_dir=tmp_path / "data", store_insert_rows=1_000_000, store_insert_seconds=3600)
+    sink = CountedSink(settings)
+    finished: list[int] = []
+
+    async def finish(batches, insert_started, insert_ended):
+        if 1 in batches:
+            await asyncio.sleep(0.2)  # while the next insert is written
+            raise ValueError("a bug")
+        finished.extend(batches)
+
+    async def scenario():
+        await sink.open()
+        behind = WriteBehind(sink, finish, max_pending=10_000)
+        for n in range(3):
+            await behind.submit(n, _batch(n * 5, 5), 5, urgent=True)
+            await asyncio.sleep(0.05)  # each its own insert
+        with pytest.raises(RuntimeError) as raised:
+            await behind.drain()
+        await behind.close()
+        return raised.value
+
+    try:
+        error = asyncio.run(asyncio.wait_for(scenario(), 120))
+    finally:
+        asyncio.run(sink.close())
+    assert isinstance(error.__cause__, ValueError) and finished == [0]
