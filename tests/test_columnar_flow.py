@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from bench.pipeline import history
 from supplymon.core.columnar_flow import OrderFlow, decode_state
 from supplymon.core.order_table import SLOTS, OrderTable
-from supplymon.core.row_snapshot import encode_rows
+from supplymon.core.row_snapshot import encode_rows, is_compact, load_rows
 from supplymon.direct import DirectReplay, Progress
 from supplymon.settings import Settings
 from tests.flow_compare import SideBySide, state_meaning
@@ -197,6 +197,15 @@ def test_table_rows_are_reused_and_the_state_round_trips():
         raw = encode_rows(table, np.array([row]))[0]
         assert raw[0] == 2 and state_meaning(raw) == state_meaning(orjson.dumps(
             dict(table.state_of(row), seen=list(table.state_of(row)["seen"]))))
+    # restored a batch at a time (load_rows) as one at a time (decode_row)
+    raws = encode_rows(table, rows[:2])
+    fresh = OrderTable(capacity=1)
+    loaded = load_rows(fresh, [(table.oid[row], raw) for row, raw in zip(rows[:2].tolist(), raws)])
+    assert fresh.al_raised.dtype == np.int64 and len(fresh.overflow) == 1
+    for row, raw in zip(loaded.tolist(), raws):
+        assert is_compact(raw)
+        back = fresh.state_of(row)
+        assert state_meaning(orjson.dumps(dict(back, seen=list(back["seen"])))) == state_meaning(raw)
     assert decode_state(orjson.dumps(state))["oid"] == "b"
     table.release(rows[:2])
     assert len(table) == 1 and "b" not in table.rows

@@ -45,7 +45,7 @@ from supplymon.core.flow import BatchOutput, Lookup, Partition, Record, Referenc
 from supplymon.core.intake import Intake
 from supplymon.core.lifecycle import (DELIVERY_DEADLINE, ESCALATION_DEADLINE, RESPONSE_DEADLINE,
                                       SEVERITY, _NOT_CONTENT, OrderLifecycle, new_state)
-from supplymon.core.row_snapshot import decode_row, encode_rows
+from supplymon.core.row_snapshot import decode_row, encode_rows, is_compact, load_rows
 from supplymon.core.rows import Columns
 from supplymon.core.order_table import (ALERT_KINDS, DECISION_CODE, DECISIONS, NEVER, NULL, WINDOW_COUNTS, HashedSeen,
                                         OrderTable, event_hash)
@@ -170,18 +170,23 @@ class ColumnarOrderFlow:
         self.pending_due.clear()
         self.windows.clear()
         placed: list[tuple[str, dict]] = []
+        compact: list[tuple[str, bytes]] = []  # placed orders' compact rows, loaded at once
         count = 0
         for order_id, raw in states:
-            state = decode_state(raw)
             count += 1
+            if is_compact(raw):
+                compact.append((order_id, raw))
+                continue
+            state = decode_state(raw)
             if "order" in state:
                 placed.append((order_id, state))
             else:
                 self._hold(order_id, state)
-        if placed:
+        if placed or compact:
             rows = self.table.allocate([order_id for order_id, _ in placed])
             for row, (_, state) in zip(rows.tolist(), placed):
                 self.table.put(row, state)
+            rows = np.concatenate([rows, load_rows(self.table, compact)])
             self._schedule(rows)
             counted = rows[self.table.c_set[rows]]
             self.windows.restore_batch(self._fact_columns(counted).data, self.table.part[counted],

@@ -84,3 +84,38 @@ def decode_row(raw: bytes) -> dict:
     if overflow:
         table.overflow[0] = [tuple(entry) for entry in overflow]
     return table.state_of(0)
+
+
+def is_compact(raw: bytes) -> bool:
+    return raw[:5] == _HEADER
+
+
+def load_rows(table: OrderTable, snapshots: list[tuple[str, bytes]]) -> np.ndarray:
+    """New rows of `table` for compact snapshots (`is_compact`), a batch at a time:
+    the records read as one array, each column set at once (a restore reads every
+    order a worker holds; `decode_row` one at a time took ~36 us an order)."""
+    if not snapshots:
+        return np.empty(0, dtype=np.int64)
+    size = ROW_DTYPE.itemsize
+    records = np.frombuffer(b"".join(raw[5:5 + size] for _, raw in snapshots), dtype=ROW_DTYPE)
+    strings = [orjson.loads(raw[5 + size:]) for _, raw in snapshots]
+    rows = table.allocate([order_id for order_id, _ in snapshots])
+    for name in ("al_raised", "al_resolved"):  # widened where a mark does not fit 32 bits
+        info = np.iinfo(table.col[name].dtype)
+        if len(records) and (records[name].min() < info.min or records[name].max() > info.max):
+            for wide in ("al_raised", "al_resolved"):
+                table.col[wide] = table.col[wide].astype(np.int64)
+            table.__dict__.update(table.col)
+            break
+    for name in ROW_DTYPE.names:
+        if name not in _NAMED:
+            table.col[name][rows] = records[name]
+    names_of = table.names.of
+    for j, name in enumerate(_NAMED):
+        table.col[name][rows] = [names_of(s[4][j]) if at >= 0 else -1 for s, at in zip(strings, records[name].tolist())]
+    for k, name in enumerate(_OBJECTS[1:], start=1):
+        table.col[name][rows] = [s[k] for s in strings]
+    for row, s in zip(rows.tolist(), strings):
+        if s[5]:
+            table.overflow[row] = [tuple(entry) for entry in s[5]]
+    return rows
