@@ -43,6 +43,7 @@ from supplymon.refusals import refused_alerts
 from supplymon.core.columnar_flow import OrderFlow
 from supplymon.core.flow import BatchOutput, dead_headers
 from supplymon.core.signals import pack
+from supplymon.gcpolicy import release_free_heap
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,7 @@ async def process(fetched: FetchedBatch) -> None:
     started = time.thread_time()
     out = flow.process((record for _, record in processed), _assigned_inputs(), lookup, now_ms)
     metrics.stage_seconds.labels("lifecycle").inc(time.thread_time() - started)
+    release_free_heap(len(fetched))
     _count(out)
     unsettled.update(out.snapshots)
     batch = Batch(out, fetched, processed, clock)

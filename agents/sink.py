@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
 from supplymon import health, metrics
-from supplymon.core.rows import TABLES, Rows  # noqa: F401  (Rows: the sink's input, imported from here too)
+from supplymon.core.rows import TABLES, Columns, Rows  # noqa: F401  (Rows: the sink's input, imported from here too)
 from supplymon.refusals import dead_letter_row, describe, refused_by_store
 from supplymon.retry import retry_until_done
 from supplymon.settings import Settings
@@ -54,14 +54,14 @@ class ClickHouseSink:
             self._store = store
         return self._store
 
-    def _insert(self, table: str, rows: list[dict]) -> None:
+    def _insert(self, table: str, rows: Columns) -> None:
         started = time.perf_counter()
         self._store_now().insert(table, rows)
         metrics.sink_seconds.observe(time.perf_counter() - started)
 
-    def _insert_isolating(self, table: str, rows: list[dict]) -> list[tuple[dict, str]]:
+    def _insert_isolating(self, table: str, rows: Columns) -> list[tuple[dict, str]]:
         """Insert `rows`; the rows the store refuses, found by halving, are returned
-        with its error instead (an outage is raised, for the caller to retry)."""
+        (as dicts) with its error instead (an outage is raised, for the caller to retry)."""
         try:
             self._insert(table, rows)
             return []
@@ -69,7 +69,7 @@ class ClickHouseSink:
             if not refused_by_store(exc):
                 raise
             if len(rows) == 1:
-                return [(rows[0], describe(exc))]
+                return [(rows.row(0), describe(exc))]
         middle = len(rows) // 2
         return self._insert_isolating(table, rows[:middle]) + self._insert_isolating(table, rows[middle:])
 
@@ -105,19 +105,19 @@ class ClickHouseSink:
         forever), with the dead letters of the rows the store refused."""
         dead: list[dict] = []
         for table in TABLES:
-            refused = await self._write_table(table, rows.by_table[table])
+            refused = await self._write_table(table, rows.table(table))
             if refused:
                 now = int(time.time() * 1000)
                 dead += [dead_letter_row(table, row, error, now) for row, error in refused]
         if dead:
-            for row, error in await self._write_table("dead_letters", dead):
+            for row, error in await self._write_table("dead_letters", Columns.from_rows(dead)):
                 # Nowhere left to put it: said loudly rather than dropped silently.
                 log.error("the store refused a dead letter too (%s); it is only in this log: %.2000r", error, row)
             for row in dead:
                 metrics.dead_letters.labels(row["reason"]).inc()
         return dead
 
-    async def _write_table(self, table: str, batch: list[dict]) -> list[tuple[dict, str]]:
+    async def _write_table(self, table: str, batch: Columns) -> list[tuple[dict, str]]:
         if not batch:
             return []
 
@@ -202,8 +202,8 @@ class WriteBehind:
                 self._wanted = 0
         self._queue.append((batch, rows, size))
         self._pending += size
-        for table, table_rows in rows.by_table.items():
-            self._table_rows[table] = self._table_rows.get(table, 0) + len(table_rows)
+        for table in rows.by_table:
+            self._table_rows[table] = self._table_rows.get(table, 0) + rows.count(table)
         if self._oldest is None:
             self._oldest = asyncio.get_running_loop().time()
         self._urgent = self._urgent or urgent

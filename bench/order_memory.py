@@ -5,13 +5,18 @@ the order flow (supplymon/core/columnar_flow.py, as `replay --direct` runs it: n
 snapshots, the flow holds the states as columns) and prints the process's RSS
 growth per open order, with the table's own column bytes. `--reference` runs the
 per-event flow instead, its states kept as the direct replay kept them (orjson
-bytes per order in a dict), for comparison.
+bytes per order in a dict); with neither flag both run, each in a process of its
+own (RSS is per process), and both are printed. After each batch the heap's free
+pages are given back as the worker and the direct replay do
+(supplymon/gcpolicy.py `release_free_heap`).
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -21,6 +26,7 @@ import orjson
 from bench.pipeline import rss_kib
 from supplymon.core.columnar_flow import OrderFlow
 from supplymon.core.flow import Partition, Record, ReferenceOrderFlow
+from supplymon.gcpolicy import release_free_heap
 from supplymon.settings import HOUR_MS, Settings
 
 T0 = 1_767_225_600_000  # 2026-01-01 UTC
@@ -67,7 +73,9 @@ def measure(orders: int, reference: bool) -> dict:
         if states is not None:
             for order_id, snapshot in out.snapshots.items():
                 states[order_id] = snapshot
+        events = len(records)
         del records, out
+        release_free_heap(events)
     gc.collect()
     grown = (rss_kib(os.getpid(), "VmRSS") - base) * 1024
     result = {"orders": orders, "open": len(flow), "rss_bytes_per_order": grown / orders,
@@ -77,18 +85,34 @@ def measure(orders: int, reference: bool) -> dict:
     return result
 
 
+def _print(name: str, result: dict) -> None:
+    print(name)
+    print(f"  open orders held                 {result['open']:>14,}")
+    print(f"  RSS growth per open order        {result['rss_bytes_per_order']:>12,.0f} B")
+    if "column_bytes_per_order" in result:
+        print(f"    of which the table's columns   {result['column_bytes_per_order']:>12,.0f} B (capacity doubled)")
+    print(f"  RSS growth for the whole         {result['rss_bytes_per_order'] * result['orders'] / 2**20:>12,.0f} MiB")
+    print(f"  time                             {result['seconds']:>12,.1f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=1_000_000)
-    parser.add_argument("--reference", action="store_true", help="the per-event flow and its dict store")
+    parser.add_argument("--reference", action="store_true", help="only the per-event flow and its dict store")
+    parser.add_argument("--columns", action="store_true", help="only the columnar flow")
+    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = measure(args.orders, args.reference)
-    print(f"open orders held                   {result['open']:>14,}")
-    print(f"RSS growth per open order          {result['rss_bytes_per_order']:>12,.0f} B")
-    if "column_bytes_per_order" in result:
-        print(f"  of which the table's columns     {result['column_bytes_per_order']:>12,.0f} B (capacity doubled)")
-    print(f"RSS growth for the whole           {result['rss_bytes_per_order'] * result['orders'] / 2**20:>12,.0f} MiB")
-    print(f"time                               {result['seconds']:>12,.1f} s")
+    if args.reference or args.columns:
+        result = measure(args.orders, args.reference)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            _print("per-event flow, dict store" if args.reference else "columnar flow", result)
+        return 0
+    for name, flag in (("columnar flow (OrderTable)", "--columns"), ("per-event flow, dict store", "--reference")):
+        done = subprocess.run([sys.executable, "-m", "bench.order_memory", "--orders", str(args.orders), flag,
+                               "--json"], check=True, capture_output=True, text=True)
+        _print(name, json.loads(done.stdout))
     return 0
 
 

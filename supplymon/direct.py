@@ -35,7 +35,7 @@ from supplymon.core.columnar_flow import OrderFlow
 from supplymon.core.flow import BatchOutput, Partition, Record
 from supplymon.core.intake import REBUILT_HEADER, TOO_LARGE_HEADER, truncated
 from supplymon.core.signals import pack
-from supplymon.gcpolicy import batch_pace
+from supplymon.gcpolicy import batch_pace, release_free_heap
 from supplymon.publish import key_partition, refused_as_future_at, route
 from supplymon.replay import summary
 from supplymon.runner import RunError, prepare_data_dir
@@ -194,6 +194,7 @@ class DirectReplay:
         signals = pack(out.signals, out.marks, self.group_partition, self.settings.partitions)
         for alert in self.warnings.process(signals).alerts:
             out.rows.add("alerts", alert)
+        release_free_heap(len(records))
         return out.rows
 
     async def run(self, lines: Iterable[bytes], stored: list[Record]) -> None:

@@ -15,7 +15,8 @@ from urllib.parse import urlparse
 
 import orjson
 
-from supplymon.arrow_schema import to_arrow
+from supplymon.arrow_schema import columns_to_arrow, to_arrow
+from supplymon.core.rows import Columns
 from supplymon.cluster_ddl import cluster_statements
 from supplymon.settings import DEFAULT_DATABASE, ConfigError, Settings
 from supplymon.sql_guard import AnalystSql
@@ -162,11 +163,16 @@ class Store:
         for statement in schema_statements(self.settings, self.database):
             self.client.command(statement)
 
-    def insert(self, table: str, rows: Sequence[dict]) -> None:
-        """Insert rows (dicts with at least the table's COLUMNS) as one Arrow table typed
-        by the DDL (supplymon/arrow_schema.py); a value a column cannot hold raises
-        ValueError naming the column, before anything is sent."""
-        if rows:
+    def insert(self, table: str, rows: "Sequence[dict] | Columns") -> None:
+        """Insert rows (dicts with at least the table's COLUMNS, or a batch of such
+        columns: supplymon/core/rows.py) as one Arrow table typed by the DDL
+        (supplymon/arrow_schema.py); a value a column cannot hold raises ValueError
+        naming the column, before anything is sent."""
+        if not len(rows):
+            return
+        if isinstance(rows, Columns):
+            self.insert_arrow(table, columns_to_arrow(table, rows.data))
+        else:
             self.insert_arrow(table, to_arrow(table, rows))
 
     def insert_arrow(self, table: str, data: "pyarrow.Table") -> None:

@@ -32,7 +32,7 @@ def state_meaning(raw: bytes | None):
 def meaning(out: BatchOutput) -> dict:
     """What a batch's output says, independent of the order rows or orders were visited in."""
     return {
-        "rows": {table: _sorted(rows) for table, rows in out.rows.by_table.items()},
+        "rows": {table: _sorted(out.rows.dicts(table)) for table in out.rows.by_table},
         "alerts": _sorted(out.alerts),
         "dead": sorted((key or b"", raw, tuple(sorted(headers.items()))) for key, raw, headers in out.dead),
         "dead_reasons": dict(out.dead_reasons),

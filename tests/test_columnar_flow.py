@@ -13,13 +13,15 @@ import random
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from bench.pipeline import history
-from supplymon.core.columnar_flow import OrderFlow
-from supplymon.core.order_table import OrderTable
+from supplymon.core.columnar_flow import OrderFlow, decode_state
+from supplymon.core.order_table import SLOTS, OrderTable
+from supplymon.core.row_snapshot import encode_rows, is_compact, load_rows
 from supplymon.direct import DirectReplay, Progress
 from supplymon.settings import Settings
 from tests.flow_compare import SideBySide, state_meaning
@@ -179,6 +181,32 @@ def test_table_rows_are_reused_and_the_state_round_trips():
     table.put(int(rows[1]), state)
     back = table.state_of(int(rows[1]))
     assert state_meaning(orjson.dumps(dict(back, seen=list(back["seen"])))) == state_meaning(orjson.dumps(state))
+    # marks are offsets from ordered_at in 32 bits until one does not fit: then 64
+    far = {**state, "alerts": {"response_overdue": [None, 10 + 2**40], "confirmation_late": [10 - 2**31, 11]}}
+    table.put(int(rows[0]), dict(far, oid="a"))
+    assert table.al_raised.dtype == np.int64
+    for row, expected in ((rows[0], far), (rows[1], state)):
+        back = table.state_of(int(row))
+        assert back["alerts"] == expected["alerts"]
+    # the compact snapshot of a row reads back as its state (widened marks, seen ids
+    # past the inline slots, a name absent), and old orjson snapshots still read
+    many = dict(far, oid="a", seen=[f"e{i}" for i in range(SLOTS + 3)], fp=list(range(SLOTS + 1)),
+                resp=[20, "r1", "accepted", 3, None], late_conf=[40, "a9", "I2", 12])
+    table.put(int(rows[0]), many)
+    for row in rows[:2].tolist():
+        raw = encode_rows(table, np.array([row]))[0]
+        assert raw[0] == 2 and state_meaning(raw) == state_meaning(orjson.dumps(
+            dict(table.state_of(row), seen=list(table.state_of(row)["seen"]))))
+    # restored a batch at a time (load_rows) as one at a time (decode_row)
+    raws = encode_rows(table, rows[:2])
+    fresh = OrderTable(capacity=1)
+    loaded = load_rows(fresh, [(table.oid[row], raw) for row, raw in zip(rows[:2].tolist(), raws)])
+    assert fresh.al_raised.dtype == np.int64 and len(fresh.overflow) == 1
+    for row, raw in zip(loaded.tolist(), raws):
+        assert is_compact(raw)
+        back = fresh.state_of(row)
+        assert state_meaning(orjson.dumps(dict(back, seen=list(back["seen"])))) == state_meaning(raw)
+    assert decode_state(orjson.dumps(state))["oid"] == "b"
     table.release(rows[:2])
     assert len(table) == 1 and "b" not in table.rows
     again = table.allocate(["d"])

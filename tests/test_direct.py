@@ -124,8 +124,9 @@ def _flow_rows(lines: list[bytes], batch: int) -> dict[str, dict]:
     now = 1 << 62  # nothing is from the future
     for start in range(0, len(lines), batch):
         records = [r for line in lines[start:start + batch] for r in router.records(line, now)]
-        for table, rows in replay.step(records, now).by_table.items():
-            for row in rows:
+        rows = replay.step(records, now)
+        for table in rows.by_table:
+            for row in rows.dicts(table):
                 row = dict(row)
                 row.pop("version", None)
                 if "response_hours" in row and isinstance(row["response_hours"], list):

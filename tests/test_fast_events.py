@@ -212,3 +212,43 @@ def test_a_deeply_nested_field_is_the_full_validators_case_not_a_crash():
     for lines in ([nested], [good, nested, good]):
         assert decode_batch(lines) == [parse_event(line) for line in lines]
     assert decode_batch([nested])[0].reason == "not_json"
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(times, st.sampled_from([v for v in HOSTILE_VALUES if isinstance(v, str)]),
+                          st.text(alphabet="0123456789-:T.Z+ z", max_size=34)), min_size=1, max_size=40))
+def test_a_batch_of_times_is_parsed_as_each_one_alone(values):
+    # usual_times_ms (numpy over the batch's characters) gives `_time_ms`'s value, or
+    # leaves the value to it (UNUSUAL), never another value
+    from schemas.events import _Reject
+
+    for value, got in zip(values, fast_events.usual_times_ms(values).tolist()):
+        if got == fast_events.UNUSUAL:
+            continue
+        try:
+            expected = fast_events._time_ms(value, "ts")
+        except _Reject:
+            expected = None
+        assert got == expected, value
+
+
+def test_the_usual_times_of_a_batch_are_parsed_at_once():
+    values = ["2026-03-01T09:00:00+08:00", "2026-03-01T09:00:00.5Z", "2026-03-01T09:59:59.123456-05:30",
+              "2199-12-31T23:59:59.999Z"]
+    assert fast_events.usual_times_ms(values).tolist() == [fast_events._time_ms(v, "ts") for v in values]
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(events(), min_size=1, max_size=20))
+def test_a_lines_fingerprint_is_its_events_content_fingerprint(docs):
+    # the columnar flow fingerprints the decoded Struct; the per-event core the dict
+    from supplymon.core.columnar_flow import LINE_FINGERPRINT
+    from supplymon.core.lifecycle import content_fingerprint
+
+    decoded = fast_events.decode_columns([orjson.dumps(doc) for doc in docs])
+    for i, line in enumerate(decoded.items):
+        if isinstance(line, dict):
+            line = fast_events.as_line(line)
+        if type(line) in LINE_FINGERPRINT:
+            assert (LINE_FINGERPRINT[type(line)](line, decoded.ts_ms[i], decoded.received_ms[i])
+                    == content_fingerprint(decoded.event(i)))

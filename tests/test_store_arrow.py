@@ -255,7 +255,7 @@ class CountedSink(ClickHouseSink):
         self.writes: list[int] = []
 
     async def write(self, rows):
-        self.writes.append(len(rows.by_table["order_facts"]))
+        self.writes.append(rows.count("order_facts"))
         return await super().write(rows)
 
 

@@ -3,6 +3,10 @@
 The same steps as the per-event reference (`ReferenceOrderFlow`): decode, apply,
 advance, emit, marks, snapshots; the same output. What differs is how:
 
+- decode: the batch's lines stay the fast path's msgspec Structs, their times
+  parsed for the batch at once (`Intake.admit_columns`); the columns the steps
+  read are taken from them (no dict per event); the per-event core gets
+  `parse_event`'s dict of an event it takes;
 - order states are rows of an `OrderTable` the flow owns (`lookup` is asked
   only for an order it does not hold); orders not placed yet (events held
   before their order) stay dicts of the per-event core, with a `DueIndex`;
@@ -15,21 +19,25 @@ advance, emit, marks, snapshots; the same output. What differs is how:
   their reading order, on the row made a dict and written back;
 - advance: the rows whose next due instant is before the watermark, found and
   advanced with numpy (deadline bits, retention purge);
-- emit: fact rows, alerts, signals from the columns; the windows take the changed
-  orders a batch at a time (`Windows.update_batch`, columns made from the fact rows);
-- snapshots (when asked for): a changed order's state as orjson bytes, the
-  reference dict with its seen event ids as hashes ("sh"); `restore` and the
-  lookup take these and the reference's own.
+- emit: `events_raw` and `order_facts` rows as columns (supplymon/core/rows.py
+  `Columns`); the windows take the fact columns a batch at a time
+  (`Windows.update_batch`); alerts and signals from a dict per changed order;
+- snapshots (when asked for): a changed placed order's row as compact bytes
+  (supplymon/core/row_snapshot.py), an order not placed yet as the reference's
+  orjson dict; `restore` and the lookup take these, the earlier orjson states
+  (seen ids hashed, "sh") and the reference's own.
 """
 from __future__ import annotations
 
 import zlib
-from typing import Iterable
+from operator import attrgetter
+from typing import Callable, Iterable
 
 import numpy as np
 import orjson
 
 from schemas.events import Invalid
+from schemas.fast_events import KIND_OF, ArrivalLine, Decoded, ResponseLine, as_line
 from schemas.limits import UINT16_MAX, UINT32_MAX
 from supplymon.core.alerts import order_alert_row
 from supplymon.core.due import DueIndex
@@ -37,11 +45,13 @@ from supplymon.core.flow import BatchOutput, Lookup, Partition, Record, Referenc
 from supplymon.core.intake import Intake
 from supplymon.core.lifecycle import (DELIVERY_DEADLINE, ESCALATION_DEADLINE, RESPONSE_DEADLINE,
                                       SEVERITY, _NOT_CONTENT, OrderLifecycle, new_state)
+from supplymon.core.row_snapshot import decode_row, encode_rows, is_compact, load_rows
+from supplymon.core.rows import Columns
 from supplymon.core.order_table import (ALERT_KINDS, DECISION_CODE, DECISIONS, NEVER, NULL, WINDOW_COUNTS, HashedSeen,
                                         OrderTable, event_hash)
 from supplymon.core.signals import fingerprint, order_signals
 from supplymon.core.stream_time import StreamTime
-from supplymon.core.windows import Windows, fact_columns
+from supplymon.core.windows import Windows
 from supplymon.settings import HOUR_MS, Rules, Settings
 
 ORDER, RESPONSE, SHIPMENT, ARRIVAL = range(4)
@@ -50,34 +60,62 @@ REJECTED = DECISION_CODE["rejected"]
 _CODED = ("institution_id", "region_code", "area", "distributor_id", "manufacturer_id", "product_id", "product_kind")
 
 
-def encode_state(state: dict) -> bytes:
-    """A state as snapshot bytes; the seen ids kept as hashes ("sh") if they are."""
-    seen = state["seen"]
-    if isinstance(seen, HashedSeen):
-        state = dict(state)
-        state["sh"] = list(seen)
-        del state["seen"]
-    return orjson.dumps(state)
-
-
 def decode_state(raw: bytes) -> dict:
+    """A snapshot as the per-event core's state: a placed order's compact row
+    (supplymon/core/row_snapshot.py), or an orjson state dict (orders not placed
+    yet, and every snapshot written before the compact rows)."""
+    if raw[:1] != b"{":
+        return decode_row(raw)
     state = orjson.loads(raw)
     if "sh" in state:
         state["seen"] = HashedSeen(state.pop("sh"))
     return state
 
 
-_CONTENT_KEYS: dict[tuple, tuple] = {}  # an event's keys -> its content keys, sorted
+def _line_fingerprint(cls: type) -> Callable[[object, int, int], int]:
+    """`content_fingerprint` of a fast-path line (the same value, from the Struct and
+    its parsed times): the crc32 of its content as one dict literal, keys sorted."""
+    fields = set(cls.__struct_fields__) - _NOT_CONTENT
+    extra = {"kind": repr(KIND_OF[cls]), "ts_ms": "ts_ms"}
+    if cls is ArrivalLine:
+        extra["received_ms"] = "received_ms"
+    items = ", ".join(f"{key!r}: {extra.get(key, f'line.{key}')}" for key in sorted(fields | set(extra)))
+    return eval(f"lambda line, ts_ms, received_ms: crc32(dumps({{{items}}}))",  # noqa: S307 (names of a Struct)
+                {"crc32": zlib.crc32, "dumps": orjson.dumps})
 
 
-def fast_fingerprint(event: dict) -> int:
-    """`content_fingerprint(event)`, the same value: the content keys of each shape
-    of event sorted once (a dict built in sorted order dumps as OPT_SORT_KEYS does)."""
-    shape = tuple(event)
-    keys = _CONTENT_KEYS.get(shape)
-    if keys is None:
-        keys = _CONTENT_KEYS[shape] = tuple(sorted(k for k in shape if k not in _NOT_CONTENT))
-    return zlib.crc32(orjson.dumps({k: event[k] for k in keys}))
+LINE_FINGERPRINT = {cls: _line_fingerprint(cls) for cls in KIND_OF if KIND_OF[cls] != "tick"}
+LINE_KIND = {cls: KIND_CODE[kind] for cls, kind in KIND_OF.items() if kind != "tick"}
+# the quantity an event brings: a response's confirmed one, the others' own
+LINE_QUANTITY = {cls: attrgetter("confirmed_quantity" if cls is ResponseLine else "quantity") for cls in LINE_KIND}
+
+
+_DECISION_NAMES = np.array(DECISIONS, dtype=object)
+
+
+def _present(values: np.ndarray, present: np.ndarray) -> list:
+    """`values` as a list, None where not `present`."""
+    out = values.tolist()
+    for i in np.flatnonzero(~present).tolist():
+        out[i] = None
+    return out
+
+
+def _raw_columns(entries: list, decoded: Decoded) -> Columns:
+    """The `events_raw` rows of these (record, line, index) entries, as columns."""
+    times = decoded.ts_ms
+    records = [record for record, _, _ in entries]
+    lines = [line for _, line, _ in entries]
+    return Columns({
+        "event_id": [line.event_id for line in lines],
+        "kind": [KIND_OF[type(line)] for line in lines],
+        "ts": [times[i] for _, _, i in entries],
+        "order_id": [getattr(line, "order_id", "") for line in lines],
+        "payload": [record.value.decode() for record in records],
+        "topic": [record.topic for record in records],
+        "partition": [record.partition for record in records],
+        "offset": [record.offset for record in records],
+    }, len(entries))
 
 
 def _dup_keys(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -132,21 +170,26 @@ class ColumnarOrderFlow:
         self.pending_due.clear()
         self.windows.clear()
         placed: list[tuple[str, dict]] = []
+        compact: list[tuple[str, bytes]] = []  # placed orders' compact rows, loaded at once
         count = 0
         for order_id, raw in states:
-            state = decode_state(raw)
             count += 1
+            if is_compact(raw):
+                compact.append((order_id, raw))
+                continue
+            state = decode_state(raw)
             if "order" in state:
                 placed.append((order_id, state))
             else:
                 self._hold(order_id, state)
-        if placed:
+        if placed or compact:
             rows = self.table.allocate([order_id for order_id, _ in placed])
             for row, (_, state) in zip(rows.tolist(), placed):
                 self.table.put(row, state)
+            rows = np.concatenate([rows, load_rows(self.table, compact)])
             self._schedule(rows)
             counted = rows[self.table.c_set[rows]]
-            self.windows.restore_batch(fact_columns(self._facts(counted)), self.table.part[counted],
+            self.windows.restore_batch(self._fact_columns(counted).data, self.table.part[counted],
                                        self._contributions(counted), self.table.cv[counted])
         return count
 
@@ -161,39 +204,42 @@ class ColumnarOrderFlow:
         records = list(records)
         batch = _Batch(lookup)
         out = batch.out
-        admitted = self.intake.admit_batch([(record.value, record.headers) for record in records], now_ms)
-        events: list[tuple[Record, dict]] = []
+        decoded = self.intake.admit_columns([(record.value, record.headers) for record in records], now_ms)
+        # the batch's events: (record, its line as the fast path decoded it, its index in `decoded`)
+        events: list[tuple[Record, object, int]] = []
         groups: dict[str, list[int]] = {}
         kinds = out.kinds
         latest: dict[tuple[str, int], int] = {}  # the batch's latest time per partition
-        for record, parsed in zip(records, admitted):
-            if isinstance(parsed, Invalid):
-                kept = parsed.original if parsed.original is not None else record.value or b""
-                batch.dead_letter(record.key, kept, parsed.reason, parsed.detail,
-                                  (record.topic, record.partition, record.offset), parsed.event_id,
+        ticks: list[tuple[Record, object, int]] = []
+        for i, (record, line, ts_ms) in enumerate(zip(records, decoded.items, decoded.ts_ms)):
+            if isinstance(line, Invalid):
+                kept = line.original if line.original is not None else record.value or b""
+                batch.dead_letter(record.key, kept, line.reason, line.detail,
+                                  (record.topic, record.partition, record.offset), line.event_id,
                                   record.timestamp or 0)
                 continue
-            kind = parsed["kind"]
+            if type(line) is dict:  # a line only the full validator took
+                line = as_line(line)
+            kind = KIND_OF[type(line)]
             kinds[kind] += 1
-            where, ts_ms = (record.topic, record.partition), parsed["ts_ms"]
+            where = (record.topic, record.partition)
             if ts_ms > latest.get(where, ts_ms - 1):
                 latest[where] = ts_ms
             if kind == "tick":
-                out.rows.add("events_raw", _raw_row(parsed["event_id"], "tick", parsed["ts_ms"], "",
-                                                    record.value.decode(), (record.topic, record.partition,
-                                                                            record.offset)))
+                ticks.append((record, line, i))
                 continue
-            group = groups.get(parsed["order_id"])
+            group = groups.get(line.order_id)
             if group is None:
-                groups[parsed["order_id"]] = [len(events)]
+                groups[line.order_id] = [len(events)]
             else:
                 group.append(len(events))
-            events.append((record, parsed))
+            events.append((record, line, i))
+        out.rows.add_columns("events_raw", _raw_columns(ticks, decoded))
         for (topic, partition), ts_ms in latest.items():
             self.stream_time.observe(Partition(topic, partition), ts_ms)
         touched: list[np.ndarray] = []  # rows whose state the batch changed
         changed: list[np.ndarray] = []  # rows whose fact or alerts may differ
-        self._apply(batch, events, groups, lookup, touched, changed)
+        self._apply(batch, decoded, events, groups, lookup, touched, changed)
         purged = self._advance(batch, assigned, changed)
         touched_rows = np.unique(np.concatenate(touched + changed)) if touched or changed else np.empty(0, np.int64)
         changed_rows = np.unique(np.concatenate(changed)) if changed else np.empty(0, np.int64)
@@ -202,16 +248,16 @@ class ColumnarOrderFlow:
         if self.snapshots:
             table = self.table
             keep = touched_rows[~np.isin(touched_rows, purged)] if len(purged) else touched_rows
-            for row in keep.tolist():
-                state = table.state_of(row)
-                out.snapshots[state["oid"]] = encode_state(state)
+            keep = keep[table.placed[keep]]
+            for order_id, raw in zip(table.oid[keep].tolist(), encode_rows(table, keep)):
+                out.snapshots[order_id] = raw
             for order_id in table.oid[purged].tolist():
                 out.snapshots[order_id] = None
         self.table.release(purged)
         return out
 
     # 2. apply -----------------------------------------------------------------------------
-    def _apply(self, batch: _Batch, events: list, groups: dict[str, list[int]], lookup: Lookup,
+    def _apply(self, batch: _Batch, decoded: Decoded, events: list, groups: dict[str, list[int]], lookup: Lookup,
                touched: list, changed: list) -> None:
         table = self.table
         rows_of = table.rows
@@ -244,7 +290,7 @@ class ColumnarOrderFlow:
         if n:
             fast_events.sort()
             picked = [events[i] for i in fast_events]
-            fast = self._columns(picked)
+            fast = self._columns(picked, decoded)
             slow_rows = self._not_common(fast)
             if len(slow_rows):
                 keep = ~np.isin(fast["row"], slow_rows)
@@ -258,30 +304,31 @@ class ColumnarOrderFlow:
             rows = self._apply_columns(fast)
             touched.append(rows)
             changed.append(rows)
-            for record, event in picked:
-                batch.out.rows.add("events_raw", _raw_row(event["event_id"], event["kind"], event["ts_ms"],
-                                                          event["order_id"], record.value.decode(),
-                                                          (record.topic, record.partition, record.offset)))
+            batch.out.rows.add_columns("events_raw", _raw_columns(picked, decoded))
         if slow:
-            done_rows, changed_rows = self._apply_slow(batch, events, groups, slow)
+            done_rows, changed_rows = self._apply_slow(batch, decoded, events, groups, slow)
             touched.append(done_rows)
             changed.append(changed_rows)
         # unplaced rows left (an order id new to this batch whose events all went the slow way) are freed there
 
-    def _columns(self, picked: list) -> dict:
+    def _columns(self, picked: list, decoded: Decoded) -> dict:
+        """The picked events as columns, from their decoded lines."""
         rows_of = self.table.rows
         n = len(picked)
-        row = np.fromiter((rows_of[e["order_id"]] for _, e in picked), dtype=np.int64, count=n)
-        kind = np.fromiter((KIND_CODE[e["kind"]] for _, e in picked), dtype=np.int8, count=n)
-        ts = np.fromiter((e["ts_ms"] for _, e in picked), dtype=np.int64, count=n)
-        h = np.fromiter((event_hash(e["event_id"]) for _, e in picked), dtype=np.int64, count=n)
-        fp = np.fromiter((fast_fingerprint(e) for _, e in picked), dtype=np.int64, count=n)
-        qty = np.fromiter((e["confirmed_quantity"] if k == RESPONSE else e.get("quantity", 0)
-                           for (_, e), k in zip(picked, kind.tolist())), dtype=np.int64, count=n)
-        recv = np.fromiter((e.get("received_ms", 0) for _, e in picked), dtype=np.int64, count=n)
-        part = np.fromiter((r.partition for r, _ in picked), dtype=np.int32, count=n)
-        return {"row": row, "kind": kind, "ts": ts, "hash": h, "fp": fp, "qty": qty, "recv": recv, "part": part,
-                "event": [e for _, e in picked]}
+        lines = [line for _, line, _ in picked]
+        at = [i for _, _, i in picked]
+        times, received = decoded.ts_ms, decoded.received_ms
+        ts_list = [times[i] for i in at]
+        recv_list = [received[i] for i in at]
+        row = np.fromiter((rows_of[line.order_id] for line in lines), dtype=np.int64, count=n)
+        kind = np.fromiter((LINE_KIND[type(line)] for line in lines), dtype=np.int8, count=n)
+        h = np.fromiter((event_hash(line.event_id) for line in lines), dtype=np.int64, count=n)
+        fp = np.fromiter((LINE_FINGERPRINT[type(line)](line, ts, recv)
+                          for line, ts, recv in zip(lines, ts_list, recv_list)), dtype=np.int64, count=n)
+        qty = np.fromiter((LINE_QUANTITY[type(line)](line) for line in lines), dtype=np.int64, count=n)
+        part = np.fromiter((record.partition for record, _, _ in picked), dtype=np.int32, count=n)
+        return {"row": row, "kind": kind, "ts": np.array(ts_list, dtype=np.int64), "hash": h, "fp": fp, "qty": qty,
+                "recv": np.array(recv_list, dtype=np.int64), "part": part, "event": lines}
 
     def _not_common(self, fast: dict) -> np.ndarray:
         """Rows whose events of this batch must go through the per-event core."""
@@ -334,9 +381,9 @@ class ColumnarOrderFlow:
             of = t.names.of
             placed = [events[i] for i in is_order.tolist()]
             for name in _CODED:
-                t.col[name][r] = [of(e[name]) for e in placed]
+                t.col[name][r] = [of(getattr(e, name)) for e in placed]
             for name in ("grassroots", "vbp", "quantity", "unit_price"):
-                t.col[name][r] = [e[name] for e in placed]
+                t.col[name][r] = [getattr(e, name) for e in placed]
             t.ordered_at[r] = ts[is_order]
             t.placed[r] = True
             # the partition of the order's first event read (as the per-event core's setdefault)
@@ -354,10 +401,10 @@ class ColumnarOrderFlow:
             if len(first):
                 chosen = [events[i] for i in first.tolist()]
                 t.resp_ts[r] = ts[first]
-                t.resp_eid[r] = [e["event_id"] for e in chosen]
-                t.resp_dec[r] = [DECISION_CODE[e["decision"]] for e in chosen]
+                t.resp_eid[r] = [e.event_id for e in chosen]
+                t.resp_dec[r] = [DECISION_CODE[e.decision] for e in chosen]
                 t.resp_conf[r] = qty[first]
-                t.resp_reason[r] = [-1 if e.get("reason") is None else t.names.of(e["reason"]) for e in chosen]
+                t.resp_reason[r] = [-1 if e.reason is None else t.names.of(e.reason) for e in chosen]
         pick = np.flatnonzero(kind == SHIPMENT)
         if len(pick):
             r = row[pick]
@@ -372,14 +419,14 @@ class ColumnarOrderFlow:
             current = np.where(t.recv == NULL, NEVER, t.recv)
             np.minimum.at(current, r, recv)
             t.recv[r] = current[r]
-            np.add.at(t.qty, r, qty[pick])
+            np.add.at(t.qty, r, qty[pick].astype(t.qty.dtype))
             np.add.at(t.arrs, r, 1)
             first = pick[_first_per_row(r, ts[pick])]
             r1 = row[first]
             win = (t.arr_ts[r1] == NULL) | (ts[first] < t.arr_ts[r1])
             first, r1 = first[win], r1[win]
             t.arr_ts[r1] = ts[first]
-            t.arr_eid[r1] = [events[i]["event_id"] for i in first.tolist()]
+            t.arr_eid[r1] = [events[i].event_id for i in first.tolist()]
             late = pick[ts[pick] - recv > self.confirmation_ms]
             if len(late):
                 first = late[_first_per_row(row[late], ts[late])]
@@ -388,14 +435,14 @@ class ColumnarOrderFlow:
                 first, r1 = first[win], r1[win]
                 chosen = [events[i] for i in first.tolist()]
                 t.lc_ts[r1] = ts[first]
-                t.lc_eid[r1] = [e["event_id"] for e in chosen]
-                t.lc_inst[r1] = [t.names.of(e["institution_id"]) for e in chosen]
+                t.lc_eid[r1] = [e.event_id for e in chosen]
+                t.lc_inst[r1] = [t.names.of(e.institution_id) for e in chosen]
                 t.lc_recv[r1] = fast["recv"][first]
         rows = np.unique(row)
         self._schedule(rows)
         return rows
 
-    def _apply_slow(self, batch: _Batch, events: list, groups: dict[str, list[int]],
+    def _apply_slow(self, batch: _Batch, decoded: Decoded, events: list, groups: dict[str, list[int]],
                     order_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The per-event core, event by event, for these orders' events of the batch."""
         t, lc, out = self.table, self.lifecycle, batch.out
@@ -408,7 +455,8 @@ class ColumnarOrderFlow:
                 state = self.pending.get(order_id) or new_state(order_id)
             moved = fact_changed = False
             for i in groups[order_id]:
-                record, event = events[i]
+                record, _, at = events[i]
+                event = decoded.event(at)
                 source = (record.topic, record.partition, record.offset)
                 text = record.value.decode()
                 event["raw"], event["src"] = text, source
@@ -502,63 +550,50 @@ class ColumnarOrderFlow:
         return rows[purge]
 
     # 4. emit --------------------------------------------------------------------------------------
-    def _facts(self, rows: np.ndarray) -> list[dict]:
-        """The `order_facts` rows of these placed rows (as `OrderLifecycle.fact`)."""
+    def _fact_columns(self, rows: np.ndarray) -> Columns:
+        """The `order_facts` rows of these placed rows (as `OrderLifecycle.fact`), as
+        columns: a list per column, built from the table's columns at once."""
         t = self.table
-        names = t.names.names
+        names = np.array(t.names.names + [None], dtype=object)  # code -1: None
         response, _, delivery = self._deadlines(rows)
-        resp_ts, recv, passed = t.resp_ts[rows], t.recv[rows], t.passed[rows]
+        at, resp_ts, recv, passed = t.ordered_at[rows], t.resp_ts[rows], t.recv[rows], t.passed[rows]
+        answered = resp_ts != NULL
         rejected = t.resp_dec[rows] == REJECTED
         on_time = np.where(rejected, 0, np.where(recv != NULL, (recv <= delivery).astype(np.int64),
                                                  np.where(passed & DELIVERY_DEADLINE, 0, -1)))
-        has_resp = resp_ts != NULL
-        at = t.ordered_at[rows]
-        hours = np.where(has_resp, (resp_ts - at) / HOUR_MS, np.nan)
-        cols = {name: t.col[name][rows].tolist() for name in
-                ("institution_id", "region_code", "area", "grassroots", "distributor_id", "manufacturer_id",
-                 "product_id", "product_kind", "vbp", "quantity", "unit_price", "oid", "resp_dec", "resp_conf",
-                 "resp_reason", "ship", "arr_ts", "qty", "ships", "arrs")}
-        out = []
-        for i, (oat, rts, rc, dl, rdl, ot, hr, version) in enumerate(zip(
-                at.tolist(), resp_ts.tolist(), recv.tolist(), delivery.tolist(), response.tolist(),
-                on_time.tolist(), hours.tolist(), (t.n[rows] * 8 + passed).tolist())):
-            answered = rts != NULL
-            reason = cols["resp_reason"][i]
-            ship, arr = cols["ship"][i], cols["arr_ts"][i]
-            out.append({
-                "institution_id": names[cols["institution_id"][i]], "region_code": names[cols["region_code"][i]],
-                "area": names[cols["area"][i]], "grassroots": cols["grassroots"][i],
-                "distributor_id": names[cols["distributor_id"][i]],
-                "manufacturer_id": names[cols["manufacturer_id"][i]], "product_id": names[cols["product_id"][i]],
-                "product_kind": names[cols["product_kind"][i]], "vbp": cols["vbp"][i],
-                "quantity": cols["quantity"][i], "unit_price": cols["unit_price"][i],
-                "order_id": cols["oid"][i], "ordered_at": oat,
-                "responded_at": rts if answered else None,
-                "decision": DECISIONS[cols["resp_dec"][i]] if answered else None,
-                "confirmed_quantity": cols["resp_conf"][i] if answered else None,
-                "reject_reason": names[reason] if answered and reason >= 0 else None,
-                "first_shipped_at": None if ship == NULL else ship,
-                "first_received_at": None if rc == NULL else rc,
-                "first_confirmed_at": None if arr == NULL else arr,
-                "delivered_quantity": cols["qty"][i], "shipments": cols["ships"][i], "arrivals": cols["arrs"][i],
-                "deadline_at": dl, "response_deadline_at": rdl,
-                "on_time": None if ot == -1 else ot,
-                "response_hours": hr if answered else None,
-                "version": version,
-            })
-        return out
+        ship, arr = t.ship[rows], t.arr_ts[rows]
+        data = {name: names[t.col[name][rows]].tolist() for name in _CODED}
+        data.update({
+            "grassroots": t.grassroots[rows].tolist(), "vbp": t.vbp[rows].tolist(),
+            "quantity": t.quantity[rows].tolist(), "unit_price": t.unit_price[rows].tolist(),
+            "order_id": t.oid[rows].tolist(), "ordered_at": at.tolist(),
+            "responded_at": _present(resp_ts, answered),
+            "decision": _present(_DECISION_NAMES[t.resp_dec[rows]], answered),
+            "confirmed_quantity": _present(t.resp_conf[rows], answered),
+            "reject_reason": _present(names[t.resp_reason[rows]], answered),
+            "first_shipped_at": _present(ship, ship != NULL),
+            "first_received_at": _present(recv, recv != NULL),
+            "first_confirmed_at": _present(arr, arr != NULL),
+            "delivered_quantity": t.qty[rows].tolist(), "shipments": t.ships[rows].tolist(),
+            "arrivals": t.arrs[rows].tolist(),
+            "deadline_at": delivery.tolist(), "response_deadline_at": response.tolist(),
+            "on_time": _present(on_time, on_time != -1),
+            "response_hours": _present((resp_ts - at) / HOUR_MS, answered),
+            "version": (t.n[rows].astype(np.int64) * 8 + passed).tolist(),
+        })
+        return Columns(data, len(rows))
 
-    def _count_in_windows(self, rows: np.ndarray, facts: list[dict]) -> None:
+    def _count_in_windows(self, rows: np.ndarray, facts: Columns) -> None:
         """Each changed order's window contribution replaced by its current one, a
         batch at a time (`Windows.update_batch`, the contributions kept as columns)."""
         if not len(rows):
             return
         t = self.table
-        new = self.windows.update_batch(fact_columns(facts), t.part[rows], self._contributions(rows),
+        new = self.windows.update_batch(facts.data, t.part[rows], self._contributions(rows),
                                         ~t.c_set[rows], t.cv[rows])
         t.c[rows] = new[:, :WINDOW_COUNTS]
         t.c_hours[rows] = new[:, WINDOW_COUNTS]
-        t.cv[rows] = [fact["version"] for fact in facts]
+        t.cv[rows] = facts.data["version"]
         t.c_set[rows] = True
 
     def _contributions(self, rows: np.ndarray) -> np.ndarray:
@@ -569,12 +604,12 @@ class ColumnarOrderFlow:
     def _emit(self, batch: _Batch, rows: np.ndarray) -> None:
         out, t = batch.out, self.table
         rows = rows[t.placed[rows]] if len(rows) else rows
-        facts = self._facts(rows)
-        add = out.rows.add
+        fact_columns = self._fact_columns(rows)
+        out.rows.add_columns("order_facts", fact_columns)
+        facts = fact_columns.rows()  # the signals and alerts still read a dict per order
         signals = out.signals
         sg0, sg1 = t.sg0[rows].tolist(), t.sg1[rows].tolist()
         for i, fact in enumerate(facts):
-            add("order_facts", fact)
             (g0, r0), (g1, r1) = order_signals(fact)
             f0, f1 = fingerprint(r0), fingerprint(r1)
             if f0 != sg0[i]:
@@ -585,7 +620,7 @@ class ColumnarOrderFlow:
                 signals.setdefault(g1, {})[fact["order_id"]] = r1
         if len(rows):
             t.sg0[rows], t.sg1[rows] = sg0, sg1
-        self._count_in_windows(rows, facts)
+        self._count_in_windows(rows, fact_columns)
         self._alerts(out, rows, facts)
         if out.watermark is not None:
             self.windows.advance(out.watermark)
@@ -607,7 +642,7 @@ class ColumnarOrderFlow:
             lc_ts != NULL], axis=1)
         raised = np.stack([response, escalation, delivery, lc_ts], axis=1)
         resolved = np.stack([resp, resp, arr, np.full(len(rows), NULL)], axis=1)
-        differs = present & ~(t.al_set[rows] & (t.al_raised[rows] == raised) & (t.al_resolved[rows] == resolved))
+        differs = present & ~t.same_marks(rows, raised, resolved)
         which = np.flatnonzero(differs.any(axis=1))
         if not len(which):
             return
@@ -625,7 +660,7 @@ class ColumnarOrderFlow:
                 alert_row = order_alert_row(alert, fact, fact["version"])
                 out.rows.add("alerts", alert_row)
                 out.alerts.append(alert_row)
-                t.al_set[row, k], t.al_raised[row, k], t.al_resolved[row, k] = True, up, down
+                t.set_mark(row, k, up, None if down == NULL else down)
 
     # 5. marks: as the reference's
     _marks = ReferenceOrderFlow._marks

@@ -72,29 +72,42 @@ class Names:
         return code
 
 
-# column -> (dtype, fill for a new row)
+# column -> (dtype, fill for a new row). As narrow as the contract's bounds allow
+# (schemas/limits.py: quantities UInt32, shipments and arrivals UInt16 per order,
+# the flow sends an order past them through the per-event core): times stay int64
+# epoch ms, exact.
 _COLUMNS = {
     "part": (np.int32, 0), "placed": (np.bool_, False), "ordered_at": (np.int64, NULL),
-    "quantity": (np.int64, 0), "unit_price": (np.float64, 0.0),
-    "n": (np.int64, 0), "passed": (np.int64, 0), "next_due": (np.int64, NEVER),
-    "resp_ts": (np.int64, NULL), "resp_dec": (np.int8, 0), "resp_conf": (np.int64, 0), "resp_reason": (np.int32, -1),
-    "ship": (np.int64, NULL), "ships": (np.int64, 0),
-    "recv": (np.int64, NULL), "arr_ts": (np.int64, NULL), "qty": (np.int64, 0), "arrs": (np.int64, 0),
+    "quantity": (np.uint32, 0), "unit_price": (np.float64, 0.0),
+    "n": (np.int32, 0), "passed": (np.int8, 0), "next_due": (np.int64, NEVER),
+    "resp_ts": (np.int64, NULL), "resp_dec": (np.int8, 0), "resp_conf": (np.uint32, 0),
+    "resp_reason": (np.int32, -1),
+    "ship": (np.int64, NULL), "ships": (np.int32, 0),
+    "recv": (np.int64, NULL), "arr_ts": (np.int64, NULL), "qty": (np.uint32, 0), "arrs": (np.int32, 0),
     "lc_ts": (np.int64, NULL), "lc_inst": (np.int32, -1), "lc_recv": (np.int64, 0),
-    "sg0": (np.int64, -1), "sg1": (np.int64, -1), "cv": (np.int64, 0), "c_set": (np.bool_, False),
-    "c_hours": (np.float64, np.nan), "seen_n": (np.int64, 0),
+    "sg0": (np.int64, -1), "sg1": (np.int64, -1), "cv": (np.int32, 0), "c_set": (np.bool_, False),
+    "c_hours": (np.float64, np.nan), "seen_n": (np.int32, 0), "fp_n": (np.int32, 0),
 }
 _CODES = ("institution_id", "region_code", "area", "distributor_id", "manufacturer_id", "product_id", "product_kind")
 for _name in _CODES:
     _COLUMNS[_name] = (np.int32, -1)
 for _name in ("grassroots", "vbp"):
     _COLUMNS[_name] = (np.bool_, False)
+# al_*: the alert marks (each kind's raised and resolved instants last emitted), as
+# offsets from ordered_at (int32; both columns widened to int64 the first time one
+# does not fit), al_flags saying which are set (MARK_SET) and which are None.
+# seen_fp: content fingerprints (crc32, 32 bits), the first fp_n of a row's seen ids
+# known (states from before fingerprints were kept have fewer); c: the window
+# contribution's counts (0/1) and quantities (UInt32).
 _WIDE = {  # column -> (dtype, fill, width)
-    "seen_h": (np.int64, 0, SLOTS), "seen_fp": (np.int64, -1, SLOTS),
-    "al_set": (np.bool_, False, len(ALERT_KINDS)), "al_raised": (np.int64, NULL, len(ALERT_KINDS)),
-    "al_resolved": (np.int64, NULL, len(ALERT_KINDS)), "c": (np.int64, 0, WINDOW_COUNTS),
+    "seen_h": (np.int64, 0, SLOTS), "seen_fp": (np.uint32, 0, SLOTS),
+    "al_flags": (np.int8, 0, len(ALERT_KINDS)), "al_raised": (np.int32, 0, len(ALERT_KINDS)),
+    "al_resolved": (np.int32, 0, len(ALERT_KINDS)), "c": (np.uint32, 0, WINDOW_COUNTS),
 }
 _OBJECTS = ("oid", "resp_eid", "arr_eid", "lc_eid")
+
+
+MARK_SET, MARK_NO_RAISED, MARK_NO_RESOLVED = 1, 2, 4
 
 
 def _opt(value: int):
@@ -184,13 +197,14 @@ class OrderTable:
 
     # -- seen event ids -------------------------------------------------------------------
     def seen_of(self, row: int) -> tuple[list[int], list[int]]:
+        """The row's seen id hashes, and the fingerprints known (a prefix of them)."""
         n = int(self.seen_n[row])
         hashes = self.seen_h[row, :min(n, SLOTS)].tolist()
         prints = self.seen_fp[row, :min(n, SLOTS)].tolist()
         for h, fp in self.overflow.get(row, ()):
             hashes.append(h)
             prints.append(fp)
-        return hashes, prints
+        return hashes, prints[:int(self.fp_n[row])]
 
     def add_seen(self, rows: np.ndarray, hashes: np.ndarray, prints: np.ndarray) -> None:
         """Append (hash, fingerprint) to each row's seen ids, in the order given."""
@@ -202,29 +216,58 @@ class OrderTable:
         starts = np.r_[0, np.flatnonzero(np.diff(rows)) + 1]
         rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
         slot = self.seen_n[rows] + rank
+        # a fingerprint is known only after known ones (the per-event core's rule)
+        known = self.fp_n[rows] == self.seen_n[rows]
         inline = slot < SLOTS
         self.seen_h[rows[inline], slot[inline]] = hashes[inline]
         self.seen_fp[rows[inline], slot[inline]] = prints[inline]
         if not inline.all():
             for row, h, fp in zip(rows[~inline].tolist(), hashes[~inline].tolist(), prints[~inline].tolist()):
                 self.overflow.setdefault(row, []).append((h, fp))
+        np.add.at(self.fp_n, rows[known], 1)
         np.add.at(self.seen_n, rows, 1)
+
+    # -- alert marks ----------------------------------------------------------------------
+    def mark(self, row: int, k: int) -> list:
+        """[raised, resolved] of alert kind k last emitted for a (placed) row."""
+        base, flags = int(self.ordered_at[row]), int(self.al_flags[row, k])
+        return [None if flags & MARK_NO_RAISED else base + int(self.al_raised[row, k]),
+                None if flags & MARK_NO_RESOLVED else base + int(self.al_resolved[row, k])]
+
+    def set_mark(self, row: int, k: int, raised: int | None, resolved: int | None) -> None:
+        base = int(self.ordered_at[row])
+        up = 0 if raised is None else raised - base
+        down = 0 if resolved is None else resolved - base
+        wide = np.iinfo(self.al_raised.dtype)
+        if not (wide.min <= up <= wide.max and wide.min <= down <= wide.max):
+            for name in ("al_raised", "al_resolved"):
+                self.col[name] = self.col[name].astype(np.int64)
+            self.__dict__.update(self.col)
+        self.al_raised[row, k], self.al_resolved[row, k] = up, down
+        self.al_flags[row, k] = (MARK_SET | (MARK_NO_RAISED if raised is None else 0)
+                                 | (MARK_NO_RESOLVED if resolved is None else 0))
+
+    def same_marks(self, rows: np.ndarray, raised: np.ndarray, resolved: np.ndarray) -> np.ndarray:
+        """(rows, kinds): whether each kind's mark is set and is (raised, resolved)
+        (NULL: None), for placed rows."""
+        base = self.ordered_at[rows][:, None]
+        flags = self.al_flags[rows]
+        same_up = np.where(raised == NULL, (flags & MARK_NO_RAISED) != 0,
+                           ((flags & MARK_NO_RAISED) == 0) & (self.al_raised[rows] == raised - base))
+        same_down = np.where(resolved == NULL, (flags & MARK_NO_RESOLVED) != 0,
+                             ((flags & MARK_NO_RESOLVED) == 0) & (self.al_resolved[rows] == resolved - base))
+        return ((flags & MARK_SET) != 0) & same_up & same_down
 
     # -- one row as the per-event core's dict, and back -------------------------------------
     def state_of(self, row: int) -> dict:
         """The row as the per-event core's state dict (seen ids as their hashes)."""
         names = self.names.names
         hashes, prints = self.seen_of(row)
-        known = len(prints)
-        for i, fp in enumerate(prints):
-            if fp == -1:
-                known = i
-                break
-        state = {"oid": self.oid[row], "seen": HashedSeen(hashes), "fp": prints[:known], "n": int(self.n[row]),
+        state = {"oid": self.oid[row], "seen": HashedSeen(hashes), "fp": prints, "n": int(self.n[row]),
                  "passed": int(self.passed[row]), "alerts": {}, "p": int(self.part[row])}
         for k, kind in enumerate(ALERT_KINDS):
-            if self.al_set[row, k]:
-                state["alerts"][kind] = [_opt(self.al_raised[row, k]), _opt(self.al_resolved[row, k])]
+            if self.al_flags[row, k] & MARK_SET:
+                state["alerts"][kind] = self.mark(row, k)
         if not self.placed[row]:
             return state
         order = {}
@@ -269,10 +312,11 @@ class OrderTable:
         of = self.names.of
         seen, prints = state["seen"], state.get("fp", [])
         hashes = list.__iter__(seen) if isinstance(seen, HashedSeen) else map(event_hash, seen)
-        entries = [(h, prints[i] if i < len(prints) else -1) for i, h in enumerate(hashes)]
+        entries = [(h, prints[i] if i < len(prints) else 0) for i, h in enumerate(hashes)]
         self.seen_n[row] = len(entries)
+        self.fp_n[row] = min(len(prints), len(entries))
         self.seen_h[row] = 0
-        self.seen_fp[row] = -1
+        self.seen_fp[row] = 0
         for i, (h, fp) in enumerate(entries[:SLOTS]):
             self.seen_h[row, i], self.seen_fp[row, i] = h, fp
         if len(entries) > SLOTS:
@@ -280,18 +324,19 @@ class OrderTable:
         else:
             self.overflow.pop(row, None)
         self.n[row], self.passed[row], self.part[row] = state["n"], state["passed"], state["p"]
+        order = state["order"]
+        self.ordered_at[row] = order["ordered_at"]
         alerts = state.get("alerts", {})
         for k, kind in enumerate(ALERT_KINDS):
             mark = alerts.get(kind)
-            self.al_set[row, k] = mark is not None
-            self.al_raised[row, k] = NULL if mark is None or mark[0] is None else mark[0]
-            self.al_resolved[row, k] = NULL if mark is None or mark[1] is None else mark[1]
-        order = state["order"]
+            if mark is None:
+                self.al_flags[row, k] = 0
+            else:
+                self.set_mark(row, k, mark[0], mark[1])
         self.placed[row] = True
         for name in ORDER_FIELDS:
             value = order[name]
             self.col[name][row] = of(value) if name in _CODES else value
-        self.ordered_at[row] = order["ordered_at"]
         resp = state.get("resp")
         if resp:
             self.resp_ts[row], self.resp_eid[row] = resp[0], resp[1]
