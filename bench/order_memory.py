@@ -5,8 +5,11 @@ the order flow (supplymon/core/columnar_flow.py, as `replay --direct` runs it: n
 snapshots, the flow holds the states as columns) and prints the process's RSS
 growth per open order, with the table's own column bytes. `--reference` runs the
 per-event flow instead, its states kept as the direct replay kept them (orjson
-bytes per order in a dict); with neither flag both run, each in a process of its
-own (RSS is per process), and both are printed. After each batch the heap's free
+bytes per order in a dict); `--warnings` runs the columnar flow and the early
+warnings as `replay --direct` does (the signals of every order fed to them), the
+issue's "1,000,000 open orders with the early warnings on" without the store and
+the broker, and prints the process's whole RSS too. With no flag all three run,
+each in a process of its own (RSS is per process), and all are printed. After each batch the heap's free
 pages are given back as the worker and the direct replay do
 (supplymon/gcpolicy.py `release_free_heap`).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import json
 import os
 import subprocess
@@ -26,6 +30,7 @@ import orjson
 from bench.pipeline import rss_kib
 from supplymon.core.columnar_flow import OrderFlow
 from supplymon.core.flow import Partition, Record, ReferenceOrderFlow
+from supplymon.direct import DirectReplay, Progress
 from supplymon.gcpolicy import release_free_heap
 from supplymon.settings import HOUR_MS, Settings
 
@@ -50,11 +55,15 @@ def lines(n: int, at: int):
             "distributor_id": f"DST{n % 80:03d}", "decision": "accepted", "confirmed_quantity": 1 + n % 400})
 
 
-def measure(orders: int, reference: bool) -> dict:
+def measure(orders: int, mode: str) -> dict:
     settings = replace(Settings.from_env({}), partitions=1, allow_future=True)
     inputs = [Partition(topic, 0) for topic in settings.topics.inputs]
+    reference, warnings = mode == "reference", None
     if reference:
         flow, states = ReferenceOrderFlow.from_settings(settings, trust_rebuilt=True), {}
+    elif mode == "warnings":
+        replay, states = DirectReplay(settings, None, Progress(io.StringIO())), None
+        flow, warnings = replay.flow, replay
     else:
         flow, states = OrderFlow.from_settings(settings, trust_rebuilt=True, snapshots=False), None
     flow.restore(inputs, ())
@@ -69,7 +78,10 @@ def measure(orders: int, reference: bool) -> dict:
             for topic, value in lines(n, T0 + n * span // orders):
                 records.append(Record(topic, 0, offset, 0, None, value))
                 offset += 1
-        out = flow.process(records, inputs, (states or {}).get, 0)
+        if warnings is not None:
+            out = warnings.step(records, 0)
+        else:
+            out = flow.process(records, inputs, (states or {}).get, 0)
         if states is not None:
             for order_id, snapshot in out.snapshots.items():
                 states[order_id] = snapshot
@@ -79,7 +91,7 @@ def measure(orders: int, reference: bool) -> dict:
     gc.collect()
     grown = (rss_kib(os.getpid(), "VmRSS") - base) * 1024
     result = {"orders": orders, "open": len(flow), "rss_bytes_per_order": grown / orders,
-              "seconds": time.perf_counter() - started}
+              "rss_bytes": rss_kib(os.getpid(), "VmRSS") * 1024, "seconds": time.perf_counter() - started}
     if not reference:
         result["column_bytes_per_order"] = flow.table.nbytes() / orders
     return result
@@ -92,6 +104,7 @@ def _print(name: str, result: dict) -> None:
     if "column_bytes_per_order" in result:
         print(f"    of which the table's columns   {result['column_bytes_per_order']:>12,.0f} B (capacity doubled)")
     print(f"  RSS growth for the whole         {result['rss_bytes_per_order'] * result['orders'] / 2**20:>12,.0f} MiB")
+    print(f"  the process's RSS then           {result['rss_bytes'] / 2**20:>12,.0f} MiB")
     print(f"  time                             {result['seconds']:>12,.1f} s")
 
 
@@ -100,16 +113,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--reference", action="store_true", help="only the per-event flow and its dict store")
     parser.add_argument("--columns", action="store_true", help="only the columnar flow")
+    parser.add_argument("--warnings", action="store_true", help="only the columnar flow with the early warnings")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    if args.reference or args.columns:
-        result = measure(args.orders, args.reference)
+    names = {"columns": "columnar flow (OrderTable)", "reference": "per-event flow, dict store",
+             "warnings": "columnar flow and the early warnings (as replay --direct, no store)"}
+    mode = next((m for m in names if getattr(args, m)), None)
+    if mode is not None:
+        result = measure(args.orders, mode)
         if args.json:
             print(json.dumps(result))
         else:
-            _print("per-event flow, dict store" if args.reference else "columnar flow", result)
+            _print(names[mode], result)
         return 0
-    for name, flag in (("columnar flow (OrderTable)", "--columns"), ("per-event flow, dict store", "--reference")):
+    for mode, name in names.items():
+        flag = f"--{mode}"
         done = subprocess.run([sys.executable, "-m", "bench.order_memory", "--orders", str(args.orders), flag,
                                "--json"], check=True, capture_output=True, text=True)
         _print(name, json.loads(done.stdout))
