@@ -1,17 +1,20 @@
 """The order-lifecycle agent: the Kafka shell around the order dataflow
-(supplymon/core/flow.py: decode, apply, advance, emit, marks, snapshots).
+(supplymon/core/columnar_flow.py: decode, apply, advance, emit, marks, snapshots).
 
 Per batch, `process()`:
 1. intake: a whole fetched batch of the input topics (streams/batches.py: aiokafka's
    records by partition, no Faust messages), the records that continue each
    partition's sequence from the group's commit (agents/sequence.py);
-2. the flow: order states read from `unsettled` or the table, the batch's rows,
-   alerts, dead letters, signals, marks and changed states out;
+2. the flow: the order states it holds (as columns; an order it does not hold
+   read from `unsettled`), the batch's rows, alerts, dead letters, signals, marks
+   and changed states out;
 3. write-behind: the batch is handed to the sink (agents/sink.py), which stores
    its rows (retried until stored) while the next batch is computed;
 then, once its rows are stored, `announce()` sends its alerts and dead letters,
 and `finish()`, in batch order, its signals for the early warnings
-(agents/warnings.py), writes its states to the table (its changelog) and
+(agents/warnings.py), writes its states to the table's changelog (not to its
+store: the flow holds them; after a rebalance the store holds what Faust's
+recovery read back of the partitions newly assigned, added to the flow) and
 acknowledges, per partition, the offset after its last record processed; the
 batches of one insert are finished together (one wait for the deliveries of all
 their signals, one changelog write), while the next insert runs.
@@ -101,9 +104,13 @@ def _reassigned() -> None:
     assigned = _assigned_inputs()
     continuity.forget()  # each partition starts again at the group's commit (agents/sequence.follow)
     order_changelog.keep_only({tp.partition for tp in assigned})
-    count = flow.restore(assigned, order_state.items())
-    metrics.open_orders.set(count)
-    log.info("due index and windows rebuilt from %d order states", count)
+    # The table's store holds only what Faust's recovery read back of the partitions
+    # newly assigned (the flow holds the states, `finish` does not keep a copy):
+    # added to the flow, which keeps the orders of the partitions it still holds.
+    count = flow.restore(assigned, order_state.items(), keep_held=True)
+    order_changelog.clear()  # now in the flow
+    metrics.open_orders.set(len(flow))
+    log.info("%d order states read back; %d open orders held", count, len(flow))
 
 
 # The alerts whose rows the store refused in the insert just written: `send_refused`
@@ -236,7 +243,7 @@ async def finish(batches: list[Batch], insert_started: float, insert_ended: floa
     for batch in batches:
         snapshots.update(batch.out.snapshots)  # a later batch's state of an order replaces an earlier's
     # Both delivered before the acknowledgements; neither waits for the other.
-    await asyncio.gather(_send_signals([batch.out for batch in batches]), order_changelog.write(snapshots))
+    await asyncio.gather(_send_signals([batch.out for batch in batches]), order_changelog.write(snapshots, hold=False))
     for order_id, snapshot in snapshots.items():
         if unsettled.get(order_id, b"") is snapshot:  # no later batch changed it since
             del unsettled[order_id]

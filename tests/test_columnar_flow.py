@@ -167,6 +167,38 @@ def test_restart_from_snapshots_goes_on_unchanged(source):
         pair.assert_same(records, now_ms)
 
 
+def test_a_rebalance_keeps_the_orders_still_held_and_adds_those_read_back():
+    """The Kafka shell keeps no copy of the states: after a rebalance the flow keeps
+    the orders of the partitions it still holds, drops the others, and adds the
+    states read back for a partition assigned again. Partition 1 taken away, then
+    given back with its snapshots: the rest gives what one flow gives."""
+    settings = _settings()
+    lines = history(8_000, seed=7)
+    inputs, batches = _batches(settings, lines, 400)
+    pair = SideBySide(settings, inputs)
+    held: dict[str, bytes] = {}
+    half = len(batches) // 2
+    for _, records, now_ms in batches[:half]:
+        _, got = pair.step(records, now_ms)
+        for order_id, snapshot in got.snapshots.items():
+            if snapshot is None:
+                held.pop(order_id, None)
+            else:
+                held[order_id] = snapshot
+    flow = pair.columnar
+    one = {order_id: raw for order_id, raw in held.items() if decode_state(raw)["p"] == 1}
+    assert one and len(one) < len(held) == len(flow)
+    assert flow.restore([tp for tp in inputs if tp.partition != 1], (), keep_held=True) == 0
+    assert len(flow) == len(held) - len(one) and not set(one) & set(flow.table.rows)
+    # given back: only its states are read back (a stale state of an order held is not taken)
+    stale = next(order_id for order_id in held if order_id not in one)
+    assert flow.restore(inputs, [*one.items(), (stale, held[stale])], keep_held=True) == len(one) + 1
+    assert len(flow) == len(held)
+    pair.reference.restore(inputs, pair.states.items())
+    for _, records, now_ms in batches[half:]:
+        pair.assert_same(records, now_ms)
+
+
 def test_table_rows_are_reused_and_the_state_round_trips():
     table = OrderTable(capacity=2)
     rows = table.allocate(["a", "b", "c"])

@@ -162,18 +162,30 @@ class ColumnarOrderFlow:
         return len(self.table) + len(self.pending)
 
     # -- a new assignment ----------------------------------------------------------------
-    def restore(self, assigned: Iterable[Partition], states: Iterable[tuple[str, bytes]]) -> int:
+    def restore(self, assigned: Iterable[Partition], states: Iterable[tuple[str, bytes]],
+                keep_held: bool = False) -> int:
+        """Start over on `assigned` with the order states given; how many were given.
+        `keep_held`: the orders of the partitions still assigned are kept as they are
+        and `states` only adds those of partitions newly assigned (the Kafka shell
+        keeps no second copy of what the flow holds: agents/lifecycle.py); an order
+        already held is not replaced by a state given for it."""
+        assigned = list(assigned)
         self.stream_time.forget(assigned)
         self.marked.clear()
-        self.table.clear()
-        self.pending.clear()
-        self.pending_due.clear()
         self.windows.clear()
+        if keep_held:
+            self._keep_only({tp.partition for tp in assigned})
+        else:
+            self.table.clear()
+            self.pending.clear()
+            self.pending_due.clear()
         placed: list[tuple[str, dict]] = []
         compact: list[tuple[str, bytes]] = []  # placed orders' compact rows, loaded at once
         count = 0
         for order_id, raw in states:
             count += 1
+            if order_id in self.table.rows or order_id in self.pending:
+                continue
             if is_compact(raw):
                 compact.append((order_id, raw))
                 continue
@@ -186,12 +198,26 @@ class ColumnarOrderFlow:
             rows = self.table.allocate([order_id for order_id, _ in placed])
             for row, (_, state) in zip(rows.tolist(), placed):
                 self.table.put(row, state)
-            rows = np.concatenate([rows, load_rows(self.table, compact)])
-            self._schedule(rows)
-            counted = rows[self.table.c_set[rows]]
+            self._schedule(np.concatenate([rows, load_rows(self.table, compact)]))
+        # the window parts are derived: counted again from every order held
+        rows = self._held_rows()
+        counted = rows[self.table.c_set[rows]]
+        if len(counted):
             self.windows.restore_batch(self._fact_columns(counted).data, self.table.part[counted],
                                        self._contributions(counted), self.table.cv[counted])
         return count
+
+    def _held_rows(self) -> np.ndarray:
+        rows = self.table.rows
+        return np.fromiter(rows.values(), dtype=np.int64, count=len(rows))
+
+    def _keep_only(self, partitions: set[int]) -> None:
+        """Drop the orders of partitions no longer assigned (placed or not)."""
+        rows = self._held_rows()
+        self.table.release(rows[~np.isin(self.table.part[rows], np.fromiter(partitions, dtype=np.int64))])
+        for order_id in [order_id for order_id, state in self.pending.items() if state.get("p") not in partitions]:
+            del self.pending[order_id]
+            self.pending_due.schedule(order_id, None)
 
     def _hold(self, order_id: str, state: dict) -> None:
         self.pending[order_id] = state
