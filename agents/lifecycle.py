@@ -42,11 +42,11 @@ from streams.batches import FetchedBatch, next_offsets
 from streams.continuity import OffsetContinuity
 from streams.monitor import after_rebalance
 from supplymon import metrics
-from supplymon.refusals import refused_alerts
 from supplymon.core.columnar_flow import OrderFlow
 from supplymon.core.flow import BatchOutput, dead_headers
 from supplymon.core.signals import pack
 from supplymon.gcpolicy import release_free_heap
+from supplymon.refusals import refused_alerts
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ async def process(fetched: FetchedBatch) -> None:
     global _index_stale
     clock = BatchClock(fetched.fetched_at)
     if _index_stale:
-        await write_behind.drain()  # the table has every state before it is read whole
+        await write_behind.drain()  # every batch finished (its states in the changelog) first
         _index_stale = False
         _reassigned()
     # The wall clock, read once per batch, only to refuse stamps from the future (intake).

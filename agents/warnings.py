@@ -31,8 +31,8 @@ from streams.app import (alerts_topic, app, changelog_producer, group_partition,
                          warning_changelog, warning_state)
 from streams.continuity import OffsetContinuity
 from supplymon import metrics
-from supplymon.refusals import refused_alerts
 from supplymon.core.early_warnings import EarlyWarnings
+from supplymon.refusals import refused_alerts
 
 log = logging.getLogger(__name__)
 
