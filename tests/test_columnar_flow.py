@@ -140,13 +140,11 @@ def test_hostile_mix_takes_both_paths():
         "conflicting_duplicate", "inconsistent", "orphan"}
 
 
-@pytest.mark.parametrize("source", ["columnar", "reference"])
-def test_restart_from_snapshots_goes_on_unchanged(source):
-    """Half a history, then a new flow restored from the snapshots (the columnar
-    flow's own, or the reference's orjson dicts): the rest gives what one flow gives."""
+def _first_half(seed: int, source: str):
+    """Both flows over the first half of a history; the snapshots held after it (the
+    columnar flow's own, or the reference's), and the second half's batches."""
     settings = _settings()
-    lines = history(8_000, seed=5)
-    inputs, batches = _batches(settings, lines, 400)
+    inputs, batches = _batches(settings, history(8_000, seed=seed), 400)
     pair = SideBySide(settings, inputs)
     held: dict[str, bytes] = {}
     half = len(batches) // 2
@@ -157,13 +155,21 @@ def test_restart_from_snapshots_goes_on_unchanged(source):
                 held.pop(order_id, None)
             else:
                 held[order_id] = snapshot
+    return settings, inputs, pair, held, batches[half:]
+
+
+@pytest.mark.parametrize("source", ["columnar", "reference"])
+def test_restart_from_snapshots_goes_on_unchanged(source):
+    """Half a history, then a new flow restored from the snapshots (the columnar
+    flow's own, or the reference's orjson dicts): the rest gives what one flow gives."""
+    settings, inputs, pair, held, rest = _first_half(seed=5, source=source)
     assert held
     restarted = OrderFlow.from_settings(settings, trust_rebuilt=True)
     assert restarted.restore(inputs, held.items()) == len(held)
     # the reference restarts too, from its states (stream time is forgotten on both)
     pair.reference.restore(inputs, pair.states.items())
     pair.columnar = restarted
-    for _, records, now_ms in batches[half:]:
+    for _, records, now_ms in rest:
         pair.assert_same(records, now_ms)
 
 
@@ -172,19 +178,7 @@ def test_a_rebalance_keeps_the_orders_still_held_and_adds_those_read_back():
     the orders of the partitions it still holds, drops the others, and adds the
     states read back for a partition assigned again. Partition 1 taken away, then
     given back with its snapshots: the rest gives what one flow gives."""
-    settings = _settings()
-    lines = history(8_000, seed=7)
-    inputs, batches = _batches(settings, lines, 400)
-    pair = SideBySide(settings, inputs)
-    held: dict[str, bytes] = {}
-    half = len(batches) // 2
-    for _, records, now_ms in batches[:half]:
-        _, got = pair.step(records, now_ms)
-        for order_id, snapshot in got.snapshots.items():
-            if snapshot is None:
-                held.pop(order_id, None)
-            else:
-                held[order_id] = snapshot
+    _, inputs, pair, held, rest = _first_half(seed=7, source="columnar")
     flow = pair.columnar
     one = {order_id: raw for order_id, raw in held.items() if decode_state(raw)["p"] == 1}
     assert one and len(one) < len(held) == len(flow)
@@ -195,7 +189,7 @@ def test_a_rebalance_keeps_the_orders_still_held_and_adds_those_read_back():
     assert flow.restore(inputs, [*one.items(), (stale, held[stale])], keep_held=True) == len(one) + 1
     assert len(flow) == len(held)
     pair.reference.restore(inputs, pair.states.items())
-    for _, records, now_ms in batches[half:]:
+    for _, records, now_ms in rest:
         pair.assert_same(records, now_ms)
 
 
