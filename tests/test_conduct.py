@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from supplymon.core.alerts import warning_alert_row
-from supplymon.core.conduct import ManufacturerConduct, RegionPrices, add_point, city_of
+from supplymon.core.conduct import ManufacturerConduct, RegionPrices, add_point, add_point_by_sort, city_of
 from supplymon.core.signals import delivery_record, supply_record
 from supplymon.core.warnings import DeliveryRateMonitor, ManufacturerWatch
 from supplymon.core.windows import DAY_MS as D
@@ -190,9 +190,8 @@ def test_a_day_keeps_only_its_running_lowest_prices_from_either_end():
 @given(orders=st.lists(st.tuples(st.integers(0, 30), st.sampled_from((9.0, 10.0, 10.0, 11.0, 12.5))), max_size=40))
 def test_a_days_points_equal_the_sorted_reference(orders):
     """`add_point` (its fast path for the day's latest order included) keeps the same
-    points as the sort of all points (the reference), in any order of arrival."""
-    from tests.warnings_records_reference import add_point_by_sort
-
+    points as the sort of all points (`add_point_by_sort`, its general path), in any
+    order of arrival."""
     points, reference = (), []
     for ts, price in orders:
         points = tuple(add_point(points, ts, price))

@@ -10,12 +10,11 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from typing import Callable, Iterable
+from typing import Iterable
 
-from supplymon.core import conduct
-from supplymon.core.signals import (ANSWERED_AT, CONFIRMED, D_ORDERED_AT, DEADLINE, DECISION, DISTRIBUTOR, GRASSROOTS,
-                                    INSTITUTION, ON_TIME_SINCE, ORDERED_AT, QUANTITY, REASON, delivery_record)
-from supplymon.core.warnings import DAILY, DEFAULT_RULES, Episode, Transition
+from supplymon.core.signals import (ANSWERED_AT, CONFIRMED, D_ORDERED_AT, DEADLINE, DECISION, DISTRIBUTOR, INSTITUTION,
+                                    ORDERED_AT, QUANTITY, REASON, delivery_record)
+from supplymon.core.warnings import DAILY, DEFAULT_RULES, DeliveryRateMonitor, ProductRegion, Transition
 from supplymon.core.windows import DAY_MS
 from supplymon.settings import HOUR_MS, Rules
 
@@ -74,47 +73,23 @@ class ShortageSweep:
         return len({institution for start, end, institution in self.turned_away if start <= t < end})
 
 
-class RecordsProductRegion:
-    """One product in one region: `supply_shortage` and `demand_surge`.
-
-    Records: order_id -> supply_record (core/signals.py): institution, ordered at,
-    quantity, distributor, first answer's ts, decision, confirmed, reason (the
-    answer fields None until answered).
+class RecordsProductRegion(ProductRegion):
+    """One product in one region: `supply_shortage` and `demand_surge`, its records
+    held as order_id -> supply_record (core/signals.py). The rules themselves (the
+    figures, the conditions, the instants' bookkeeping) are `ProductRegion`'s; what
+    is overridden is the storage and the advance on it.
     """
 
-    # Slots: a subject's attributes without a dict of its own (~1 KB less per subject).
-    __slots__ = ("shortage_window", "shortage_institutions", "shortage_min_answered", "shortage_fill_rate", "recent",
-                 "surge_min_orders", "surge_factor", "surge_min_days", "surge_max_days", "offsets", "records",
-                 "index", "_prefix", "_sweep", "first_order", "now", "late", "answers", "shortage", "surge")
+    __slots__ = ("records", "index", "_prefix", "_sweep")  # records and index: where the parent has views
 
     def __init__(self, rules: Rules = DEFAULT_RULES):
-        self.shortage_window = rules.ms("shortage_window_hours")
-        self.shortage_institutions = int(rules.shortage_institutions)
-        self.shortage_min_answered = int(rules.shortage_min_answered_orders)
-        self.shortage_fill_rate = rules.shortage_fill_rate_below
-        self.recent = rules.ms("surge_window_hours")
-        self.surge_min_orders = int(rules.surge_min_orders)
-        self.surge_factor = rules.surge_factor
-        self.surge_min_days = int(rules.surge_min_history_days)
-        self.surge_max_days = int(rules.surge_max_history_days)
-        # An order changes a figure when it enters a window and when it leaves one: at
-        # `ordered_at` plus each of these (the longest is also when it leaves memory).
-        self.offsets = tuple(sorted({0, self.shortage_window, self.recent,
-                                     self.recent + self.surge_max_days * DAY_MS}))
+        super().__init__(rules)
         self.records: dict[str, list] = {}
         self.index: list[tuple[int, str]] = []  # (ordered_at, order_id), sorted
         # Running sums of the orders' quantities along `index` (None: rebuilt when next
         # needed), so a window's quantity is a difference of two, not a sum over 28 days.
         self._prefix: list[int] | None = None
         self._sweep: ShortageSweep | None = None  # made during an advance, dropped after it
-        self.first_order: int | None = None
-        self.now: int | None = None
-        self.late = False  # a record changed at or before `now`: evaluate at now + 1
-        # First answers still ahead of `now` (a heap, popped once passed): the other
-        # instants follow from `index` and `first_order` (see _next_instant).
-        self.answers: list[int] = []
-        self.shortage = Episode(rules.ms("shortage_quiet_hours"))
-        self.surge = Episode(rules.ms("surge_quiet_hours"))
 
     # -- input -------------------------------------------------------------------
     def upsert(self, order_id: str, record: list) -> bool:
@@ -168,34 +143,6 @@ class RecordsProductRegion:
             prefix = self._prefix = [0, *itertools.accumulate(records[oid][QUANTITY] for _, oid in self.index)]
         return prefix[hi] - prefix[lo]
 
-    def shortage_figures(self, t: int) -> dict:
-        turned_away, answered, ordered, confirmed, distributors = set(), 0, 0, 0, set()
-        for rec in self._since(t - self.shortage_window, t):
-            if rec[ANSWERED_AT] is None or rec[ANSWERED_AT] > t:
-                continue
-            answered += 1
-            ordered += rec[QUANTITY]
-            confirmed += rec[CONFIRMED]
-            if rec[DECISION] in ("rejected", "partial") and rec[REASON] == "out_of_stock":
-                turned_away.add(rec[INSTITUTION])
-                distributors.add(rec[DISTRIBUTOR])
-        return {"institutions_out_of_stock": sorted(turned_away), "answered_orders": answered,
-                "ordered_quantity": ordered, "confirmed_quantity": confirmed,
-                "fill_rate": round(confirmed / ordered, 4) if ordered else None,
-                "distributors": sorted(distributors), "window_hours": self.shortage_window / HOUR_MS}
-
-    def shortage_holds(self, f: dict) -> bool:
-        return self._shortage_condition(f["answered_orders"], f["ordered_quantity"], f["confirmed_quantity"],
-                                        lambda: len(f["institutions_out_of_stock"]))
-
-    def _shortage_condition(self, answered: int, ordered: int, confirmed: int,
-                            institutions: Callable[[], int]) -> bool:
-        """The rule: a low fill rate over enough answered orders, or enough institutions
-        turned away for lack of stock (counted only if the fill rate does not decide)."""
-        if answered >= self.shortage_min_answered and confirmed < self.shortage_fill_rate * ordered:
-            return True
-        return institutions() >= self.shortage_institutions
-
     def shortage_holds_at(self, t: int) -> bool:
         """`shortage_holds(shortage_figures(t))`; a busy subject answers it from a
         sweep made once per advance instead of a pass over its window per instant."""
@@ -223,11 +170,6 @@ class RecordsProductRegion:
                     turned_away.add(rec[INSTITUTION])
         return self._shortage_condition(answered, ordered, confirmed, turned_away.__len__)
 
-    def history_days(self, t: int) -> int:
-        if self.first_order is None:
-            return 0
-        return min(self.surge_max_days, max(0, (t - self.recent - self.first_order) // DAY_MS))
-
     def surge_figures(self, t: int, distributors: bool = True) -> dict:
         """The surge's figures at `t`; the distributors of the last 24 h (a scan) only
         if asked: they are details, not needed to know whether the surge holds."""
@@ -245,24 +187,6 @@ class RecordsProductRegion:
             figures["baseline_mean_daily_quantity"] = round(baseline / days, 3)
             figures["baseline_quantity"] = baseline
         return figures
-
-    def surge_holds_at(self, t: int) -> bool:
-        """`surge_holds(surge_figures(t))`, without the figures' dict: a subject with
-        fewer orders in 24 h than a surge needs (most instants) answers from two
-        bisections, no sums."""
-        lo, hi = self._span(t - self.recent, t)
-        if hi - lo < self.surge_min_orders:
-            return False
-        days = self.history_days(t)
-        if days < self.surge_min_days:
-            return False
-        baseline = self._quantity(self._span(t - self.recent - days * DAY_MS, t - self.recent)[0], lo)
-        return self._quantity(lo, hi) > self.surge_factor * baseline / days
-
-    def surge_holds(self, f: dict) -> bool:
-        if f["baseline_mean_daily_quantity"] is None or f["orders_24h"] < self.surge_min_orders:
-            return False
-        return f["quantity_24h"] > self.surge_factor * f["baseline_quantity"] / f["baseline_days"]
 
     def _next_instant(self) -> int | None:
         """The first instant after `now` at which a figure can change (a superset is fine)."""
@@ -309,13 +233,6 @@ class RecordsProductRegion:
                 candidates.append(d + 1 + (at - d - 1) % day)
         return min(candidates) + self.recent if candidates else None
 
-    def next_change(self) -> int | None:
-        candidates = [c for c in (self.shortage.next_check(), self.surge.next_check()) if c is not None]
-        nxt = self._next_instant()
-        if nxt is not None:
-            candidates.append(nxt)
-        return min(candidates) if candidates else None
-
     def cannot_alert(self) -> bool:
         """Neither rule can hold at any instant with the records held, and no episode
         is open: evaluating its instants would change nothing. Most subjects, sparse
@@ -353,11 +270,6 @@ class RecordsProductRegion:
         self._sweep = None  # derived; not worth its memory between advances
         return out
 
-    @property
-    def memory(self) -> int:
-        """How far back (ms) a window can reach: the orders kept."""
-        return max(self.shortage_window, self.recent + self.surge_max_days * DAY_MS)
-
     def evict(self) -> list[str]:
         """Drop the orders no window can reach any more; their ids."""
         if self.now is None:
@@ -372,56 +284,23 @@ class RecordsProductRegion:
             del self.records[oid]
         return gone
 
-    # -- state -------------------------------------------------------------------
-    def dump_meta(self) -> dict:
-        return {"now": self.now, "first": self.first_order, "late": self.late,
-                "shortage": self.shortage.dump(), "surge": self.surge.dump()}
 
-    def load_meta(self, meta: dict) -> None:
-        self.now, self.first_order, self.late = meta["now"], meta["first"], meta["late"]
-        self.shortage.load(meta["shortage"])
-        self.surge.load(meta["surge"])
+class RecordsDeliveryRateMonitor(DeliveryRateMonitor):
+    """low_delivery_rate for one distributor, its records held as order_id ->
+    delivery_record (core/signals.py) and its figures scans of them; the rules are
+    `DeliveryRateMonitor`'s."""
 
-
-class RecordsDeliveryRateMonitor:
-    """low_delivery_rate for one distributor: at the end of each day (Asia/Shanghai),
-    the on-time rate over orders whose deadline fell in the trailing 30 days; below
-    70 % over >= 20 orders raises (at that day's end), back at >= 70 % resolves.
-    Measured separately over all orders and over grassroots institutions."""
-
-    SCOPES = ("all", "grassroots")
+    __slots__ = ("records",)  # a dict here, where the parent's is a view of its columns
 
     def __init__(self, rules: Rules = DEFAULT_RULES):
-        self.window_ms = rules.ms("delivery_rate_window_days")
-        self.min_orders = int(rules.delivery_rate_min_orders)
-        self.threshold = rules.delivery_rate_threshold
-        self.records: dict[str, list] = {}  # order_id -> delivery_record (core/signals.py)
-        self.open: dict[str, list | None] = {scope: None for scope in self.SCOPES}  # [raised_at, details]
-        self.conduct = conduct.DistributorConduct(rules)  # remote_refusal, short_supply
-        self.measured_until: int | None = None
-
-    def outcome(self, order_id: str, deadline_at: int, grassroots: bool, on_time_since: int | None) -> None:
-        """The order's deadline, and since when it is known to be delivered on time
-        (the confirmation of its first receipt, if that was in time); otherwise it
-        counts as not on time once its deadline has passed."""
-        self.upsert(order_id, delivery_record(deadline_at, grassroots, on_time_since))
+        super().__init__(rules)
+        self.records: dict[str, list] = {}
 
     def upsert(self, order_id: str, record: list) -> bool:
         if self.records.get(order_id) == record:
             return False
         self.records[order_id] = record
         return True
-
-    def _rate(self, day_end: int, grassroots_only: bool) -> tuple[int, int]:
-        counted = on_time = 0
-        for rec in self.records.values():
-            if not (day_end - self.window_ms < rec[DEADLINE] <= day_end):
-                continue
-            if grassroots_only and not rec[GRASSROOTS]:
-                continue
-            counted += 1
-            on_time += rec[ON_TIME_SINCE] is not None and rec[ON_TIME_SINCE] <= day_end
-        return counted, on_time
 
     def _rates(self, ends: range) -> dict[int, tuple[tuple[int, int], tuple[int, int]]]:
         return {end: (self._rate(end, False), self._rate(end, True)) for end in ends}
@@ -480,34 +359,3 @@ class RecordsDeliveryRateMonitor:
         for order_id in gone:
             del self.records[order_id]
         return gone
-
-    def dump_meta(self) -> dict:
-        return {"open": self.open, "measured_until": self.measured_until, "conduct": self.conduct.open}
-
-    def load_meta(self, meta: dict) -> None:
-        self.open, self.measured_until = dict(meta["open"]), meta["measured_until"]
-        self.conduct.open.update(meta.get("conduct") or {})
-
-
-def add_point_by_sort(points: list, ts: int, price: float) -> list:
-    """`conduct.add_point` before its fast path for the day's latest order (the
-    reference): a day's points (flat [ts, price, ...], by ts) with the order added:
-    only the orders lower than every earlier one of the day, or lower than every
-    later one, are kept; the others can never be a lowest price of a window that
-    starts or ends in the day."""
-    pairs = list(zip(points[::2], points[1::2]))
-    if pairs and ts <= pairs[-1][0]:
-        pairs = sorted({*pairs, (ts, price)})
-    else:  # the usual case: the day's latest order (the points are sorted and distinct)
-        pairs.append((ts, price))
-    kept, best = set(), float("inf")
-    for pair in pairs:
-        if pair[1] < best:
-            kept.add(pair)
-            best = pair[1]
-    best = float("inf")
-    for pair in reversed(pairs):
-        if pair[1] < best:
-            kept.add(pair)
-            best = pair[1]
-    return [v for pair in sorted(kept) for v in pair]

@@ -78,6 +78,12 @@ def add_point(points: Sequence, ts: int, price: float) -> list:
             best = min(best, p)
         out += (ts, price)
         return out
+    return add_point_by_sort(points, ts, price)
+
+
+def add_point_by_sort(points: Sequence, ts: int, price: float) -> list:
+    """`add_point` in general (an order anywhere in the day): the day's points and the
+    order sorted, then the running lowest kept from the start and from the end."""
     pairs = list(zip(points[::2], points[1::2]))
     if pairs:
         pairs = sorted({*pairs, (ts, price)})
