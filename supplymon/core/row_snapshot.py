@@ -62,28 +62,16 @@ _scratch = OrderTable(capacity=1)
 
 def decode_row(raw: bytes) -> dict:
     """The per-event core's state dict of a snapshot made by `encode_rows`."""
-    size = int.from_bytes(raw[1:5], "little")
-    if raw[0] != VERSION or size != ROW_DTYPE.itemsize:
+    if not is_compact(raw):
+        size = int.from_bytes(raw[1:5], "little")
         raise ValueError(f"an order snapshot of an unknown format (version {raw[0]}, record {size} bytes)")
-    record = np.frombuffer(raw, dtype=ROW_DTYPE, count=1, offset=5)[0]
-    oid, resp_eid, arr_eid, lc_eid, row_names, overflow = orjson.loads(raw[5 + size:])
     table = _scratch
+    table.clear()
     table.names.code.clear()
     table.names.names.clear()
-    table.overflow.clear()
-    for name in ROW_DTYPE.names:
-        value = record[name]
-        if name in _NAMED:
-            value = -1 if value < 0 else table.names.of(row_names[int(value)])
-        elif name.startswith("al_") and name != "al_flags":
-            table.col[name] = table.col[name].astype(np.int64)
-            table.__dict__[name] = table.col[name]
-        table.col[name][0] = value
-    for name, value in zip(_OBJECTS, (oid, resp_eid, arr_eid, lc_eid)):
-        table.col[name][0] = value
-    if overflow:
-        table.overflow[0] = [tuple(entry) for entry in overflow]
-    return table.state_of(0)
+    order_id = orjson.loads(raw[5 + ROW_DTYPE.itemsize:])[0]
+    (row,) = load_rows(table, [(order_id, raw)]).tolist()
+    return table.state_of(row)
 
 
 def is_compact(raw: bytes) -> bool:
@@ -93,7 +81,7 @@ def is_compact(raw: bytes) -> bool:
 def load_rows(table: OrderTable, snapshots: list[tuple[str, bytes]]) -> np.ndarray:
     """New rows of `table` for compact snapshots (`is_compact`), a batch at a time:
     the records read as one array, each column set at once (a restore reads every
-    order a worker holds; `decode_row` one at a time took ~36 us an order)."""
+    order a worker holds; one at a time took ~36 us an order)."""
     if not snapshots:
         return np.empty(0, dtype=np.int64)
     size = ROW_DTYPE.itemsize
@@ -113,7 +101,7 @@ def load_rows(table: OrderTable, snapshots: list[tuple[str, bytes]]) -> np.ndarr
     names_of = table.names.of
     for j, name in enumerate(_NAMED):
         table.col[name][rows] = [names_of(s[4][j]) if at >= 0 else -1 for s, at in zip(strings, records[name].tolist())]
-    for k, name in enumerate(_OBJECTS[1:], start=1):
+    for k, name in enumerate(_OBJECTS[1:], start=1):  # (the order id: set by allocate)
         table.col[name][rows] = [s[k] for s in strings]
     for row, s in zip(rows.tolist(), strings):
         if s[5]:
