@@ -11,8 +11,9 @@ Per batch, `process()`:
    and changed states out;
 3. write-behind: the batch is handed to the sink (agents/sink.py), which stores
    its rows (retried until stored) while the next batch is computed;
-then, once its rows are stored, `announce()` sends its alerts and dead letters,
-and `finish()`, in batch order, its signals for the early warnings
+then, once its rows are stored, `announce()` sends its alerts (a request or so per
+partition, streams/changelog.py `BatchedTopic`) and dead letters,
+and `finish()`, in batch order, awaits the alerts' deliveries, sends its signals for the early warnings
 (agents/warnings.py), writes its states to the table's changelog (not to its
 store: the flow holds them; after a rebalance the store holds what Faust's
 recovery read back of the partitions newly assigned, added to the flow) and
@@ -30,6 +31,8 @@ import logging
 import time
 from typing import Any
 
+import orjson
+
 from mode import CrashingSupervisor
 
 from agents.latency import BatchClock
@@ -37,7 +40,7 @@ from agents.progress import mark_sent, mark_stored_offsets
 from agents.sequence import follow
 from agents.sink import ClickHouseSink, WriteBehind
 from schemas.events import Invalid
-from streams.app import (alerts_topic, app, batch_intake, changelog_producer, deadletter_topic, group_partition,
+from streams.app import (alerts_out, app, batch_intake, changelog_producer, deadletter_topic, group_partition,
                          input_batches, order_changelog, order_state, settings, signals_topic)
 from streams.align import Aligner
 from streams.batches import FetchedBatch, next_offsets
@@ -56,7 +59,8 @@ flow = OrderFlow.from_settings(settings, trust_rebuilt=settings.embedded_broker)
 stream_time = flow.stream_time
 sink = ClickHouseSink(settings)
 continuity = OffsetContinuity()
-aligner = Aligner(max_held=settings.batch_size * 10, max_wait=settings.align_max_wait_seconds)
+aligner = Aligner(max_held=settings.batch_size * 10, max_wait=settings.align_max_wait_seconds,
+                  pause_at=settings.batch_size)
 # Order states (orjson bytes; None: purged) of batches submitted but not finished:
 # newer than the table's, which gets them only once their rows are stored.
 unsettled: dict[str, bytes | None] = {}
@@ -151,11 +155,12 @@ class Batch:
     batch with, per partition, the offset after its last record processed, to
     acknowledge once it is stored."""
 
-    __slots__ = ("out", "fetched", "offsets", "records", "clock")
+    __slots__ = ("out", "fetched", "offsets", "records", "clock", "alerts_sent")
 
     def __init__(self, out: BatchOutput, fetched: FetchedBatch, processed: list, clock: BatchClock) -> None:
         self.out, self.fetched, self.records, self.clock = out, fetched, len(processed), clock
         self.offsets = next_offsets(processed)
+        self.alerts_sent: list[asyncio.Future] = []  # deliveries of its alerts, awaited before the ack
 
 
 async def _in_sequence(fetched: FetchedBatch, now_ms: int) -> list:
@@ -194,6 +199,7 @@ async def process(fetched: FetchedBatch) -> None:
     # The wall clock, read once per batch, only to refuse stamps from the future (intake).
     now_ms = int(time.time() * 1000)
     processed = aligner.take(await _in_sequence(fetched, now_ms), fetched.lag, time.perf_counter())
+    batch_intake.hold_back(aligner.ahead, settings.align_max_wait_seconds)
     metrics.held_records.set(len(aligner))
     stored = order_changelog.reader()
 
@@ -227,17 +233,20 @@ async def _send_signals(outs: list[BatchOutput]) -> None:
 
 
 async def announce(batches: list[Batch], insert_started: float, insert_ended: float) -> None:
-    """As soon as the rows of `batches` are stored: their alerts and dead letters
-    (a send only queues the message in the producer's buffer). Not delayed by the
-    deliveries of the batches stored before, which `finish` awaits."""
+    """As soon as the rows of `batches` are stored: their alerts (queued a batch at a
+    time, their deliveries awaited by `finish`) and dead letters (a send only queues
+    the message in the producer's buffer). Not delayed by the deliveries of the
+    batches stored before, which `finish` awaits."""
     for batch in batches:
         out, clock = batch.out, batch.clock
         clock.insert_started, clock.insert_ended = insert_started, insert_ended
+        alerts = []
         for alert in out.alerts:
             if (alert["alert_id"], alert["version"]) in _refused_alerts:
                 log.warning("alert %s not sent: the store refused its row (see the dead letters)", alert["alert_id"])
                 continue
-            await alerts_topic.send(key=alert["alert_id"], value=alert)
+            alerts.append((alert["alert_id"].encode(), orjson.dumps(alert)))
+        batch.alerts_sent = await alerts_out.send(alerts)
         clock.alerted = time.perf_counter()
         for key, value, headers in out.dead:
             await deadletter_topic.send(key=key, value=value, headers=headers)
@@ -249,8 +258,9 @@ async def finish(batches: list[Batch], insert_started: float, insert_ended: floa
     snapshots: dict[str, bytes | None] = {}
     for batch in batches:
         snapshots.update(batch.out.snapshots)  # a later batch's state of an order replaces an earlier's
-    # Both delivered before the acknowledgements; neither waits for the other.
-    await asyncio.gather(_send_signals([batch.out for batch in batches]), order_changelog.write(snapshots, hold=False))
+    # All delivered before the acknowledgements; none waits for the others.
+    await asyncio.gather(_send_signals([batch.out for batch in batches]), order_changelog.write(snapshots, hold=False),
+                         *(delivery for batch in batches for delivery in batch.alerts_sent))
     for order_id, snapshot in snapshots.items():
         if unsettled.get(order_id, b"") is snapshot:  # no later batch changed it since
             del unsettled[order_id]

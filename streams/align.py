@@ -17,6 +17,13 @@ released once the oldest has waited `max_wait` seconds or they number more than
 `max_held`; and nothing waits for a sibling within `caught_up` records of the end
 of its log (live traffic, which a fetch round separates from it: nothing is held).
 
+While a partition holds `pause_at` records or more (and does not itself bound its
+siblings), it is in `ahead`: the shell stops fetching it until its siblings catch up
+(Kafka Streams pauses such partitions too), so what waits stays bounded by about a
+fetch per partition instead of growing with the backlog, and the records are not
+released early into the flow's per-event path (where an answer read before its
+order waits as a state of its own, ~3 KB).
+
 Held records are always a suffix of their partition's records, so acknowledging
 the records processed (per partition, up to the last one) never passes over
 one; a rebalance drops them (`clear`), and they are read again from the commit.
@@ -29,10 +36,13 @@ from typing import Any, Hashable, Iterable, Mapping
 
 
 class Aligner:
-    def __init__(self, max_held: int = 20_000, max_wait: float = 30.0, caught_up: int = 500) -> None:
+    def __init__(self, max_held: int = 20_000, max_wait: float = 30.0, caught_up: int = 500,
+                 pause_at: int = 2_000) -> None:
         self.max_held = max_held
         self.max_wait = max_wait
         self.caught_up = caught_up
+        self.pause_at = pause_at
+        self.ahead: set = set()  # partitions to fetch no more of for now
         self.held: dict[Hashable, list] = {}  # partition -> its records held, in offset order
         self.held_since: dict[int, float] = {}  # partition number -> when its records began to wait
         self.last_ts: dict[Hashable, int] = {}  # partition -> time of the last record read
@@ -45,6 +55,7 @@ class Aligner:
         self.held.clear()
         self.held_since.clear()
         self.last_ts.clear()
+        self.ahead = set()
 
     def take(self, positions: Iterable[tuple[Hashable, Any]], lag: Mapping[Hashable, int],
              now: float) -> list[tuple[Hashable, Any]]:
@@ -64,7 +75,7 @@ class Aligner:
             ts = records[-1].timestamp
             if ts is not None and ts >= 0:
                 self.last_ts[tp] = ts
-        bounds = self._bounds(by_partition, lag)
+        bounds, bounding = self._bounds(lag)
         out: list[tuple[Hashable, Any]] = []
         held_count: dict[int, int] = {}
         for tp, records in by_partition.items():
@@ -81,19 +92,23 @@ class Aligner:
             since = self.held_since.setdefault(number, now)
             if count > self.max_held or now - since >= self.max_wait:
                 out.extend(self._release(number))
+        self.ahead = {tp for tp, records in self.held.items() if len(records) >= self.pause_at} - bounding
         return out
 
-    def _bounds(self, by_partition: Mapping[Hashable, list], lag: Mapping[Hashable, int]) -> dict[int, int]:
+    def _bounds(self, lag: Mapping[Hashable, int]) -> tuple[dict[int, int], set]:
         """Per partition number, the least time of the last record read of its
-        partitions still behind in their logs, not caught up (none: no bound)."""
+        partitions still behind in their logs, not caught up (none: no bound); and
+        the partitions that set a bound."""
         bounds: dict[int, int] = {}
+        setters: dict[int, Hashable] = {}
         for tp, behind in lag.items():
             ts = self.last_ts.get(tp)
             if behind > self.caught_up and ts is not None:
                 number = tp.partition
                 if ts < bounds.get(number, ts + 1):
                     bounds[number] = ts
-        return bounds
+                    setters[number] = tp
+        return bounds, set(setters.values())
 
     def _release(self, number: int) -> list[tuple[Hashable, Any]]:
         del self.held_since[number]

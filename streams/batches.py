@@ -85,6 +85,14 @@ class BatchConsumer(WorkerConsumer):
         self._batch_acked: dict[Any, int] = {}  # tp -> next offset to commit
         self._taken: set[FetchedBatch] = set()  # taken by the agent, not acknowledged yet
         self._released = asyncio.Event()
+        # Fetching paused for partitions read far ahead of a co-partitioned one
+        # (streams/align.py): asked by the agent (`hold_back`), applied by the fetch
+        # loop between two fetches, so a fetch never returns records of a partition
+        # paused meanwhile (they would be passed over).
+        self.hold_back_wanted: set = set()
+        self._held_back: dict[Any, float] = {}  # paused here -> since when (monotonic)
+        self._held_back_generation = -1
+        self.hold_back_max_wait = 30.0
 
     # -- the fetch loop --------------------------------------------------------------
     async def _drain_messages(self, fetcher: Any) -> None:
@@ -95,6 +103,7 @@ class BatchConsumer(WorkerConsumer):
                 if not self.flow_active:  # (as `_wait_next_records` would) before the generation is read:
                     await self.wait(self.can_resume_flow)  # what is fetched after a rebalance is current
                 generation = self.app.consumer_generation_id  # a fetch across a rebalance is stale
+                self._apply_hold_back(generation)
                 records, active = await self._wait_next_records(1.0)
                 await self.sleep(0)
                 if not records or self.should_stop:
@@ -129,6 +138,28 @@ class BatchConsumer(WorkerConsumer):
             if self.transport.app.should_stop:
                 return
             raise
+
+    def _apply_hold_back(self, generation: int) -> None:
+        """Pause the partitions the agent holds back, resume those it no longer does or
+        that were paused longer than `hold_back_max_wait` (the agent asks again if they
+        still run ahead). A rebalance resumed or revoked them all: forgotten then (the
+        agent, starting over, asks for none until it holds records again)."""
+        if generation != self._held_back_generation:
+            self._held_back_generation = generation
+            self._held_back.clear()
+        now = time.monotonic()
+        resume = [tp for tp, since in self._held_back.items()
+                  if tp not in self.hold_back_wanted or now - since >= self.hold_back_max_wait]
+        if resume:
+            for tp in resume:
+                del self._held_back[tp]
+                self.hold_back_wanted.discard(tp)
+            self.resume_partitions(resume)
+        assigned = self.assignment() if self.hold_back_wanted else set()
+        pause = [tp for tp in self.hold_back_wanted if tp not in self._held_back and tp in assigned]
+        if pause:
+            self.pause_partitions(pause)
+            self._held_back.update(dict.fromkeys(pause, now))
 
     def _lags(self) -> dict[Any, int]:
         """Per assigned batch partition whose highwater and position are known, the
@@ -284,6 +315,12 @@ class BatchIntake:
 
     def ack(self, batch: FetchedBatch, offsets: Mapping[Any, int]) -> None:
         self.consumer.ack_batch(batch, offsets)
+
+    def hold_back(self, partitions: set, max_wait: float) -> None:
+        """Fetch nothing more of these partitions for now (they run ahead: streams/align.py),
+        for at most `max_wait` seconds at a time; resume the others held back."""
+        self.consumer.hold_back_wanted = set(partitions)
+        self.consumer.hold_back_max_wait = max_wait
 
     def assigned(self) -> set:
         return {tp for tp in self.consumer.assignment() if tp.topic in self.topics}

@@ -103,3 +103,18 @@ def test_every_record_comes_out_once_in_its_partitions_order(takes, max_held):
     for tp, record in aligner.take([], {}, now):  # every log at its end: all goes
         got[tp].append(record.offset)
     assert got == sent and len(aligner) == 0
+
+
+def test_a_partition_holding_many_records_is_ahead_but_never_the_one_that_bounds():
+    aligner = Aligner(caught_up=0, pause_at=3)
+    lag = {ORDERS: 100, RESPONSES: 100}
+    # orders bound at 100 (behind, least); responses hold 3 records past it: ahead
+    aligner.take(recs(ORDERS, 0, [100]) + recs(RESPONSES, 0, [150, 250, 500]), lag, now=0.0)
+    assert aligner.ahead == {RESPONSES}
+    # the orders read past them: the responses go, the order at 600 waits for them; nothing ahead
+    assert aligner.take(recs(ORDERS, 1, [600]), lag, now=0.1) == recs(RESPONSES, 0, [150, 250, 500])
+    assert aligner.ahead == set() and len(aligner) == 1
+    # a bounding partition whose own later records wait (times out of order) is not paused
+    aligner = Aligner(caught_up=0, pause_at=1)
+    aligner.take(recs(ORDERS, 0, [100, 90]) + recs(RESPONSES, 0, [95]), {ORDERS: 5, RESPONSES: 5}, now=0.0)
+    assert ORDERS in aligner.held and aligner.ahead == {RESPONSES}  # the orders bound: never paused

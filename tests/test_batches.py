@@ -199,6 +199,34 @@ def test_a_batch_carries_each_input_partitions_lag_behind_its_highwater():
     asyncio.run(scenario())
 
 
+def test_partitions_held_back_are_paused_between_fetches_and_resumed_when_no_longer_or_too_long():
+    """streams/align.py's `ahead`: the fetch loop pauses them (never during a fetch),
+    resumes those no longer held back or held back `hold_back_max_wait` seconds, and
+    forgets its pauses after a rebalance (which resumed or revoked them)."""
+    intake, consumer = make_intake()
+    paused, resumed = [], []
+    consumer.pause_partitions = lambda tps: paused.append(set(tps))
+    consumer.resume_partitions = lambda tps: resumed.append(set(tps))
+    a, b = TP(INPUT, 0), TP(INPUT, 1)
+    intake.hold_back({a, b, TP(INPUT, 9)}, max_wait=30.0)  # 9: not assigned, never paused
+    consumer._apply_hold_back(generation=1)
+    assert paused == [{a, b}] and resumed == []
+    intake.hold_back({a}, max_wait=30.0)
+    consumer._apply_hold_back(generation=1)
+    assert resumed == [{b}] and paused == [{a, b}]
+    consumer._held_back[a] -= 31.0  # held back longer than allowed: resumed though still asked
+    consumer._apply_hold_back(generation=1)
+    assert resumed[-1] == {a} and not consumer._held_back
+    intake.hold_back({b}, max_wait=30.0)
+    consumer._apply_hold_back(generation=1)
+    assert paused[-1] == {b}
+    consumer._apply_hold_back(generation=2)  # a rebalance: its pauses forgotten, none resumed by us
+    assert resumed[-1] == {a} and paused[-1] == {b} and consumer._held_back[b] > 0
+    intake.hold_back(set(), max_wait=30.0)  # the agent starting over holds nothing back
+    consumer._apply_hold_back(generation=2)
+    assert resumed[-1] == {b} and not consumer._held_back
+
+
 @pytest.mark.parametrize("wait", [None, 100])
 def test_the_worker_consumers_fetch_wait_is_the_one_set(wait):
     async def scenario():
