@@ -8,7 +8,11 @@ chdb storing every event), and the events of N orders published to it: every
 order placed, every other one answered, none shipped or arrived, placed within
 20 hours (none passes a deadline: all stay open and raise nothing) in January
 2026 (in the past: the intake's future check passes, and stream time stays
-within the early warnings' 29 days of every order, so they keep them all). The
+within the early warnings' 29 days of every order, so they keep them all). A tick
+every 1,000 orders, stamped with the last order's time, tells every input partition
+the time, as the live ticks do (the shipment and arrival topics get no event, and
+stream time is the least over all partitions: without ticks it would never move,
+and what waits for it, e.g. the market-conduct checks' queues, would pile up). The
 events are bench/order_memory.py's, so `python -m bench.order_memory --warnings`
 at the same N is the same state without the worker around it.
 
@@ -30,7 +34,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench.order_memory import T0, lines
+import orjson
+
+from bench.order_memory import T0, _iso, lines
 from bench.pipeline import _start_worker, _worker_settings, rss_kib
 from supplymon.embedded import EmbeddedBroker
 from supplymon.publish import Publisher, ensure_topics
@@ -38,6 +44,7 @@ from supplymon.settings import HOUR_MS, Settings
 
 LIMIT = 2_000_000_000  # the target, bytes
 SPAN_MS = 20 * HOUR_MS  # orders placed within a day: none passes a deadline
+TICK_EVERY = 1000  # orders between two ticks
 FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem")
 
 
@@ -56,8 +63,13 @@ async def publish_orders(settings: Settings, orders: int) -> dict[str, int]:
     step = max(1, orders // 20)
     async with Publisher(settings) as publisher:
         for n in range(orders):
-            for _, line in lines(n, T0 + n * SPAN_MS // orders):
+            at = T0 + n * SPAN_MS // orders
+            for _, line in lines(n, at):
                 await publisher.publish(line)
+            if (n + 1) % TICK_EVERY == 0 or n + 1 == orders:
+                # Every input partition told the time, as the live ticks do: stream time is the
+                # least over them, and the shipment and arrival topics carry no event here.
+                await publisher.publish(orjson.dumps({"event_id": f"tick-{n}", "kind": "tick", "ts": _iso(at)}))
             if (n + 1) % step == 0:
                 _say(f"  published {n + 1:>10,} orders ({publisher.stats.events:,} events, "
                      f"{time.perf_counter() - started:,.0f} s)")
@@ -90,12 +102,14 @@ def measure(orders: int, partitions: int, work: Path) -> dict:
             worker.wait_stored(end_offsets, total, report)
             stored = time.perf_counter() - started
             state = json.loads(worker.get("/state", timeout=60))
+            times = worker.progress()["stream_time"].values()
+            stream_time = min(times) if times else None
             time.sleep(2.0)  # the last batch's temporaries released
             held = _status(pid)
         finally:
             worker.stop()
     return {"orders": orders, "events": total, "partitions": partitions, "state": state, "idle": idle,
-            "held": held, "publish_s": published, "stored_s": stored}
+            "held": held, "publish_s": published, "stored_s": stored, "stream_time": stream_time}
 
 
 def report(m: dict) -> None:
@@ -104,6 +118,8 @@ def report(m: dict) -> None:
     mib = 2**20
     print(f"one worker holding open orders with the early warnings on ({m['events']:,} events, "
           f"{m['partitions']} partitions, stored in {m['stored_s']:,.0f} s)")
+    if m["stream_time"] is not None:
+        print(f"  stream time then                  {_iso(int(m['stream_time']))}")
     print(f"  orders held (its /state)          {orders:>14,}  of {m['orders']:,} published "
           f"({state['not_placed']:,} not placed, {state['unsettled']:,} unsettled)")
     print(f"  order table's columns             {state['bytes'] / mib:>10,.0f} MiB  "
