@@ -124,7 +124,7 @@ def measure(orders: int, partitions: int, work: Path, backlog: int = 0) -> dict:
             state = json.loads(worker.get("/state", timeout=60))
             times = worker.progress()["stream_time"].values()
             stream_time = min(times) if times else None
-            time.sleep(2.0)  # the last batch's temporaries released
+            time.sleep(12.0)  # quiet: the worker gives back what its last batches freed (agents/heap.py, 10 s)
             held = _status(pid)
         finally:
             worker.stop()
