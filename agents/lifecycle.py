@@ -4,7 +4,8 @@
 Per batch, `process()`:
 1. intake: a whole fetched batch of the input topics (streams/batches.py: aiokafka's
    records by partition, no Faust messages), the records that continue each
-   partition's sequence from the group's commit (agents/sequence.py);
+   partition's sequence from the group's commit (agents/sequence.py), less those
+   held back for a later batch to read the input topics in step (streams/align.py);
 2. the flow: the order states it holds (as columns; an order it does not hold
    read from `unsettled`), the batch's rows, alerts, dead letters, signals, marks
    and changed states out;
@@ -38,6 +39,7 @@ from agents.sink import ClickHouseSink, WriteBehind
 from schemas.events import Invalid
 from streams.app import (alerts_topic, app, batch_intake, changelog_producer, deadletter_topic, group_partition,
                          input_batches, order_changelog, order_state, settings, signals_topic)
+from streams.align import Aligner
 from streams.batches import FetchedBatch, next_offsets
 from streams.continuity import OffsetContinuity
 from streams.monitor import after_rebalance
@@ -54,6 +56,7 @@ flow = OrderFlow.from_settings(settings, trust_rebuilt=settings.embedded_broker)
 stream_time = flow.stream_time
 sink = ClickHouseSink(settings)
 continuity = OffsetContinuity()
+aligner = Aligner(max_held=settings.batch_size * 10, max_wait=settings.align_max_wait_seconds)
 # Order states (orjson bytes; None: purged) of batches submitted but not finished:
 # newer than the table's, which gets them only once their rows are stored.
 unsettled: dict[str, bytes | None] = {}
@@ -103,6 +106,7 @@ def _reassigned() -> None:
     """A new assignment: the flow starts over from the order states this worker holds."""
     assigned = _assigned_inputs()
     continuity.forget()  # each partition starts again at the group's commit (agents/sequence.follow)
+    aligner.clear()  # what it held is read again from the commit too
     order_changelog.keep_only({tp.partition for tp in assigned})
     # The table's store holds only what Faust's recovery read back of the partitions
     # newly assigned (the flow holds the states, `finish` does not keep a copy):
@@ -134,6 +138,8 @@ def _count(out: BatchOutput) -> None:
         metrics.dead_letters.labels(reason).inc(n)
     if out.duplicates:
         metrics.duplicates.inc(out.duplicates)
+    if out.per_event:
+        metrics.per_event_path.inc(out.per_event)
     for alert in out.alerts:
         metrics.alerts_raised.labels(alert["kind"]).inc()
     if out.watermark is not None:
@@ -187,7 +193,8 @@ async def process(fetched: FetchedBatch) -> None:
         _reassigned()
     # The wall clock, read once per batch, only to refuse stamps from the future (intake).
     now_ms = int(time.time() * 1000)
-    processed = await _in_sequence(fetched, now_ms)
+    processed = aligner.take(await _in_sequence(fetched, now_ms), fetched.lag, time.perf_counter())
+    metrics.held_records.set(len(aligner))
     stored = order_changelog.reader()
 
     def lookup(order_id: str) -> bytes | None:

@@ -205,6 +205,8 @@ def stage_seconds(metrics_text: str) -> dict[str, float]:
             out[found.group(1)] = float(found.group(2))
         elif threads:
             out[f"thread:{threads.group(1)}"] = float(threads.group(2))
+        elif line.startswith("supplymon_per_event_path_events_total "):
+            out["per_event_path"] = float(line.split()[1])
         elif line.startswith("supplymon_sink_write_seconds_sum "):
             out["store"] = float(line.split()[1])
     return out
@@ -533,6 +535,9 @@ def print_stages(stages: dict[str, float], events: int) -> None:
                  stages.get(name, 0.0))
     if untimed:
         print(f"  (not timed apart by the worker, inside the dataflow's figure: {', '.join(untimed)})")
+    if "per_event_path" in stages:
+        print(f"  events applied one by one (the per-event core's rare cases): {stages['per_event_path']:,.0f}"
+              f" ({stages['per_event_path'] / events:.1%} of the messages)")
     threads = {name.removeprefix("thread:"): seconds for name, seconds in stages.items() if name.startswith("thread:")}
     if not threads:
         rest = wall - sum(stages.get(name, 0.0) for name in STAGES)

@@ -51,6 +51,9 @@ class FetchedBatch:
     generation: int = 0
     fetched_at: float = field(default_factory=time.perf_counter)  # when it left the fetch (latency metrics)
     full: bool = False  # the fetch returned as many records as it may: more were waiting (not caught up)
+    # per assigned batch partition, the records its log holds beyond those read (as far
+    # as the consumer knows its highwater): what streams/align.py waits for
+    lag: dict[Any, int] = field(default_factory=dict)
 
     def positions(self) -> list[tuple[Hashable, Any]]:
         """(partition, record) pairs, each partition's records in order."""
@@ -115,7 +118,7 @@ class BatchConsumer(WorkerConsumer):
                 if batch:
                     limit = self.app.conf.broker_max_poll_records
                     full = bool(limit) and sum(map(len, records.values())) >= limit
-                    await self._hand_over(FetchedBatch(batch, generation, full=full))
+                    await self._hand_over(FetchedBatch(batch, generation, full=full, lag=self._lags()))
                 await self._maybe_commit_every()
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -126,6 +129,21 @@ class BatchConsumer(WorkerConsumer):
             if self.transport.app.should_stop:
                 return
             raise
+
+    def _lags(self) -> dict[Any, int]:
+        """Per assigned batch partition whose highwater and position are known, the
+        records beyond those read (its position: after the last record read, or the
+        commit before any)."""
+        lags = {}
+        for tp in self.assignment():
+            if tp.topic not in self.batch_topics:
+                continue
+            read = self._read_offset[tp]
+            position = read + 1 if read is not None else self._committed_offset.get(tp)
+            highwater = self.highwater(tp)
+            if position is not None and highwater is not None:
+                lags[tp] = max(0, highwater - position)
+        return lags
 
     async def _seek_back(self) -> None:
         try:

@@ -122,14 +122,17 @@ class BatchedChangelog:
         if not changes:
             return
         store = self.table.data
+        # Not held: a key is taken out of the store only if the store has any (what
+        # recovery read back and the owner has not taken yet): mostly it is empty.
+        forget = hold or len(store) > 0
+        partition_of, encode = self.partition_of, self.encode
         by_partition: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
         for key, value in changes.items():
-            if value is None or not hold:
-                store.pop(key, None)
-            else:
+            if hold and value is not None:
                 store[key] = value
-            by_partition[self.partition_of(key)].append(
-                (key.encode(), None if value is None else self.encode(value)))
+            elif forget:
+                store.pop(key, None)
+            by_partition[partition_of(key)].append((key.encode(), None if value is None else encode(value)))
         topic = self.table.changelog_topic.get_topic_name()
 
         async def resend(attempt: int, delay: float, exc: Exception) -> None:

@@ -8,6 +8,12 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 events_in = Counter("supplymon_events_in_total", "Valid events read, by kind", ["kind"], registry=REGISTRY)
 duplicates = Counter("supplymon_duplicate_events_total", "Events whose event_id was already applied",
                      registry=REGISTRY)
+per_event_path = Counter("supplymon_per_event_path_events_total",
+                         "Events applied one by one through the per-event core (events before their order, "
+                         "repeats, ties on time...); the others are applied a batch at a time", registry=REGISTRY)
+held_records = Gauge("supplymon_held_input_records",
+                     "Input records held back for a later batch: their topic ran ahead in time of a "
+                     "co-partitioned one still behind in its log (streams/align.py)", registry=REGISTRY)
 dead_letters = Counter("supplymon_dead_letters_total", "Messages sent to the dead-letter topic, by reason",
                        ["reason"], registry=REGISTRY)
 sink_rows = Counter("supplymon_sink_rows_total", "Rows written to ClickHouse, by table", ["table"],

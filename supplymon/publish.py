@@ -18,6 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Callable, NamedTuple
 
 import orjson
@@ -118,6 +119,7 @@ def refused_as_future_at(settings: Settings, ts: int, now_ms: float) -> bool:
     return not settings.allow_future and ts > now_ms + settings.rules.ms("max_future_skew_minutes")
 
 
+@lru_cache(maxsize=1 << 18)  # murmur2 is pure Python (~2 us); an order's ~4 events share its key
 def key_partition(key: bytes, partitions: int) -> int:
     """The partition of a key as the producer's default partitioner picks it."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions

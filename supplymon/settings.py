@@ -260,6 +260,11 @@ class Settings:
     # partition per stored lifecycle batch, already batched, so a short wait only
     # takes what came together (an early warning waits for it after its batch's insert).
     signals_batch_seconds: float = 0.05
+    # Reading a backlog, input records that run ahead in time of a co-partitioned topic
+    # still behind wait for it at most this long (streams/align.py); 0: never wait. Long:
+    # in a backlog a record waits behind the batches queued before its sibling's, and
+    # the watermark waits for a stalled partition anyway (nothing waits when caught up).
+    align_max_wait_seconds: float = 30.0
     log_level: str = "warning"
     # Live mode: the worker publishes a tick (wall-clock time) to every input
     # partition this often, so deadlines fire while the platform is quiet. 0: off
@@ -424,6 +429,7 @@ class Settings:
             store_insert_rows=integer("STORE_INSERT_ROWS", 10_000, 1),
             store_insert_seconds=number("STORE_INSERT_SECONDS", 0.25, zero_ok=True),
             signals_batch_seconds=number("SIGNALS_BATCH_SECONDS", 0.05),
+            align_max_wait_seconds=number("ALIGN_MAX_WAIT_SECONDS", 30.0, zero_ok=True),
             log_level=get("LOG_LEVEL", "warning"),
             live_tick_seconds=number("LIVE_TICK_SECONDS", 60.0, zero_ok=True),
             group_timeout_seconds=number("GROUP_TIMEOUT_SECONDS", 0.0, zero_ok=True) or None,
@@ -480,6 +486,7 @@ class Settings:
             p + "STORE_INSERT_ROWS": str(self.store_insert_rows),
             p + "STORE_INSERT_SECONDS": str(self.store_insert_seconds),
             p + "SIGNALS_BATCH_SECONDS": str(self.signals_batch_seconds),
+            p + "ALIGN_MAX_WAIT_SECONDS": str(self.align_max_wait_seconds),
             p + "LOG_LEVEL": self.log_level,
             p + "LIVE_TICK_SECONDS": str(self.live_tick_seconds),
             p + "ALLOW_FUTURE": "1" if self.allow_future else "0",

@@ -184,6 +184,21 @@ def test_a_fetch_as_large_as_allowed_is_marked_full():
     asyncio.run(scenario())
 
 
+def test_a_batch_carries_each_input_partitions_lag_behind_its_highwater():
+    """What streams/align.py waits for: per assigned input partition, the records its
+    log holds beyond those read (from the commit before any was read); other topics
+    and partitions with an unknown position are left out."""
+    async def scenario():
+        intake, consumer = make_intake()
+        consumer.highwater = {TP(INPUT, 0): 10, TP(INPUT, 1): 40, TP(OTHER, 0): 99}.get
+        consumer._committed_offset[TP(INPUT, 1)] = 25
+        fetches(consumer, {TP(INPUT, 0): [record(INPUT, 0, n) for n in range(3)]})
+        await run_drain(consumer, lambda: not intake.agent_queue.empty())
+        assert intake.agent_queue.get_nowait().lag == {TP(INPUT, 0): 7, TP(INPUT, 1): 15}
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize("wait", [None, 100])
 def test_the_worker_consumers_fetch_wait_is_the_one_set(wait):
     async def scenario():

@@ -149,3 +149,21 @@ def test_a_store_whose_owner_holds_the_state_is_emptied_with_what_recovery_noted
     assert warning_changelog.clear() == 5
     assert not list(store.keys()) and not store._key_partition
 
+
+
+def test_changes_not_held_take_what_recovery_read_back_out_of_the_store():
+    """`hold=False`: the owner holds the state; an entry recovery read back for a key
+    the batch changed (or deleted) is taken out, so a rebalance cannot restore it
+    over the owner's newer state; nothing is added to the store."""
+    class Delivered(BatchedChangelog):
+        async def _deliver(self, topic, by_partition):
+            self.delivered = {p: list(m) for p, m in by_partition.items()}
+
+    table = Table()
+    changelog = Delivered(table, None, lambda key: int(key[1:]) % 4, orjson.dumps)
+    table.data.update({"k1": 1, "k2": 2})  # read back by recovery, not taken by the owner yet
+    asyncio.run(changelog.write({"k1": None, "k2": {"v": 3}, "k5": {"v": 5}}, hold=False))
+    assert dict(table.data) == {}
+    assert changelog.delivered == {1: [(b"k1", None), (b"k5", b'{"v":5}')], 2: [(b"k2", b'{"v":3}')]}
+    asyncio.run(changelog.write({"k6": {"v": 6}}, hold=False))
+    assert dict(table.data) == {}

@@ -49,7 +49,7 @@ from supplymon.core.row_snapshot import decode_row, encode_rows, is_compact, loa
 from supplymon.core.rows import Columns
 from supplymon.core.order_table import (ALERT_KINDS, DECISION_CODE, DECISIONS, NEVER, NULL, WINDOW_COUNTS, HashedSeen,
                                         OrderTable, event_hash)
-from supplymon.core.signals import fingerprint, order_signals
+from supplymon.core.signals import fingerprint, signal_columns
 from supplymon.core.stream_time import StreamTime
 from supplymon.core.windows import Windows
 from supplymon.settings import HOUR_MS, Rules, Settings
@@ -203,7 +203,7 @@ class ColumnarOrderFlow:
         rows = self._held_rows()
         counted = rows[self.table.c_set[rows]]
         if len(counted):
-            self.windows.restore_batch(self._fact_columns(counted).data, self.table.part[counted],
+            self.windows.restore_batch(self._fact_columns(counted)[1], self.table.part[counted],
                                        self._contributions(counted), self.table.cv[counted])
         return count
 
@@ -480,6 +480,7 @@ class ColumnarOrderFlow:
             else:
                 state = self.pending.get(order_id) or new_state(order_id)
             moved = fact_changed = False
+            out.per_event += len(groups[order_id])
             for i in groups[order_id]:
                 record, _, at = events[i]
                 event = decoded.event(at)
@@ -576,9 +577,11 @@ class ColumnarOrderFlow:
         return rows[purge]
 
     # 4. emit --------------------------------------------------------------------------------------
-    def _fact_columns(self, rows: np.ndarray) -> Columns:
+    def _fact_columns(self, rows: np.ndarray) -> tuple[Columns, dict]:
         """The `order_facts` rows of these placed rows (as `OrderLifecycle.fact`), as
-        columns: a list per column, built from the table's columns at once."""
+        columns: a list per column, built from the table's columns at once; and the
+        windows' columns (FACT_COLUMNS) of the same facts, their numbers as numpy
+        arrays (NaN: none) rather than lists with None for them to convert back."""
         t = self.table
         names = np.array(t.names.names + [None], dtype=object)  # code -1: None
         response, _, delivery = self._deadlines(rows)
@@ -588,6 +591,8 @@ class ColumnarOrderFlow:
         on_time = np.where(rejected, 0, np.where(recv != NULL, (recv <= delivery).astype(np.int64),
                                                  np.where(passed & DELIVERY_DEADLINE, 0, -1)))
         ship, arr = t.ship[rows], t.arr_ts[rows]
+        version = t.n[rows].astype(np.int64) * 8 + passed
+        hours = (resp_ts - at) / HOUR_MS
         data = {name: names[t.col[name][rows]].tolist() for name in _CODED}
         data.update({
             "grassroots": t.grassroots[rows].tolist(), "vbp": t.vbp[rows].tolist(),
@@ -604,22 +609,29 @@ class ColumnarOrderFlow:
             "arrivals": t.arrs[rows].tolist(),
             "deadline_at": delivery.tolist(), "response_deadline_at": response.tolist(),
             "on_time": _present(on_time, on_time != -1),
-            "response_hours": _present((resp_ts - at) / HOUR_MS, answered),
-            "version": (t.n[rows].astype(np.int64) * 8 + passed).tolist(),
+            "response_hours": _present(hours, answered),
+            "version": version.tolist(),
         })
-        return Columns(data, len(rows))
+        window = {name: data[name] for name in ("distributor_id", "product_id", "region_code", "decision")}
+        window.update({
+            "ordered_at": at, "responded_at": np.where(answered, resp_ts, np.nan),
+            "on_time": np.where(on_time != -1, on_time, np.nan), "arrivals": t.arrs[rows],
+            "quantity": t.quantity[rows], "delivered_quantity": t.qty[rows],
+            "response_hours": np.where(answered, hours, np.nan), "version": version,
+        })
+        return Columns(data, len(rows)), window
 
-    def _count_in_windows(self, rows: np.ndarray, facts: Columns) -> None:
+    def _count_in_windows(self, rows: np.ndarray, facts: dict) -> None:
         """Each changed order's window contribution replaced by its current one, a
         batch at a time (`Windows.update_batch`, the contributions kept as columns)."""
         if not len(rows):
             return
         t = self.table
-        new = self.windows.update_batch(facts.data, t.part[rows], self._contributions(rows),
+        new = self.windows.update_batch(facts, t.part[rows], self._contributions(rows),
                                         ~t.c_set[rows], t.cv[rows])
         t.c[rows] = new[:, :WINDOW_COUNTS]
         t.c_hours[rows] = new[:, WINDOW_COUNTS]
-        t.cv[rows] = facts.data["version"]
+        t.cv[rows] = facts["version"]
         t.c_set[rows] = True
 
     def _contributions(self, rows: np.ndarray) -> np.ndarray:
@@ -630,29 +642,19 @@ class ColumnarOrderFlow:
     def _emit(self, batch: _Batch, rows: np.ndarray) -> None:
         out, t = batch.out, self.table
         rows = rows[t.placed[rows]] if len(rows) else rows
-        fact_columns = self._fact_columns(rows)
+        fact_columns, window_columns = self._fact_columns(rows)
         out.rows.add_columns("order_facts", fact_columns)
-        facts = fact_columns.rows()  # the signals and alerts still read a dict per order
-        signals = out.signals
-        sg0, sg1 = t.sg0[rows].tolist(), t.sg1[rows].tolist()
-        for i, fact in enumerate(facts):
-            (g0, r0), (g1, r1) = order_signals(fact)
-            f0, f1 = fingerprint(r0), fingerprint(r1)
-            if f0 != sg0[i]:
-                sg0[i] = f0
-                signals.setdefault(g0, {})[fact["order_id"]] = r0
-            if f1 != sg1[i]:
-                sg1[i] = f1
-                signals.setdefault(g1, {})[fact["order_id"]] = r1
         if len(rows):
-            t.sg0[rows], t.sg1[rows] = sg0, sg1
-        self._count_in_windows(rows, fact_columns)
-        self._alerts(out, rows, facts)
+            order_ids = fact_columns.data["order_id"]
+            t.sg0[rows], t.sg1[rows] = _changed_signals(out.signals, order_ids, *signal_columns(fact_columns.data),
+                                                        t.sg0[rows].tolist(), t.sg1[rows].tolist())
+        self._count_in_windows(rows, window_columns)
+        self._alerts(out, rows, fact_columns)
         if out.watermark is not None:
             self.windows.advance(out.watermark)
         out.rows.by_table["window_parts"].extend(self.windows.take_dirty_rows())
 
-    def _alerts(self, out: BatchOutput, rows: np.ndarray, facts: list[dict]) -> None:
+    def _alerts(self, out: BatchOutput, rows: np.ndarray, facts: Columns) -> None:
         """Alerts new or different since last emitted (as `OrderLifecycle.changed_alerts`)."""
         if not len(rows):
             return
@@ -674,7 +676,7 @@ class ColumnarOrderFlow:
             return
         names = t.names.names
         for i in which.tolist():
-            row, fact = int(rows[i]), facts[i]
+            row, fact = int(rows[i]), facts.row(i)
             for k in np.flatnonzero(differs[i]).tolist():
                 kind = ALERT_KINDS[k]
                 up, down = int(raised[i, k]), int(resolved[i, k])
@@ -694,6 +696,22 @@ class ColumnarOrderFlow:
 
 # The flow the worker and the direct replay run.
 OrderFlow = ColumnarOrderFlow
+
+
+def _changed_signals(signals: dict, order_ids: list[str], groups0: list[str], records0: list[list],
+                     groups1: list[str], records1: list[list], sent0: list[int],
+                     sent1: list[int]) -> tuple[list[int], list[int]]:
+    """Each order's two records (its manufacturer's, its distributor's) whose
+    fingerprint differs from the one last sent, into `signals` (group -> order id ->
+    record), an order at a time; the fingerprints now sent."""
+    for i, order_id in enumerate(order_ids):
+        for groups, records, sent in ((groups0, records0, sent0), (groups1, records1, sent1)):
+            record = records[i]
+            print_ = fingerprint(record)
+            if print_ != sent[i]:
+                sent[i] = print_
+                signals.setdefault(groups[i], {})[order_id] = record
+    return sent0, sent1
 
 
 def _dead_event(batch: _Batch, event: dict, reason: str, detail: str, now: int) -> None:

@@ -74,6 +74,7 @@ class BatchOutput:
     dead: list[tuple[bytes | None, bytes, dict]] = field(default_factory=list)  # dead-letter messages
     dead_reasons: Counter = field(default_factory=Counter)
     duplicates: int = 0
+    per_event: int = 0  # events the columnar flow applied through the per-event core (the rare cases)
     signals: dict[str, dict[str, list]] = field(default_factory=dict)  # group -> order id -> record
     marks: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> event time read up to
     snapshots: dict[str, bytes | None] = field(default_factory=dict)  # order states to write (None: delete)

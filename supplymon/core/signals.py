@@ -70,6 +70,23 @@ def order_signals(fact: dict) -> list[tuple[str, list]]:
             (distributor_group(fact["distributor_id"]), delivery)]
 
 
+def signal_columns(facts: dict[str, list]) -> tuple[list[str], list[list], list[str], list[list]]:
+    """`order_signals` of `order_facts` rows given as columns (name -> list), a column
+    at a time: (manufacturer groups, supply records, distributor groups, delivery
+    records), each record as `order_signals` makes it for the same row."""
+    supply = list(map(list, zip(facts["product_id"], facts["region_code"], facts["institution_id"],
+                                facts["distributor_id"], facts["ordered_at"], facts["quantity"],
+                                facts["responded_at"], facts["decision"], facts["confirmed_quantity"],
+                                facts["reject_reason"], facts["unit_price"])))
+    on_time_since = [at if on_time == 1 else None for at, on_time in zip(facts["first_confirmed_at"], facts["on_time"])]
+    delivery = list(map(list, zip(facts["deadline_at"], map(bool, facts["grassroots"]), on_time_since,
+                                  facts["ordered_at"], [area == "rural" for area in facts["area"]],
+                                  facts["quantity"], facts["responded_at"], facts["decision"],
+                                  facts["confirmed_quantity"])))
+    return (list(map(manufacturer_group, facts["manufacturer_id"])), supply,
+            list(map(distributor_group, facts["distributor_id"])), delivery)
+
+
 def fingerprint(record: list) -> int:
     """A short checksum of a record: an unchanged one need not be sent again."""
     return zlib.crc32(orjson.dumps(record))

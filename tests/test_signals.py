@@ -1,0 +1,30 @@
+"""supplymon/core/signals.py: the records of a batch of facts made a column at a time
+are those made an order at a time."""
+from __future__ import annotations
+
+from hypothesis import given, settings, strategies as st
+
+from supplymon.core.rows import Columns
+from supplymon.core.signals import order_signals, signal_columns
+
+maybe_ms = st.none() | st.integers(1_700_000_000_000, 1_800_000_000_000)
+facts = st.fixed_dictionaries({
+    "order_id": st.text(min_size=1, max_size=6), "manufacturer_id": st.sampled_from(["M1", "M2"]),
+    "distributor_id": st.sampled_from(["D1", "D2"]), "product_id": st.sampled_from(["P1", "P2"]),
+    "region_code": st.sampled_from(["310101", "310230"]), "institution_id": st.sampled_from(["H1", "H2"]),
+    "area": st.sampled_from(["urban", "rural"]), "grassroots": st.integers(0, 1),
+    "ordered_at": st.integers(1_700_000_000_000, 1_800_000_000_000), "quantity": st.integers(1, 10**6),
+    "responded_at": maybe_ms, "decision": st.none() | st.sampled_from(["accepted", "partial", "rejected"]),
+    "confirmed_quantity": st.none() | st.integers(0, 10**6), "reject_reason": st.none() | st.just("out_of_stock"),
+    "unit_price": st.none() | st.floats(0.01, 1e6), "deadline_at": st.integers(1_700_000_000_000, 1_800_000_000_000),
+    "first_confirmed_at": maybe_ms, "on_time": st.none() | st.integers(0, 1),
+})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(facts, min_size=1, max_size=20))
+def test_signal_columns_are_order_signals_a_column_at_a_time(rows):
+    groups0, records0, groups1, records1 = signal_columns(Columns.from_rows(rows).data)
+    assert [[(g0, r0), (g1, r1)] for g0, r0, g1, r1 in zip(groups0, records0, groups1, records1)] == \
+        [order_signals(row) for row in rows]
+    assert len(groups0) == len(rows)
