@@ -144,8 +144,8 @@ def report(m: dict) -> None:
         print(f"  stream time then                  {_iso(int(m['stream_time']))}")
     print(f"  orders held (its /state)          {orders:>14,}  of {m['orders']:,} published "
           f"({state['not_placed']:,} not placed, {state['unsettled']:,} unsettled)")
-    print(f"  answers read ahead of their order {m['most_not_placed']:>14,}  at most, seen while catching up "
-          "(held as dicts until their order comes)")
+    print(f"  answers read ahead of their order {m['most_not_placed']:>14,}  at most (held as dicts until their "
+          "order comes; seen every 10 s once all was published)")
     print(f"  order table's columns             {state['bytes'] / mib:>10,.0f} MiB  "
           f"{state['bytes'] / max(orders, 1):,.0f} B/order (allocated capacity)")
     print(f"  worker RSS idle (ready, no event) {idle['VmRSS'] / mib:>10,.0f} MiB")
