@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents.lifecycle import sink, stream_time, unsettled
+from agents.lifecycle import flow, sink, stream_time, unsettled
 from agents.progress import sent_offsets, stored_offsets
-from streams.app import app, key_partition, order_state, settings
+from streams.app import app, settings
 from streams.web_security import GuardedPostView, refusal
 from supplymon import metrics
 from supplymon.assess import STORED_TABLES
@@ -42,17 +43,21 @@ async def progress_view(web, request):
 
 @app.page("/state")
 async def state_view(web, request):
-    """The order states this worker holds: how many, their size as stored (serialized)
-    in the table (capacity planning; the bench reads it), and how many per partition
-    (after a rebalance: only the partitions it holds)."""
-    orders = size = 0
-    partitions: dict[int, int] = {}
-    for key, value in order_state.items():
-        orders += 1
-        size += len(value)
-        partition = key_partition(key)
-        partitions[partition] = partitions.get(partition, 0) + 1
-    return web.json({"orders": orders, "bytes": size, "unsettled": len(unsettled), "partitions": partitions})
+    """The order states this worker holds, as the flow holds them (agents/lifecycle.py
+    `flow`; the Faust table's store is emptied into it after each assignment):
+    `orders` held (placed, and not placed yet: `not_placed`), `bytes` the order
+    table's numpy columns as allocated (capacity, which doubles as it grows; not
+    the Python objects they point to, nor the id index: the worker's RSS is the
+    whole), per partition (after a rebalance: only the partitions it holds), and
+    `unsettled`: states of batches handed to the store and not finished yet."""
+    table = flow.table
+    rows = np.fromiter(table.rows.values(), dtype=np.int64, count=len(table.rows))
+    parts, counts = np.unique(table.part[rows], return_counts=True)
+    partitions = dict(zip(parts.tolist(), counts.tolist()))
+    for state in flow.pending.values():
+        partitions[state["p"]] = partitions.get(state["p"], 0) + 1
+    return web.json({"orders": len(flow), "not_placed": len(flow.pending), "bytes": table.nbytes(),
+                     "unsettled": len(unsettled), "partitions": partitions})
 
 
 @app.page("/sql")

@@ -14,6 +14,9 @@ order: per product, region and day a price point or two, per city and distributo
 the last acceptance. `--days 200` spreads the orders over 200 days, so that state
 is at its full 180-day depth; the figure printed is then per order of the last
 29 days (what the rest keeps), and the conduct state is counted apart.
+
+A whole worker (Faust, chdb, the order flow and these together) holding N open
+orders: `python -m bench.worker_memory`.
 """
 from __future__ import annotations
 

@@ -9,9 +9,10 @@
    and Faust's own ceiling: supplymon's Faust app with an agent that takes the
    messages in batches and does nothing (bench/faust_floor.py);
 3. supplymon end to end: first event published to last fact stored, one worker;
-4. the worker's peak RSS, and the bytes of order state per open order; the
-   seconds its stages took (decode, lifecycle, windows, signals, early warnings,
-   store) in us/event, and the two decoders over the same lines;
+4. the worker's peak RSS, and the bytes of the order table's columns per order
+   held (its `/state`); the seconds its stages took (decode, lifecycle, windows,
+   signals, early warnings, store) in us/event, and the two decoders over the
+   same lines;
 5. live alert latency at a steady 2,000 events/s (another worker, live event
    times, deadlines of seconds): from the tick that takes stream time past a
    deadline being published to the alert arriving on the alerts topic; and where
@@ -472,10 +473,10 @@ def report(r: dict, size: float, partitions: int) -> None:
         rows.append(("supplymon end to end (publish -> stored)", f"{r['pipe']:,.0f}/s",
                      "one worker, already joined" + (f"; {r['pipe'] / r['batch_floor']:.2f} of the batch floor"
                                                      if "batch_floor" in r else "")))
-        rows.append(("worker peak RSS", f"{peak_kib / 1024:,.0f} MiB", f"{orders:,} orders in state, "
+        rows.append(("worker peak RSS", f"{peak_kib / 1024:,.0f} MiB", f"{orders:,} orders held by the flow, "
                      f"{peak_kib * 1024 / max(orders, 1):,.0f} B/order (whole process)"))
-        rows.append(("order state, serialized in the table", f"{state['bytes'] / max(orders, 1):,.0f} B/order",
-                     f"{state['bytes'] / 1048576:,.1f} MiB for {orders:,} orders"))
+        rows.append(("order table's columns (allocated)", f"{state['bytes'] / max(orders, 1):,.0f} B/order",
+                     f"{state['bytes'] / 1048576:,.1f} MiB for {orders:,} orders (capacity doubles as it grows)"))
     if "live" in r:
         live, live_half = r["live"], r["live_half"]
         rows.append(("live alert latency p50 / p99", f"{live['p50']:,.0f} / {live['p99']:,.0f} ms",

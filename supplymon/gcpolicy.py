@@ -59,3 +59,13 @@ def release_free_heap(events: int) -> None:
     if _TRIM is not None and _since_trim >= TRIM_EVERY:
         _since_trim = 0
         _TRIM(0)
+
+
+def release_left_over_heap() -> None:
+    """What the batches since the last trim freed (fewer than TRIM_EVERY events'
+    worth, e.g. the end of a backlog and the buffers that carried it) given back;
+    for a timer, so that a worker gone quiet does not keep it."""
+    global _since_trim
+    if _TRIM is not None and _since_trim:
+        _since_trim = 0
+        _TRIM(0)

@@ -74,6 +74,7 @@ def run(settings: Settings) -> int:
         import agents.clock  # noqa: F401  (live ticks, when on)
         import agents.lifecycle  # noqa: F401  (registers the agent)
         import agents.warnings  # noqa: F401  (registers the early-warning agent)
+        import agents.heap  # noqa: F401  (the heap's free pages given back when batches stop)
         import agents.health  # noqa: F401  (/health, /ready, /live and the dependency probes)
         import agents.dashboard  # noqa: F401  (the supervisors' page at /)
         import agents.lag  # noqa: F401  (consumer lag for Prometheus)

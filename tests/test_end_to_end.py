@@ -279,8 +279,16 @@ def test_worker_killed_mid_stream_restarts_to_the_same_facts(tmp_path, data_dir)
                   300, "all signals", worker)
             rows, daily, warnings = ([orjson.loads(line) for line in http_query(url, sql, "JSONEachRow").splitlines()]
                                      for sql in (FACT_SQL, DAILY_SQL, WARNINGS_SQL))
+            state = orjson.loads(urllib.request.urlopen(url + "/state", timeout=30).read())
         finally:
             worker.stop()
+    # The restarted worker holds every order of the history (none is past its
+    # retention yet): those it read back from the changelog and those it placed since;
+    # the orphan answer waits for its order.
+    placed = {e["order_id"] for e in events if e["kind"] == "order"}
+    assert state["orders"] == len(placed) + 1 and state["not_placed"] == 1, state
+    assert sum(state["partitions"].values()) == state["orders"] and set(state["partitions"]) == {"0", "1", "2", "3"}
+    assert state["bytes"] > 0 and state["unsettled"] == 0
     assert_facts_match(rows, events)
     assert_daily_match(daily, events)
     assert_warnings_match(warnings, events)

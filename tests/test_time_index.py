@@ -39,6 +39,20 @@ def test_due_index_compacts_stale_entries():
     assert index.pop_due(10**9) == ["k"]
 
 
+def test_due_index_compacts_when_keys_are_unscheduled_in_bulk():
+    """Orders held until their order event comes, then placed all at once: the entries
+    they leave are dropped before their time comes, and what is still due is kept."""
+    index = DueIndex()
+    for n in range(10_000):
+        index.schedule(f"o{n}", 1_000_000 + n)
+    for n in range(10_000):
+        if n % 100:
+            index.schedule(f"o{n}", None)
+    assert len(index._heap) < 2000
+    assert index.next_due() == 1_000_000
+    assert index.pop_due(10**9) == [f"o{n}" for n in range(0, 10_000, 100)]
+
+
 def test_continuity_seeks_back_over_a_gap_until_the_missing_offset_comes():
     from streams.continuity import OffsetContinuity, Verdict as V
     c = OffsetContinuity()

@@ -22,6 +22,11 @@ class DueIndex:
     def schedule(self, key: Hashable, due: int | None) -> None:
         if due is None:
             self._due.pop(key, None)
+            # Entries left behind are skipped when popped, but only once their time comes:
+            # keys unscheduled in bulk (orders waiting for their order event, placed at
+            # last) would keep them for days of event time.
+            if len(self._heap) > 4 * len(self._due) + 1024:
+                self._compact()
             return
         if self._due.get(key) == due:
             return

@@ -150,9 +150,11 @@ class OrderTable:
             grown = np.empty((capacity,) + array.shape[1:], dtype=array.dtype)
             grown[:self.capacity] = array
             grown[self.capacity:] = self._fill(name)
-            self.col[name] = grown
+            # The old column dropped at once (not after the last is grown): the peak is
+            # the grown table and one old column, not the two tables.
+            self.col[name] = self.__dict__[name] = grown
+            del array
         self.capacity = capacity
-        self.__dict__.update(self.col)
 
     @staticmethod
     def _fill(name: str):
