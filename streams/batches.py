@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Hashable, Iterable, Mapping, Sequence
 
+from faust.types import TP
+
 from streams.consumer import WorkerConsumer
 
 log = logging.getLogger(__name__)
@@ -147,16 +149,20 @@ class BatchConsumer(WorkerConsumer):
         if generation != self._held_back_generation:
             self._held_back_generation = generation
             self._held_back.clear()
+        # Faust's TP (the fetch hands aiokafka's TopicPartition; Faust asserts its own
+        # type in the active set, and resume_partitions adds what it is given as is)
+        wanted = {TP(tp.topic, tp.partition) for tp in self.hold_back_wanted}
         now = time.monotonic()
         resume = [tp for tp, since in self._held_back.items()
-                  if tp not in self.hold_back_wanted or now - since >= self.hold_back_max_wait]
+                  if tp not in wanted or now - since >= self.hold_back_max_wait]
         if resume:
             for tp in resume:
                 del self._held_back[tp]
-                self.hold_back_wanted.discard(tp)
+                wanted.discard(tp)
+            self.hold_back_wanted = wanted  # asked again at the next batch if still ahead
             self.resume_partitions(resume)
-        assigned = self.assignment() if self.hold_back_wanted else set()
-        pause = [tp for tp in self.hold_back_wanted if tp not in self._held_back and tp in assigned]
+        assigned = self.assignment() if wanted else set()
+        pause = [tp for tp in wanted if tp not in self._held_back and tp in assigned]
         if pause:
             self.pause_partitions(pause)
             self._held_back.update(dict.fromkeys(pause, now))

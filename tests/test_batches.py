@@ -15,7 +15,7 @@ from pathlib import Path
 
 import faust
 import pytest
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from faust.app.base import App
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.drivers.aiokafka import Consumer as AiokafkaConsumer
@@ -208,9 +208,11 @@ def test_partitions_held_back_are_paused_between_fetches_and_resumed_when_no_lon
     consumer.pause_partitions = lambda tps: paused.append(set(tps))
     consumer.resume_partitions = lambda tps: resumed.append(set(tps))
     a, b = TP(INPUT, 0), TP(INPUT, 1)
-    intake.hold_back({a, b, TP(INPUT, 9)}, max_wait=30.0)  # 9: not assigned, never paused
-    consumer._apply_hold_back(generation=1)
+    # as the agent has them: aiokafka's TopicPartition, from the fetch; paused as Faust's TP
+    intake.hold_back({TopicPartition(INPUT, 0), TopicPartition(INPUT, 1), TopicPartition(INPUT, 9)}, max_wait=30.0)
+    consumer._apply_hold_back(generation=1)  # 9: not assigned, never paused
     assert paused == [{a, b}] and resumed == []
+    assert all(type(tp) is TP for tp in paused[0])
     intake.hold_back({a}, max_wait=30.0)
     consumer._apply_hold_back(generation=1)
     assert resumed == [{b}] and paused == [{a, b}]
@@ -225,6 +227,19 @@ def test_partitions_held_back_are_paused_between_fetches_and_resumed_when_no_lon
     intake.hold_back(set(), max_wait=30.0)  # the agent starting over holds nothing back
     consumer._apply_hold_back(generation=2)
     assert resumed[-1] == {b} and not consumer._held_back
+
+
+def test_held_back_partitions_leave_and_rejoin_fausts_active_set_as_its_own_partitions():
+    """With Faust's own pause/resume (no stand-in): the fetch's aiokafka partitions
+    become Faust's TP, which Faust asserts of its active set at every fetch."""
+    intake, consumer = make_intake()
+    consumer._set_active_tps(consumer.assignment())  # as Faust does on an assignment
+    intake.hold_back({TopicPartition(INPUT, 0)}, max_wait=30.0)
+    consumer._apply_hold_back(generation=1)
+    assert consumer._get_active_partitions() == {TP(INPUT, 1), TP(OTHER, 0)}
+    intake.hold_back(set(), max_wait=30.0)
+    consumer._apply_hold_back(generation=1)
+    assert consumer._get_active_partitions() == {TP(INPUT, 0), TP(INPUT, 1), TP(OTHER, 0)}
 
 
 @pytest.mark.parametrize("wait", [None, 100])
