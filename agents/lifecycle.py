@@ -32,7 +32,6 @@ import time
 from typing import Any
 
 import orjson
-
 from mode import CrashingSupervisor
 
 from agents.latency import BatchClock

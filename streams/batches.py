@@ -144,11 +144,13 @@ class BatchConsumer(WorkerConsumer):
     def _apply_hold_back(self, generation: int) -> None:
         """Pause the partitions the agent holds back, resume those it no longer does or
         that were paused longer than `hold_back_max_wait` (the agent asks again if they
-        still run ahead). A rebalance resumed or revoked them all: forgotten then (the
-        agent, starting over, asks for none until it holds records again)."""
+        still run ahead). A rebalance resumed or revoked them all: forgotten then, and
+        what was asked before it (the agent, starting over, asks again at its next
+        batch what it still needs)."""
         if generation != self._held_back_generation:
             self._held_back_generation = generation
             self._held_back.clear()
+            self.hold_back_wanted = set()
         # Faust's TP (the fetch hands aiokafka's TopicPartition; Faust asserts its own
         # type in the active set, and resume_partitions adds what it is given as is)
         wanted = {TP(tp.topic, tp.partition) for tp in self.hold_back_wanted}
