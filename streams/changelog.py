@@ -159,7 +159,6 @@ class BatchedChangelog:
             store.set_persisted_offset(TP(topic, partition), metadata.offset + count - 1)
 
 
-
 async def queue_batches(producer: AIOKafkaProducer, topic: str, partition: int,
                         messages: list[tuple[bytes, bytes | None]]) -> list[tuple[int, int, asyncio.Future]]:
     """Queue `messages` in as few batches as fit; (partition, count, delivery) per batch."""
