@@ -48,6 +48,13 @@ async def _write_and_read(url: str) -> tuple[Table, list, dict, dict]:
         await changelog.write({f"k{n}": None for n in range(0, 1000, 10)} | {"k1": {"v": -1}})
     finally:
         await producer.stop()
+    messages, ends, read_to = await _read_topic(url)
+    return table, messages, ends, read_to
+
+
+async def _read_topic(url: str) -> tuple[list, dict, dict]:
+    """Every message of TOPIC's 4 partitions, its end offsets (ListOffsets) and the
+    highwaters the reads saw."""
     consumer = AIOKafkaConsumer(bootstrap_servers=url.split("://")[-1], auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
@@ -57,11 +64,9 @@ async def _write_and_read(url: str) -> tuple[Table, list, dict, dict]:
         messages = []
         while batch := await consumer.getmany(timeout_ms=1000):
             messages += [m for ms in batch.values() for m in ms]
-        ends = await consumer.end_offsets(tps)
-        read_to = {tp: consumer.highwater(tp) for tp in tps}
+        return messages, await consumer.end_offsets(tps), {tp: consumer.highwater(tp) for tp in tps}
     finally:
         await consumer.stop()
-    return table, messages, ends, read_to
 
 
 def test_batched_changes_reach_the_changelog_whole_and_its_end_offsets_cover_them():
@@ -98,16 +103,7 @@ def test_a_batched_topic_puts_each_message_on_its_keys_partition_as_faust_would(
             await asyncio.gather(*deliveries)
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(bootstrap_servers=url.split("://")[-1], auto_offset_reset="earliest",
-                                    enable_auto_commit=False)
-        await consumer.start()
-        try:
-            consumer.assign([TopicPartition(TOPIC, p) for p in range(4)])
-            messages = []
-            while batch := await consumer.getmany(timeout_ms=1000):
-                messages += [m for ms in batch.values() for m in ms]
-        finally:
-            await consumer.stop()
+        messages, _, _ = await _read_topic(url)
         return messages
 
     with EmbeddedBroker() as broker:
