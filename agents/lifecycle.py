@@ -50,6 +50,7 @@ from supplymon.core.columnar_flow import OrderFlow
 from supplymon.core.flow import BatchOutput, dead_headers
 from supplymon.core.signals import pack
 from supplymon.gcpolicy import release_free_heap
+from supplymon.publish import misplaced
 from supplymon.refusals import refused_alerts
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,22 @@ class Batch:
         self.alerts_sent: list[asyncio.Future] = []  # deliveries of its alerts, awaited before the ack
 
 
+_warned_misplaced: set = set()
+
+
+def _check_partitioning(processed: list) -> None:
+    """Events on another partition than their order_id's: counted, and said once per partition."""
+    for tp, expected in misplaced(processed, settings.partitions):
+        metrics.misplaced_inputs.inc()
+        if tp not in _warned_misplaced:
+            _warned_misplaced.add(tp)
+            log.error("%s:%d 上的事件按 order_id 应在分区 %d：生产者须用 Kafka 默认分区器 (murmur2) 按 order_id 分区，"
+                      "否则再均衡后订单状态无法恢复 / events on %s:%d belong on partition %d by their order_id: "
+                      "producers must partition by order_id with Kafka's default partitioner (murmur2), or order "
+                      "states are not restored after a rebalance", tp.topic, tp.partition, expected,
+                      tp.topic, tp.partition, expected)
+
+
 async def _in_sequence(fetched: FetchedBatch, now_ms: int) -> list:
     """The batch's (partition, record) pairs that continue each partition's sequence
     from where the group committed it; on a gap, read it again (streams/continuity.py)."""
@@ -200,6 +217,7 @@ async def process(fetched: FetchedBatch) -> None:
     processed = aligner.take(await _in_sequence(fetched, now_ms), fetched.lag, time.perf_counter())
     batch_intake.hold_back(aligner.ahead, settings.align_max_wait_seconds)
     metrics.held_records.set(len(aligner))
+    _check_partitioning(processed)
     stored = order_changelog.reader()
 
     def lookup(order_id: str) -> bytes | None:
