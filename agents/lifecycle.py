@@ -11,9 +11,8 @@ Per batch, `process()`:
    and changed states out;
 3. write-behind: the batch is handed to the sink (agents/sink.py), which stores
    its rows (retried until stored) while the next batch is computed;
-then, once its rows are stored, `announce()` sends its alerts (a request or so per
-partition, streams/changelog.py `BatchedTopic`) and dead letters,
-and `finish()`, in batch order, awaits the alerts' deliveries, sends its signals for the early warnings
+then, once its rows are stored, `announce()` sends its alerts and dead letters,
+and `finish()`, in batch order, its signals for the early warnings
 (agents/warnings.py), writes its states to the table's changelog (not to its
 store: the flow holds them; after a rebalance the store holds what Faust's
 recovery read back of the partitions newly assigned, added to the flow) and
@@ -31,7 +30,6 @@ import logging
 import time
 from typing import Any
 
-import orjson
 from mode import CrashingSupervisor
 
 from agents.latency import BatchClock
@@ -39,7 +37,7 @@ from agents.progress import mark_sent, mark_stored_offsets
 from agents.sequence import follow
 from agents.sink import ClickHouseSink, WriteBehind
 from schemas.events import Invalid
-from streams.app import (alerts_out, app, batch_intake, changelog_producer, deadletter_topic, group_partition,
+from streams.app import (alerts_topic, app, batch_intake, changelog_producer, deadletter_topic, group_partition,
                          input_batches, order_changelog, order_state, settings, signals_topic)
 from streams.align import Aligner
 from streams.batches import FetchedBatch, next_offsets
@@ -155,12 +153,11 @@ class Batch:
     batch with, per partition, the offset after its last record processed, to
     acknowledge once it is stored."""
 
-    __slots__ = ("out", "fetched", "offsets", "records", "clock", "alerts_sent")
+    __slots__ = ("out", "fetched", "offsets", "records", "clock")
 
     def __init__(self, out: BatchOutput, fetched: FetchedBatch, processed: list, clock: BatchClock) -> None:
         self.out, self.fetched, self.records, self.clock = out, fetched, len(processed), clock
         self.offsets = next_offsets(processed)
-        self.alerts_sent: list[asyncio.Future] = []  # deliveries of its alerts, awaited before the ack
 
 
 _warned_misplaced: set = set()
@@ -250,20 +247,17 @@ async def _send_signals(outs: list[BatchOutput]) -> None:
 
 
 async def announce(batches: list[Batch], insert_started: float, insert_ended: float) -> None:
-    """As soon as the rows of `batches` are stored: their alerts (queued a batch at a
-    time, their deliveries awaited by `finish`) and dead letters (a send only queues
-    the message in the producer's buffer). Not delayed by the deliveries of the
-    batches stored before, which `finish` awaits."""
+    """As soon as the rows of `batches` are stored: their alerts and dead letters
+    (a send only queues the message in the producer's buffer). Not delayed by the
+    deliveries of the batches stored before, which `finish` awaits."""
     for batch in batches:
         out, clock = batch.out, batch.clock
         clock.insert_started, clock.insert_ended = insert_started, insert_ended
-        alerts = []
         for alert in out.alerts:
             if (alert["alert_id"], alert["version"]) in _refused_alerts:
                 log.warning("alert %s not sent: the store refused its row (see the dead letters)", alert["alert_id"])
                 continue
-            alerts.append((alert["alert_id"].encode(), orjson.dumps(alert)))
-        batch.alerts_sent = await alerts_out.send(alerts)
+            await alerts_topic.send(key=alert["alert_id"], value=alert)
         clock.alerted = time.perf_counter()
         for key, value, headers in out.dead:
             await deadletter_topic.send(key=key, value=value, headers=headers)
@@ -275,9 +269,8 @@ async def finish(batches: list[Batch], insert_started: float, insert_ended: floa
     snapshots: dict[str, bytes | None] = {}
     for batch in batches:
         snapshots.update(batch.out.snapshots)  # a later batch's state of an order replaces an earlier's
-    # All delivered before the acknowledgements; none waits for the others.
-    await asyncio.gather(_send_signals([batch.out for batch in batches]), order_changelog.write(snapshots, hold=False),
-                         *(delivery for batch in batches for delivery in batch.alerts_sent))
+    # Both delivered before the acknowledgements; neither waits for the other.
+    await asyncio.gather(_send_signals([batch.out for batch in batches]), order_changelog.write(snapshots, hold=False))
     for order_id, snapshot in snapshots.items():
         if unsettled.get(order_id, b"") is snapshot:  # no later batch changed it since
             del unsettled[order_id]

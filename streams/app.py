@@ -11,7 +11,7 @@ import faust
 import orjson
 
 import streams.codecs  # noqa: F401  (registers the str and orjson codecs)
-from streams.changelog import BatchedChangelog, BatchedTopic, ChangelogProducer
+from streams.changelog import BatchedChangelog, ChangelogProducer
 from streams.batches import BatchIntake
 from streams.web_security import App, middlewares
 from supplymon.publish import key_partition as partition_of_key
@@ -143,6 +143,3 @@ app.tables.add(warning_state)
 changelog_producer = ChangelogProducer(settings)
 order_changelog = BatchedChangelog(order_state, changelog_producer, key_partition, bytes)
 warning_changelog = BatchedChangelog(warning_state, changelog_producer, warning_state.partition_for_key, orjson.dumps)
-# The order alerts, a batch at a time (alerts_topic's codecs: str keys, orjson values).
-alerts_out = BatchedTopic(changelog_producer, settings.topics.alerts,
-                          lambda key: partition_of_key(key, settings.partitions))

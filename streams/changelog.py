@@ -172,30 +172,3 @@ async def queue_batches(producer: AIOKafkaProducer, topic: str, partition: int,
     if count:
         sent.append((partition, count, await producer.send_batch(batch, topic, partition=partition)))
     return sent
-
-
-class BatchedTopic:
-    """Keyed messages to one topic a batch at a time, through the changelog producer:
-    a request or so per partition instead of Faust's producer call, future and
-    callbacks per message (the alerts: ~300 a second at 2,000 events/s). The partition
-    is the key's, as Faust's producer picks it; the messages are the bytes Faust
-    would send (the caller encodes them with the topic's codecs)."""
-
-    def __init__(self, producer: ChangelogProducer, topic: str, partition_of: Callable[[bytes], int]):
-        self.producer = producer
-        self.topic = topic
-        self.partition_of = partition_of
-
-    async def send(self, messages: list[tuple[bytes, bytes]]) -> list[asyncio.Future]:
-        """Queue `messages` (key, value); their deliveries, to await before what depends
-        on them (a failed one raises there)."""
-        if not messages:
-            return []
-        by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
-        for key, value in messages:
-            by_partition[self.partition_of(key)].append((key, value))
-        producer = await self.producer.get()
-        deliveries = []
-        for partition, part in by_partition.items():
-            deliveries += [delivery for _, _, delivery in await queue_batches(producer, self.topic, partition, part)]
-        return deliveries

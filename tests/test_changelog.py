@@ -8,7 +8,6 @@ import asyncio
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
 from streams.changelog import BatchedChangelog, ChangelogProducer
@@ -85,36 +84,6 @@ def test_batched_changes_reach_the_changelog_whole_and_its_end_offsets_cover_the
     assert {tp.partition: end for tp, end in ends.items()} == {tp.partition: end for tp, end in read_to.items()}
     assert sum(ends.values()) == len(messages) == 1000 + 101
     assert table.data.persisted == {TP(TOPIC, tp.partition): end - 1 for tp, end in ends.items()}
-
-
-def test_a_batched_topic_puts_each_message_on_its_keys_partition_as_faust_would():
-    """The alerts go out a batch at a time (streams/changelog.py `BatchedTopic`): each
-    on the partition Faust's producer picks for its key (murmur2), with the bytes
-    given, every delivery done once awaited."""
-    from streams.changelog import BatchedTopic
-    from supplymon.publish import key_partition
-
-    async def send_and_read(url: str) -> list:
-        producer = ChangelogProducer(Settings.from_env({}).with_embedded_broker(url))
-        topic = BatchedTopic(producer, TOPIC, lambda key: key_partition(key, 4))
-        try:
-            deliveries = await topic.send([(f"A-{n}".encode(), orjson.dumps({"n": n})) for n in range(200)])
-            assert await topic.send([]) == []
-            await asyncio.gather(*deliveries)
-        finally:
-            await producer.stop()
-        messages, _, _ = await _read_topic(url)
-        return messages
-
-    with EmbeddedBroker() as broker:
-        ensure_topics(Settings.from_env({}).with_embedded_broker(broker.url))
-        messages = asyncio.run(send_and_read(broker.url))
-    assert sorted((m.key, m.value) for m in messages) == sorted(
-        (f"A-{n}".encode(), orjson.dumps({"n": n})) for n in range(200))
-    faust_picks = DefaultPartitioner()  # what Faust's producer (aiokafka) does with a key
-    assert all(m.partition == key_partition(m.key, 4) == faust_picks(m.key, [0, 1, 2, 3], [0, 1, 2, 3])
-               for m in messages)
-    assert len({m.partition for m in messages}) == 4
 
 
 def test_the_reader_sees_what_the_faust_table_sees():
