@@ -153,22 +153,23 @@ class BatchedChangelog:
         sent = []
         for partition, messages in by_partition.items():
             for part in (messages[:-1], messages[-1:]):  # the last one alone (see above)
-                sent += await queue_batches(producer, topic, partition, part)
+                sent += await self._send(producer, topic, partition, part)
         for partition, count, delivery in sent:
             metadata = await delivery
             store.set_persisted_offset(TP(topic, partition), metadata.offset + count - 1)
 
 
-async def queue_batches(producer: AIOKafkaProducer, topic: str, partition: int,
-                        messages: list[tuple[bytes, bytes | None]]) -> list[tuple[int, int, asyncio.Future]]:
-    """Queue `messages` in as few batches as fit; (partition, count, delivery) per batch."""
-    sent, batch, count = [], producer.create_batch(), 0
-    for key, value in messages:
-        if batch.append(key=key, value=value, timestamp=None) is None:  # full: send, start another
+    @staticmethod
+    async def _send(producer: AIOKafkaProducer, topic: str, partition: int,
+                    messages: list[tuple[bytes, bytes | None]]) -> list[tuple[int, int, asyncio.Future]]:
+        """Queue `messages` in as few batches as fit; (partition, count, delivery) per batch."""
+        sent, batch, count = [], producer.create_batch(), 0
+        for key, value in messages:
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send, start another
+                sent.append((partition, count, await producer.send_batch(batch, topic, partition=partition)))
+                batch, count = producer.create_batch(), 0
+                batch.append(key=key, value=value, timestamp=None)
+            count += 1
+        if count:
             sent.append((partition, count, await producer.send_batch(batch, topic, partition=partition)))
-            batch, count = producer.create_batch(), 0
-            batch.append(key=key, value=value, timestamp=None)
-        count += 1
-    if count:
-        sent.append((partition, count, await producer.send_batch(batch, topic, partition=partition)))
-    return sent
+        return sent
