@@ -44,6 +44,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from supplymon.core import jsonbytes
 from supplymon.embedded import EmbeddedBroker, free_port
 from supplymon.publish import Publisher, ensure_topics
 from supplymon.runner import WorkerProcess
@@ -57,7 +58,7 @@ def history(events: int, seed: int = 7) -> list[bytes]:
     days = max(14, min_days("all"))  # every story needs its days
     per_day = max(1, int(events / EVENTS_PER_ORDER / days))
     # Every story told, so every rule (early warnings too) has work to do.
-    lines = [orjson.dumps(e) for e in generate(days=days, orders_per_day=per_day, seed=seed, scenario="all")]
+    lines = [jsonbytes.dumps(e) for e in generate(days=days, orders_per_day=per_day, seed=seed, scenario="all")]
     return lines[:events]
 
 

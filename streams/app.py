@@ -8,12 +8,12 @@ from __future__ import annotations
 import functools
 
 import faust
-import orjson
 
 import streams.codecs  # noqa: F401  (registers the str and orjson codecs)
 from streams.changelog import BatchedChangelog, ChangelogProducer
 from streams.batches import BatchIntake
 from streams.web_security import App, middlewares
+from supplymon.core import jsonbytes
 from supplymon.publish import key_partition as partition_of_key
 from supplymon.settings import Settings
 
@@ -142,4 +142,4 @@ app.tables.add(warning_state)
 # Both tables' changes are written a batch at a time (see streams/changelog.py).
 changelog_producer = ChangelogProducer(settings)
 order_changelog = BatchedChangelog(order_state, changelog_producer, key_partition, bytes)
-warning_changelog = BatchedChangelog(warning_state, changelog_producer, warning_state.partition_for_key, orjson.dumps)
+warning_changelog = BatchedChangelog(warning_state, changelog_producer, warning_state.partition_for_key, jsonbytes.dumps)

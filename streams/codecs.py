@@ -7,6 +7,8 @@ from typing import Any
 import orjson
 from faust.serializers import codecs
 
+from supplymon.core import jsonbytes
+
 
 class StrCodec(codecs.Codec):
     def _dumps(self, obj: Any) -> bytes:
@@ -18,7 +20,7 @@ class StrCodec(codecs.Codec):
 
 class OrjsonCodec(codecs.Codec):
     def _dumps(self, obj: Any) -> bytes:
-        return orjson.dumps(obj)
+        return jsonbytes.dumps(obj)  # held until delivered: at its size (see there)
 
     def _loads(self, s: bytes) -> Any:
         return orjson.loads(s)

@@ -39,6 +39,7 @@ import orjson
 from schemas.events import Invalid
 from schemas.fast_events import KIND_OF, ArrivalLine, Decoded, ResponseLine, as_line
 from schemas.limits import UINT16_MAX, UINT32_MAX
+from supplymon.core import jsonbytes
 from supplymon.core.alerts import order_alert_row
 from supplymon.core.due import DueIndex
 from supplymon.core.flow import BatchOutput, Lookup, Partition, Record, ReferenceOrderFlow, _Batch, _raw_row
@@ -515,7 +516,7 @@ class ColumnarOrderFlow:
                 if moved or order_id in self.pending:
                     self._hold(order_id, state)
                     if self.snapshots and moved:
-                        out.snapshots[order_id] = orjson.dumps(state)
+                        out.snapshots[order_id] = jsonbytes.dumps(state)
         t.release(release)
         done_rows = np.asarray(done, dtype=np.int64)
         self._schedule(done_rows)

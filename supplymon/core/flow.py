@@ -30,6 +30,7 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 import orjson
 
 from schemas.events import Invalid, dead_letter_detail
+from supplymon.core import jsonbytes
 from supplymon.core.alerts import order_alert_row
 from supplymon.core.due import DueIndex
 from supplymon.core.intake import Intake
@@ -115,12 +116,8 @@ class _Batch:
     def seal(self) -> BatchOutput:
         """Snapshot the states this batch changed: later batches go on changing the dicts."""
         for order_id, state in self.states.items():
-            snapshot = None if order_id in self.purged else orjson.dumps(state)
+            snapshot = None if order_id in self.purged else jsonbytes.dumps(state)  # held for every open order
             if snapshot != self.read[order_id]:
-                if snapshot is not None:
-                    # orjson's bytes keep the 4 KiB buffer they were written into: copy
-                    # to their size (held for every open order).
-                    snapshot = bytes(memoryview(snapshot))
                 self.out.snapshots[order_id] = snapshot
         return self.out
 
