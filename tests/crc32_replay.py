@@ -1,8 +1,8 @@
 """`supplymon replay` as a producer that partitions by the CRC32 of the key
 (librdkafka's default partitioner) rather than Kafka's murmur2: consistent (an
 order's events share one partition number on the four topics), but not the
-partition supplymon's own tools pick. For tests: `python -m tests.crc32_replay
-FILE [replay options]`."""
+partition supplymon's own tools pick. For tests: `python -m tests.crc32_replay replay
+FILE [options]`, as `python -m supplymon replay ...`."""
 from __future__ import annotations
 
 import functools
@@ -22,4 +22,4 @@ def crc32_partitioner(key: bytes | None, all_partitions: list[int], available: l
 
 if __name__ == "__main__":
     publish.AIOKafkaProducer = functools.partial(publish.AIOKafkaProducer, partitioner=crc32_partitioner)
-    raise SystemExit(main(["replay", *sys.argv[1:]]))
+    raise SystemExit(main(sys.argv[1:]))
