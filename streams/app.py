@@ -89,7 +89,6 @@ ORDER_STATE = "order-state"
 order_state = app.Table(
     ORDER_STATE,
     partitions=settings.partitions,
-    use_partitioner=True,
     # Table() takes codecs only through key/value *types*; give its changelog topic
     # (read back on recovery) and the table itself the str/raw codecs explicitly.
     changelog_topic=app.topic(
