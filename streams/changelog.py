@@ -153,7 +153,7 @@ class BatchedChangelog:
             partition = given.get(key)
             if hold and value is not None:
                 store[key] = value
-                if noted is not None and partition is not None:  # not the key's own: `partition()` asks
+                if noted is not None and partition is not None:  # as recovery notes it, for `partition()`
                     noted[key] = partition
             elif forget:
                 store.pop(key, None)
