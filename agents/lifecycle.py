@@ -48,7 +48,6 @@ from supplymon.core.columnar_flow import OrderFlow
 from supplymon.core.flow import BatchOutput, dead_headers
 from supplymon.core.signals import pack
 from supplymon.gcpolicy import release_free_heap
-from supplymon.publish import misplaced
 from supplymon.refusals import refused_alerts
 
 log = logging.getLogger(__name__)
@@ -113,7 +112,8 @@ def _reassigned() -> None:
     # The table's store holds only what Faust's recovery read back of the partitions
     # newly assigned (the flow holds the states, `finish` does not keep a copy):
     # added to the flow, which keeps the orders of the partitions it still holds.
-    count = flow.restore(assigned, order_state.items(), keep_held=True)
+    # Each state belongs to the input partition of the changelog partition it was read from.
+    count = flow.restore(assigned, order_changelog.items(), keep_held=True)
     order_changelog.clear()  # now in the flow
     metrics.open_orders.set(len(flow))
     log.info("%d order states read back; %d open orders held", count, len(flow))
@@ -163,17 +163,19 @@ class Batch:
 _warned_misplaced: set = set()
 
 
-def _check_partitioning(processed: list) -> None:
-    """Events on another partition than their order_id's: counted, and said once per partition."""
-    for tp, expected in misplaced(processed, settings.partitions):
-        metrics.misplaced_inputs.inc()
+def _report_misplaced(out: BatchOutput) -> None:
+    """Events read off their order's input partition (supplymon/core/flow.py):
+    counted, and said once per input partition."""
+    for tp, count in out.misplaced.items():
+        metrics.misplaced_inputs.inc(count)
         if tp not in _warned_misplaced:
             _warned_misplaced.add(tp)
-            log.error("%s:%d 上的事件按 order_id 应在分区 %d：生产者须用 Kafka 默认分区器 (murmur2) 按 order_id 分区，"
-                      "否则再均衡后订单状态无法恢复 / events on %s:%d belong on partition %d by their order_id: "
-                      "producers must partition by order_id with Kafka's default partitioner (murmur2), or order "
-                      "states are not restored after a rebalance", tp.topic, tp.partition, expected,
-                      tp.topic, tp.partition, expected)
+            log.error("%s:%d 上有 %d 个事件的订单在另一个输入分区：生产者须按 order_id 一致地分区（四个输入主题同一分区器、"
+                      "同样的分区数），否则再均衡后这些事件可能找不到订单状态 / %d events on %s:%d belong to orders "
+                      "read from another input partition: producers must partition by order_id consistently (one "
+                      "partitioner, the same partition count on the four input topics), or after a rebalance such "
+                      "events may not find their order's state", tp.topic, tp.partition, count,
+                      count, tp.topic, tp.partition)
 
 
 async def _in_sequence(fetched: FetchedBatch, now_ms: int) -> list:
@@ -214,7 +216,6 @@ async def process(fetched: FetchedBatch) -> None:
     processed = aligner.take(await _in_sequence(fetched, now_ms), fetched.lag, time.perf_counter())
     batch_intake.hold_back(aligner.ahead, settings.align_max_wait_seconds)
     metrics.held_records.set(len(aligner))
-    _check_partitioning(processed)
     stored = order_changelog.reader()
 
     def lookup(order_id: str) -> bytes | None:
@@ -226,6 +227,7 @@ async def process(fetched: FetchedBatch) -> None:
     metrics.stage_seconds.labels("lifecycle").inc(time.thread_time() - started)
     release_free_heap(len(fetched))
     _count(out)
+    _report_misplaced(out)
     unsettled.update(out.snapshots)
     batch = Batch(out, fetched, processed, clock)
     clock.submitted = time.perf_counter()
@@ -267,10 +269,13 @@ async def announce(batches: list[Batch], insert_started: float, insert_ended: fl
 async def finish(batches: list[Batch], insert_started: float, insert_ended: float) -> None:
     """After `announce`, in batch order: signals, states (the changelog), acks."""
     snapshots: dict[str, bytes | None] = {}
+    partitions: dict[str, int] = {}  # each state's changelog partition: its order's input partition
     for batch in batches:
         snapshots.update(batch.out.snapshots)  # a later batch's state of an order replaces an earlier's
+        partitions.update(batch.out.partitions)
     # Both delivered before the acknowledgements; neither waits for the other.
-    await asyncio.gather(_send_signals([batch.out for batch in batches]), order_changelog.write(snapshots, hold=False))
+    await asyncio.gather(_send_signals([batch.out for batch in batches]),
+                         order_changelog.write(snapshots, hold=False, partitions=partitions))
     for order_id, snapshot in snapshots.items():
         if unsettled.get(order_id, b"") is snapshot:  # no later batch changed it since
             del unsettled[order_id]

@@ -80,13 +80,15 @@ alerts_topic = app.topic(
 # One entry per order, keyed by order_id, its state as orjson bytes: compact in
 # memory (a few hundred bytes, not a tree of Python objects), and a snapshot that
 # later batches cannot change before it reaches the changelog. The changelog
-# partition is the one the order_id hashes to (as its events are), not that of
-# the event being processed: a batch mixes partitions.
+# partition is the order's input partition (that of its first event, which the
+# flow keeps with its state), as Faust keeps a table entry on its input record's
+# partition: restored wherever the group assigns that input partition, whatever
+# consistent partitioner the producers use. `key_partition` is only the fallback
+# for an entry written without one.
 ORDER_STATE = "order-state"
 order_state = app.Table(
     ORDER_STATE,
     partitions=settings.partitions,
-    use_partitioner=True,
     # Table() takes codecs only through key/value *types*; give its changelog topic
     # (read back on recovery) and the table itself the str/raw codecs explicitly.
     changelog_topic=app.topic(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
@@ -79,7 +79,7 @@ class BatchedChangelog:
                  encode: Callable[[Any], bytes]):
         self.table = table
         self.producer = producer
-        self.partition_of = partition_of  # the changelog partition of a key, as Faust picks it
+        self.partition_of = partition_of  # a key's changelog partition, unless its write says
         self.encode = encode  # the table's value codec
 
     def reader(self) -> Callable[[str], Any]:
@@ -89,6 +89,13 @@ class BatchedChangelog:
         inner = getattr(store, "data", None)  # the memory store keeps a plain dict
         return inner.get if type(inner) is dict else store.get
 
+    def partition(self, key: str) -> int:
+        """The changelog partition a key's entry in the store came from: the one
+        recovery read it from (Faust's memory store notes it) or it was written to."""
+        noted = getattr(self.table.data, "_key_partition", None)
+        partition = noted.get(key) if noted is not None else None
+        return self.partition_of(key) if partition is None else partition
+
     def keep_only(self, partitions: set[int]) -> int:
         """Drop the entries of partitions this worker no longer holds; how many. Faust's
         memory store forgets a revoked partition's keys only if it loaded them from the
@@ -96,10 +103,19 @@ class BatchedChangelog:
         this worker's own after a rebalance (deadlines fired, states written back over
         the new owner's)."""
         store = self.table.data
-        foreign = [key for key in store.keys() if self.partition_of(key) not in partitions]
+        foreign = [key for key in store.keys() if self.partition(key) not in partitions]
+        noted = getattr(store, "_key_partition", None)
         for key in foreign:
             store.pop(key, None)
+            if noted is not None:
+                noted.pop(key, None)
         return len(foreign)
+
+    def items(self) -> Iterator[tuple[str, Any, int]]:
+        """The store's entries with the changelog partition of each (`partition`)."""
+        store = self.table.data
+        for key in list(store.keys()):
+            yield key, store[key], self.partition(key)
 
     def clear(self) -> int:
         """Empty the store (its owner holds the state, see `write`); how many entries.
@@ -114,8 +130,12 @@ class BatchedChangelog:
             recovered.clear()
         return count
 
-    async def write(self, changes: Mapping[str, Any], hold: bool = True) -> None:
-        """Apply `changes` (key -> value; None deletes) and deliver them to the changelog.
+    async def write(self, changes: Mapping[str, Any], hold: bool = True,
+                    partitions: Mapping[str, int] | None = None) -> None:
+        """Apply `changes` (key -> value; None deletes) and deliver them to the changelog,
+        each to its partition in `partitions` (the order states: their order's input
+        partition, as Faust keeps a table entry on its input record's partition) or
+        else `partition_of(key)`.
         `hold=False`: delivered but not held in the store; the owner keeps that state
         itself (more compactly) and reads the store only after a rebalance, as Faust's
         recovery refills it from the changelog."""
@@ -125,14 +145,23 @@ class BatchedChangelog:
         # Not held: a key is taken out of the store only if the store has any (what
         # recovery read back and the owner has not taken yet): mostly it is empty.
         forget = hold or len(store) > 0
+        noted = getattr(store, "_key_partition", None) if forget else None
         partition_of, encode = self.partition_of, self.encode
+        given = partitions or {}
         by_partition: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
         for key, value in changes.items():
+            partition = given.get(key)
             if hold and value is not None:
                 store[key] = value
+                if noted is not None and partition is not None:  # as recovery notes it, for `partition()`
+                    noted[key] = partition
             elif forget:
                 store.pop(key, None)
-            by_partition[partition_of(key)].append((key.encode(), None if value is None else encode(value)))
+                if noted is not None:
+                    noted.pop(key, None)
+            if partition is None:
+                partition = partition_of(key)
+            by_partition[partition].append((key.encode(), None if value is None else encode(value)))
         topic = self.table.changelog_topic.get_topic_name()
 
         async def resend(attempt: int, delay: float, exc: Exception) -> None:

@@ -11,9 +11,9 @@ duplicates = Counter("supplymon_duplicate_events_total", "Events whose event_id 
 per_event_path = Counter("supplymon_per_event_path_events_total",
                          "Events applied one by one through the per-event core (events before their order, "
                          "repeats, ties on time...); the others are applied a batch at a time", registry=REGISTRY)
-misplaced_inputs = Counter("supplymon_misplaced_input_partitions_total",
-                           "Batches in which an input partition's first keyed record was not on the partition "
-                           "its key (order_id) hashes to: the producer does not use Kafka's default partitioner",
+misplaced_inputs = Counter("supplymon_misplaced_input_events_total",
+                           "Events read from another input partition than their order's (its first event's): "
+                           "a producer that does not partition the input topics consistently by order_id",
                            registry=REGISTRY)
 held_records = Gauge("supplymon_held_input_records",
                      "Input records held back for a later batch: their topic ran ahead in time of a "

@@ -125,25 +125,6 @@ def key_partition(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def misplaced(positions, partitions: int) -> list[tuple[object, int]]:
-    """Of each input partition's first keyed record among `positions` ((partition,
-    record) pairs), those not on the partition their key hashes to: (partition, the
-    key's partition). An order's state is kept in the changelog partition of its key
-    (streams/changelog.py), restored where that partition is assigned: a producer
-    that partitions otherwise (librdkafka's default, CRC32) puts events where their
-    state is not restored after a rebalance. One record per partition and batch is
-    enough: such a producer misplaces most keys."""
-    checked, out = set(), []
-    for tp, record in positions:
-        if tp in checked or record.key is None:
-            continue
-        checked.add(tp)
-        expected = key_partition(record.key, partitions)
-        if expected != tp.partition:
-            out.append((tp, expected))
-    return out
-
-
 @dataclass
 class PublishStats:
     events: int = 0

@@ -40,6 +40,7 @@ def meaning(out: BatchOutput) -> dict:
         "signals": out.signals,
         "marks": out.marks,
         "kinds": dict(out.kinds),
+        "misplaced": {f"{tp.topic}:{tp.partition}": n for tp, n in out.misplaced.items()},
         "watermark": out.watermark,
     }
 
@@ -66,11 +67,14 @@ class SideBySide:
         got = self.columnar.process(records, self.inputs, lambda order_id: None, now_ms)
         return expected, got
 
-    def assert_same(self, records: list[Record], now_ms: int) -> None:
+    def assert_same(self, records: list[Record], now_ms: int) -> tuple[BatchOutput, BatchOutput]:
         expected, got = self.step(records, now_ms)
         want, have = meaning(expected), meaning(got)
         for name in want:
             assert have[name] == want[name], name
-        # every state the reference changed, the columnar flow gives with the same meaning
+        # every state the reference changed, the columnar flow gives with the same meaning,
+        # for the same changelog partition (its order's input partition)
         for order_id, snapshot in expected.snapshots.items():
             assert state_meaning(got.snapshots.get(order_id)) == state_meaning(snapshot), order_id
+            assert got.partitions[order_id] == expected.partitions[order_id], order_id
+        return expected, got

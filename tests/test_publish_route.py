@@ -39,25 +39,3 @@ def test_a_tick_from_the_future_is_sent_once_unless_the_future_is_allowed():
     allowed = Settings.from_env({"SUPPLYMON_ALLOW_FUTURE": "1"})
     assert len(list(Router(allowed).records(future, NOW_MS))) == len(TOPICS.inputs) * allowed.partitions
 
-
-def test_records_off_their_keys_partition_are_found_once_per_partition_and_batch():
-    """A producer that does not partition by order_id with murmur2 (librdkafka's CRC32
-    default, say) is seen at once: the first keyed record of each partition is checked."""
-    from typing import NamedTuple
-
-    from supplymon.publish import key_partition, misplaced
-
-    class TP(NamedTuple):
-        topic: str
-        partition: int
-
-    class Rec(NamedTuple):
-        key: bytes | None
-
-    keys = [f"ORD-{n}".encode() for n in range(40)]
-    right = [(TP("supply.orders", key_partition(k, 4)), Rec(k)) for k in keys]
-    assert misplaced(right + [(TP("supply.orders", 3), Rec(None))], 4) == []  # a tick has no key
-    wrong = [(TP("supply.responses", (key_partition(k, 4) + 1) % 4), Rec(k)) for k in keys]
-    found = misplaced(wrong, 4)
-    assert sorted(tp.partition for tp, _ in found) == sorted({tp.partition for tp, _ in wrong})
-    assert all(expected == key_partition(next(r.key for t, r in wrong if t == tp), 4) for tp, expected in found)

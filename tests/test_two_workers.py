@@ -1,7 +1,9 @@
 """Two workers sharing the partitions (the way supplymon scales): a second worker
 joins while the second half of a history is published, the group rebalances, and
 the facts and early warnings, merged from both workers' ClickHouse rows, equal
-the independent computation.
+the independent computation, whatever consistent partitioner the producer uses
+(Kafka's murmur2, or CRC32 as librdkafka's default: order states are kept on their
+input partition, tests/crc32_replay.py).
 
 Each embedded worker has its own chdb (one process per data dir), so the test
 merges their rows as one ClickHouse server would: per key, the highest version."""
@@ -61,16 +63,25 @@ def _split(history, broker) -> tuple[dict, tuple]:
     return base, halves
 
 
+def _misplaced(url: str) -> float:
+    """The worker's count of events read off their order's input partition."""
+    text = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
+    (line,) = [line for line in text.splitlines() if line.startswith("supplymon_misplaced_input_events_total ")]
+    return float(line.split()[1])
+
+
 class PacedPublisher:
     """`supplymon replay FILE --speed S` in the background: the half keeps arriving
     while a worker joins or is killed, however fast or loaded the machine is
     (published at once, it was sometimes all stored before the second worker had
-    any of it)."""
+    any of it). `producer`: the module run as `supplymon` (tests.crc32_replay: the
+    same replay partitioning by CRC32)."""
 
-    def __init__(self, path, env: dict, log_path, speed: float) -> None:
+    def __init__(self, path, env: dict, log_path, speed: float | None, producer: str = "supplymon") -> None:
         self.log_path = log_path
-        self.log = open(log_path, "w+")
-        self.process = subprocess.Popen([sys.executable, "-m", "supplymon", "replay", str(path), "--speed", str(speed)],
+        self.log = open(log_path, "a+")
+        pace = ("--speed", str(speed)) if speed else ()
+        self.process = subprocess.Popen([sys.executable, "-m", producer, "replay", str(path), *pace],
                                         cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def finish(self, timeout: float = 300) -> None:
@@ -84,14 +95,18 @@ class PacedPublisher:
 
 
 @pytest.mark.timeout(600)
-def test_a_second_worker_joining_mid_stream_changes_no_result(tmp_path):
+@pytest.mark.parametrize("producer", ["supplymon", "tests.crc32_replay"])
+def test_a_second_worker_joining_mid_stream_changes_no_result(tmp_path, producer):
     history = tmp_path / "history.jsonl"
     events = build_history(history, days=3, orders_per_day=800, scenario=("shortage",))
     with EmbeddedBroker() as broker:
         base, halves = _split(history, broker)
 
-        published = supplymon("replay", str(halves[0]), env=base)
-        assert published.returncode == 0, published.stderr
+        published = PacedPublisher(halves[0], base, tmp_path / "publisher.log", speed=None, producer=producer)
+        try:
+            published.finish()
+        finally:
+            published.stop()
         first_half = sum(_end_offsets(broker.bootstrap, INPUTS).values())
         workers, urls = [], []
 
@@ -111,7 +126,7 @@ def test_a_second_worker_joining_mid_stream_changes_no_result(tmp_path):
             second = start("b")
             # The second half paced (about 36 s): it arrives while the second worker
             # joins, the group rebalances and both work.
-            publisher = PacedPublisher(halves[1], base, tmp_path / "publisher.log", speed=3600)
+            publisher = PacedPublisher(halves[1], base, tmp_path / "publisher.log", speed=3600, producer=producer)
             try:
                 _wait(lambda: any(tp.split(":")[0] in INPUTS for tp in _progress(urls[1])["assigned"]), 120,
                       "the second worker assigned input partitions", second)
@@ -134,6 +149,7 @@ def test_a_second_worker_joining_mid_stream_changes_no_result(tmp_path):
                         if tp.rsplit(":", 1)[0] in INPUTS}
                 state = orjson.loads(urllib.request.urlopen(url + "/state", timeout=30).read())
                 assert {int(p) for p in state["partitions"]} <= held, (url, state["partitions"], held)
+                assert _misplaced(url) == 0  # every event on its order's input partition
             facts = _latest([r for url in urls for r in _rows(url, FACTS_BY_VERSION)], "order_id")
             warnings = _latest([r for url in urls for r in _rows(url, WARNINGS_BY_VERSION)], "alert_id")
         finally:

@@ -24,8 +24,11 @@ advance, emit, marks, snapshots; the same output. What differs is how:
   (`Windows.update_batch`); alerts and signals from a dict per changed order;
 - snapshots (when asked for): a changed placed order's row as compact bytes
   (supplymon/core/row_snapshot.py), an order not placed yet as the reference's
-  orjson dict; `restore` and the lookup take these, the earlier orjson states
-  (seen ids hashed, "sh") and the reference's own.
+  orjson dict, each with its order's input partition (`part`: the changelog
+  partition it goes to); `restore` and the lookup take these, the earlier orjson
+  states (seen ids hashed, "sh") and the reference's own. An event read off its
+  order's input partition is counted as the reference counts it
+  (supplymon/core/flow.py, "misplaced").
 """
 from __future__ import annotations
 
@@ -163,9 +166,12 @@ class ColumnarOrderFlow:
         return len(self.table) + len(self.pending)
 
     # -- a new assignment ----------------------------------------------------------------
-    def restore(self, assigned: Iterable[Partition], states: Iterable[tuple[str, bytes]],
+    def restore(self, assigned: Iterable[Partition], states: Iterable[tuple],
                 keep_held: bool = False) -> int:
         """Start over on `assigned` with the order states given; how many were given.
+        Each is (order_id, snapshot) or (order_id, snapshot, partition): a state read
+        back from changelog partition p belongs to input partition p, whatever the
+        snapshot says (states written before they were kept on their input partition).
         `keep_held`: the orders of the partitions still assigned are kept as they are
         and `states` only adds those of partitions newly assigned (the Kafka shell
         keeps no second copy of what the flow holds: agents/lifecycle.py); an order
@@ -182,15 +188,20 @@ class ColumnarOrderFlow:
             self.pending_due.clear()
         placed: list[tuple[str, dict]] = []
         compact: list[tuple[str, bytes]] = []  # placed orders' compact rows, loaded at once
+        compact_parts: list[int | None] = []
         count = 0
-        for order_id, raw in states:
+        for order_id, raw, *where in states:
             count += 1
             if order_id in self.table.rows or order_id in self.pending:
                 continue
+            partition = where[0] if where else None
             if is_compact(raw):
                 compact.append((order_id, raw))
+                compact_parts.append(partition)
                 continue
             state = decode_state(raw)
+            if partition is not None:
+                state["p"] = partition
             if "order" in state:
                 placed.append((order_id, state))
             else:
@@ -199,7 +210,11 @@ class ColumnarOrderFlow:
             rows = self.table.allocate([order_id for order_id, _ in placed])
             for row, (_, state) in zip(rows.tolist(), placed):
                 self.table.put(row, state)
-            self._schedule(np.concatenate([rows, load_rows(self.table, compact)]))
+            loaded = load_rows(self.table, compact)
+            given = np.array([p is not None for p in compact_parts], dtype=bool)
+            if given.any():
+                self.table.part[loaded[given]] = [p for p in compact_parts if p is not None]
+            self._schedule(np.concatenate([rows, loaded]))
         # the window parts are derived: counted again from every order held
         rows = self._held_rows()
         counted = rows[self.table.c_set[rows]]
@@ -280,6 +295,8 @@ class ColumnarOrderFlow:
                 out.snapshots[order_id] = raw
             for order_id in table.oid[purged].tolist():
                 out.snapshots[order_id] = None
+            changed = np.concatenate([keep, purged])
+            out.partitions.update(zip(table.oid[changed].tolist(), table.part[changed].tolist()))
         self.table.release(purged)
         return out
 
@@ -329,6 +346,7 @@ class ColumnarOrderFlow:
                             for name, values in fast.items()}
                     picked = [e for e, k in zip(picked, keep.tolist()) if k]
             rows = self._apply_columns(fast)
+            self._count_misplaced(batch, picked, fast)
             touched.append(rows)
             changed.append(rows)
             batch.out.rows.add_columns("events_raw", _raw_columns(picked, decoded))
@@ -337,6 +355,13 @@ class ColumnarOrderFlow:
             touched.append(done_rows)
             changed.append(changed_rows)
         # unplaced rows left (an order id new to this batch whose events all went the slow way) are freed there
+
+    def _count_misplaced(self, batch: _Batch, picked: list, fast: dict) -> None:
+        """The applied events read off their order's input partition (all of them
+        now have one: a new order's is its first event's)."""
+        for i in np.flatnonzero(fast["part"] != self.table.part[fast["row"]]).tolist():
+            record = picked[i][0]
+            batch.out.misplaced[Partition(record.topic, record.partition)] += 1
 
     def _columns(self, picked: list, decoded: Decoded) -> dict:
         """The picked events as columns, from their decoded lines."""
@@ -488,7 +513,8 @@ class ColumnarOrderFlow:
                 source = (record.topic, record.partition, record.offset)
                 text = record.value.decode()
                 event["raw"], event["src"] = text, source
-                state.setdefault("p", record.partition)
+                if state.setdefault("p", record.partition) != record.partition:
+                    out.misplaced[Partition(record.topic, record.partition)] += 1
                 outcome = lc.apply(state, event)
                 if outcome.duplicate:
                     out.duplicates += 1
@@ -517,6 +543,7 @@ class ColumnarOrderFlow:
                     self._hold(order_id, state)
                     if self.snapshots and moved:
                         out.snapshots[order_id] = jsonbytes.dumps(state)
+                        out.partitions[order_id] = state["p"]
         t.release(release)
         done_rows = np.asarray(done, dtype=np.int64)
         self._schedule(done_rows)
@@ -558,6 +585,7 @@ class ColumnarOrderFlow:
                 del self.pending[order_id]
                 if self.snapshots:
                     batch.out.snapshots[order_id] = None
+                    batch.out.partitions[order_id] = state["p"]
             else:
                 self.pending_due.schedule(order_id, self.lifecycle.next_due(state))
         t = self.table

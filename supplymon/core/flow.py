@@ -14,7 +14,22 @@ the direct file replay (supplymon/direct.py) feed it the same way:
 4. emit: each changed order gives its fact row, its changed alerts, its window
    contributions and the signals for the early warnings;
 5. marks: how far each input partition has been read (the early warnings' time);
-6. snapshots: the states the batch changed, serialized (None: purged).
+6. snapshots: the states the batch changed, serialized (None: purged), with
+   each order's input partition: the changelog partition its state is kept in.
+
+An order belongs to the input partition its first event was read from (its
+state's "p"), as a Faust table's entry belongs to its input record's partition:
+its state is written to that changelog partition, restored with it, and dropped
+when it is revoked. Any producer that partitions consistently by order_id (the
+same partitioner and partition count on the four input topics) keeps an order's
+events on that one partition. An event read from another input partition than
+its order's (a producer that does not: round-robin, a different partition count
+on one topic) is "misplaced": it is still applied to the order's state where
+that state is (this worker holds both partitions now, so the facts and alerts
+are right), counted per input partition in `BatchOutput.misplaced`, and the
+state stays on its order's partition. Correctness cannot be kept for such a
+producer across a rebalance: an event whose order's partition another worker
+holds finds no order here and ends as an orphan dead letter.
 
 The caller owns what outlives a batch beyond the flow's own derived state (the
 stream time, the due index, the window parts, the marks sent): the order states
@@ -79,6 +94,8 @@ class BatchOutput:
     signals: dict[str, dict[str, list]] = field(default_factory=dict)  # group -> order id -> record
     marks: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> event time read up to
     snapshots: dict[str, bytes | None] = field(default_factory=dict)  # order states to write (None: delete)
+    partitions: dict[str, int] = field(default_factory=dict)  # each snapshot's order's input partition
+    misplaced: Counter = field(default_factory=Counter)  # Partition -> events off their order's partition
     kinds: Counter = field(default_factory=Counter)  # admitted events by kind
     watermark: int | None = None
 
@@ -119,6 +136,8 @@ class _Batch:
             snapshot = None if order_id in self.purged else jsonbytes.dumps(state)  # held for every open order
             if snapshot != self.read[order_id]:
                 self.out.snapshots[order_id] = snapshot
+                if "p" in state:
+                    self.out.partitions[order_id] = state["p"]
         return self.out
 
 
@@ -156,16 +175,20 @@ class ReferenceOrderFlow:
         return len(self.due)
 
     # -- a new assignment ----------------------------------------------------------------
-    def restore(self, assigned: Iterable[Partition], states: Iterable[tuple[str, bytes]]) -> int:
+    def restore(self, assigned: Iterable[Partition], states: Iterable[tuple]) -> int:
         """Start over on `assigned` with the order states held (the due index and the
-        window parts are rebuilt from them); how many orders."""
+        window parts are rebuilt from them); how many orders. Each state is
+        (order_id, snapshot) or (order_id, snapshot, partition): a state read back
+        from changelog partition p belongs to input partition p."""
         self.stream_time.forget(assigned)
         self.marked.clear()  # tell the early warnings again
         self.due.clear()
         self.windows.clear()
         count, counted = 0, []
-        for order_id, raw in states:
+        for order_id, raw, *where in states:
             state = orjson.loads(raw)
+            if where and where[0] is not None:
+                state["p"] = where[0]
             self.due.schedule(order_id, self.lifecycle.next_due(state))
             if "c" in state:
                 counted.append(state)
@@ -217,7 +240,9 @@ class ReferenceOrderFlow:
         event["raw"], event["src"] = text, source
         order_id = event["order_id"]
         state = batch.state(order_id)
-        state.setdefault("p", record.partition)  # the partition whose window parts count it
+        # the order's input partition: its changelog partition, and whose window parts count it
+        if state.setdefault("p", record.partition) != record.partition:
+            batch.out.misplaced[Partition(record.topic, record.partition)] += 1
         outcome = self.lifecycle.apply(state, event)
         if outcome.duplicate:
             batch.out.duplicates += 1

@@ -14,7 +14,14 @@ list and an order_id -> row dict:
 - the first response's, first arrival's and late confirmation's event ids (only
   read to break ties on time) are kept as the strings themselves;
 - the emitted-alert marks, the early-warning signal fingerprints, the window
-  contribution and the partition are columns too.
+  contribution and the input partition are columns too.
+
+`part` is the input partition an order's first event was read from (uint16:
+Kafka's partition numbers stay far below 65,536): the order's state is written
+to the changelog partition of that number and dropped when the partition is
+revoked, as Faust keeps a table's state on its input record's partition; a
+later event of the order read from another partition is "misplaced"
+(supplymon/core/columnar_flow.py).
 
 `state_of(row)` gives the reference dict of a row (its `seen` a `HashedSeen`:
 the per-event core runs on it unchanged) and `put(row, state)` writes one back;
@@ -77,7 +84,7 @@ class Names:
 # the flow sends an order past them through the per-event core): times stay int64
 # epoch ms, exact.
 _COLUMNS = {
-    "part": (np.int32, 0), "placed": (np.bool_, False), "ordered_at": (np.int64, NULL),
+    "part": (np.uint16, 0), "placed": (np.bool_, False), "ordered_at": (np.int64, NULL),
     "quantity": (np.uint32, 0), "unit_price": (np.float64, 0.0),
     "n": (np.int32, 0), "passed": (np.int8, 0), "next_due": (np.int64, NEVER),
     "resp_ts": (np.int64, NULL), "resp_dec": (np.int8, 0), "resp_conf": (np.uint32, 0),

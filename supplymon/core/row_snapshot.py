@@ -27,7 +27,9 @@ VERSION = 2
 _NAMED = _CODES + ("resp_reason", "lc_inst")  # columns holding name codes
 _OBJECTS = ("oid", "resp_eid", "arr_eid", "lc_eid")
 # alert marks always as 64 bits here: the table widens them only when one does not fit
-ROW_DTYPE = np.dtype([(name, np.dtype(dtype).newbyteorder("<")) for name, (dtype, _) in _COLUMNS.items()]
+# the partition as 32 bits too, as the format had it before the table narrowed it
+_SNAPSHOT_DTYPE = {name: dtype for name, (dtype, _) in _COLUMNS.items()} | {"part": np.int32}
+ROW_DTYPE = np.dtype([(name, np.dtype(dtype).newbyteorder("<")) for name, dtype in _SNAPSHOT_DTYPE.items()]
                      + [(name, np.dtype(np.int64 if name.startswith("al_") and name != "al_flags" else dtype)
                          .newbyteorder("<"), (width,)) for name, (dtype, _, width) in _WIDE.items()])
 _HEADER = bytes([VERSION]) + ROW_DTYPE.itemsize.to_bytes(4, "little")
