@@ -71,6 +71,13 @@ def run(settings: Settings) -> int:
                 self.spinner = None
                 throttle_client_logs(logger)  # a broker outage's client errors once per 30 s each
 
+            def _install_signal_handlers_unix(self) -> None:
+                super()._install_signal_handlers_unix()
+                # SIGUSR1: the state dump (threads, tasks, batch intake) instead of mode's
+                # (every frame's local variables: every open order's state)
+                from streams import diagnostics
+                diagnostics.install(self.app, self.loop)
+
         import agents.clock  # noqa: F401  (live ticks, when on)
         import agents.lifecycle  # noqa: F401  (registers the agent)
         import agents.warnings  # noqa: F401  (registers the early-warning agent)
