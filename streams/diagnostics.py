@@ -211,6 +211,16 @@ def _write_state(out: TextIO, name: str, state: Any) -> None:
         out.write(f"{_short(state, 20000)}\n")
 
 
+def install_early(out: TextIO | None = None) -> None:
+    """Until `install`, while the worker starts (the embedded broker, the rebuild from
+    the store, Faust's start): on `DUMP_SIGNAL`, every thread's stack (faulthandler),
+    instead of the signal's default action, which ends the process."""
+    try:
+        faulthandler.register(DUMP_SIGNAL, file=out or sys.stderr, all_threads=True, chain=False)
+    except (AttributeError, ValueError, OSError, RuntimeError) as exc:
+        log.info("faulthandler not registered for the state dump: %r", exc)
+
+
 def install(app: Any, loop: asyncio.AbstractEventLoop, out: TextIO | None = None) -> None:
     """On `DUMP_SIGNAL`: the dump, from `loop`, to `out` (stderr); and, at once from the
     signal itself, every thread's stack (`faulthandler`: also when the loop is blocked).
@@ -224,6 +234,7 @@ def install(app: Any, loop: asyncio.AbstractEventLoop, out: TextIO | None = None
         except Exception:  # never let a diagnostic take the worker down
             log.exception("the state dump failed")
 
+    faulthandler.unregister(DUMP_SIGNAL)  # `install_early`'s, if any (else register would keep it)
     loop.add_signal_handler(DUMP_SIGNAL, on_signal)
     try:
         # After add_signal_handler: faulthandler calls the handler it replaces (chain),

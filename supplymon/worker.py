@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 
+from streams.diagnostics import install_early
 from supplymon import health
 from supplymon.gcpolicy import batch_pace
 from supplymon.log_throttle import throttle_client_logs
@@ -42,6 +43,7 @@ def die_with_parent() -> None:
 
 
 def run(settings: Settings) -> int:
+    install_early()  # SIGUSR1: thread stacks while starting; the whole state dump once Faust runs
     die_with_parent()
     check_listen_address(settings)  # before anything starts: no credentials, no open address
     logs = prepare_data_dir(settings)

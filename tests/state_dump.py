@@ -1,13 +1,9 @@
 """The state dump of a worker under test (streams/diagnostics.py): asked for with
-SIGUSR1 and read from the worker's log. Tests that wait on workers call
-`dump_on_failure` so that a hang (a wait timed out, pytest-timeout's alarm)
-leaves the workers' tasks and batch intake in the test's report before the
-workers are stopped."""
+SIGUSR1 and read from the worker's log."""
 from __future__ import annotations
 
-import contextlib
 import time
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from streams.diagnostics import BEGIN_MARK, DUMP_SIGNAL, END_MARK
 
@@ -35,16 +31,13 @@ def dump(worker, timeout: float = 20.0) -> str:
     return text
 
 
-@contextlib.contextmanager
-def dump_on_failure(workers: Iterable) -> Iterator[None]:
-    """On any failure in the block (an assertion, a wait that timed out, pytest-timeout's
-    Failed: a BaseException), print every live worker's state dump (shown in the
-    failure's captured output), then let the failure go on."""
-    try:
-        yield
-    except BaseException:
-        for worker in list(workers):
-            text = dump(worker)
-            print(f"\n##### state dump of the worker logging to {worker.log} #####\n"
-                  f"{text or '(no dump: the worker had exited)'}", flush=True)
-        raise
+def print_dumps(workers: Iterable) -> None:
+    """Print the state dump of each live worker (None: skipped): a test that fails
+    calls this before stopping them, so a hang (a wait timed out, pytest-timeout's
+    alarm) leaves their tasks and batch intake in the failure's captured output."""
+    for worker in workers:
+        if worker is None:
+            continue
+        text = dump(worker)
+        print(f"\n##### state dump of the worker logging to {worker.log} #####\n"
+              f"{text or '(no dump: the worker had exited)'}", flush=True)
