@@ -1,4 +1,5 @@
-"""The heap's free pages given back when the batches stop (supplymon/gcpolicy.py).
+"""The heap's free pages given back when the batches stop (supplymon/gcpolicy.py),
+and those embedded chdb's allocator keeps from the last inserts.
 
 The lifecycle agent trims the heap once per TRIM_EVERY events read; what the last
 batches of a burst free (their temporaries, the fetch and insert buffers of a
@@ -8,6 +9,7 @@ when no batch came since).
 """
 from __future__ import annotations
 
+from agents.lifecycle import sink
 from streams.app import app
 from supplymon.gcpolicy import release_left_over_heap
 
@@ -16,4 +18,5 @@ QUIET_SECONDS = 10.0
 
 @app.timer(QUIET_SECONDS)
 async def release_heap_left_over() -> None:
+    await sink.release_left_over_memory()  # the store's inserts (embedded chdb's own allocator)
     release_left_over_heap()

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
 from supplymon import health, metrics
+from supplymon.gcpolicy import STORE_RELEASE_EVERY
 from supplymon.core.rows import TABLES, Columns, Rows  # noqa: F401  (Rows: the sink's input, imported from here too)
 from supplymon.refusals import dead_letter_row, describe, refused_by_store
 from supplymon.retry import retry_until_done
@@ -45,6 +46,7 @@ class ClickHouseSink:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self.first_backoff = first_backoff
         self.max_backoff = max_backoff
+        self._stored_since_release = 0  # rows inserted since the store last gave its free memory back
 
     # -- on the store thread -----------------------------------------------------------
     def _store_now(self) -> Store:
@@ -58,6 +60,14 @@ class ClickHouseSink:
         started = time.perf_counter()
         self._store_now().insert(table, rows)
         metrics.sink_seconds.observe(time.perf_counter() - started)
+        self._stored_since_release += len(rows)
+        if self._stored_since_release >= STORE_RELEASE_EVERY:
+            self._release_memory()
+
+    def _release_memory(self) -> None:
+        if self._stored_since_release and self._store is not None:
+            self._stored_since_release = 0
+            self._store.release_memory()
 
     def _insert_isolating(self, table: str, rows: Columns) -> list[tuple[dict, str]]:
         """Insert `rows`; the rows the store refuses, found by halving, are returned
@@ -88,6 +98,13 @@ class ClickHouseSink:
 
     async def open(self) -> None:
         await self.run(self._store_now)
+
+    async def release_left_over_memory(self) -> None:
+        """What the store's allocator keeps from the inserts since its last purge
+        (fewer than STORE_RELEASE_EVERY rows) given back: for a timer, so that a
+        worker gone quiet does not keep it."""
+        if self._stored_since_release:
+            await self.run(self._release_memory)
 
     async def query(self, sql: str, fmt: str) -> bytes:
         return await self.on_store(lambda store: store.query(sql, fmt))

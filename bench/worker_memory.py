@@ -93,7 +93,7 @@ async def publish_orders(settings: Settings, orders: int, worker: WorkerProcess 
     return publisher.stats.end_offsets
 
 
-def measure(orders: int, partitions: int, work: Path, backlog: int = 0) -> dict:
+def measure(orders: int, partitions: int, work: Path, backlog: int = 0, hold: float = 0.0) -> dict:
     with EmbeddedBroker() as broker:
         settings = replace(Settings.from_env({}).with_embedded_broker(broker.url), partitions=partitions)
         worker_settings = _worker_settings(settings, work / "data", "wmem")
@@ -126,6 +126,9 @@ def measure(orders: int, partitions: int, work: Path, backlog: int = 0) -> dict:
             stream_time = min(times) if times else None
             time.sleep(12.0)  # quiet: the worker gives back what its last batches freed (agents/heap.py, 10 s)
             held = _status(pid)
+            if hold:
+                _say(f"  holding the worker (pid {pid}) {hold:.0f} s for inspection ...")
+                time.sleep(hold)
         finally:
             worker.stop()
     return {"orders": orders, "events": total, "partitions": partitions, "state": state, "idle": idle,
@@ -168,11 +171,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="publish at most this many events ahead of what the worker stored (default 0: "
                              "all at once, the worker catching up on a backlog)")
     parser.add_argument("--json", action="store_true", help="the figures as one JSON line")
+    parser.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
+                        help="keep the worker running this long once measured (to inspect it, e.g. with gdb)")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (the worker's log) afterwards")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="supplymon-wmem-"))
     try:
-        m = measure(args.orders, args.partitions, work, args.backlog)
+        m = measure(args.orders, args.partitions, work, args.backlog, args.hold)
         if args.json:
             print(json.dumps(m))
         else:

@@ -35,7 +35,7 @@ from supplymon.core.columnar_flow import OrderFlow
 from supplymon.core.flow import BatchOutput, Partition, Record
 from supplymon.core.intake import REBUILT_HEADER, TOO_LARGE_HEADER, truncated
 from supplymon.core.signals import pack
-from supplymon.gcpolicy import batch_pace, release_free_heap
+from supplymon.gcpolicy import arrow_on_the_heap, batch_pace, release_free_heap
 from supplymon.publish import key_partition, refused_as_future_at, route
 from supplymon.replay import summary
 from supplymon.runner import RunError, prepare_data_dir
@@ -219,6 +219,7 @@ def replay_direct(settings: Settings, lines: Iterable[bytes], batch: int = BATCH
         settings.insert_tmp_dir.mkdir(parents=True, exist_ok=True)
         tempfile.tempdir = str(settings.insert_tmp_dir)
     progress = Progress()
+    arrow_on_the_heap()
     with batch_pace():
         stored = asyncio.run(_replay(settings, lines, batch, progress))
     progress(force=True)

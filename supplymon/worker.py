@@ -16,7 +16,7 @@ import threading
 
 from streams.diagnostics import install_early
 from supplymon import health
-from supplymon.gcpolicy import batch_pace
+from supplymon.gcpolicy import arrow_on_the_heap, batch_pace
 from supplymon.log_throttle import throttle_client_logs
 from supplymon.publish import ensure_topics
 from supplymon.runner import PARENT_PID_ENV, prepare_data_dir, start_embedded_broker
@@ -101,6 +101,7 @@ def run(settings: Settings) -> int:
                               override_logging=True)
         if broker is not None:
             _watch_embedded_broker(broker, settings)
+        arrow_on_the_heap()  # see supplymon/gcpolicy.py
         try:
             with batch_pace():  # the worker holds every open order's state: see supplymon/gcpolicy.py
                 worker.execute_from_commandline()

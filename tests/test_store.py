@@ -85,3 +85,53 @@ def test_insert_files_a_killed_worker_left_are_removed_when_the_store_opens(sett
         assert not leftover.exists() and unrelated.exists()
     finally:
         store.close()
+
+
+def test_the_sink_gives_the_embedded_stores_free_memory_back(settings, monkeypatch):
+    """Once per STORE_RELEASE_EVERY rows stored, and from the quiet-time timer for
+    fewer, the sink has embedded chdb give its allocator's free memory back (a real
+    `SYSTEM JEMALLOC PURGE`); nothing is purged while no row came since."""
+    import agents.sink
+
+    monkeypatch.setattr(agents.sink, "STORE_RELEASE_EVERY", 3)
+    sink = ClickHouseSink(settings)
+    (row,) = fact_rows([order()])
+    purged: list[bool] = []
+
+    async def write(count: int) -> None:
+        rows = Rows()
+        for n in range(count):
+            rows.add("order_facts", dict(row, order_id=f"O{n}"))
+        await sink.write(rows)
+
+    async def scenario():
+        await sink.open()
+        store = sink._store
+        real = store.release_memory
+        monkeypatch.setattr(store, "release_memory", lambda: purged.append(real()) or purged[-1])
+        await write(2)
+        assert purged == []
+        await write(1)  # the third row since: purged
+        assert purged == [True]
+        await sink.release_left_over_memory()
+        assert purged == [True]  # nothing stored since
+        await write(1)
+        await sink.release_left_over_memory()
+        assert purged == [True, True]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        asyncio.run(sink.close())
+
+
+def test_a_clickhouse_server_is_not_purged(settings):
+    """On a ClickHouse server the server manages its memory: release_memory sends nothing.
+    (No server runs here: the client is a stand-in that fails if it is called.)"""
+    class NoCalls:
+        def command(self, sql):
+            raise AssertionError(f"sent to the server: {sql}")
+
+    store = Store.__new__(Store)
+    store.settings, store.client, store._purge = Settings(clickhouse_url="http://127.0.0.1:1"), NoCalls(), True
+    assert store.release_memory() is False
