@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 
-from streams.diagnostics import install_early
+from streams import diagnostics
 from supplymon import health
 from supplymon.gcpolicy import arrow_on_the_heap, batch_pace
 from supplymon.log_throttle import throttle_client_logs
@@ -43,7 +43,7 @@ def die_with_parent() -> None:
 
 
 def run(settings: Settings) -> int:
-    install_early()  # SIGUSR1: thread stacks while starting; the whole state dump once Faust runs
+    diagnostics.install_early()  # SIGUSR1: thread stacks while starting; the whole state dump once Faust runs
     die_with_parent()
     check_listen_address(settings)  # before anything starts: no credentials, no open address
     logs = prepare_data_dir(settings)
@@ -77,7 +77,6 @@ def run(settings: Settings) -> int:
                 super()._install_signal_handlers_unix()
                 # SIGUSR1: the state dump (threads, tasks, batch intake) instead of mode's
                 # (every frame's local variables: every open order's state)
-                from streams import diagnostics
                 diagnostics.install(self.app, self.loop)
 
         import agents.clock  # noqa: F401  (live ticks, when on)
