@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 
 from streams.diagnostics import BEGIN_MARK, END_MARK, await_chain
 from supplymon.embedded import EmbeddedBroker, free_port
 from supplymon.settings import EMBEDDED_GROUP_TIMEOUT
+from tests.conftest import ROOT
 from tests.state_dump import dump
 from tests.test_end_to_end import Worker, _progress, _wait
 
@@ -76,3 +79,17 @@ def test_an_await_chain_runs_from_the_task_down_to_the_future_it_waits_for():
         "test_an_await_chain_runs_from_the_task_down_to_the_future_it_waits_for.<locals>.innermost"]
     assert all("test_state_dump.py:" in line for line in chain[:3])
     assert chain[3].startswith("awaiting <Future pending")
+
+
+def test_sigusr1_while_a_worker_starts_gives_its_thread_stacks_and_does_not_end_it():
+    """Before Faust runs (the embedded broker, the rebuild): faulthandler's stacks only,
+    where the signal's default action would have ended the process."""
+    code = ("import os, signal, time\n"
+            "from streams.diagnostics import install_early\n"
+            "install_early()\n"
+            "os.kill(os.getpid(), signal.SIGUSR1)\n"
+            "time.sleep(0.2)\n"
+            "print('still running')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "still running", result
+    assert "Current thread" in result.stderr and "File \"<string>\", line 4" in result.stderr, result.stderr
