@@ -41,6 +41,7 @@ from streams.app import (alerts_topic, app, batch_intake, changelog_producer, de
                          input_batches, order_changelog, order_state, settings, signals_topic)
 from streams.align import Aligner
 from streams.batches import FetchedBatch, next_offsets
+from streams import diagnostics
 from streams.continuity import OffsetContinuity
 from streams.monitor import after_rebalance
 from supplymon import metrics
@@ -291,6 +292,26 @@ async def finish(batches: list[Batch], insert_started: float, insert_ended: floa
 
 write_behind = WriteBehind(sink, finish, max_pending=settings.batch_size * 4, on_refused=_on_refused,
                            on_stored=announce)
+
+
+def _shell_state() -> dict:
+    """For the state dump (streams/diagnostics.py): what this shell holds between batches."""
+    task = write_behind._task
+    return {
+        "index_stale": _index_stale,
+        "aligner_held_records": {f"{tp.topic}:{tp.partition}": len(records) for tp, records in aligner.held.items()},
+        "aligner_ahead": sorted(f"{tp.topic}:{tp.partition}" for tp in aligner.ahead),
+        "write_behind_batches": len(write_behind._queue),
+        "write_behind_events": write_behind._pending,
+        "write_behind_given_to_writer": write_behind._gathered,
+        "write_behind_task": "none" if task is None else ("done" if task.done() else "running"),
+        "unsettled_orders": len(unsettled),
+        "continuity_next_offsets": {f"{tp.topic}:{tp.partition}": continuity.expected(tp)
+                                    for tp in sorted(_assigned_inputs())},
+    }
+
+
+diagnostics.add_state("order lifecycle agent", _shell_state)
 
 
 # A crashed agent stops the worker (CrashingSupervisor) rather than being restarted

@@ -100,6 +100,14 @@ class BatchConsumer(WorkerConsumer):
     async def _drain_messages(self, fetcher: Any) -> None:
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
+        # When records of each partition last came from a fetch: what Faust's check that a
+        # partition's stream is processing reads (`verify_event_path`: "Stream has not
+        # started processing" / "stopped processing, or is slow", errors once a partition
+        # lags for `stream_processing_timeout`). Faust's monitor sets it per stream event;
+        # the worker's (streams/monitor.py) does not, and the input topics reach no
+        # stream: set here once per partition and fetch, it tells a stalled intake from
+        # a healthy one instead of reporting every lagging partition as never started.
+        inbound = self.app.monitor.stream_inbound_time
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 if not self.flow_active:  # (as `_wait_next_records` would) before the generation is read:
@@ -116,10 +124,12 @@ class BatchConsumer(WorkerConsumer):
                     await self._seek_back()
                     continue
                 batch: dict[Any, list] = {}
+                fetched_at = time.monotonic()
                 for tp, tp_records in records.items():
                     if active is not None and tp not in active and tp not in self._buffered_partitions:
                         continue
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    inbound[tp] = fetched_at
                     if tp.topic in self.batch_topics:
                         fresh = self._fresh(tp, tp_records)
                         if fresh:

@@ -105,6 +105,17 @@ class WorkerConsumer(Consumer):
                 return WaitResults([deliver], [await deliver], False)
         return await super().wait_first(*coros, timeout=timeout)
 
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        """Faust's periodic check that each assigned partition is fetched and processed,
+        less the tables' changelogs: outside a recovery nothing reads them (Faust keeps
+        them paused) while this worker writes to them, so the check took every healthy
+        worker's changelog partitions for stalled streams ("Stream has not started
+        processing", an error every few seconds once the worker had run
+        `stream_processing_timeout`, five minutes)."""
+        if self._is_changelog_tp(tp):
+            return None
+        return super().verify_event_path(now, tp)
+
     def _is_delivery(self, coro: Any) -> bool:
         """`coro` is `self.suspend_flow.wait()`, as only `_drain_messages` passes it."""
         frame = getattr(coro, "cr_frame", None)

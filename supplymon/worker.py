@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 
+from streams import diagnostics
 from supplymon import health
 from supplymon.gcpolicy import arrow_on_the_heap, batch_pace
 from supplymon.log_throttle import throttle_client_logs
@@ -42,6 +43,7 @@ def die_with_parent() -> None:
 
 
 def run(settings: Settings) -> int:
+    diagnostics.install_early()  # SIGUSR1: thread stacks while starting; the whole state dump once Faust runs
     die_with_parent()
     check_listen_address(settings)  # before anything starts: no credentials, no open address
     logs = prepare_data_dir(settings)
@@ -70,6 +72,12 @@ def run(settings: Settings) -> int:
                 # a tenth of the worker's time. No spinner; the level stays as configured.
                 self.spinner = None
                 throttle_client_logs(logger)  # a broker outage's client errors once per 30 s each
+
+            def _install_signal_handlers_unix(self) -> None:
+                super()._install_signal_handlers_unix()
+                # SIGUSR1: the state dump (threads, tasks, batch intake) instead of mode's
+                # (every frame's local variables: every open order's state)
+                diagnostics.install(self.app, self.loop)
 
         import agents.clock  # noqa: F401  (live ticks, when on)
         import agents.lifecycle  # noqa: F401  (registers the agent)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -240,6 +241,42 @@ def test_held_back_partitions_leave_and_rejoin_fausts_active_set_as_its_own_part
     intake.hold_back(set(), max_wait=30.0)
     consumer._apply_hold_back(generation=1)
     assert consumer._get_active_partitions() == {TP(INPUT, 0), TP(INPUT, 1), TP(OTHER, 0)}
+
+
+def test_each_fetched_partition_is_marked_inbound_for_fausts_stalled_stream_check():
+    """Faust's check (`verify_event_path`) calls a lagging partition with no inbound time
+    "not started" and one whose last is older than `stream_processing_timeout`
+    "stopped, or slow": the intake marks each partition a fetch brought, input or not."""
+    async def scenario():
+        intake, consumer = make_intake()
+        consumer.callback = _noop_async
+        inbound = consumer.app.monitor.stream_inbound_time
+        before = time.monotonic()
+        fetches(consumer, {TP(INPUT, 0): [record(INPUT, 0, 0)], TP(OTHER, 0): [record(OTHER, 0, 0)]})
+        await run_drain(consumer, lambda: not intake.agent_queue.empty())
+        assert set(inbound) == {TP(INPUT, 0), TP(OTHER, 0)}  # not the input partition that brought nothing
+        assert all(before <= at <= time.monotonic() for at in inbound.values())
+
+    asyncio.run(scenario())
+
+
+def test_fausts_stalled_stream_check_leaves_the_table_changelogs_out():
+    """Outside a recovery nothing reads a changelog (Faust pauses them) while the worker
+    writes to it: Faust's check logged every healthy worker's changelogs as streams that
+    never started. The other partitions are still checked."""
+    intake, consumer = make_intake()
+    table = intake.app.Table("states")
+    changelog = TP(table.changelog_topic.get_topic_name(), 0)
+    checked = []
+
+    class Thread:
+        def verify_event_path(self, now, tp):
+            checked.append(tp)
+
+    consumer._thread = Thread()
+    for tp in (changelog, TP(INPUT, 0), TP(OTHER, 0)):
+        consumer.verify_event_path(1.0, tp)
+    assert checked == [TP(INPUT, 0), TP(OTHER, 0)]
 
 
 @pytest.mark.parametrize("wait", [None, 100])

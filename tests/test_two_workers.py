@@ -21,6 +21,7 @@ from supplymon.embedded import EmbeddedBroker, free_port
 from supplymon.runner import http_query
 from supplymon.settings import EMBEDDED_GROUP_TIMEOUT
 from tests.conftest import ROOT, sql_rows, supplymon
+from tests.state_dump import print_dumps
 from tests.test_end_to_end import (FACT_SQL, Worker, _end_offsets, _progress, _wait, assert_facts_match,
                                    assert_warnings_match, build_history)
 from tests.warnings_reference import WARNINGS_SQL
@@ -152,6 +153,9 @@ def test_a_second_worker_joining_mid_stream_changes_no_result(tmp_path, producer
                 assert _misplaced(url) == 0  # every event on its order's input partition
             facts = _latest([r for url in urls for r in _rows(url, FACTS_BY_VERSION)], "order_id")
             warnings = _latest([r for url in urls for r in _rows(url, WARNINGS_BY_VERSION)], "alert_id")
+        except BaseException:  # a failure, a wait timed out, pytest-timeout: the workers' state first
+            print_dumps(workers)
+            raise
         finally:
             for worker in workers:
                 worker.stop()
@@ -209,6 +213,9 @@ def test_a_worker_killed_its_partitions_taken_over_changes_no_result(tmp_path):
             _wait(lambda: all(_progress(urls["a"])["signals"].get(tp, 0) >= off for tp, off in signals.items()),
                   300, "all signals", survivor)
             survivor_rows = [_rows(urls["a"], sql) for sql in (FACTS_BY_VERSION, WARNINGS_BY_VERSION)]
+        except BaseException:
+            print_dumps([survivor, victim])
+            raise
         finally:
             survivor.stop()
             if victim is not None:
