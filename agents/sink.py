@@ -160,6 +160,13 @@ class ClickHouseSink:
         self._executor.shutdown(wait=True)
 
 
+def _stopped() -> bool:
+    """Whether the running task was asked to stop (cancelled), as opposed to having
+    met a CancelledError of something it awaited."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class WriteBehind:
     """Batches whose rows are being stored while the agent computes the next ones.
 
@@ -304,10 +311,12 @@ class WriteBehind:
                 # Finished after the previous insert's batches, in order, while the next
                 # insert runs: an insert does not wait for the deliveries of the one before.
                 finishing = asyncio.get_running_loop().create_task(self._finish(group, started, stored, finishing))
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if finishing is not None:
                 finishing.cancel()
-            raise
+            if _stopped():
+                raise
+            self._failed(exc)  # something it awaited was cancelled under it: see _finish
         except BaseException as exc:
             self._failed(exc)
 
@@ -331,8 +340,15 @@ class WriteBehind:
             if after is not None:
                 await after  # (its failure is raised here too: nothing after it is finished)
             await self.finish([batch for batch, _, _ in group], started, stored)
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError as exc:
+            if _stopped():
+                raise
+            # Not stopped (close()): a delivery `finish` awaited was cancelled under it.
+            # Ended quietly, its batches would never be finished nor acknowledged and a
+            # drain() (a rebalance's) would wait for them for ever: failed loudly instead,
+            # as any other failure (the agent stops; the worker reads them again).
+            self._failed(exc)
+            raise RuntimeError("a delivery awaited by a stored batch's finish was cancelled") from exc
         except BaseException as exc:  # told to submit() and drain() at once, not at the next insert
             self._failed(exc)
             raise
