@@ -216,7 +216,11 @@ async def process(fetched: FetchedBatch) -> None:
     now_ms = int(time.time() * 1000)
     processed = aligner.take(await _in_sequence(fetched, now_ms), fetched.lag, time.perf_counter())
     batch_intake.hold_back(aligner.ahead, settings.align_max_wait_seconds)
+    batch_intake.wake_when_idle(len(aligner) > 0)  # so that a wait ends even if no record comes
     metrics.held_records.set(len(aligner))
+    if not processed and not fetched:  # a wake-up (an empty fetch) that released nothing
+        batch_intake.ack(fetched, {})
+        return
     stored = order_changelog.reader()
 
     def lookup(order_id: str) -> bytes | None:
@@ -235,7 +239,8 @@ async def process(fetched: FetchedBatch) -> None:
     # Alerts read once the consumer has caught up (a fetch that was not full) are
     # stored at once rather than gathered into a larger insert: gathering pays
     # under load, which here is over (a backlog's alerts wait for it anyway).
-    await write_behind.submit(batch, out.rows, len(fetched), urgent=bool(out.alerts) and not fetched.full)
+    await write_behind.submit(batch, out.rows, len(fetched) or len(processed),
+                              urgent=bool(out.alerts) and not fetched.full)
 
 
 async def _send_signals(outs: list[BatchOutput]) -> None:

@@ -95,6 +95,10 @@ class BatchConsumer(WorkerConsumer):
         self._held_back: dict[Any, float] = {}  # paused here -> since when (monotonic)
         self._held_back_generation = -1
         self.hold_back_max_wait = 30.0
+        # The agent holds records back (streams/align.py): a fetch round that brings
+        # none of the batch topics' records hands it an empty batch all the same, so
+        # what it holds is released when its wait is over even if no record comes.
+        self.wake_when_idle = False
 
     # -- the fetch loop --------------------------------------------------------------
     async def _drain_messages(self, fetcher: Any) -> None:
@@ -116,7 +120,11 @@ class BatchConsumer(WorkerConsumer):
                 self._apply_hold_back(generation)
                 records, active = await self._wait_next_records(1.0)
                 await self.sleep(0)
-                if not records or self.should_stop:
+                if self.should_stop:
+                    continue
+                if not records:
+                    if self.wake_when_idle and self.app.consumer_generation_id == generation and self.flow_active:
+                        await self._hand_over(FetchedBatch({}, generation, lag=self._lags()))
                     continue
                 if self.app.consumer_generation_id != generation:
                     continue  # as Faust's getmany: the rebalance seeks every partition to its commit
@@ -333,6 +341,10 @@ class BatchIntake:
 
     def ack(self, batch: FetchedBatch, offsets: Mapping[Any, int]) -> None:
         self.consumer.ack_batch(batch, offsets)
+
+    def wake_when_idle(self, wanted: bool) -> None:
+        """While `wanted` (records are held back), an empty batch when a fetch brings nothing."""
+        self.consumer.wake_when_idle = wanted
 
     def hold_back(self, partitions: set, max_wait: float) -> None:
         """Fetch nothing more of these partitions for now (they run ahead: streams/align.py),

@@ -200,6 +200,31 @@ def test_a_batch_carries_each_input_partitions_lag_behind_its_highwater():
     asyncio.run(scenario())
 
 
+def test_while_records_are_held_back_a_fetch_that_brings_none_still_wakes_the_agent():
+    """Records the agent holds back (streams/align.py) wait at most so long; with no
+    record coming, an empty batch (with the lags) lets it release them. Only while
+    it asks: otherwise an empty fetch hands over nothing."""
+    async def scenario():
+        intake, consumer = make_intake()
+        consumer.highwater = {TP(INPUT, 0): 10, TP(INPUT, 1): 40}.get
+        consumer._committed_offset[TP(INPUT, 0)] = 10
+        consumer._committed_offset[TP(INPUT, 1)] = 25
+        fetches(consumer)
+        loop = asyncio.get_running_loop()
+        quiet_until = loop.time() + 0.2  # several empty fetch rounds
+        await run_drain(consumer, lambda: loop.time() > quiet_until)
+        assert intake.agent_queue.empty()
+        intake.wake_when_idle(True)
+        fetches(consumer)
+        await run_drain(consumer, lambda: not intake.agent_queue.empty())
+        woken = intake.agent_queue.get_nowait()
+        assert len(woken) == 0 and woken.lag == {TP(INPUT, 0): 0, TP(INPUT, 1): 15}
+        intake.ack(woken, {})
+        assert woken not in consumer._taken
+
+    asyncio.run(scenario())
+
+
 def test_partitions_held_back_are_paused_between_fetches_and_resumed_when_no_longer_or_too_long():
     """streams/align.py's `ahead`: the fetch loop pauses them (never during a fetch),
     resumes those no longer held back or held back `hold_back_max_wait` seconds, and
