@@ -28,7 +28,10 @@ Once every offset and every signal is stored, prints the orders the worker holds
 (its `/state`), its RSS now and at its peak (VmRSS, VmHWM), what of it is anonymous
 memory (the heap: state, buffers, chdb's caches) and what mapped files (chdb's
 library), the bytes per order, and whether it is under 2 GB (2,000,000,000 bytes).
-Progress goes to stderr.
+`--restart`: then a new worker on the same data dir and broker, as after a crash or
+when a rebalance hands it every partition; prints how long until it holds the
+orders again (read back from the changelogs) and its memory then. Progress goes to
+stderr.
 """
 from __future__ import annotations
 
@@ -93,7 +96,8 @@ async def publish_orders(settings: Settings, orders: int, worker: WorkerProcess 
     return publisher.stats.end_offsets
 
 
-def measure(orders: int, partitions: int, work: Path, backlog: int = 0, hold: float = 0.0) -> dict:
+def measure(orders: int, partitions: int, work: Path, backlog: int = 0, hold: float = 0.0,
+            restart: bool = False) -> dict:
     with EmbeddedBroker() as broker:
         settings = replace(Settings.from_env({}).with_embedded_broker(broker.url), partitions=partitions)
         worker_settings = _worker_settings(settings, work / "data", "wmem")
@@ -131,9 +135,33 @@ def measure(orders: int, partitions: int, work: Path, backlog: int = 0, hold: fl
                 time.sleep(hold)
         finally:
             worker.stop()
+        restarted = _restart(worker_settings, state["orders"]) if restart else None
     return {"orders": orders, "events": total, "partitions": partitions, "state": state, "idle": idle,
             "held": held, "publish_s": published, "stored_s": stored, "stream_time": stream_time,
-            "backlog": backlog, "most_not_placed": waiting[0]}
+            "backlog": backlog, "most_not_placed": waiting[0], "restarted": restarted}
+
+
+def _restart(settings: Settings, orders: int) -> dict:
+    """A new worker on the same data dir and broker (a restart, or the worker a
+    rebalance hands every partition): how long until it holds the `orders` again
+    (read back from the changelogs), and its memory then."""
+    _say(f"restarting the worker: restoring {orders:,} order states from the changelogs ...")
+    started = time.perf_counter()
+    worker = WorkerProcess(settings, settings.data_dir / "logs" / "worker-restarted.log").start()
+    try:
+        pid = worker.process.pid
+        worker.wait_ready(timeout=900)
+        ready = time.perf_counter() - started
+        deadline = time.monotonic() + 900
+        while (held := json.loads(worker.get("/state", timeout=60))["orders"]) < orders:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the restarted worker holds {held:,} of {orders:,} orders after 900 s")
+            time.sleep(0.5)
+        restored = time.perf_counter() - started
+        time.sleep(12.0)  # quiet, as above
+        return {"ready_s": ready, "restored_s": restored, "orders": held, "status": _status(pid)}
+    finally:
+        worker.stop()
 
 
 def report(m: dict) -> None:
@@ -158,7 +186,21 @@ def report(m: dict) -> None:
     print(f"  worker RSS peak (VmHWM)           {held['VmHWM'] / mib:>10,.0f} MiB")
     print(f"  per order held                    {held['VmRSS'] / max(orders, 1):>10,.0f} B  whole process; "
           f"{(held['VmRSS'] - idle['VmRSS']) / max(orders, 1):,.0f} B over the idle worker")
-    for name, value in (("now", held["VmRSS"]), ("peak", held["VmHWM"])):
+    _verdicts(held)
+    restarted = m.get("restarted")
+    if restarted:
+        status = restarted["status"]
+        print(f"restarted on the same data dir: {restarted['orders']:,} orders held again in "
+              f"{restarted['restored_s']:,.0f} s (ready, every input partition assigned, after "
+              f"{restarted['ready_s']:,.0f} s)")
+        print(f"  worker RSS now                    {status['VmRSS'] / mib:>10,.0f} MiB  "
+              f"anonymous {status['RssAnon'] / mib:,.0f}, files {status['RssFile'] / mib:,.0f}")
+        print(f"  worker RSS peak (VmHWM)           {status['VmHWM'] / mib:>10,.0f} MiB")
+        _verdicts(status)
+
+
+def _verdicts(status: dict) -> None:
+    for name, value in (("now", status["VmRSS"]), ("peak", status["VmHWM"])):
         verdict = "under" if value < LIMIT else "OVER"
         print(f"  {name:<4} {value:>14,} B = {value / 2**30:.2f} GiB: {verdict} 2 GB ({LIMIT:,} B)")
 
@@ -173,11 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="the figures as one JSON line")
     parser.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
                         help="keep the worker running this long once measured (to inspect it, e.g. with gdb)")
+    parser.add_argument("--restart", action="store_true",
+                        help="then restart the worker on the same data dir: time to hold the orders again, its memory")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (the worker's log) afterwards")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="supplymon-wmem-"))
     try:
-        m = measure(args.orders, args.partitions, work, args.backlog, args.hold)
+        m = measure(args.orders, args.partitions, work, args.backlog, args.hold, args.restart)
         if args.json:
             print(json.dumps(m))
         else:

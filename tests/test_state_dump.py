@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 
 from streams.diagnostics import BEGIN_MARK, END_MARK, await_chain
 from supplymon.embedded import EmbeddedBroker, free_port
@@ -28,8 +29,15 @@ def test_a_running_worker_dumps_its_tasks_and_batch_intake_on_sigusr1_and_goes_o
         try:
             _wait(lambda: INPUTS <= {tp.rsplit(":", 1)[0] for tp in _progress(url)["assigned"]}, 180,
                   "the worker assigned the input partitions", worker)
-            text = dump(worker)
-            assert BEGIN_MARK in text and END_MARK in text, text[-3000:]
+            # Assigned, the worker may still be recovering its tables (the flow then
+            # stopped): dumped again until it runs, as the state dump itself shows.
+            deadline = time.monotonic() + 120
+            while True:
+                text = dump(worker)
+                assert BEGIN_MARK in text and END_MARK in text, text[-3000:]
+                if "in_recovery: False" in text or time.monotonic() > deadline:
+                    break
+                time.sleep(1.0)
             tasks = text[text.index("--- asyncio tasks"):text.index("--- batch intake and rebalance")]
             # the lifecycle agent's task, down to where it waits (its stream of batches)
             agent = next(block for block in tasks.split("\ntask ") if " in order_lifecycle" in block)
