@@ -48,7 +48,7 @@ from supplymon import metrics
 from supplymon.core.columnar_flow import OrderFlow
 from supplymon.core.flow import BatchOutput, dead_headers
 from supplymon.core.signals import pack
-from supplymon.gcpolicy import release_free_heap
+from supplymon.gcpolicy import release_free_heap, release_heap
 from supplymon.refusals import refused_alerts
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ def _reassigned() -> None:
     # Each state belongs to the input partition of the changelog partition it was read from.
     count = flow.restore(assigned, order_changelog.items(), keep_held=True)
     order_changelog.clear()  # now in the flow
+    release_heap()  # what the store held, given back
     metrics.open_orders.set(len(flow))
     log.info("%d order states read back; %d open orders held", count, len(flow))
 

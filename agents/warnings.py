@@ -32,6 +32,7 @@ from streams.app import (alerts_topic, app, changelog_producer, group_partition,
 from streams.continuity import OffsetContinuity
 from supplymon import metrics
 from supplymon.core.early_warnings import EarlyWarnings
+from supplymon.gcpolicy import release_heap
 from supplymon.refusals import refused_alerts
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ async def process(events: list[EventT]) -> None:
         warning_changelog.keep_only(partitions)
         warnings.restore(warning_state.items(), partitions, _sources(), keep_held=True)
         warning_changelog.clear()  # now in the monitors
+        release_heap()  # what the store held, given back
         log.info("early warnings rebuilt: %d groups", len(warnings.groups))
     events = await in_sequence(continuity, events)
     try:

@@ -130,18 +130,18 @@ def measure(orders: int, partitions: int, work: Path, backlog: int = 0, hold: fl
             stream_time = min(times) if times else None
             time.sleep(12.0)  # quiet: the worker gives back what its last batches freed (agents/heap.py, 10 s)
             held = _status(pid)
-            if hold:
+            if hold and not restart:
                 _say(f"  holding the worker (pid {pid}) {hold:.0f} s for inspection ...")
                 time.sleep(hold)
         finally:
             worker.stop()
-        restarted = _restart(worker_settings, state["orders"]) if restart else None
+        restarted = _restart(worker_settings, state["orders"], hold) if restart else None
     return {"orders": orders, "events": total, "partitions": partitions, "state": state, "idle": idle,
             "held": held, "publish_s": published, "stored_s": stored, "stream_time": stream_time,
             "backlog": backlog, "most_not_placed": waiting[0], "restarted": restarted}
 
 
-def _restart(settings: Settings, orders: int) -> dict:
+def _restart(settings: Settings, orders: int, hold: float = 0.0) -> dict:
     """A new worker on the same data dir and broker (a restart, or the worker a
     rebalance hands every partition): how long until it holds the `orders` again
     (read back from the changelogs), and its memory then."""
@@ -159,7 +159,11 @@ def _restart(settings: Settings, orders: int) -> dict:
             time.sleep(0.5)
         restored = time.perf_counter() - started
         time.sleep(12.0)  # quiet, as above
-        return {"ready_s": ready, "restored_s": restored, "orders": held, "status": _status(pid)}
+        status = _status(pid)
+        if hold:
+            _say(f"  holding the restarted worker (pid {pid}) {hold:.0f} s for inspection ...")
+            time.sleep(hold)
+        return {"ready_s": ready, "restored_s": restored, "orders": held, "status": status}
     finally:
         worker.stop()
 
@@ -214,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                              "all at once, the worker catching up on a backlog)")
     parser.add_argument("--json", action="store_true", help="the figures as one JSON line")
     parser.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
-                        help="keep the worker running this long once measured (to inspect it, e.g. with gdb)")
+                        help="keep the worker (with --restart, the restarted one) running this long once measured "
+                             "(to inspect it, e.g. with gdb)")
     parser.add_argument("--restart", action="store_true",
                         help="then restart the worker on the same data dir: time to hold the orders again, its memory")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (the worker's log) afterwards")

@@ -81,6 +81,16 @@ def arrow_on_the_heap() -> None:
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
 
 
+def release_heap() -> None:
+    """The heap's free pages given back now: after a restore, which reads every state
+    of the partitions taken over into the tables' stores, rebuilds the flow's from
+    them and empties the stores (no batch came: the timer would not trim)."""
+    global _since_trim
+    if _TRIM is not None:
+        _since_trim = 0
+        _TRIM(0)
+
+
 def release_left_over_heap() -> None:
     """What the batches since the last trim freed (fewer than TRIM_EVERY events'
     worth, e.g. the end of a backlog and the buffers that carried it) given back;
