@@ -400,17 +400,17 @@ def test_write_behind_finishes_an_insert_while_the_next_one_is_written_and_in_or
     assert sink.writes == [5, 10] and log[4][2] < log[1][2] + 0.5
 
 
-def test_write_behind_a_failed_finish_stops_what_follows_and_is_raised(tmp_path):
-    """A finish that fails (a bug) leaves the batches after it unfinished (never
-    acknowledged) and is raised by the next drain()."""
+def _drain_failure(tmp_path, finish_batch_1) -> tuple[BaseException, list[int]]:
+    """Three batches, each its own insert, batch 1's finish being `finish_batch_1()`;
+    the error the next drain() raises (within 20 s: not a drain that waits for ever)
+    and the batches finished."""
     settings = Settings(data_dir=tmp_path / "data", store_insert_rows=1_000_000, store_insert_seconds=3600)
     sink = CountedSink(settings)
     finished: list[int] = []
 
     async def finish(batches, insert_started, insert_ended):
         if 1 in batches:
-            await asyncio.sleep(0.2)  # while the next insert is written
-            raise ValueError("a bug")
+            await finish_batch_1()
         finished.extend(batches)
 
     async def scenario():
@@ -420,39 +420,6 @@ def test_write_behind_a_failed_finish_stops_what_follows_and_is_raised(tmp_path)
             await behind.submit(n, _batch(n * 5, 5), 5, urgent=True)
             await asyncio.sleep(0.05)  # each its own insert
         with pytest.raises(RuntimeError) as raised:
-            await behind.drain()
-        await behind.close()
-        return raised.value
-
-    try:
-        error = asyncio.run(asyncio.wait_for(scenario(), 120))
-    finally:
-        asyncio.run(sink.close())
-    assert isinstance(error.__cause__, ValueError) and finished == [0]
-
-
-def test_write_behind_a_delivery_cancelled_under_a_finish_fails_loudly(tmp_path):
-    """A finish whose awaited delivery is cancelled by someone else (a producer
-    stopped under it), not the writer being closed: raised by drain() as a failure,
-    the batches after it never finished, instead of a drain() that waits for ever."""
-    settings = Settings(data_dir=tmp_path / "data", store_insert_rows=1_000_000, store_insert_seconds=3600)
-    sink = CountedSink(settings)
-    finished: list[int] = []
-
-    async def finish(batches, insert_started, insert_ended):
-        if 1 in batches:
-            delivery = asyncio.get_running_loop().create_future()
-            asyncio.get_running_loop().call_later(0.1, delivery.cancel)
-            await delivery
-        finished.extend(batches)
-
-    async def scenario():
-        await sink.open()
-        behind = WriteBehind(sink, finish, max_pending=10_000)
-        for n in range(3):
-            await behind.submit(n, _batch(n * 5, 5), 5, urgent=True)
-            await asyncio.sleep(0.05)
-        with pytest.raises(RuntimeError) as raised:
             await asyncio.wait_for(behind.drain(), 20)
         await behind.close()
         return raised.value
@@ -461,4 +428,28 @@ def test_write_behind_a_delivery_cancelled_under_a_finish_fails_loudly(tmp_path)
         error = asyncio.run(asyncio.wait_for(scenario(), 120))
     finally:
         asyncio.run(sink.close())
+    return error, finished
+
+
+def test_write_behind_a_failed_finish_stops_what_follows_and_is_raised(tmp_path):
+    """A finish that fails (a bug) leaves the batches after it unfinished (never
+    acknowledged) and is raised by the next drain()."""
+    async def a_bug():
+        await asyncio.sleep(0.2)  # while the next insert is written
+        raise ValueError("a bug")
+
+    error, finished = _drain_failure(tmp_path, a_bug)
+    assert isinstance(error.__cause__, ValueError) and finished == [0]
+
+
+def test_write_behind_a_delivery_cancelled_under_a_finish_fails_loudly(tmp_path):
+    """A finish whose awaited delivery is cancelled by someone else (a producer
+    stopped under it), not the writer being closed: raised by drain() as a failure,
+    the batches after it never finished, instead of a drain() that waits for ever."""
+    async def delivery_cancelled():
+        delivery = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.1, delivery.cancel)
+        await delivery
+
+    error, finished = _drain_failure(tmp_path, delivery_cancelled)
     assert isinstance(error.__cause__, asyncio.CancelledError) and finished == [0]
