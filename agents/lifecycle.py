@@ -155,10 +155,11 @@ class Batch:
     batch with, per partition, the offset after its last record processed, to
     acknowledge once it is stored."""
 
-    __slots__ = ("out", "fetched", "offsets", "records", "clock")
+    __slots__ = ("out", "fetched", "offsets", "records", "clock", "deliveries")
 
     def __init__(self, out: BatchOutput, fetched: FetchedBatch, processed: list, clock: BatchClock) -> None:
         self.out, self.fetched, self.records, self.clock = out, fetched, len(processed), clock
+        self.deliveries: list = []  # its alerts' and dead letters' sends, awaited before it is acknowledged
         self.offsets = next_offsets(processed)
 
 
@@ -257,8 +258,9 @@ async def _send_signals(outs: list[BatchOutput]) -> None:
 
 async def announce(batches: list[Batch], insert_started: float, insert_ended: float) -> None:
     """As soon as the rows of `batches` are stored: their alerts and dead letters
-    (a send only queues the message in the producer's buffer). Not delayed by the
-    deliveries of the batches stored before, which `finish` awaits."""
+    (a send only queues the message in the producer's buffer: `finish` awaits their
+    deliveries before the acknowledgement). Not delayed by the deliveries of the
+    batches stored before, which `finish` awaits."""
     for batch in batches:
         out, clock = batch.out, batch.clock
         clock.insert_started, clock.insert_ended = insert_started, insert_ended
@@ -266,23 +268,27 @@ async def announce(batches: list[Batch], insert_started: float, insert_ended: fl
             if (alert["alert_id"], alert["version"]) in _refused_alerts:
                 log.warning("alert %s not sent: the store refused its row (see the dead letters)", alert["alert_id"])
                 continue
-            await alerts_topic.send(key=alert["alert_id"], value=alert)
+            batch.deliveries.append(await alerts_topic.send(key=alert["alert_id"], value=alert))
         clock.alerted = time.perf_counter()
         for key, value, headers in out.dead:
-            await deadletter_topic.send(key=key, value=value, headers=headers)
+            batch.deliveries.append(await deadletter_topic.send(key=key, value=value, headers=headers))
     _refused_alerts.clear()
 
 
 async def finish(batches: list[Batch], insert_started: float, insert_ended: float) -> None:
-    """After `announce`, in batch order: signals, states (the changelog), acks."""
+    """After `announce`, in batch order: signals, states (the changelog), the alerts'
+    and dead letters' deliveries, acks."""
     snapshots: dict[str, bytes | None] = {}
     partitions: dict[str, int] = {}  # each state's changelog partition: its order's input partition
     for batch in batches:
         snapshots.update(batch.out.snapshots)  # a later batch's state of an order replaces an earlier's
         partitions.update(batch.out.partitions)
-    # Both delivered before the acknowledgements; neither waits for the other.
+    # All delivered before the acknowledgements (an alert acknowledged but still in the
+    # producer's buffer would be lost with the worker: never notified); none waits for
+    # the others.
     await asyncio.gather(_send_signals([batch.out for batch in batches]),
-                         order_changelog.write(snapshots, hold=False, partitions=partitions))
+                         order_changelog.write(snapshots, hold=False, partitions=partitions),
+                         *(delivery for batch in batches for delivery in batch.deliveries))
     for order_id, snapshot in snapshots.items():
         if unsettled.get(order_id, b"") is snapshot:  # no later batch changed it since
             del unsettled[order_id]

@@ -16,6 +16,7 @@ is emptied again.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -101,13 +102,15 @@ async def _evaluate(events: list[EventT]) -> None:
     refused = await sink.write(rows)
     await send_refused(refused)
     not_stored = refused_alerts(refused)  # not announced: the table does not hold them
+    deliveries = []
     for alert in outcome.alerts:
         if (alert["alert_id"], alert["version"]) in not_stored:
             continue
-        await alerts_topic.send(key=alert["alert_id"], value=alert)
+        deliveries.append(await alerts_topic.send(key=alert["alert_id"], value=alert))
         if alert["resolved_at"] is None:
             metrics.alerts_raised.labels(alert["kind"]).inc()
-    await warning_changelog.write(outcome.writes, hold=False)
+    # the alerts delivered, and the changes in the changelog, before the batch is marked stored
+    await asyncio.gather(warning_changelog.write(outcome.writes, hold=False), *deliveries)
     mark_stored(event.message for event in events)
 
 
