@@ -56,9 +56,8 @@ def release_free_heap(events: int) -> None:
     most once per TRIM_EVERY events."""
     global _since_trim
     _since_trim += events
-    if _TRIM is not None and _since_trim >= TRIM_EVERY:
-        _since_trim = 0
-        _TRIM(0)
+    if _since_trim >= TRIM_EVERY:
+        release_heap()
 
 
 # Embedded chdb allocates with its own jemalloc, which keeps what an insert freed
@@ -95,7 +94,5 @@ def release_left_over_heap() -> None:
     """What the batches since the last trim freed (fewer than TRIM_EVERY events'
     worth, e.g. the end of a backlog and the buffers that carried it) given back;
     for a timer, so that a worker gone quiet does not keep it."""
-    global _since_trim
-    if _TRIM is not None and _since_trim:
-        _since_trim = 0
-        _TRIM(0)
+    if _since_trim:
+        release_heap()

@@ -45,7 +45,8 @@ from schemas.limits import UINT16_MAX, UINT32_MAX
 from supplymon.core import jsonbytes
 from supplymon.core.alerts import order_alert_row
 from supplymon.core.due import DueIndex
-from supplymon.core.flow import BatchOutput, Lookup, Partition, Record, ReferenceOrderFlow, _Batch, _raw_row
+from supplymon.core.flow import (BatchOutput, Lookup, Partition, Record, ReferenceOrderFlow, _Batch, _raw_row,
+                                  keep_input_partition)
 from supplymon.core.intake import Intake
 from supplymon.core.lifecycle import (DELIVERY_DEADLINE, ESCALATION_DEADLINE, RESPONSE_DEADLINE,
                                       SEVERITY, _NOT_CONTENT, OrderLifecycle, new_state)
@@ -513,8 +514,7 @@ class ColumnarOrderFlow:
                 source = (record.topic, record.partition, record.offset)
                 text = record.value.decode()
                 event["raw"], event["src"] = text, source
-                if state.setdefault("p", record.partition) != record.partition:
-                    out.misplaced[Partition(record.topic, record.partition)] += 1
+                keep_input_partition(state, record, out)
                 outcome = lc.apply(state, event)
                 if outcome.duplicate:
                     out.duplicates += 1

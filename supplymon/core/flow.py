@@ -141,6 +141,14 @@ class _Batch:
         return self.out
 
 
+def keep_input_partition(state: dict, record: Record, out: BatchOutput) -> None:
+    """An order's input partition is its first event's (its changelog partition, and
+    whose window parts count it); a later event read from another is counted as
+    misplaced (see the module's doc)."""
+    if state.setdefault("p", record.partition) != record.partition:
+        out.misplaced[Partition(record.topic, record.partition)] += 1
+
+
 def dead_headers(row: dict) -> dict[str, bytes]:
     """A dead-letter message's headers, from its `dead_letters` row."""
     return {"supplymon-reason": row["reason"].encode(), "supplymon-detail": row["detail"].encode(),
@@ -240,9 +248,7 @@ class ReferenceOrderFlow:
         event["raw"], event["src"] = text, source
         order_id = event["order_id"]
         state = batch.state(order_id)
-        # the order's input partition: its changelog partition, and whose window parts count it
-        if state.setdefault("p", record.partition) != record.partition:
-            batch.out.misplaced[Partition(record.topic, record.partition)] += 1
+        keep_input_partition(state, record, batch.out)
         outcome = self.lifecycle.apply(state, event)
         if outcome.duplicate:
             batch.out.duplicates += 1
