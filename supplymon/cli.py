@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="the stories told on top of healthy traffic: all (the default) tells every one (README: "
                         "Scenarios), a name one of them; healthy: calm traffic, no story")
     p.add_argument("--days", type=float, default=None,
-                   help="simulated days of traffic, ending now (default: " + _demo_defaults("days") + ")")
+                   help="simulated days of traffic, ending at the last full hour or --until (default: " + _demo_defaults("days") + ")")
     p.add_argument("--speed", type=float, default=None,
                    help="simulated seconds per real second (default: " + _demo_defaults("speed") + ")")
     p.add_argument("--plain", action="store_true",
@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--screenshot", type=Path, metavar="FILE.svg", help="save the live view's last frame as SVG")
     p.add_argument("--orders-per-day", type=int, default=400, help="orders placed a simulated day (default 400)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--until", metavar="TIME",
+                   help="the simulated days end at this hour (2026-03-01T08:00, Asia/Shanghai unless given), not "
+                        "at the last full hour: the same seed and --until tell the same story, to the minute; "
+                        "a time past the wall clock is refused")
 
     p = sub.add_parser("replay", help="publish a history: JSON Lines (.gz too), Parquet, or the stored events")
     p.add_argument("file", type=Path, nargs="?",

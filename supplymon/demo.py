@@ -40,6 +40,7 @@ from supplymon.publish import Publisher, bootstrap_servers
 from supplymon.runner import RunError, embedded_stack, prepare_data_dir
 from supplymon.settings import SHANGHAI, Settings
 from supplymon.simulate import History, Story, generate
+from supplymon.sources import parse_moment
 from supplymon.store import Store
 
 ID_PREFIX = "demo-"  # every id of the demo's traffic starts so (a rerun replaces only that)
@@ -182,10 +183,20 @@ def _serves_page(worker) -> bool:
         return False
 
 
+def demo_end(until: str | None, now: datetime) -> datetime:
+    """Where the simulated days end: the last full hour, or the hour `--until` names
+    (a run that can be told again to the minute). Never past the wall clock: the
+    worker refuses events stamped in the future."""
+    end = (parse_moment(until) if until else now).astimezone(SHANGHAI).replace(minute=0, second=0, microsecond=0)
+    if end > now:
+        raise RunError(f"--until {until} 晚于当前时间，演示事件不能标在未来 / is past the wall clock: "
+                       "a demo's events cannot be stamped in the future")
+    return end
+
+
 def run_demo(settings: Settings, args, out=sys.stdout) -> int:
     days = max(1, int(args.days))
-    # Simulated days end at the last full hour: no event is stamped ahead of the wall clock.
-    end = datetime.now(SHANGHAI).replace(minute=0, second=0, microsecond=0)
+    end = demo_end(args.until, datetime.now(SHANGHAI))
     start = end - timedelta(days=days)
     # A scenario the history is too short for fails here, before anything starts.
     events = generate(days=days, orders_per_day=args.orders_per_day, seed=args.seed, start=start,

@@ -125,3 +125,20 @@ def test_the_demo_refuses_a_data_dir_whose_other_events_overlap_its_days(tmp_pat
     assert "存有演示以外的数据" in result.stderr and "holds other data than a demo's" in result.stderr
     (kept,) = sql_rows(data_dir, "SELECT count() AS n FROM supplymon.events_raw WHERE event_id = 'e1'")
     assert kept["n"] == 1
+
+
+def test_the_demo_ends_at_the_last_full_hour_or_at_the_hour_until_names():
+    import pytest
+
+    from supplymon.demo import demo_end
+    from supplymon.runner import RunError
+
+    now = datetime(2026, 11, 30, 16, 42, 5, tzinfo=SHANGHAI)
+    assert demo_end(None, now) == datetime(2026, 11, 30, 16, tzinfo=SHANGHAI)
+    # An hour given in another zone ends the same instant, told in Shanghai's hours.
+    assert demo_end("2026-11-30T01:30:00+00:00", now) == datetime(2026, 11, 30, 9, tzinfo=SHANGHAI)
+    assert demo_end("2026-11-29", now) == datetime(2026, 11, 29, 0, tzinfo=SHANGHAI)
+    with pytest.raises(RunError, match="past the wall clock"):
+        demo_end("2026-11-30T17:00:00", now)
+    with pytest.raises(RunError, match="not a time"):
+        demo_end("yesterday", now)
