@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import functools
 
-import faust
 
 import streams.codecs  # noqa: F401  (registers the str and orjson codecs)
+from streams.bulk_restore import BulkRestoredTable
 from streams.changelog import BatchedChangelog, ChangelogProducer
 from streams.batches import BatchIntake
 from streams.web_security import App, middlewares
@@ -86,8 +86,10 @@ alerts_topic = app.topic(
 # consistent partitioner the producers use. `key_partition` is only the fallback
 # for an entry written without one.
 ORDER_STATE = "order-state"
-order_state = app.Table(
-    ORDER_STATE,
+order_state = BulkRestoredTable(
+    app,
+    name=ORDER_STATE,
+    beacon=app.tables.beacon,
     partitions=settings.partitions,
     # Table() takes codecs only through key/value *types*; give its changelog topic
     # (read back on recovery) and the table itself the str/raw codecs explicitly.
@@ -97,6 +99,7 @@ order_state = app.Table(
 )
 order_state.key_serializer = "str"
 order_state.value_serializer = "raw"
+app.tables.add(order_state)
 
 # Order outcomes regrouped for the early warnings (see supplymon/core/signals.py):
 # each group ("m:<manufacturer>" or "d:<distributor>") lives in one partition
@@ -118,7 +121,7 @@ def group_partition(group: str) -> int:
     return key_partition(group)
 
 
-class GroupTable(faust.Table):
+class GroupTable(BulkRestoredTable):
     """A table whose keys are "<group>|<item>": every entry is written to the changelog
     partition of its group, so it is restored where that group's signals are read."""
 

@@ -38,6 +38,7 @@ from typing import Any, AsyncIterator, Hashable, Iterable, Mapping, Sequence
 
 from faust.types import TP
 
+from streams.bulk_restore import BulkMessage, bulk_topics
 from streams.consumer import WorkerConsumer
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class BatchConsumer(WorkerConsumer):
         # none of the batch topics' records hands it an empty batch all the same, so
         # what it holds is released when its wait is over even if no record comes.
         self.wake_when_idle = False
+        self._bulk: frozenset[str] | None = None
 
     # -- the fetch loop --------------------------------------------------------------
     async def _drain_messages(self, fetcher: Any) -> None:
@@ -223,8 +225,16 @@ class BatchConsumer(WorkerConsumer):
 
     async def _deliver_each(self, tp: Any, records: Sequence) -> None:
         """Faust's per-message path for the other topics (changelogs, signals); while
-        the flow runs, the delivery is awaited directly (no task per message)."""
-        callback = self.callback
+        the flow runs, the delivery is awaited directly (no task per message). A
+        bulk-restored table's changelog records go as one message (streams/bulk_restore.py)."""
+        if tp.topic in self._bulk_topics():
+            read = self._read_offset[tp]
+            fresh = [record for record in records if read is None or record.offset >= read]
+            if fresh:
+                await self._maybe_commit_every()
+                await self._deliver(BulkMessage.of(tp, fresh, self.app.consumer_generation_id))
+                self._read_offset[tp] = fresh[-1].offset
+            return
         for record in records:
             offset = record.offset
             read = self._read_offset[tp]
@@ -233,12 +243,19 @@ class BatchConsumer(WorkerConsumer):
             # A jump in offsets records no gap (streams/consumer.py): the agents'
             # continuity check reads what is missing again.
             await self._maybe_commit_every()
-            message = self._to_message(tp, record)
-            if self.suspend_flow.is_set():
-                await self.wait_first(callback(message), self.suspend_flow.wait())
-            else:
-                await callback(message)
+            await self._deliver(self._to_message(tp, record))
             self._read_offset[tp] = offset
+
+    async def _deliver(self, message: Any) -> None:
+        if self.suspend_flow.is_set():
+            await self.wait_first(self.callback(message), self.suspend_flow.wait())
+        else:
+            await self.callback(message)
+
+    def _bulk_topics(self) -> frozenset[str]:
+        if self._bulk is None:  # the tables are all defined once the consumer reads
+            self._bulk = bulk_topics(self.app)
+        return self._bulk
 
     async def _maybe_commit_every(self) -> None:
         if self._commit_every is not None and self._n_acked >= self._commit_every:
