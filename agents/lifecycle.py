@@ -38,7 +38,7 @@ from agents.sequence import follow
 from agents.sink import ClickHouseSink, WriteBehind
 from schemas.events import Invalid
 from streams.app import (alerts_topic, app, batch_intake, changelog_producer, deadletter_topic, group_partition,
-                         input_batches, order_changelog, order_state, settings, signals_topic)
+                         input_batches, order_changelog, settings, signals_topic)
 from streams.align import Aligner
 from streams.batches import FetchedBatch, next_offsets
 from streams import diagnostics

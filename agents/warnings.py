@@ -29,7 +29,7 @@ from agents.progress import mark_stored
 from agents.sequence import in_sequence, withhold_acks
 from agents.sink import Rows
 from streams.app import (alerts_topic, app, changelog_producer, group_partition, settings, signals_topic,
-                         warning_changelog, warning_state)
+                         warning_changelog)
 from streams.continuity import OffsetContinuity
 from supplymon import metrics
 from supplymon.core.early_warnings import EarlyWarnings
@@ -73,7 +73,8 @@ async def process(events: list[EventT]) -> None:
         partitions = {tp.partition for tp in held}
         continuity.keep_only(held)
         warning_changelog.keep_only(partitions)
-        warnings.restore(warning_state.items(), partitions, _sources(), keep_held=True)
+        warnings.restore(((key, value) for key, value, _ in warning_changelog.items()), partitions, _sources(),
+                         keep_held=True)
         warning_changelog.clear()  # now in the monitors
         release_heap()  # what the store held, given back
         log.info("early warnings rebuilt: %d groups", len(warnings.groups))

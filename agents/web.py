@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.lifecycle import flow, sink, stream_time, unsettled
 from agents.progress import sent_offsets, stored_offsets
+from agents.warnings import warnings
 from streams.app import app, settings
 from streams.web_security import GuardedPostView, refusal
 from supplymon import metrics
@@ -49,7 +50,9 @@ async def state_view(web, request):
     table's numpy columns as allocated (capacity, which doubles as it grows; not
     the Python objects they point to, nor the id index: the worker's RSS is the
     whole), per partition (after a rebalance: only the partitions it holds), and
-    `unsettled`: states of batches handed to the store and not finished yet."""
+    `unsettled`: states of batches handed to the store and not finished yet;
+    `early_warnings`: the groups and the order records the early warnings hold
+    (agents/warnings.py; rebuilt after an assignment at its first signals)."""
     table = flow.table
     rows = np.fromiter(table.rows.values(), dtype=np.int64, count=len(table.rows))
     parts, counts = np.unique(table.part[rows], return_counts=True)
@@ -57,7 +60,8 @@ async def state_view(web, request):
     for state in flow.pending.values():
         partitions[state["p"]] = partitions.get(state["p"], 0) + 1
     return web.json({"orders": len(flow), "not_placed": len(flow.pending), "bytes": table.nbytes(),
-                     "unsettled": len(unsettled), "partitions": partitions})
+                     "unsettled": len(unsettled), "partitions": partitions,
+                     "early_warnings": {"groups": len(warnings.groups), "records": warnings.records()}})
 
 
 @app.page("/sql")

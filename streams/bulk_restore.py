@@ -10,23 +10,25 @@ For a `BulkRestoredTable`, the consumer (streams/batches.py) delivers each
 changelog partition's records of one fetch as ONE Faust message, a
 `BulkMessage`: it carries the last record's offset, key and value, so Faust's
 recovery counts its offsets and sees its end exactly as it would, and all the
-records in `records`, which the table's `apply_changelog_batch` writes into its
-store in offset order. The loop hands each event to the table at once
-(`recovery_buffer_size=1`), so no older event is ever applied after a newer one.
-A record the recovery already read (offset at or below its seen offset) is
-never in a delivered bulk: the whole message would be skipped by Faust if its
-last offset were seen, and records before the consumer's read offset are
-dropped before the message is made.
+records in `records`. The table writes them into its store, in offset order, as
+the loop hands the message over (`on_changelog_event`; the values' bytes, decoded
+by the owner), so no older record is ever applied after a newer one. A record
+the recovery already read is never in a delivered bulk: Faust skips a message
+whose last offset it has seen, and the consumer drops the records before its read
+offset. Once recovery is complete, what it read is moved out of the store into
+a few large buffers (`Recovered`), from which the owner rebuilds its state.
 
 Relies on faust-streaming internals (pinned; tests/test_bulk_restore.py): the
-recovery loop applies `table.apply_changelog_batch(buffer)` with each event's
-`message`; the memory store keeps `data` and `_key_partition`.
+recovery loop calls `table.on_changelog_event(event)` for each event it has not
+seen, and `apply_changelog_batch` on its buffer; the memory store keeps `data`
+and `_key_partition`.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import faust
+import numpy as np
 from faust.serializers import codecs
 from faust.types.tuples import ConsumerMessage
 
@@ -48,35 +50,126 @@ class BulkMessage(ConsumerMessage):
 
 
 class BulkRestoredTable(faust.Table):
-    """A memory-store table whose recovery applies a `BulkMessage`'s records at once."""
+    """A memory-store table whose recovery applies a `BulkMessage`'s records at once
+    and, once complete, is moved out of the store into `recovered` (see `Recovered`).
+    While recovery runs its store holds the values' bytes as read; the owner decodes
+    them with the table's value codec (`value_loads`) as it rebuilds its state."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("recovery_buffer_size", 1)  # each bulk applied as it comes (see above)
         super().__init__(*args, **kwargs)
+        self.recovered: list[Recovered] = []  # oldest first, until the owner takes them
+
+    def value_loads(self, value: bytes) -> Any:
+        return codecs.get_codec(self.value_serializer).loads(value)
+
+    async def on_changelog_event(self, event: Any) -> None:
+        """The recovery loop hands over each event it has not seen: applied now, in
+        order, and a bulk's records let go (the loop keeps its events in a buffer until
+        `recovery_buffer_size` of them, which would hold whole fetches)."""
+        message = event.message
+        records = getattr(message, "records", None)
+        self.apply_records((message,) if records is None else records)
+        if records is not None:
+            message.records = ()
+        await super().on_changelog_event(event)
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
-        for event in batch:
-            records = getattr(event.message, "records", None)
-            if records is None:
-                super().apply_changelog_batch([event])
-            else:
-                self.apply_records(records)
+        """Nothing left to do: each event was applied as it came (`on_changelog_event`).
+        (Not `recovery_buffer_size=1` instead: Faust then keeps reading the changelog
+        into the store after recovery, a second copy of the state.)"""
 
     def apply_records(self, records: Iterable[Any]) -> None:
         """Changelog records (key and value bytes, `None` deletes) into the store, as
         Faust's memory store applies them, noting each key's partition."""
         store = self.data
         data, noted = store.data, store._key_partition
-        key_codec, value_codec = codecs.get_codec(self.key_serializer), codecs.get_codec(self.value_serializer)
-        load_key, load_value = key_codec.loads, value_codec.loads
+        load_key = codecs.get_codec(self.key_serializer).loads
         for record in records:
             key = load_key(record.key)
             if record.value is None:
                 data.pop(key, None)
                 noted.pop(key, None)
             else:
-                data[key] = load_value(record.value)
+                data[key] = record.value
                 noted[key] = record.partition
+
+    async def on_recovery_completed(self, active_tps: Any, standby_tps: Any) -> None:
+        await super().on_recovery_completed(active_tps, standby_tps)  # the memory store drops other partitions
+        store = self.data
+        if len(store.data):
+            self.recovered.append(Recovered.take(store.data, store._key_partition))
+
+
+class Recovered:
+    """What a recovery read back into a table's store, moved out of it into a few
+    large buffers once recovery is complete (`take`), before any agent rebuilds its
+    state from it.
+
+    Why: recovery fills the store with millions of small objects (a key string and a
+    value per entry) among as many temporaries. An agent that rebuilt its state
+    straight from the store would make its long-lived objects (order ids, records)
+    in the holes among them, so that emptying the store afterwards frees almost no
+    arena of Python's allocator: a restarted worker held twice the memory of one
+    that had read the same orders. Moved into buffers, the store's objects are all
+    freed at once, and the state is built afterwards in fresh memory."""
+
+    __slots__ = ("keys", "key_ends", "values", "value_ends", "partitions", "kept")
+
+    def __init__(self, keys: bytearray, key_ends: np.ndarray, values: bytearray, value_ends: np.ndarray,
+                 partitions: np.ndarray):
+        self.keys, self.key_ends, self.values, self.value_ends = keys, key_ends, values, value_ends
+        self.partitions = partitions  # each entry's changelog partition (-1: not noted)
+        self.kept = np.ones(len(partitions), dtype=bool)
+
+    @classmethod
+    def take(cls, data: dict, noted: dict) -> "Recovered":
+        """Every entry of a memory store's `data` (str keys, bytes values) with its
+        noted partition, the store left empty."""
+        count = len(data)
+        # sized first and filled in place: no buffer grown by doubling, no final copy
+        keys = bytearray(sum(len(key.encode()) for key in data))
+        values = bytearray(sum(map(len, data.values())))
+        key_ends = np.empty(count, dtype=np.int64)
+        value_ends = np.empty(count, dtype=np.int64)
+        partitions = np.empty(count, dtype=np.int32)
+        key_at = value_at = 0
+        for i in range(count):
+            key, value = data.popitem()  # freed as it is copied: no second copy at the peak
+            encoded = key.encode()
+            keys[key_at:key_at + len(encoded)] = encoded
+            values[value_at:value_at + len(value)] = value
+            key_at += len(encoded)
+            value_at += len(value)
+            key_ends[i], value_ends[i] = key_at, value_at
+            partitions[i] = noted.pop(key, -1)
+        noted.clear()
+        return cls(keys, key_ends, values, value_ends, partitions)
+
+    def __len__(self) -> int:
+        return int(self.kept.sum())
+
+    def keep_only(self, partitions: set[int], partition_of: Callable[[str], int]) -> int:
+        """Leave out the entries of other partitions than `partitions`; how many."""
+        before = len(self)
+        noted = self.partitions >= 0
+        self.kept &= ~noted | np.isin(self.partitions, np.fromiter(partitions, dtype=np.int64))
+        for i in np.flatnonzero(self.kept & ~noted).tolist():
+            self.kept[i] = partition_of(self._key(i)) in partitions
+        return before - len(self)
+
+    def entries(self) -> Iterator[tuple[str, bytes, int]]:
+        """(key, value bytes, partition or -1) of each entry kept."""
+        keys, values = memoryview(self.keys), memoryview(self.values)
+        key_ends, value_ends = self.key_ends.tolist(), self.value_ends.tolist()
+        partitions = self.partitions.tolist()
+        for i in np.flatnonzero(self.kept).tolist():
+            key_start = key_ends[i - 1] if i else 0
+            value_start = value_ends[i - 1] if i else 0
+            yield (str(keys[key_start:key_ends[i]], "utf-8"), values[value_start:value_ends[i]].tobytes(),
+                   partitions[i])
+
+    def _key(self, i: int) -> str:
+        return self.keys[self.key_ends[i - 1] if i else 0:self.key_ends[i]].decode()
 
 
 def bulk_topics(app: Any) -> frozenset[str]:

@@ -81,6 +81,8 @@ class BatchedChangelog:
         self.producer = producer
         self.partition_of = partition_of  # a key's changelog partition, unless its write says
         self.encode = encode  # the table's value codec
+        # keys written while what recovery read back is not taken yet: theirs is stale
+        self._written: set[str] = set()
 
     def reader(self) -> Callable[[str], Any]:
         """A get on the table's store itself: Faust's Table.get adds a sensor call and
@@ -109,26 +111,46 @@ class BatchedChangelog:
             store.pop(key, None)
             if noted is not None:
                 noted.pop(key, None)
-        return len(foreign)
+        return len(foreign) + sum(taken.keep_only(partitions, self.partition_of) for taken in self._recovered())
 
     def items(self) -> Iterator[tuple[str, Any, int]]:
-        """The store's entries with the changelog partition of each (`partition`)."""
+        """The entries recovery read back (streams/bulk_restore.py; decoded here, the
+        latest recovery's first) and the store's, each with its changelog partition
+        (`partition`), a key once; not those written since recovery (stale)."""
+        recovered = self._recovered()
         store = self.table.data
+        sources = len(recovered) + (len(store) > 0)
+        seen: set[str] | None = set(self._written) if sources > 1 or self._written else None
+        for taken in reversed(recovered):
+            loads = self.table.value_loads
+            for key, value, partition in taken.entries():
+                if seen is not None:
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                yield key, loads(value), self.partition_of(key) if partition < 0 else partition
         for key in list(store.keys()):
-            yield key, store[key], self.partition(key)
+            if seen is None or key not in seen:
+                yield key, store[key], self.partition(key)
 
     def clear(self) -> int:
-        """Empty the store (its owner holds the state, see `write`); how many entries.
-        Faust's memory store also keeps each recovered key's partition: forgotten too,
-        or every key recovery read would stay in memory."""
+        """Empty the store and what recovery read back (its owner holds the state, see
+        `write`); how many entries. Faust's memory store also keeps each recovered
+        key's partition: forgotten too, or every key recovery read would stay in memory."""
         store = self.table.data
-        count = len(store)
+        count = len(store) + sum(map(len, self._recovered()))
         for key in list(store.keys()):
             store.pop(key, None)
         recovered = getattr(store, "_key_partition", None)
         if recovered is not None:
             recovered.clear()
+        self._recovered().clear()
+        self._written.clear()
         return count
+
+    def _recovered(self) -> list:
+        """What recovery read back and the owner has not taken yet (bulk-restored tables)."""
+        return getattr(self.table, "recovered", [])
 
     async def write(self, changes: Mapping[str, Any], hold: bool = True,
                     partitions: Mapping[str, int] | None = None) -> None:
@@ -145,6 +167,8 @@ class BatchedChangelog:
         # Not held: a key is taken out of the store only if the store has any (what
         # recovery read back and the owner has not taken yet): mostly it is empty.
         forget = hold or len(store) > 0
+        if self._recovered():
+            self._written.update(changes)
         noted = getattr(store, "_key_partition", None) if forget else None
         partition_of, encode = self.partition_of, self.encode
         given = partitions or {}

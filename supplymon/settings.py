@@ -13,6 +13,7 @@ from datetime import timedelta, timezone
 from pathlib import Path
 from typing import ClassVar, Mapping
 
+from schemas.limits import UINT16_MAX
 from supplymon.core.assessment import AssessmentRuleError, AssessmentRules
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules.toml")
@@ -376,7 +377,7 @@ class Settings:
         def get(name: str, default=None):
             return env.get(p + name) or default
 
-        def integer(name: str, default: int, minimum: int) -> int:
+        def integer(name: str, default: int, minimum: int, maximum: int | None = None) -> int:
             raw = get(name)
             if raw is None:
                 return default
@@ -386,6 +387,8 @@ class Settings:
                 raise ConfigError(f"{p}{name} must be an integer, got {raw!r}") from None
             if value < minimum:
                 raise ConfigError(f"{p}{name} must be >= {minimum}, got {value}")
+            if maximum is not None and value > maximum:
+                raise ConfigError(f"{p}{name} must be <= {maximum:,}, got {value:,}")
             return value
 
         def number(name: str, default: float, zero_ok: bool = False) -> float:
@@ -419,7 +422,8 @@ class Settings:
             kafka_url=get("KAFKA"),
             clickhouse_url=get("CLICKHOUSE"),
             data_dir=Path(get("DATA_DIR", "data")),
-            partitions=integer("PARTITIONS", 4, 1),
+            # an order keeps its input partition in 16 bits (supplymon/core/order_table.py)
+            partitions=integer("PARTITIONS", 4, 1, maximum=UINT16_MAX + 1),
             web_host=get("WEB_HOST", "127.0.0.1"),
             web_port=integer("WEB_PORT", 6066, 0),
             app_id=get("APP_ID", "supplymon"),

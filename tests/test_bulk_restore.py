@@ -18,12 +18,17 @@ from faust.types import TP
 
 import streams.codecs  # noqa: F401  (the str and orjson codecs)
 from streams.bulk_restore import BulkMessage, BulkRestoredTable, bulk_topics
+from streams.changelog import BatchedChangelog, ChangelogProducer
+from supplymon.embedded import EmbeddedBroker
+from supplymon.publish import ensure_topics
+from supplymon.settings import Settings
 from tests.test_batches import INPUT, OTHER, fetches, make_intake, record, run_drain
+from tests.test_changelog import TOPIC
 
 
-def _table(app, name: str, value_serializer: str) -> BulkRestoredTable:
+def _table(app, name: str, value_serializer: str, topic: str | None = None) -> BulkRestoredTable:
     table = BulkRestoredTable(app, name=name, beacon=app.tables.beacon, partitions=2,
-                              changelog_topic=app.topic(f"{name}-changelog", key_serializer="str",
+                              changelog_topic=app.topic(topic or f"{name}-changelog", key_serializer="str",
                                                         value_serializer=value_serializer, partitions=2,
                                                         internal=True))
     table.key_serializer, table.value_serializer = "str", value_serializer
@@ -34,8 +39,17 @@ def _table(app, name: str, value_serializer: str) -> BulkRestoredTable:
 class Event:
     """What Faust's recovery hands a table: an event with its message."""
 
-    def __init__(self, message, key=None, value=None):
-        self.message, self.key, self.value = message, key, value
+    def __init__(self, message):
+        self.message = message
+
+
+def _hand_over(table, message) -> None:
+    """As Faust's recovery loop does with an event it has not seen: handed to the
+    table, buffered, and the buffer applied later."""
+    event = Event(message)
+    asyncio.run(table.on_changelog_event(event))
+    table.apply_changelog_batch([event])  # nothing left to apply
+    assert getattr(message, "records", ()) == ()  # a bulk's records let go
 
 
 def changelog_record(topic: str, partition: int, offset: int, key: str, value: bytes | None):
@@ -45,9 +59,10 @@ def changelog_record(topic: str, partition: int, offset: int, key: str, value: b
 
 def test_faust_recovery_internals_the_bulk_path_relies_on_are_unchanged():
     slurp = inspect.getsource(Recovery._slurp_changelogs.fun)
-    # Each event's offset is compared with the seen one, buffered, and the buffer is
-    # applied once it holds the table's recovery_buffer_size events.
-    assert "offset > seen_offset" in slurp and "table.recovery_buffer_size" in slurp
+    # An event not seen yet (its offset past the seen one) is buffered and handed to
+    # the table at once; the buffer is applied later, in batches.
+    assert "offset > seen_offset" in slurp
+    assert slurp.index("offset > seen_offset") < slurp.index("await table.on_changelog_event(event)")
     assert "table.apply_changelog_batch(buf)" in slurp
     assert "_key_partition" in inspect.getsource(MemoryStore.apply_changelog_batch)
 
@@ -82,19 +97,65 @@ def test_a_changelog_fetch_of_a_bulk_restored_table_is_one_message_carrying_ever
 def test_a_bulk_is_applied_in_offset_order_with_deletes_and_each_keys_partition():
     app = faust.App("bulk-test", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
     table = _table(app, "warnings", "orjson")
-    assert table.recovery_buffer_size == 1  # each bulk applied as Faust's loop hands it over
+    # Not 1: Faust would then keep reading the changelog into the store after recovery.
+    assert table.recovery_buffer_size == 1000
     topic = table.changelog_topic.get_topic_name()
     first = [changelog_record(topic, 1, 0, "a", orjson.dumps([1])), changelog_record(topic, 1, 1, "b", b"{}"),
              changelog_record(topic, 1, 2, "a", orjson.dumps([2])), changelog_record(topic, 1, 3, "b", None)]
-    table.apply_changelog_batch([Event(BulkMessage.of(TP(topic, 1), first, 1))])
+    _hand_over(table, BulkMessage.of(TP(topic, 1), first, 1))
     store = table.data
-    assert dict(store.data) == {"a": [2]} and store._key_partition == {"a": 1}
-    # A message of Faust's own per-message path (a fetch of one record) still applies as Faust does.
+    # the values' bytes as read: decoded by the owner as it rebuilds its state
+    assert dict(store.data) == {"a": b"[2]"} and store._key_partition == {"a": 1}
+    # A message of Faust's own per-message path (a fetch of one record) applies the same way.
     single = changelog_record(topic, 0, 7, "c", orjson.dumps({"n": 3}))
-    message = app.consumer._to_message(TP(topic, 0), single)
-    table.apply_changelog_batch([Event(message, key="c", value={"n": 3})])
-    assert dict(store.data) == {"a": [2], "c": {"n": 3}} and store._key_partition == {"a": 1, "c": 0}
+    _hand_over(table, app.consumer._to_message(TP(topic, 0), single))
+    assert dict(store.data) == {"a": b"[2]", "c": b'{"n":3}'} and store._key_partition == {"a": 1, "c": 0}
     # Deleted, written again, deleted: the last record decides.
     again = [changelog_record(topic, 0, 8, "b", orjson.dumps(5)), changelog_record(topic, 0, 9, "c", None)]
-    table.apply_changelog_batch([Event(BulkMessage.of(TP(topic, 0), again, 1))])
-    assert dict(store.data) == {"a": [2], "b": 5} and store._key_partition == {"a": 1, "b": 0}
+    _hand_over(table, BulkMessage.of(TP(topic, 0), again, 1))
+    assert dict(store.data) == {"a": b"[2]", "b": b"5"} and store._key_partition == {"a": 1, "b": 0}
+
+
+def _recovered_table(entries: dict[str, tuple[int, object]], settings: Settings | None = None):
+    """A bulk-restored table whose recovery read `entries` (key -> (partition, value))
+    and completed, and its BatchedChangelog (writing to TOPIC on the `settings`' broker)."""
+    app = faust.App("bulk-test", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    table = _table(app, "warnings", "orjson", TOPIC)
+    for n, (key, (partition, value)) in enumerate(entries.items()):
+        table.apply_records([changelog_record(TOPIC, partition, n, key, orjson.dumps(value))])
+    asyncio.run(table.on_recovery_completed({TP(TOPIC, 0), TP(TOPIC, 1)}, set()))
+    producer = ChangelogProducer(settings or Settings.from_env({}))
+    return table, BatchedChangelog(table, producer, lambda key: 1, orjson.dumps)
+
+
+def test_once_recovery_completes_what_it_read_leaves_the_store_and_is_read_back_decoded():
+    entries = {f"k{n}": (n % 2, {"n": n, "s": "值" * (n % 3)}) for n in range(1000)}
+    table, changelog = _recovered_table(entries)
+    assert not table.data.data and not table.data._key_partition  # every object of the store freed
+    assert len(table.recovered) == 1 and len(table.recovered[0]) == 1000
+    assert {key: (partition, value) for key, value, partition in changelog.items()} == entries
+    # Partitions no longer held are left out; cleared once the owner holds the state.
+    assert changelog.keep_only({0}) == 500
+    assert {key for key, _, _ in changelog.items()} == {f"k{n}" for n in range(0, 1000, 2)}
+    assert changelog.clear() == 500 and not table.recovered and list(changelog.items()) == []
+
+
+def test_a_key_written_since_recovery_is_not_read_back_from_it_and_a_later_recovery_wins():
+    with EmbeddedBroker() as broker:
+        settings = Settings.from_env({}).with_embedded_broker(broker.url)
+        ensure_topics(settings)
+        table, changelog = _recovered_table({"a": (0, 1), "b": (1, 2), "c": (0, 3)}, settings)
+
+        async def write() -> None:
+            try:  # as the owner writes its states: not held in the store
+                await changelog.write({"b": {"new": True}}, hold=False)
+            finally:
+                await changelog.producer.stop()
+
+        asyncio.run(write())
+    assert {key: value for key, value, _ in changelog.items()} == {"a": 1, "c": 3}  # b's read back is stale
+    table.apply_records([changelog_record(TOPIC, 0, 9, "a", b"10")])  # a second recovery, before the owner took the first
+    asyncio.run(table.on_recovery_completed({TP(TOPIC, 0)}, set()))
+    assert sorted((key, value) for key, value, _ in changelog.items()) == [("a", 10), ("c", 3)]
+    changelog.clear()
+    assert list(changelog.items()) == [] and not changelog._written

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from bench.pipeline import history
+from supplymon.core import columnar_flow
 from supplymon.core.columnar_flow import OrderFlow, decode_state
 from supplymon.core.order_table import SLOTS, OrderTable
 from supplymon.core.row_snapshot import encode_rows, is_compact, load_rows
@@ -158,10 +159,13 @@ def _first_half(seed: int, source: str):
     return settings, inputs, pair, held, batches[half:]
 
 
-@pytest.mark.parametrize("source", ["columnar", "reference"])
-def test_restart_from_snapshots_goes_on_unchanged(source):
+@pytest.mark.parametrize("source,chunk", [("columnar", None), ("reference", None), ("columnar", 7)])
+def test_restart_from_snapshots_goes_on_unchanged(source, chunk, monkeypatch):
     """Half a history, then a new flow restored from the snapshots (the columnar
-    flow's own, or the reference's orjson dicts): the rest gives what one flow gives."""
+    flow's own, or the reference's orjson dicts; compact ones loaded in one chunk or
+    in many): the rest gives what one flow gives."""
+    if chunk:
+        monkeypatch.setattr(columnar_flow, "RESTORE_CHUNK", chunk)
     settings, inputs, pair, held, rest = _first_half(seed=5, source=source)
     assert held
     restarted = OrderFlow.from_settings(settings, trust_rebuilt=True)

@@ -184,6 +184,34 @@ def _progress(web: str) -> dict:
         return json.loads(response.read())
 
 
+def wait_all_stored(url: str, bootstrap: str, inputs, worker: "Worker", who: str = "the worker") -> None:
+    """Until the worker has stored every input record the broker holds, and its early
+    warnings every signal it sent."""
+    end = _end_offsets(bootstrap, inputs)
+    _wait(lambda: all(_progress(url)["offsets"].get(tp, 0) >= off for tp, off in end.items()),
+          300, f"{who} to store everything", worker)
+    signals = _progress(url)["signals_sent"]
+    _wait(lambda: all(_progress(url)["signals"].get(tp, 0) >= off for tp, off in signals.items()),
+          300, f"{who}'s early warnings", worker)
+
+
+def _live_entries(bootstrap: str, topic: str) -> set[str]:
+    """The keys a changelog holds a value for (its latest message per key not a delete)."""
+    from kafka import KafkaConsumer, TopicPartition
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
+        consumer.seek_to_beginning()
+        latest: dict[str, bool] = {}
+        while records := consumer.poll(timeout_ms=1000):
+            for messages in records.values():
+                for message in messages:
+                    latest[message.key.decode()] = message.value is not None
+        return {key for key, live in latest.items() if live}
+    finally:
+        consumer.close()
+
+
 def _end_offsets(bootstrap: str, topics) -> dict[str, int]:
     """The next offset of each partition, found by reading to the end: the embedded
     broker's ListOffsets answer is the base offset of the last record batch + 1."""
@@ -289,6 +317,52 @@ def test_worker_killed_mid_stream_restarts_to_the_same_facts(tmp_path, data_dir)
     assert state["orders"] == len(placed) + 1 and state["not_placed"] == 1, state
     assert sum(state["partitions"].values()) == state["orders"] and set(state["partitions"]) == {"0", "1", "2", "3"}
     assert state["bytes"] > 0 and state["unsettled"] == 0
+    assert_facts_match(rows, events)
+    assert_daily_match(daily, events)
+    assert_warnings_match(warnings, events)
+
+
+def test_a_restarted_worker_reads_its_states_back_and_goes_on_to_the_same_results(tmp_path, data_dir):
+    """Half a history stored, the worker SIGKILLed, the other half published, a new
+    worker on the same data dir: it reads the order states and the early warnings'
+    records back from the changelogs (streams/bulk_restore.py) and ends with the
+    facts and early warnings of the whole history, holding every record its
+    changelog holds."""
+    history = tmp_path / "history.jsonl"
+    events = build_history(history, days=3, orders_per_day=800, scenario=("shortage", "third-distributor"))
+    lines = history.read_bytes().splitlines(keepends=True)
+    halves = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    halves[0].write_bytes(b"".join(lines[:len(lines) // 2]))
+    halves[1].write_bytes(b"".join(lines[len(lines) // 2:]))
+    inputs = ["supply.orders", "supply.responses", "supply.shipments", "supply.arrivals"]
+    with EmbeddedBroker() as broker:
+        web = free_port()
+        env = {**os.environ, "SUPPLYMON_KAFKA": broker.url, "SUPPLYMON_DATA_DIR": str(data_dir),
+               "SUPPLYMON_WEB_PORT": str(web), "SUPPLYMON_BATCH_SIZE": "500", "SUPPLYMON_LIVE_TICK_SECONDS": "0",
+               "SUPPLYMON_GROUP_TIMEOUT_SECONDS": str(EMBEDDED_GROUP_TIMEOUT)}
+        url = f"http://127.0.0.1:{web}"
+        log = tmp_path / "worker.log"
+
+        assert supplymon("replay", str(halves[0]), env=env).returncode == 0
+        worker = Worker(env, log)
+        try:
+            wait_all_stored(url, broker.bootstrap, inputs, worker)
+            before = _live_entries(broker.bootstrap, "supplymon-warning-state-changelog")
+            worker.kill()
+            assert any("|o:" in key for key in before)  # records the new worker must read back
+            assert supplymon("replay", str(halves[1]), env=env).returncode == 0
+            worker = Worker(env, log)
+            wait_all_stored(url, broker.bootstrap, inputs, worker)
+            rows, daily, warnings = ([orjson.loads(line) for line in http_query(url, sql, "JSONEachRow").splitlines()]
+                                     for sql in (FACT_SQL, DAILY_SQL, WARNINGS_SQL))
+            state = orjson.loads(urllib.request.urlopen(url + "/state", timeout=30).read())
+            entries = _live_entries(broker.bootstrap, "supplymon-warning-state-changelog")
+        finally:
+            worker.stop()
+    placed = {e["order_id"] for e in events if e["kind"] == "order"}
+    assert state["orders"] == len(placed) + 1 and state["not_placed"] == 1 and state["unsettled"] == 0, state  # + the orphan
+    records = [key for key in entries if "|o:" in key]
+    assert state["early_warnings"]["records"] == len(records), state
     assert_facts_match(rows, events)
     assert_daily_match(daily, events)
     assert_warnings_match(warnings, events)

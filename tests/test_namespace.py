@@ -22,7 +22,7 @@ from supplymon.runner import http_query
 from supplymon.settings import EMBEDDED_GROUP_TIMEOUT, SHANGHAI
 from supplymon.simulate import generate, write_history
 from tests.conftest import supplymon
-from tests.test_end_to_end import Worker, _end_offsets, _progress, _wait
+from tests.test_end_to_end import Worker, _end_offsets, _progress, wait_all_stored
 
 LIVE_INPUTS = ["supply.orders", "supply.responses", "supply.shipments", "supply.arrivals"]
 SNAPSHOT_SQL = {
@@ -56,12 +56,7 @@ def test_namespaced_replay_next_to_a_live_worker_leaves_it_untouched(tmp_path, d
         assert published.returncode == 0, published.stderr
         live = Worker(env, tmp_path / "live.log")
         try:
-            end = _end_offsets(broker.bootstrap, LIVE_INPUTS)
-            _wait(lambda: all(_progress(url)["offsets"].get(tp, 0) >= off for tp, off in end.items()),
-                  300, "the live worker to store everything", live)
-            signals = _progress(url)["signals_sent"]
-            _wait(lambda: all(_progress(url)["signals"].get(tp, 0) >= off for tp, off in signals.items()),
-                  300, "the live early warnings", live)
+            wait_all_stored(url, broker.bootstrap, LIVE_INPUTS, live, "the live worker")
             admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
             try:
                 live_topics = {t for t in admin.list_topics() if not t.startswith("__")}

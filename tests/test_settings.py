@@ -43,6 +43,7 @@ def test_missing_rules_file():
 @pytest.mark.parametrize("env, message", [
     ({"SUPPLYMON_PARTITIONS": "zero"}, "must be an integer"),
     ({"SUPPLYMON_PARTITIONS": "0"}, "must be >= 1"),
+    ({"SUPPLYMON_PARTITIONS": "65537"}, "must be <= 65,536"),  # an order keeps its partition in 16 bits
     ({"SUPPLYMON_KAFKA": "localhost:9092"}, "kafka://"),
     ({"SUPPLYMON_BATCH_SECONDS": "-1"}, "must be positive"),
     ({"SUPPLYMON_STORE_INSERT_ROWS": "0"}, "must be >= 1"),

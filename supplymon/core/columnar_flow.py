@@ -60,6 +60,7 @@ from supplymon.core.windows import Windows
 from supplymon.settings import HOUR_MS, Rules, Settings
 
 ORDER, RESPONSE, SHIPMENT, ARRIVAL = range(4)
+RESTORE_CHUNK = 50_000  # compact snapshots loaded at a time by `restore`
 KIND_CODE = {"order": ORDER, "response": RESPONSE, "shipment": SHIPMENT, "arrival": ARRIVAL}
 REJECTED = DECISION_CODE["rejected"]
 _CODED = ("institution_id", "region_code", "area", "distributor_id", "manufacturer_id", "product_id", "product_kind")
@@ -188,8 +189,11 @@ class ColumnarOrderFlow:
             self.pending.clear()
             self.pending_due.clear()
         placed: list[tuple[str, dict]] = []
-        compact: list[tuple[str, bytes]] = []  # placed orders' compact rows, loaded at once
+        # placed orders' compact rows, loaded RESTORE_CHUNK at a time: each chunk's
+        # temporaries are freed before the next chunk's are made in their place
+        compact: list[tuple[str, bytes]] = []
         compact_parts: list[int | None] = []
+        loaded: list[np.ndarray] = []
         count = 0
         for order_id, raw, *where in states:
             count += 1
@@ -199,6 +203,9 @@ class ColumnarOrderFlow:
             if is_compact(raw):
                 compact.append((order_id, raw))
                 compact_parts.append(partition)
+                if len(compact) >= RESTORE_CHUNK:
+                    loaded.append(self._load_compact(compact, compact_parts))
+                    compact, compact_parts = [], []
                 continue
             state = decode_state(raw)
             if partition is not None:
@@ -207,15 +214,13 @@ class ColumnarOrderFlow:
                 placed.append((order_id, state))
             else:
                 self._hold(order_id, state)
-        if placed or compact:
+        if compact:
+            loaded.append(self._load_compact(compact, compact_parts))
+        if placed or loaded:
             rows = self.table.allocate([order_id for order_id, _ in placed])
             for row, (_, state) in zip(rows.tolist(), placed):
                 self.table.put(row, state)
-            loaded = load_rows(self.table, compact)
-            given = np.array([p is not None for p in compact_parts], dtype=bool)
-            if given.any():
-                self.table.part[loaded[given]] = [p for p in compact_parts if p is not None]
-            self._schedule(np.concatenate([rows, loaded]))
+            self._schedule(np.concatenate([rows, *loaded]))
         # the window parts are derived: counted again from every order held
         rows = self._held_rows()
         counted = rows[self.table.c_set[rows]]
@@ -223,6 +228,14 @@ class ColumnarOrderFlow:
             self.windows.restore_batch(self._fact_columns(counted)[1], self.table.part[counted],
                                        self._contributions(counted), self.table.cv[counted])
         return count
+
+    def _load_compact(self, compact: list[tuple[str, bytes]], partitions: list[int | None]) -> np.ndarray:
+        """Rows for compact snapshots, each on its changelog partition where given."""
+        rows = load_rows(self.table, compact)
+        given = np.array([p is not None for p in partitions], dtype=bool)
+        if given.any():
+            self.table.part[rows[given]] = [p for p in partitions if p is not None]
+        return rows
 
     def _held_rows(self) -> np.ndarray:
         rows = self.table.rows

@@ -114,6 +114,10 @@ class EarlyWarnings:
             return None
         return min(seen[source] for source in self.sources)  # marks of other topics do not count
 
+    def records(self) -> int:
+        """Order records held, over every group (one table entry each)."""
+        return sum(map(len, self.groups.values()))
+
     def stream_time(self) -> int | None:
         times = [t for t in map(self.watermark, self.marks) if t is not None]
         return min(times) if times else None

@@ -17,7 +17,8 @@ list and an order_id -> row dict:
   contribution and the input partition are columns too.
 
 `part` is the input partition an order's first event was read from (uint16:
-Kafka's partition numbers stay far below 65,536): the order's state is written
+SUPPLYMON_PARTITIONS is at most 65,536, and a topic of more partitions than it is
+an error the worker logs): the order's state is written
 to the changelog partition of that number and dropped when the partition is
 revoked, as Faust keeps a table's state on its input record's partition; a
 later event of the order read from another partition is "misplaced"

@@ -406,6 +406,10 @@ class ManufacturerWatch:
         self.advanced: set[tuple[str, str]] = set()  # subjects advanced since the last evict()
         self.unscheduled: set[tuple[str, str]] = set()  # subjects upserted since their next change was indexed
 
+    def __len__(self) -> int:
+        """Order records held, over every subject."""
+        return sum(map(len, self.subjects.values()))
+
     def subject(self, product_id: str, region_code: str) -> ProductRegion:
         key = (product_id, region_code)
         if key not in self.subjects:
@@ -505,6 +509,10 @@ class DeliveryRateMonitor:
         self.open: dict[str, list | None] = {scope: None for scope in self.SCOPES}  # [raised_at, details]
         self.conduct = conduct.DistributorConduct(rules)  # remote_refusal, short_supply
         self.measured_until: int | None = None
+
+    def __len__(self) -> int:
+        """Order records held."""
+        return len(self.rows)
 
     def outcome(self, order_id: str, deadline_at: int, grassroots: bool, on_time_since: int | None) -> None:
         """The order's deadline, and since when it is known to be delivered on time
