@@ -129,14 +129,18 @@ class BatchConsumer(WorkerConsumer):
                         await self._hand_over(FetchedBatch({}, generation, lag=self._lags()))
                     continue
                 if self.app.consumer_generation_id != generation:
-                    continue  # as Faust's getmany: the rebalance seeks every partition to its commit
+                    # as Faust's getmany: the rebalance seeks every partition to its commit
+                    await self._recover_dropped(records)  # (not the changelogs: see there)
+                    continue
                 if not self.flow_active:  # stopped while fetching: Faust's getmany seeks back
                     await self._seek_back()
+                    await self._recover_dropped(records)
                     continue
                 batch: dict[Any, list] = {}
                 fetched_at = time.monotonic()
                 for tp, tp_records in records.items():
                     if active is not None and tp not in active and tp not in self._buffered_partitions:
+                        await self._recover_dropped({tp: tp_records})
                         continue
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                     inbound[tp] = fetched_at
@@ -203,6 +207,35 @@ class BatchConsumer(WorkerConsumer):
             if position is not None and highwater is not None:
                 lags[tp] = max(0, highwater - position)
         return lags
+
+    async def _recover_dropped(self, records: Mapping[Any, Sequence]) -> None:
+        """Changelog records fetched and then dropped (a fetch that spanned a
+        rebalance, the flow stopped meanwhile, a partition not active): the
+        consumer's position has moved past them, but Faust's recovery seeks a
+        changelog partition only once, as it starts, and would wait for them for
+        ever. Seen: a worker stuck in recovery after a second one joined, its
+        position at a changelog partition's end and not one of its records read.
+        Each such partition that a recovery still reads is sought back to the
+        offset after the last one it has seen."""
+        recovery = self.app.tables.recovery
+        seeks = {}
+        for fetched, tp_records in records.items():
+            tp = TP(fetched.topic, fetched.partition)
+            if not tp_records or not self._is_changelog_tp(tp) or recovery is None or not recovery.in_recovery:
+                continue
+            if tp in recovery.active_tps:
+                seen = recovery.active_offsets.get(tp)
+            elif tp in recovery.standby_tps:
+                seen = recovery.standby_offsets.get(tp)
+            else:
+                continue
+            wanted = 0 if seen is None or seen < 0 else seen + 1
+            if wanted <= tp_records[-1].offset:  # some of them not applied yet
+                seeks[tp] = wanted
+        if seeks:
+            log.info("changelog records fetched and dropped by a rebalance are read again from %s",
+                     {f"{tp.topic}:{tp.partition}": offset for tp, offset in seeks.items()})
+            await self.seek_wait(seeks)
 
     async def _seek_back(self) -> None:
         try:

@@ -133,8 +133,11 @@ class Recovered:
         value_ends = np.empty(count, dtype=np.int64)
         partitions = np.empty(count, dtype=np.int32)
         key_at = value_at = 0
-        for i in range(count):
-            key, value = data.popitem()  # freed as it is copied: no second copy at the peak
+        # In the store's order (the changelog's: records come back mostly in time order,
+        # which the early warnings' columns take by appending), each entry freed as it
+        # is copied: no second copy at the peak.
+        for i, key in enumerate(list(data)):
+            value = data.pop(key)
             encoded = key.encode()
             keys[key_at:key_at + len(encoded)] = encoded
             values[value_at:value_at + len(value)] = value

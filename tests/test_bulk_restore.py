@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 
 import faust
+import pytest
 import orjson
 from faust.stores.memory import Store as MemoryStore
 from faust.tables.recovery import Recovery
@@ -133,7 +134,8 @@ def test_once_recovery_completes_what_it_read_leaves_the_store_and_is_read_back_
     table, changelog = _recovered_table(entries)
     assert not table.data.data and not table.data._key_partition  # every object of the store freed
     assert len(table.recovered) == 1 and len(table.recovered[0]) == 1000
-    assert {key: (partition, value) for key, value, partition in changelog.items()} == entries
+    # read back in the order recovery read them (the early warnings' columns append records in time order)
+    assert [(key, (partition, value)) for key, value, partition in changelog.items()] == list(entries.items())
     # Partitions no longer held are left out; cleared once the owner holds the state.
     assert changelog.keep_only({0}) == 500
     assert {key for key, _, _ in changelog.items()} == {f"k{n}" for n in range(0, 1000, 2)}
@@ -159,3 +161,58 @@ def test_a_key_written_since_recovery_is_not_read_back_from_it_and_a_later_recov
     assert sorted((key, value) for key, value, _ in changelog.items()) == [("a", 10), ("c", 3)]
     changelog.clear()
     assert list(changelog.items()) == [] and not changelog._written
+
+
+@pytest.mark.parametrize("drop", ["rebalance", "flow stopped"])
+def test_changelog_records_a_fetch_drops_are_read_again_from_where_recovery_is(drop):
+    """A fetch that spanned a rebalance (or returned once the flow stopped) is dropped,
+    but the consumer's position has passed its records: a changelog partition that a
+    recovery still reads is sought back to the offset after the last one it has seen
+    (else the recovery waits for them for ever); input partitions are left to the
+    rebalance's own seek."""
+    async def scenario():
+        intake, consumer = make_intake(assigned={TP(INPUT, 0), TP("orders-changelog", 0)})
+        table = _table(consumer.app, "orders", "raw")
+        changelog = TP(table.changelog_topic.get_topic_name(), 0)
+        recovery = consumer.app.tables.recovery
+        recovery.active_tps.add(changelog)
+        recovery.active_offsets[changelog] = 2  # applied up to offset 2
+        recovery._set_recovery_started()
+        sought, delivered = [], []
+
+        async def seek_wait(offsets):
+            sought.append(dict(offsets))
+
+        async def callback(message):
+            delivered.append(message)
+
+        async def seek_back():
+            pass
+
+        consumer.seek_wait, consumer.callback, consumer._seek_back = seek_wait, callback, seek_back
+        fetched = {changelog: [changelog_record(changelog.topic, 0, n, f"o{n}", b"v") for n in range(3, 8)],
+                   TP(INPUT, 0): [record(INPUT, 0, 0)]}
+        pending = [fetched]
+
+        async def wait_next_records(timeout):
+            if pending:
+                if drop == "rebalance":
+                    consumer.app.consumer_generation_id += 1  # while the fetch was under way
+                else:  # stopped by a rebalance starting, resumed once it has
+                    consumer.flow_active = False
+                    asyncio.get_running_loop().call_later(0.05, consumer.resume_flow)
+                return pending.pop(0), None
+            await asyncio.sleep(0.01)
+            return {}, None
+
+        consumer._wait_next_records = wait_next_records
+        await run_drain(consumer, lambda: bool(sought))
+        assert sought == [{changelog: 3}] and not delivered and intake.agent_queue.empty()
+        # Once recovery is over, nothing waits for a changelog's records: no seek.
+        recovery._set_recovery_ended()
+        sought.clear()
+        pending.append(fetched)
+        await run_drain(consumer, lambda: not pending)
+        assert sought == []
+
+    asyncio.run(scenario())
