@@ -155,6 +155,7 @@ def _intake(app: Any) -> dict:
         "committed": _by_tp(consumer._committed_offset),
         "read": _by_tp({tp: offset for tp, offset in consumer._read_offset.items() if offset is not None}),
         "highwater": _by_tp({tp: consumer.highwater(tp) for tp in consumer.assignment()}),
+        "fetch_positions": _fetch_positions(consumer),
     })
     channel = getattr(consumer, "batch_channel", None)
     if channel is not None:
@@ -173,6 +174,17 @@ def _intake(app: Any) -> dict:
             "changelog_events_queued": queue.qsize() if queue is not None else 0,
         }
     return state
+
+
+def _fetch_positions(consumer: Any) -> dict:
+    """Where the Kafka client fetches each assigned partition next (read from its
+    thread's state: a diagnostic, not a synchronised read). A position at the
+    highwater with nothing in `read` is records fetched and never delivered."""
+    try:
+        assignment = consumer._thread._ensure_consumer()._subscription.subscription.assignment
+        return {_tp(tp): assignment.state_value(tp)._position for tp in sorted(assignment.tps, key=_tp)}
+    except Exception as exc:  # not started, or the client's internals moved: the dump goes on
+        return {"unknown": repr(exc)}
 
 
 def _tp(tp: Any) -> str:

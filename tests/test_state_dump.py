@@ -53,6 +53,9 @@ def test_a_running_worker_dumps_its_tasks_and_batch_intake_on_sigusr1_and_goes_o
                          "--- order lifecycle agent ---", "aligner_held_records:"):
                 assert line in intake, (line, intake)
             assert "supply.orders:0" in intake  # the assignment is listed
+            # and where the Kafka client fetches each partition next
+            positions = next(line for line in intake.splitlines() if line.startswith("fetch_positions: "))
+            assert "'supply.orders:0': " in positions and "unknown" not in positions, positions
             # the worker goes on (the signal did not stop it) and answers
             worker.check()
             assert INPUTS <= {tp.rsplit(":", 1)[0] for tp in _progress(url)["assigned"]}
