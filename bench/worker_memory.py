@@ -30,8 +30,8 @@ memory (the heap: state, buffers, chdb's caches) and what mapped files (chdb's
 library), the bytes per order, and whether it is under 2 GB (2,000,000,000 bytes).
 `--restart`: then a new worker on the same data dir and broker, as after a crash or
 when a rebalance hands it every partition; prints how long until it holds the
-orders again (read back from the changelogs) and its memory then. Progress goes to
-stderr.
+orders again (read back from the changelogs) and its early warnings their records,
+and its memory then. Progress goes to stderr.
 """
 from __future__ import annotations
 
@@ -135,16 +135,18 @@ def measure(orders: int, partitions: int, work: Path, backlog: int = 0, hold: fl
                 time.sleep(hold)
         finally:
             worker.stop()
-        restarted = _restart(worker_settings, state["orders"], hold) if restart else None
+        restarted = _restart(worker_settings, state, hold) if restart else None
     return {"orders": orders, "events": total, "partitions": partitions, "state": state, "idle": idle,
             "held": held, "publish_s": published, "stored_s": stored, "stream_time": stream_time,
             "backlog": backlog, "most_not_placed": waiting[0], "restarted": restarted}
 
 
-def _restart(settings: Settings, orders: int, hold: float = 0.0) -> dict:
+def _restart(settings: Settings, before: dict, hold: float = 0.0) -> dict:
     """A new worker on the same data dir and broker (a restart, or the worker a
-    rebalance hands every partition): how long until it holds the `orders` again
-    (read back from the changelogs), and its memory then."""
+    rebalance hands every partition): how long until it holds the orders and the
+    early warnings' records of `before` (the first worker's /state) again, read back
+    from the changelogs, and its memory then."""
+    orders, records = before["orders"], before["early_warnings"]["records"]
     _say(f"restarting the worker: restoring {orders:,} order states from the changelogs ...")
     started = time.perf_counter()
     worker = WorkerProcess(settings, settings.data_dir / "logs" / "worker-restarted.log").start()
@@ -158,12 +160,20 @@ def _restart(settings: Settings, orders: int, hold: float = 0.0) -> dict:
                 raise RuntimeError(f"the restarted worker holds {held:,} of {orders:,} orders after 900 s")
             time.sleep(0.5)
         restored = time.perf_counter() - started
+        # the early warnings rebuild at their first signals once recovery is over
+        while (state := json.loads(worker.get("/state", timeout=60)))["early_warnings"]["records"] < records:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the restarted worker's early warnings hold {state['early_warnings']['records']:,}"
+                                   f" of {records:,} records after 900 s")
+            time.sleep(0.5)
+        rebuilt = time.perf_counter() - started
         time.sleep(12.0)  # quiet, as above
         status = _status(pid)
         if hold:
             _say(f"  holding the restarted worker (pid {pid}) {hold:.0f} s for inspection ...")
             time.sleep(hold)
-        return {"ready_s": ready, "restored_s": restored, "orders": held, "status": status}
+        return {"ready_s": ready, "restored_s": restored, "rebuilt_s": rebuilt, "orders": held,
+                "records": state["early_warnings"]["records"], "status": status}
     finally:
         worker.stop()
 
@@ -196,7 +206,8 @@ def report(m: dict) -> None:
         status = restarted["status"]
         print(f"restarted on the same data dir: {restarted['orders']:,} orders held again in "
               f"{restarted['restored_s']:,.0f} s (ready, every input partition assigned, after "
-              f"{restarted['ready_s']:,.0f} s)")
+              f"{restarted['ready_s']:,.0f} s), the early warnings' {restarted['records']:,} records after "
+              f"{restarted['rebuilt_s']:,.0f} s")
         print(f"  worker RSS now                    {status['VmRSS'] / mib:>10,.0f} MiB  "
               f"anonymous {status['RssAnon'] / mib:,.0f}, files {status['RssFile'] / mib:,.0f}")
         print(f"  worker RSS peak (VmHWM)           {status['VmHWM'] / mib:>10,.0f} MiB")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 
-
 import streams.codecs  # noqa: F401  (registers the str and orjson codecs)
 from streams.bulk_restore import BulkRestoredTable
 from streams.changelog import BatchedChangelog, ChangelogProducer

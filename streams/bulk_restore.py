@@ -108,10 +108,10 @@ class Recovered:
     Why: recovery fills the store with millions of small objects (a key string and a
     value per entry) among as many temporaries. An agent that rebuilt its state
     straight from the store would make its long-lived objects (order ids, records)
-    in the holes among them, so that emptying the store afterwards frees almost no
+    in the holes among them, so that emptying the store afterwards freed almost no
     arena of Python's allocator: a restarted worker held twice the memory of one
     that had read the same orders. Moved into buffers, the store's objects are all
-    freed at once, and the state is built afterwards in fresh memory."""
+    freed before the state is built (bench/RESULTS.md: what is left)."""
 
     __slots__ = ("keys", "key_ends", "values", "value_ends", "partitions", "kept")
 

@@ -115,23 +115,23 @@ class BatchedChangelog:
 
     def items(self) -> Iterator[tuple[str, Any, int]]:
         """The entries recovery read back (streams/bulk_restore.py; decoded here, the
-        latest recovery's first) and the store's, each with its changelog partition
-        (`partition`), a key once; not those written since recovery (stale)."""
-        recovered = self._recovered()
-        store = self.table.data
-        sources = len(recovered) + (len(store) > 0)
-        seen: set[str] | None = set(self._written) if sources > 1 or self._written else None
+        latest recovery's first, a key once, none written since: theirs is stale) and
+        the store's, each with its changelog partition (`partition`)."""
+        recovered, written = self._recovered(), self._written
+        seen: set[str] | None = set() if len(recovered) > 1 else None
         for taken in reversed(recovered):
             loads = self.table.value_loads
             for key, value, partition in taken.entries():
+                if key in written:
+                    continue
                 if seen is not None:
                     if key in seen:
                         continue
                     seen.add(key)
                 yield key, loads(value), self.partition_of(key) if partition < 0 else partition
+        store = self.table.data
         for key in list(store.keys()):
-            if seen is None or key not in seen:
-                yield key, store[key], self.partition(key)
+            yield key, store[key], self.partition(key)
 
     def clear(self) -> int:
         """Empty the store and what recovery read back (its owner holds the state, see
@@ -163,6 +163,9 @@ class BatchedChangelog:
         recovery refills it from the changelog."""
         if not changes:
             return
+        if hold and hasattr(self.table, "recovered"):
+            raise ValueError("a bulk-restored table's store holds only what recovery reads (its values' bytes, "
+                             "moved out once it completes): write its changes with hold=False")
         store = self.table.data
         # Not held: a key is taken out of the store only if the store has any (what
         # recovery read back and the owner has not taken yet): mostly it is empty.
