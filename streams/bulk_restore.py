@@ -59,8 +59,10 @@ class BulkRestoredTable(faust.Table):
         super().__init__(*args, **kwargs)
         self.recovered: list[Recovered] = []  # oldest first, until the owner takes them
 
-    def value_loads(self, value: bytes) -> Any:
-        return codecs.get_codec(self.value_serializer).loads(value)
+    @property
+    def value_loads(self) -> Callable[[bytes], Any]:
+        """The table's value codec's decoder (looked up once per read-back, not per entry)."""
+        return codecs.get_codec(self.value_serializer).loads
 
     async def on_changelog_event(self, event: Any) -> None:
         """The recovery loop hands over each event it has not seen: applied now, in

@@ -119,8 +119,8 @@ class BatchedChangelog:
         the store's, each with its changelog partition (`partition`)."""
         recovered, written = self._recovered(), self._written
         seen: set[str] | None = set() if len(recovered) > 1 else None
+        loads = self.table.value_loads if recovered else None
         for taken in reversed(recovered):
-            loads = self.table.value_loads
             for key, value, partition in taken.entries():
                 if key in written:
                     continue
