@@ -102,6 +102,9 @@ class BulkRestoredTable(faust.Table):
             self.recovered.append(Recovered.take(store.data, store._key_partition))
 
 
+ENTRIES_AT_ONCE = 65_536
+
+
 class Recovered:
     """What a recovery read back into a table's store, moved out of it into a few
     large buffers once recovery is complete (`take`), before any agent rebuilds its
@@ -163,15 +166,23 @@ class Recovered:
         return before - len(self)
 
     def entries(self) -> Iterator[tuple[str, bytes, int]]:
-        """(key, value bytes, partition or -1) of each entry kept."""
+        """(key, value bytes, partition or -1) of each entry kept, in the order taken.
+        The offsets are made Python ints ENTRIES_AT_ONCE at a time: all at once, they
+        were ~200 MB of temporaries at the peak of a rebuild of 2,000,000 entries."""
         keys, values = memoryview(self.keys), memoryview(self.values)
-        key_ends, value_ends = self.key_ends.tolist(), self.value_ends.tolist()
-        partitions = self.partitions.tolist()
-        for i in np.flatnonzero(self.kept).tolist():
-            key_start = key_ends[i - 1] if i else 0
-            value_start = value_ends[i - 1] if i else 0
-            yield (str(keys[key_start:key_ends[i]], "utf-8"), values[value_start:value_ends[i]].tobytes(),
-                   partitions[i])
+        kept = np.flatnonzero(self.kept)
+        for chunk in range(0, len(kept), ENTRIES_AT_ONCE):
+            rows = kept[chunk:chunk + ENTRIES_AT_ONCE]
+            key_starts, value_starts = self._starts(self.key_ends, rows), self._starts(self.value_ends, rows)
+            for key_start, key_end, value_start, value_end, partition in zip(
+                    key_starts.tolist(), self.key_ends[rows].tolist(), value_starts.tolist(),
+                    self.value_ends[rows].tolist(), self.partitions[rows].tolist()):
+                yield str(keys[key_start:key_end], "utf-8"), values[value_start:value_end].tobytes(), partition
+
+    @staticmethod
+    def _starts(ends: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Where each of these entries begins: where the one before it ends."""
+        return np.where(rows > 0, ends[np.maximum(rows - 1, 0)], 0)
 
     def _key(self, i: int) -> str:
         return self.keys[self.key_ends[i - 1] if i else 0:self.key_ends[i]].decode()

@@ -18,6 +18,7 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 
 import streams.codecs  # noqa: F401  (the str and orjson codecs)
+from streams import bulk_restore
 from streams.bulk_restore import BulkMessage, BulkRestoredTable, bulk_topics
 from streams.changelog import BatchedChangelog, ChangelogProducer
 from supplymon.embedded import EmbeddedBroker
@@ -129,7 +130,10 @@ def _recovered_table(entries: dict[str, tuple[int, object]], settings: Settings 
     return table, BatchedChangelog(table, producer, lambda key: 1, orjson.dumps)
 
 
-def test_once_recovery_completes_what_it_read_leaves_the_store_and_is_read_back_decoded():
+@pytest.mark.parametrize("at_once", [None, 7])
+def test_once_recovery_completes_what_it_read_leaves_the_store_and_is_read_back_decoded(at_once, monkeypatch):
+    if at_once:  # read back a few entries at a time
+        monkeypatch.setattr(bulk_restore, "ENTRIES_AT_ONCE", at_once)
     entries = {f"k{n}": (n % 2, {"n": n, "s": "值" * (n % 3)}) for n in range(1000)}
     table, changelog = _recovered_table(entries)
     assert not table.data.data and not table.data._key_partition  # every object of the store freed
