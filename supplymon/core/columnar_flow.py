@@ -225,7 +225,7 @@ class ColumnarOrderFlow:
         rows = self._held_rows()
         counted = rows[self.table.c_set[rows]]
         if len(counted):
-            self.windows.restore_batch(self._fact_columns(counted)[1], self.table.part[counted],
+            self.windows.restore_batch(self._fact_columns(counted, facts=False)[1], self.table.part[counted],
                                        self._contributions(counted), self.table.cv[counted])
         return count
 
@@ -619,11 +619,14 @@ class ColumnarOrderFlow:
         return rows[purge]
 
     # 4. emit --------------------------------------------------------------------------------------
-    def _fact_columns(self, rows: np.ndarray) -> tuple[Columns, dict]:
+    def _fact_columns(self, rows: np.ndarray, facts: bool = True) -> tuple[Columns | None, dict]:
         """The `order_facts` rows of these placed rows (as `OrderLifecycle.fact`), as
         columns: a list per column, built from the table's columns at once; and the
         windows' columns (FACT_COLUMNS) of the same facts, their numbers as numpy
-        arrays (NaN: none) rather than lists with None for them to convert back."""
+        arrays (NaN: none) rather than lists with None for them to convert back.
+        `facts=False`: the windows' columns only (a restore counts every order held
+        in the windows again: the fact rows as lists were ~30 Python lists of a
+        million items each, the peak of a restarted worker's rebuild)."""
         t = self.table
         names = np.array(t.names.names + [None], dtype=object)  # code -1: None
         response, _, delivery = self._deadlines(rows)
@@ -632,16 +635,26 @@ class ColumnarOrderFlow:
         rejected = t.resp_dec[rows] == REJECTED
         on_time = np.where(rejected, 0, np.where(recv != NULL, (recv <= delivery).astype(np.int64),
                                                  np.where(passed & DELIVERY_DEADLINE, 0, -1)))
-        ship, arr = t.ship[rows], t.arr_ts[rows]
         version = t.n[rows].astype(np.int64) * 8 + passed
         hours = (resp_ts - at) / HOUR_MS
-        data = {name: names[t.col[name][rows]].tolist() for name in _CODED}
+        window = {name: names[t.col[name][rows]].tolist() for name in ("distributor_id", "product_id", "region_code")}
+        window["decision"] = _present(_DECISION_NAMES[t.resp_dec[rows]], answered)
+        window.update({
+            "ordered_at": at, "responded_at": np.where(answered, resp_ts, np.nan),
+            "on_time": np.where(on_time != -1, on_time, np.nan), "arrivals": t.arrs[rows],
+            "quantity": t.quantity[rows], "delivered_quantity": t.qty[rows],
+            "response_hours": np.where(answered, hours, np.nan), "version": version,
+        })
+        if not facts:
+            return None, window
+        ship, arr = t.ship[rows], t.arr_ts[rows]
+        data = {name: window[name] if name in window else names[t.col[name][rows]].tolist() for name in _CODED}
         data.update({
             "grassroots": t.grassroots[rows].tolist(), "vbp": t.vbp[rows].tolist(),
             "quantity": t.quantity[rows].tolist(), "unit_price": t.unit_price[rows].tolist(),
             "order_id": t.oid[rows].tolist(), "ordered_at": at.tolist(),
             "responded_at": _present(resp_ts, answered),
-            "decision": _present(_DECISION_NAMES[t.resp_dec[rows]], answered),
+            "decision": window["decision"],
             "confirmed_quantity": _present(t.resp_conf[rows], answered),
             "reject_reason": _present(names[t.resp_reason[rows]], answered),
             "first_shipped_at": _present(ship, ship != NULL),
@@ -653,13 +666,6 @@ class ColumnarOrderFlow:
             "on_time": _present(on_time, on_time != -1),
             "response_hours": _present(hours, answered),
             "version": version.tolist(),
-        })
-        window = {name: data[name] for name in ("distributor_id", "product_id", "region_code", "decision")}
-        window.update({
-            "ordered_at": at, "responded_at": np.where(answered, resp_ts, np.nan),
-            "on_time": np.where(on_time != -1, on_time, np.nan), "arrivals": t.arrs[rows],
-            "quantity": t.quantity[rows], "delivered_quantity": t.qty[rows],
-            "response_hours": np.where(answered, hours, np.nan), "version": version,
         })
         return Columns(data, len(rows)), window
 
