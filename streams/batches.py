@@ -261,12 +261,10 @@ class BatchConsumer(WorkerConsumer):
         the flow runs, the delivery is awaited directly (no task per message). A
         bulk-restored table's changelog records go as one message (streams/bulk_restore.py)."""
         if tp.topic in self._bulk_topics():
-            read = self._read_offset[tp]
-            fresh = [record for record in records if read is None or record.offset >= read]
+            fresh = self._fresh(tp, records)  # (Faust's rule, as for the batch topics)
             if fresh:
                 await self._maybe_commit_every()
                 await self._deliver(BulkMessage.of(tp, fresh, self.app.consumer_generation_id))
-                self._read_offset[tp] = fresh[-1].offset
             return
         for record in records:
             offset = record.offset

@@ -131,24 +131,23 @@ class Recovered:
         """Every entry of a memory store's `data` (str keys, bytes values) with its
         noted partition, the store left empty."""
         count = len(data)
-        # sized first and filled in place: no buffer grown by doubling, no final copy
-        keys = bytearray(sum(len(key.encode()) for key in data))
+        # the values (most of the bytes) sized first and filled in place: no buffer
+        # grown by doubling, no final copy; the keys, small, appended
+        keys = bytearray()
         values = bytearray(sum(map(len, data.values())))
         key_ends = np.empty(count, dtype=np.int64)
         value_ends = np.empty(count, dtype=np.int64)
         partitions = np.empty(count, dtype=np.int32)
-        key_at = value_at = 0
+        value_at = 0
         # In the store's order (the changelog's: records come back mostly in time order,
         # which the early warnings' columns take by appending), each entry freed as it
         # is copied: no second copy at the peak.
         for i, key in enumerate(list(data)):
             value = data.pop(key)
-            encoded = key.encode()
-            keys[key_at:key_at + len(encoded)] = encoded
+            keys += key.encode()
             values[value_at:value_at + len(value)] = value
-            key_at += len(encoded)
             value_at += len(value)
-            key_ends[i], value_ends[i] = key_at, value_at
+            key_ends[i], value_ends[i] = len(keys), value_at
             partitions[i] = noted.pop(key, -1)
         noted.clear()
         return cls(keys, key_ends, values, value_ends, partitions)
