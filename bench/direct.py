@@ -56,9 +56,9 @@ def stage_times(lines: list[bytes], partitions: int) -> dict[str, float]:
     replay = DirectReplay(settings, None, Progress(io.StringIO()))
     spent = {"flow": 0.0, "signals": 0.0, "early warnings": 0.0}
     with batch_pace():
-        for _, records, now_ms in replay.file_batches(lines):
+        for batch in replay.file_batches(lines):
             started = time.process_time()
-            out = replay.flow_step(records, now_ms)
+            out = replay.flow_step(batch)
             flowed = time.process_time()
             signals = pack(out.signals, out.marks, replay.group_partition, partitions)
             packed = time.process_time()

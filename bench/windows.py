@@ -71,8 +71,8 @@ def record(lines: list[bytes], partitions: int) -> list[Call]:
     replay = DirectReplay(settings, None, Progress(io.StringIO()))
     recorder = replay.flow.windows = _Recorder(settings.rules)
     with batch_pace():
-        for _, records, now_ms in replay.file_batches(lines):
-            replay.flow_step(records, now_ms)
+        for batch in replay.file_batches(lines):
+            replay.flow_step(batch)
     return recorder.calls
 
 

@@ -120,7 +120,7 @@ class Recovered:
 
     __slots__ = ("keys", "key_ends", "values", "value_ends", "partitions", "kept")
 
-    def __init__(self, keys: bytearray, key_ends: np.ndarray, values: bytearray, value_ends: np.ndarray,
+    def __init__(self, keys: bytearray, key_ends: np.ndarray, values: np.ndarray, value_ends: np.ndarray,
                  partitions: np.ndarray):
         self.keys, self.key_ends, self.values, self.value_ends = keys, key_ends, values, value_ends
         self.partitions = partitions  # each entry's changelog partition (-1: not noted)
@@ -132,9 +132,13 @@ class Recovered:
         noted partition, the store left empty."""
         count = len(data)
         # the values (most of the bytes) sized first and filled in place: no buffer
-        # grown by doubling, no final copy; the keys, small, appended
+        # grown by doubling, no final copy; the keys, small, appended. Not a
+        # bytearray: that is zero-filled, all of it resident at once beside the whole
+        # store; numpy's pages are touched as they are filled, while the entries
+        # copied are freed.
         keys = bytearray()
-        values = bytearray(sum(map(len, data.values())))
+        buffer = np.empty(sum(map(len, data.values())), dtype=np.uint8)
+        values = memoryview(buffer)
         key_ends = np.empty(count, dtype=np.int64)
         value_ends = np.empty(count, dtype=np.int64)
         partitions = np.empty(count, dtype=np.int32)
@@ -150,7 +154,7 @@ class Recovered:
             key_ends[i], value_ends[i] = len(keys), value_at
             partitions[i] = noted.pop(key, -1)
         noted.clear()
-        return cls(keys, key_ends, values, value_ends, partitions)
+        return cls(keys, key_ends, buffer, value_ends, partitions)
 
     def __len__(self) -> int:
         return int(self.kept.sum())

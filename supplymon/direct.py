@@ -27,9 +27,10 @@ import sys
 import tempfile
 import time
 from itertools import islice
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from agents.sink import ClickHouseSink, WriteBehind
+from schemas.fast_events import KIND_OF, ArrivalLine, Decoded, OrderLine, ResponseLine, ShipmentLine, decode_columns
 from supplymon.core.early_warnings import EarlyWarnings
 from supplymon.core.columnar_flow import OrderFlow
 from supplymon.core.flow import BatchOutput, Partition, Record
@@ -46,6 +47,23 @@ from supplymon.store import Store
 # small per row, small enough that the write behind overlaps the next batch.
 BATCH = 20_000
 REBUILT = ((REBUILT_HEADER, b"1"),)
+
+
+class LineBatch(NamedTuple):
+    """A batch for the flow: how many lines it holds, their records, the wall clock
+    (only to refuse stamps from the future), and the records' values decoded while
+    routing them (None: the flow decodes them)."""
+
+    lines: int
+    records: list[Record]
+    now_ms: int
+    decoded: Decoded | None = None
+
+
+# Events the fast path took whose route is their kind's topic and their order's
+# partition: their time is the one `route` reads (`event_time_ms` is the
+# validator's parse), their order_id a string.
+_ROUTED_BY_FIELDS = (OrderLine, ResponseLine, ShipmentLine, ArrivalLine)
 
 
 def _held_by_flow(order_id: str) -> None:
@@ -70,6 +88,36 @@ class Router:
         # one from the future: supplymon/publish.py) with the wall clock.
         timestamp = ts if ts is not None and ts <= now_ms else now_ms
         return Record(topic, partition, offset, timestamp, key, value, headers)
+
+    def batch(self, lines: Iterable[bytes], now_ms: int) -> tuple[list[Record], Decoded]:
+        """The records of these lines, and their values decoded (one item per record,
+        as `decode_columns` gives them): each line is decoded once, here, for its
+        route and for the flow's intake. An event the fast path took is routed from
+        its fields (its kind, order_id and time: what `route` reads of it); any other
+        line by `route`, and its item is the same line's decoding."""
+        raws = [raw for raw in (line.strip() for line in lines) if raw]
+        limit = self.settings.max_event_bytes
+        decoded = decode_columns([raw for raw in raws if len(raw) <= limit])
+        records: list[Record] = []
+        items, ts_ms, received_ms = [], [], []
+        at = 0
+        for raw in raws:
+            if len(raw) > limit:  # never decoded: the intake refuses it by its header
+                made, item, ts, received = list(self.records(raw, now_ms)), None, 0, 0
+            else:
+                item, ts, received = decoded.items[at], decoded.ts_ms[at], decoded.received_ms[at]
+                at += 1
+                if type(item) in _ROUTED_BY_FIELDS:
+                    key = item.order_id.encode()
+                    made = [self._record(self.topics.for_kind(KIND_OF[type(item)]),
+                                         key_partition(key, self.partitions), key, raw, ts, now_ms)]
+                else:
+                    made = list(self.records(raw, now_ms))
+            records += made
+            items += [item] * len(made)
+            ts_ms += [ts] * len(made)
+            received_ms += [received] * len(made)
+        return records, Decoded(items, ts_ms, received_ms)
 
     def records(self, line: bytes, now_ms: int) -> Iterator[Record]:
         raw = line.strip()
@@ -155,9 +203,9 @@ class DirectReplay:
         self.progress.stored += sum(lines)
         self.progress()
 
-    def file_batches(self, lines: Iterable[bytes]) -> Iterator[tuple[int, list[Record], int]]:
-        """(lines, their records, the wall clock) a batch of lines at a time; a damaged
-        file's lines before the damage are a last batch, then its error is raised."""
+    def file_batches(self, lines: Iterable[bytes]) -> Iterator[LineBatch]:
+        """A batch of lines at a time; a damaged file's lines before the damage are a
+        last batch, then its error is raised."""
         lines, damage = iter(lines), None
         while damage is None:
             chunk: list[bytes] = []
@@ -167,34 +215,35 @@ class DirectReplay:
                 damage = exc
             if chunk:
                 now_ms = int(time.time() * 1000)  # only to refuse stamps from the future (intake)
-                yield len(chunk), [record for line in chunk for record in self.router.records(line, now_ms)], now_ms
+                records, decoded = self.router.batch(chunk, now_ms)
+                yield LineBatch(len(chunk), records, now_ms, decoded)
             elif damage is None:
                 return
         raise damage
 
-    def rebuild_batches(self, records: list[Record]) -> Iterator[tuple[int, list[Record], int]]:
+    def rebuild_batches(self, records: list[Record]) -> Iterator[LineBatch]:
         now_ms = int(time.time() * 1000)
         for start in range(0, len(records), self.batch):
             batch = records[start:start + self.batch]
-            yield len(batch), batch, now_ms
+            yield LineBatch(len(batch), batch, now_ms)
 
-    async def feed(self, batches: Iterable[tuple[int, list[Record], int]]) -> None:
-        for lines, records, now_ms in batches:
-            self.progress.lines += lines
-            await self.write_behind.submit(lines, self.step(records, now_ms), len(records))
+    async def feed(self, batches: Iterable[LineBatch]) -> None:
+        for batch in batches:
+            self.progress.lines += batch.lines
+            await self.write_behind.submit(batch.lines, self.step(batch), len(batch.records))
             await asyncio.sleep(0)  # let the write behind start storing this batch
 
-    def flow_step(self, records: list[Record], now_ms: int) -> BatchOutput:
+    def flow_step(self, batch: LineBatch) -> BatchOutput:
         """One batch through the flow (which holds every order state of the replay)."""
-        return self.flow.process(records, self.inputs, _held_by_flow, now_ms)
+        return self.flow.process(batch.records, self.inputs, _held_by_flow, batch.now_ms, batch.decoded)
 
-    def step(self, records: list[Record], now_ms: int):
+    def step(self, batch: LineBatch):
         """One batch through the flow, then its signals and marks through the early warnings."""
-        out = self.flow_step(records, now_ms)
+        out = self.flow_step(batch)
         signals = pack(out.signals, out.marks, self.group_partition, self.settings.partitions)
         for alert in self.warnings.process(signals).alerts:
             out.rows.add("alerts", alert)
-        release_free_heap(len(records))
+        release_free_heap(len(batch.records))
         return out.rows
 
     async def run(self, lines: Iterable[bytes], stored: list[Record]) -> None:

@@ -57,18 +57,20 @@ class SideBySide:
         self.columnar.restore(inputs, ())
         self.states: dict[str, bytes] = {}
 
-    def step(self, records: list[Record], now_ms: int) -> tuple[BatchOutput, BatchOutput]:
+    def step(self, records: list[Record], now_ms: int, decoded=None) -> tuple[BatchOutput, BatchOutput]:
+        """Both flows over one batch; the columnar one given `decoded` (the records'
+        values as the direct replay's router decodes them), the reference decoding them."""
         expected = self.reference.process(records, self.inputs, self.states.get, now_ms)
         for order_id, snapshot in expected.snapshots.items():
             if snapshot is None:
                 self.states.pop(order_id, None)
             else:
                 self.states[order_id] = snapshot
-        got = self.columnar.process(records, self.inputs, lambda order_id: None, now_ms)
+        got = self.columnar.process(records, self.inputs, lambda order_id: None, now_ms, decoded)
         return expected, got
 
-    def assert_same(self, records: list[Record], now_ms: int) -> tuple[BatchOutput, BatchOutput]:
-        expected, got = self.step(records, now_ms)
+    def assert_same(self, records: list[Record], now_ms: int, decoded=None) -> tuple[BatchOutput, BatchOutput]:
+        expected, got = self.step(records, now_ms, decoded)
         want, have = meaning(expected), meaning(got)
         for name in want:
             assert have[name] == want[name], name

@@ -105,8 +105,8 @@ def _compare(lines: list[bytes], size: int, partitions: int = 2) -> SideBySide:
     settings = _settings(partitions)
     inputs, batches = _batches(settings, lines, size)
     pair = SideBySide(settings, inputs)
-    for _, records, now_ms in batches:
-        pair.assert_same(records, now_ms)
+    for _, records, now_ms, decoded in batches:
+        pair.assert_same(records, now_ms, decoded)
     return pair
 
 
@@ -135,7 +135,7 @@ def test_hostile_mix_takes_both_paths():
     inputs, batches = _batches(settings, lines, 50)
     fresh = OrderFlow.from_settings(settings, trust_rebuilt=True)
     fresh.restore(inputs, ())
-    for _, records, now_ms in batches:
+    for _, records, now_ms, decoded in batches:
         reasons |= set(fresh.process(records, inputs, lambda _: None, now_ms).dead_reasons)
     assert {"conflicting_duplicate", "inconsistent", "duplicate_order", "orphan", "not_json"} & reasons >= {
         "conflicting_duplicate", "inconsistent", "orphan"}
@@ -149,8 +149,8 @@ def _first_half(seed: int, source: str):
     pair = SideBySide(settings, inputs)
     held: dict[str, bytes] = {}
     half = len(batches) // 2
-    for _, records, now_ms in batches[:half]:
-        expected, got = pair.step(records, now_ms)
+    for _, records, now_ms, decoded in batches[:half]:
+        expected, got = pair.step(records, now_ms, decoded)
         for order_id, snapshot in (got if source == "columnar" else expected).snapshots.items():
             if snapshot is None:
                 held.pop(order_id, None)
@@ -162,10 +162,11 @@ def _first_half(seed: int, source: str):
 @pytest.mark.parametrize("source,chunk", [("columnar", None), ("reference", None), ("columnar", 7)])
 def test_restart_from_snapshots_goes_on_unchanged(source, chunk, monkeypatch):
     """Half a history, then a new flow restored from the snapshots (the columnar
-    flow's own, or the reference's orjson dicts; compact ones loaded in one chunk or
-    in many): the rest gives what one flow gives."""
+    flow's own, or the reference's orjson dicts; compact ones loaded, and the orders
+    counted in the windows, in one chunk or in many): the rest gives what one flow gives."""
     if chunk:
         monkeypatch.setattr(columnar_flow, "RESTORE_CHUNK", chunk)
+        monkeypatch.setattr(columnar_flow, "WINDOWS_RESTORE_CHUNK", chunk)
     settings, inputs, pair, held, rest = _first_half(seed=5, source=source)
     assert held
     restarted = OrderFlow.from_settings(settings, trust_rebuilt=True)
@@ -173,8 +174,8 @@ def test_restart_from_snapshots_goes_on_unchanged(source, chunk, monkeypatch):
     # the reference restarts too, from its states (stream time is forgotten on both)
     pair.reference.restore(inputs, pair.states.items())
     pair.columnar = restarted
-    for _, records, now_ms in rest:
-        pair.assert_same(records, now_ms)
+    for _, records, now_ms, decoded in rest:
+        pair.assert_same(records, now_ms, decoded)
 
 
 def test_a_rebalance_keeps_the_orders_still_held_and_adds_those_read_back():
@@ -193,8 +194,8 @@ def test_a_rebalance_keeps_the_orders_still_held_and_adds_those_read_back():
     assert flow.restore(inputs, [*one.items(), (stale, held[stale])], keep_held=True) == len(one) + 1
     assert len(flow) == len(held)
     pair.reference.restore(inputs, pair.states.items())
-    for _, records, now_ms in rest:
-        pair.assert_same(records, now_ms)
+    for _, records, now_ms, decoded in rest:
+        pair.assert_same(records, now_ms, decoded)
 
 
 def test_table_rows_are_reused_and_the_state_round_trips():

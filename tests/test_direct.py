@@ -113,7 +113,7 @@ def test_direct_replay_of_a_damaged_file_stores_what_came_before_and_says_so(tmp
 def _flow_rows(lines: list[bytes], batch: int) -> dict[str, dict]:
     """The rows a direct replay would store, by table and natural key (last write wins,
     as ReplacingMergeTree keeps the highest version), with no store."""
-    from supplymon.direct import DirectReplay, Router
+    from supplymon.direct import DirectReplay, LineBatch, Router
 
     settings = Settings.from_env({})
     replay = DirectReplay(settings, sink=None, progress=None, batch=batch)  # only step(): no store
@@ -123,8 +123,8 @@ def _flow_rows(lines: list[bytes], batch: int) -> dict[str, dict]:
             "dead_letters": ("topic", "partition", "offset", "reason")}
     now = 1 << 62  # nothing is from the future
     for start in range(0, len(lines), batch):
-        records = [r for line in lines[start:start + batch] for r in router.records(line, now)]
-        rows = replay.step(records, now)
+        records, decoded = router.batch(lines[start:start + batch], now)
+        rows = replay.step(LineBatch(batch, records, now, decoded))
         for table in rows.by_table:
             for row in rows.dicts(table):
                 row = dict(row)

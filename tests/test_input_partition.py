@@ -32,8 +32,8 @@ def crc32_partition(key: bytes) -> int:
 def _repartitioned(batches, partition_of):
     """The batches with every keyed record moved to `partition_of(its record)` (ticks,
     unkeyed, stay on every partition as published)."""
-    return [(lines, [r if r.key is None else r._replace(partition=partition_of(r)) for r in records], now_ms)
-            for lines, records, now_ms in batches]
+    return [(lines, [r if r.key is None else r._replace(partition=partition_of(r)) for r in records], now_ms, decoded)
+            for lines, records, now_ms, decoded in batches]
 
 
 def _run(lines, partition_of, size=400):
@@ -41,8 +41,8 @@ def _run(lines, partition_of, size=400):
     inputs, batches = _batches(settings, lines, size)
     pair = SideBySide(settings, inputs)
     outs = []
-    for _, records, now_ms in _repartitioned(batches, partition_of):
-        expected, got = pair.step(records, now_ms)
+    for _, records, now_ms, decoded in _repartitioned(batches, partition_of):
+        expected, got = pair.step(records, now_ms, decoded)
         outs.append((expected, got))
     return pair, inputs, outs
 
@@ -57,12 +57,12 @@ def test_a_consistent_partitioner_other_than_murmur2_keeps_each_order_on_its_inp
     inputs, batches = _batches(settings, lines, 400)
     pair = SideBySide(settings, inputs)
     shifted = _repartitioned(batches, lambda r: crc32_partition(r.key))
-    keys = {r.key for _, records, _ in shifted for r in records if r.key is not None}
+    keys = {r.key for _, records, _, _ in shifted for r in records if r.key is not None}
     assert sum(crc32_partition(k) != key_partition(k, PARTITIONS) for k in keys) > len(keys) // 2
     written: dict[str, int] = {}
-    for _, records, now_ms in shifted:
+    for _, records, now_ms, decoded in shifted:
         # rows, alerts, misplaced events (none), snapshots and their partitions: as the reference's
-        expected, got = pair.assert_same(records, now_ms)
+        expected, got = pair.assert_same(records, now_ms, decoded)
         assert not got.misplaced and not expected.misplaced
         assert set(got.partitions) >= set(got.snapshots)
         written.update(got.partitions)
@@ -149,8 +149,8 @@ def test_a_producer_partitioning_inconsistently_is_counted_alike_by_both_flows()
         inputs, batches = _batches(settings, lines, size)
         pair = SideBySide(settings, inputs)
         rnd = random.Random(3)
-        for _, records, now_ms in _repartitioned(batches, lambda r: rnd.randrange(PARTITIONS)):
-            total += sum(pair.assert_same(records, now_ms)[1].misplaced.values())
+        for _, records, now_ms, decoded in _repartitioned(batches, lambda r: rnd.randrange(PARTITIONS)):
+            total += sum(pair.assert_same(records, now_ms, decoded)[1].misplaced.values())
     assert total > 100
 
 

@@ -39,3 +39,34 @@ def test_a_tick_from_the_future_is_sent_once_unless_the_future_is_allowed():
     allowed = Settings.from_env({"SUPPLYMON_ALLOW_FUTURE": "1"})
     assert len(list(Router(allowed).records(future, NOW_MS))) == len(TOPICS.inputs) * allowed.partitions
 
+
+
+def test_the_direct_replay_routes_a_batch_as_it_routes_each_line_and_decodes_it_once():
+    """`Router.batch` (the direct replay: each line decoded once, routed from the
+    decoded fields) makes the records `Router.records` makes line by line, and the
+    items the intake would decode from them, over hostile lines too: ticks, bad
+    times, unknown fields, bad JSON, a line over the size limit, blank lines."""
+    import random
+
+    from schemas.fast_events import decode_columns
+    from tests.test_columnar_flow import hostile_lines
+
+    settings = Settings.from_env({"SUPPLYMON_PARTITIONS": "3"})
+    lines = hostile_lines(random.Random(7), 40) + [
+        line(), line(ts="2026-03-01 09:00"), line(ts="2099-01-01T00:00:00+08:00"), b"", b"   ",
+        orjson.dumps({"event_id": "e9", "kind": "order", "order_id": "O9", "ts": "2026-03-01T09:00:00.5+08:00"}),
+        orjson.dumps({"event_id": "e8", "kind": "response", "order_id": "O9", "x": 1}),
+        b'{"kind": "shipment", "order_id": "O9", "ts": "2026-03-01T09:00:00+08:00"',
+        b'{"kind": "arrival", "order_id": "' + b"x" * settings.max_event_bytes + b'"}']
+    random.Random(1).shuffle(lines)
+    router = Router(settings)
+    one_by_one = [record for raw in lines for record in router.records(raw, NOW_MS)]
+    records, decoded = Router(settings).batch(lines, NOW_MS)
+    assert records == one_by_one
+    assert len(decoded) == len(records) and len({r.topic for r in records}) == 4
+    fresh = decode_columns([r.value for r in records])
+    too_large = [i for i, r in enumerate(records) if r.headers]
+    assert len(too_large) == 1 and decoded.items[too_large[0]] is None
+    for i in set(range(len(records))) - set(too_large):
+        assert (decoded.items[i], decoded.ts_ms[i], decoded.received_ms[i]) == (
+            fresh.items[i], fresh.ts_ms[i], fresh.received_ms[i]), records[i].value

@@ -61,6 +61,7 @@ from supplymon.settings import HOUR_MS, Rules, Settings
 
 ORDER, RESPONSE, SHIPMENT, ARRIVAL = range(4)
 RESTORE_CHUNK = 50_000  # compact snapshots loaded at a time by `restore`
+WINDOWS_RESTORE_CHUNK = 200_000  # orders counted in the windows at a time by `restore`
 KIND_CODE = {"order": ORDER, "response": RESPONSE, "shipment": SHIPMENT, "arrival": ARRIVAL}
 REJECTED = DECISION_CODE["rejected"]
 _CODED = ("institution_id", "region_code", "area", "distributor_id", "manufacturer_id", "product_id", "product_kind")
@@ -221,12 +222,15 @@ class ColumnarOrderFlow:
             for row, (_, state) in zip(rows.tolist(), placed):
                 self.table.put(row, state)
             self._schedule(np.concatenate([rows, *loaded]))
-        # the window parts are derived: counted again from every order held
+        # the window parts are derived: counted again from every order held, a chunk
+        # at a time (the counts add up; at once, a million orders' columns and their
+        # subjects' codes were a brief ~400 MB, the peak of a restarted worker)
         rows = self._held_rows()
         counted = rows[self.table.c_set[rows]]
-        if len(counted):
-            self.windows.restore_batch(self._fact_columns(counted, facts=False)[1], self.table.part[counted],
-                                       self._contributions(counted), self.table.cv[counted])
+        for start in range(0, len(counted), WINDOWS_RESTORE_CHUNK):
+            chunk = counted[start:start + WINDOWS_RESTORE_CHUNK]
+            self.windows.restore_batch(self._fact_columns(chunk, facts=False)[1], self.table.part[chunk],
+                                       self._contributions(chunk), self.table.cv[chunk])
         return count
 
     def _load_compact(self, compact: list[tuple[str, bytes]], partitions: list[int | None]) -> np.ndarray:
@@ -255,12 +259,14 @@ class ColumnarOrderFlow:
 
     # -- a batch -------------------------------------------------------------------------
     def process(self, records: Iterable[Record], assigned: Iterable[Partition], lookup: Lookup,
-                now_ms: int) -> BatchOutput:
+                now_ms: int, decoded: Decoded | None = None) -> BatchOutput:
+        """One batch; `decoded`: the records' values already decoded, one item per
+        record (`Intake.admit_columns`)."""
         assigned = list(assigned)
         records = list(records)
         batch = _Batch(lookup)
         out = batch.out
-        decoded = self.intake.admit_columns([(record.value, record.headers) for record in records], now_ms)
+        decoded = self.intake.admit_columns([(record.value, record.headers) for record in records], now_ms, decoded)
         # the batch's events: (record, its line as the fast path decoded it, its index in `decoded`)
         events: list[tuple[Record, object, int]] = []
         groups: dict[str, list[int]] = {}

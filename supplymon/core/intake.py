@@ -91,13 +91,20 @@ class Intake:
         return [admitted.event(i) for i in range(len(admitted))]
 
     def admit_columns(self, messages: Sequence[tuple[bytes | None, Iterable | dict | None]],
-                      now_ms: int) -> Decoded:
+                      now_ms: int, decoded: Decoded | None = None) -> Decoded:
         """`admit_batch`, each accepted line kept as the fast path decoded it (no dict
-        per event; schemas/fast_events.py `Decoded`), `Invalid` for each refused one."""
+        per event; schemas/fast_events.py `Decoded`), `Invalid` for each refused one.
+        `decoded`: the messages' values as `decode_columns` gives them, one item per
+        message, when the caller has decoded them already (the direct replay decodes
+        each line once, to route it); the size and time checks are made here all the same."""
         items: list = [self._oversized(raw, headers) for raw, headers in messages]
         ts_ms, received_ms = [0] * len(items), [0] * len(items)
         todo = [i for i, refused in enumerate(items) if refused is None]
-        decoded = decode_columns([messages[i][0] for i in todo])
+        if decoded is None:
+            decoded = decode_columns([messages[i][0] for i in todo])
+        else:
+            decoded = Decoded([decoded.items[i] for i in todo], [decoded.ts_ms[i] for i in todo],
+                              [decoded.received_ms[i] for i in todo])
         for j, i in enumerate(todo):
             item, ts = decoded.items[j], decoded.ts_ms[j]
             items[i], ts_ms[i], received_ms[i] = item, ts, decoded.received_ms[j]
