@@ -114,7 +114,7 @@ def _reassigned() -> None:
     # newly assigned (the flow holds the states, `finish` does not keep a copy):
     # added to the flow, which keeps the orders of the partitions it still holds.
     # Each state belongs to the input partition of the changelog partition it was read from.
-    count = flow.restore(assigned, order_changelog.items(), keep_held=True)
+    count = flow.restore(assigned, order_changelog.items(consume=True), keep_held=True)
     order_changelog.clear()  # now in the flow
     release_heap()  # what the store held, given back
     metrics.open_orders.set(len(flow))

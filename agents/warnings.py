@@ -73,8 +73,8 @@ async def process(events: list[EventT]) -> None:
         partitions = {tp.partition for tp in held}
         continuity.keep_only(held)
         warning_changelog.keep_only(partitions)
-        warnings.restore(((key, value) for key, value, _ in warning_changelog.items()), partitions, _sources(),
-                         keep_held=True)
+        entries = ((key, value) for key, value, _ in warning_changelog.items(consume=True))
+        warnings.restore(entries, partitions, _sources(), keep_held=True)
         warning_changelog.clear()  # now in the monitors
         release_heap()  # what the store held, given back
         log.info("early warnings rebuilt: %d groups", len(warnings.groups))

@@ -25,6 +25,7 @@ and `_key_partition`.
 """
 from __future__ import annotations
 
+import mmap
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import faust
@@ -102,13 +103,58 @@ class BulkRestoredTable(faust.Table):
             self.recovered.append(Recovered.take(store.data, store._key_partition))
 
 
-ENTRIES_AT_ONCE = 65_536
+ENTRIES_AT_ONCE = 65_536  # entries a block of `Recovered` holds
+
+
+class _Block:
+    """Up to ENTRIES_AT_ONCE entries: their keys and their values in two buffers, and
+    where each entry ends in each. The values are an anonymous mmap: given back to
+    the system the moment the block is let go (`Recovered.entries(consume=True)`),
+    whatever the allocator does with smaller blocks."""
+
+    __slots__ = ("keys", "key_ends", "values", "value_ends")
+
+    def __init__(self, data: dict, names: list, partitions: np.ndarray, noted: dict):
+        """Moves these keys' entries out of `data` (each freed as it is copied: no
+        second copy at the peak), their noted partitions into `partitions`."""
+        self.values = mmap.mmap(-1, max(1, sum(len(data[name]) for name in names)))
+        keys = bytearray()
+        self.key_ends = np.empty(len(names), dtype=np.int64)
+        self.value_ends = np.empty(len(names), dtype=np.int64)
+        at = 0
+        for i, name in enumerate(names):
+            value = data.pop(name)
+            keys += name.encode()
+            self.values[at:at + len(value)] = value
+            at += len(value)
+            self.key_ends[i], self.value_ends[i] = len(keys), at
+            partitions[i] = noted.pop(name, -1)
+        self.keys = bytes(keys)
+
+    def __len__(self) -> int:
+        return len(self.key_ends)
+
+    def entries(self, rows: np.ndarray, partitions: np.ndarray) -> Iterator[tuple[str, bytes, int]]:
+        key_starts, value_starts = _starts(self.key_ends, rows), _starts(self.value_ends, rows)
+        keys, values = memoryview(self.keys), self.values
+        for key_start, key_end, value_start, value_end, partition in zip(
+                key_starts.tolist(), self.key_ends[rows].tolist(), value_starts.tolist(),
+                self.value_ends[rows].tolist(), partitions.tolist()):
+            yield str(keys[key_start:key_end], "utf-8"), values[value_start:value_end], partition
+
+    def key(self, i: int) -> str:
+        return self.keys[self.key_ends[i - 1] if i else 0:self.key_ends[i]].decode()
+
+
+def _starts(ends: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Where each of these entries begins: where the one before it ends."""
+    return np.where(rows > 0, ends[np.maximum(rows - 1, 0)], 0)
 
 
 class Recovered:
-    """What a recovery read back into a table's store, moved out of it into a few
-    large buffers once recovery is complete (`take`), before any agent rebuilds its
-    state from it.
+    """What a recovery read back into a table's store, moved out of it into blocks
+    of large buffers once recovery is complete (`take`), before any agent rebuilds
+    its state from it.
 
     Why: recovery fills the store with millions of small objects (a key string and a
     value per entry) among as many temporaries. An agent that rebuilt its state
@@ -116,45 +162,30 @@ class Recovered:
     in the holes among them, so that emptying the store afterwards freed almost no
     arena of Python's allocator: a restarted worker held twice the memory of one
     that had read the same orders. Moved into buffers, the store's objects are all
-    freed before the state is built (bench/RESULTS.md: what is left)."""
+    freed before the state is built; read with `consume`, each block is given back
+    as soon as its entries are read, so the buffers are not held whole beside the
+    state built from them (bench/RESULTS.md: what is left)."""
 
-    __slots__ = ("keys", "key_ends", "values", "value_ends", "partitions", "kept")
+    __slots__ = ("blocks", "partitions", "kept")
 
-    def __init__(self, keys: bytearray, key_ends: np.ndarray, values: np.ndarray, value_ends: np.ndarray,
-                 partitions: np.ndarray):
-        self.keys, self.key_ends, self.values, self.value_ends = keys, key_ends, values, value_ends
+    def __init__(self, blocks: list[_Block | None], partitions: np.ndarray):
+        self.blocks = blocks  # ENTRIES_AT_ONCE entries each (the last one fewer); None once consumed
         self.partitions = partitions  # each entry's changelog partition (-1: not noted)
         self.kept = np.ones(len(partitions), dtype=bool)
 
     @classmethod
     def take(cls, data: dict, noted: dict) -> "Recovered":
         """Every entry of a memory store's `data` (str keys, bytes values) with its
-        noted partition, the store left empty."""
-        count = len(data)
-        # the values (most of the bytes) sized first and filled in place: no buffer
-        # grown by doubling, no final copy; the keys, small, appended. Not a
-        # bytearray: that is zero-filled, all of it resident at once beside the whole
-        # store; numpy's pages are touched as they are filled, while the entries
-        # copied are freed.
-        keys = bytearray()
-        buffer = np.empty(sum(map(len, data.values())), dtype=np.uint8)
-        values = memoryview(buffer)
-        key_ends = np.empty(count, dtype=np.int64)
-        value_ends = np.empty(count, dtype=np.int64)
-        partitions = np.empty(count, dtype=np.int32)
-        value_at = 0
-        # In the store's order (the changelog's: records come back mostly in time order,
-        # which the early warnings' columns take by appending), each entry freed as it
-        # is copied: no second copy at the peak.
-        for i, key in enumerate(list(data)):
-            value = data.pop(key)
-            keys += key.encode()
-            values[value_at:value_at + len(value)] = value
-            value_at += len(value)
-            key_ends[i], value_ends[i] = len(keys), value_at
-            partitions[i] = noted.pop(key, -1)
+        noted partition, the store left empty. In the store's order (the changelog's:
+        records come back mostly in time order, which the early warnings' columns
+        take by appending)."""
+        names = list(data)
+        partitions = np.empty(len(names), dtype=np.int32)
+        blocks: list[_Block | None] = [
+            _Block(data, names[first:first + ENTRIES_AT_ONCE], partitions[first:first + ENTRIES_AT_ONCE], noted)
+            for first in range(0, len(names), ENTRIES_AT_ONCE)]
         noted.clear()
-        return cls(keys, key_ends, buffer, value_ends, partitions)
+        return cls(blocks, partitions)
 
     def __len__(self) -> int:
         return int(self.kept.sum())
@@ -168,27 +199,23 @@ class Recovered:
             self.kept[i] = partition_of(self._key(i)) in partitions
         return before - len(self)
 
-    def entries(self) -> Iterator[tuple[str, bytes, int]]:
-        """(key, value bytes, partition or -1) of each entry kept, in the order taken.
-        The offsets are made Python ints ENTRIES_AT_ONCE at a time: all at once, they
-        were ~200 MB of temporaries at the peak of a rebuild of 2,000,000 entries."""
-        keys, values = memoryview(self.keys), memoryview(self.values)
-        kept = np.flatnonzero(self.kept)
-        for chunk in range(0, len(kept), ENTRIES_AT_ONCE):
-            rows = kept[chunk:chunk + ENTRIES_AT_ONCE]
-            key_starts, value_starts = self._starts(self.key_ends, rows), self._starts(self.value_ends, rows)
-            for key_start, key_end, value_start, value_end, partition in zip(
-                    key_starts.tolist(), self.key_ends[rows].tolist(), value_starts.tolist(),
-                    self.value_ends[rows].tolist(), self.partitions[rows].tolist()):
-                yield str(keys[key_start:key_end], "utf-8"), values[value_start:value_end].tobytes(), partition
-
-    @staticmethod
-    def _starts(ends: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Where each of these entries begins: where the one before it ends."""
-        return np.where(rows > 0, ends[np.maximum(rows - 1, 0)], 0)
+    def entries(self, consume: bool = False) -> Iterator[tuple[str, bytes, int]]:
+        """(key, value bytes, partition or -1) of each entry kept, in the order taken,
+        a block at a time (its offsets made Python ints at once: all at once, they were
+        ~200 MB of temporaries at the peak of a rebuild of 2,000,000 entries).
+        `consume`: each block is let go once read (a second read raises)."""
+        for b, block in enumerate(self.blocks):
+            if block is None:
+                raise ValueError("these entries were read and let go already")
+            first = b * ENTRIES_AT_ONCE
+            rows = np.flatnonzero(self.kept[first:first + len(block)])
+            yield from block.entries(rows, self.partitions[first + rows])
+            if consume:
+                self.blocks[b] = None
+                block.values.close()
 
     def _key(self, i: int) -> str:
-        return self.keys[self.key_ends[i - 1] if i else 0:self.key_ends[i]].decode()
+        return self.blocks[i // ENTRIES_AT_ONCE].key(i % ENTRIES_AT_ONCE)
 
 
 def bulk_topics(app: Any) -> frozenset[str]:

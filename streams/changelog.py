@@ -113,15 +113,17 @@ class BatchedChangelog:
                 noted.pop(key, None)
         return len(foreign) + sum(taken.keep_only(partitions, self.partition_of) for taken in self._recovered())
 
-    def items(self) -> Iterator[tuple[str, Any, int]]:
+    def items(self, consume: bool = False) -> Iterator[tuple[str, Any, int]]:
         """The entries recovery read back (streams/bulk_restore.py; decoded here, the
         latest recovery's first, a key once, none written since: theirs is stale) and
-        the store's, each with its changelog partition (`partition`)."""
+        the store's, each with its changelog partition (`partition`). `consume`: what
+        recovery read back is let go as it is read (to read once, then `clear()`: an
+        owner rebuilding its state does not hold the whole of it beside the state)."""
         recovered, written = self._recovered(), self._written
         seen: set[str] | None = set() if len(recovered) > 1 else None
         loads = self.table.value_loads if recovered else None
         for taken in reversed(recovered):
-            for key, value, partition in taken.entries():
+            for key, value, partition in taken.entries(consume):
                 if key in written:
                     continue
                 if seen is not None:

@@ -143,6 +143,15 @@ def test_once_recovery_completes_what_it_read_leaves_the_store_and_is_read_back_
     # Partitions no longer held are left out; cleared once the owner holds the state.
     assert changelog.keep_only({0}) == 500
     assert {key for key, _, _ in changelog.items()} == {f"k{n}" for n in range(0, 1000, 2)}
+    # read once by the owner rebuilding its state: each block let go as it is read
+    taken = table.recovered[0]
+    read = changelog.items(consume=True)
+    assert next(read)[0] == "k0"
+    assert taken.blocks[0] is not None and taken.blocks[0].values.closed is False
+    assert len([key for key, _, _ in read]) == 499
+    assert taken.blocks == [None] * -(-1000 // bulk_restore.ENTRIES_AT_ONCE)
+    with pytest.raises(ValueError, match="let go already"):
+        list(changelog.items())
     assert changelog.clear() == 500 and not table.recovered and list(changelog.items()) == []
 
 

@@ -79,8 +79,8 @@ class EarlyWarnings:
             if kept and partition_of(group) in kept:
                 continue
             rebuilt.add(group)
-            if item.startswith("o:"):
-                self._group(group).upsert(item[2:], value)
+            if item.startswith("o:"):  # an order's id shared by its two records, as `_apply` shares it
+                self._group(group).upsert(intern(item[2:]), value)
             else:
                 metas.append((group, item, value))
         for group, item, value in metas:  # after the records: a meta sets `now` and the episodes
