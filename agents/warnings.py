@@ -32,7 +32,7 @@ from streams.app import (alerts_topic, app, changelog_producer, group_partition,
                          warning_changelog)
 from streams.continuity import OffsetContinuity
 from supplymon import metrics
-from supplymon.core.early_warnings import EarlyWarnings
+from supplymon.core.early_warnings import CONDUCT_CLOCK, EarlyWarnings
 from supplymon.gcpolicy import release_heap
 from supplymon.refusals import refused_alerts
 
@@ -73,8 +73,9 @@ async def process(events: list[EventT]) -> None:
         partitions = {tp.partition for tp in held}
         continuity.keep_only(held)
         warning_changelog.keep_only(partitions)
+        clocks = list(warning_changelog.items_ending_with(CONDUCT_CLOCK))
         entries = ((key, value) for key, value, _ in warning_changelog.items(consume=True))
-        warnings.restore(entries, partitions, _sources(), keep_held=True)
+        warnings.restore(entries, partitions, _sources(), keep_held=True, clocks=clocks)
         warning_changelog.clear()  # now in the monitors
         release_heap()  # what the store held, given back
         log.info("early warnings rebuilt: %d groups", len(warnings.groups))

@@ -145,6 +145,20 @@ class _Block:
     def key(self, i: int) -> str:
         return self.keys[self.key_ends[i - 1] if i else 0:self.key_ends[i]].decode()
 
+    def value(self, i: int) -> bytes:
+        return self.values[self.value_ends[i - 1] if i else 0:self.value_ends[i]]
+
+    def ending_with(self, suffix: bytes) -> Iterator[int]:
+        """The entries whose key ends with `suffix`, found in the key buffer (C's
+        search: no string per entry)."""
+        at = self.keys.find(suffix)
+        while at >= 0:
+            end = at + len(suffix)
+            i = int(np.searchsorted(self.key_ends, end))
+            if i < len(self) and self.key_ends[i] == end:
+                yield i
+            at = self.keys.find(suffix, at + 1)
+
 
 def _starts(ends: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Where each of these entries begins: where the one before it ends."""
@@ -213,6 +227,17 @@ class Recovered:
             if consume:
                 self.blocks[b] = None
                 block.values.close()
+
+    def ending_with(self, suffix: str) -> Iterator[tuple[str, bytes, int]]:
+        """(key, value bytes, partition or -1) of each entry kept whose key ends with
+        `suffix` (a few among millions: read before the rest, see `EarlyWarnings.restore`)."""
+        for b, block in enumerate(self.blocks):
+            if block is None:
+                raise ValueError("these entries were read and let go already")
+            first = b * ENTRIES_AT_ONCE
+            for i in block.ending_with(suffix.encode()):
+                if self.kept[first + i]:
+                    yield block.key(i), block.value(i), int(self.partitions[first + i])
 
     def _key(self, i: int) -> str:
         return self.blocks[i // ENTRIES_AT_ONCE].key(i % ENTRIES_AT_ONCE)

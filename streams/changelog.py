@@ -113,6 +113,20 @@ class BatchedChangelog:
                 noted.pop(key, None)
         return len(foreign) + sum(taken.keep_only(partitions, self.partition_of) for taken in self._recovered())
 
+    def items_ending_with(self, suffix: str) -> Iterator[tuple[str, Any]]:
+        """The entries `items()` gives whose key ends with `suffix`, decoded, found
+        without reading the others (for what a rebuild needs before the rest)."""
+        recovered, written = self._recovered(), self._written
+        seen: set[str] = set()
+        for taken in reversed(recovered):
+            for key, value, _ in taken.ending_with(suffix):
+                if key not in written and key not in seen:
+                    seen.add(key)
+                    yield key, self.table.value_loads(value)
+        store = self.table.data
+        for key in [key for key in store.keys() if key.endswith(suffix)]:
+            yield key, store[key]
+
     def items(self, consume: bool = False) -> Iterator[tuple[str, Any, int]]:
         """The entries recovery read back (streams/bulk_restore.py; decoded here, the
         latest recovery's first, a key once, none written since: theirs is stale) and

@@ -143,6 +143,10 @@ def test_once_recovery_completes_what_it_read_leaves_the_store_and_is_read_back_
     # Partitions no longer held are left out; cleared once the owner holds the state.
     assert changelog.keep_only({0}) == 500
     assert {key for key, _, _ in changelog.items()} == {f"k{n}" for n in range(0, 1000, 2)}
+    # the few entries a rebuild reads first, found in the key buffers: as items() gives them
+    found = sorted(changelog.items_ending_with("8"))
+    assert found == sorted((key, value) for key, value, _ in changelog.items() if key.endswith("8"))
+    assert len(found) == 100 and not list(changelog.items_ending_with("7"))  # the odd ones are left out
     # read once by the owner rebuilding its state: each block let go as it is read
     taken = table.recovered[0]
     read = changelog.items(consume=True)

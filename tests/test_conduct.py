@@ -231,6 +231,31 @@ def test_restored_from_its_table_entries_it_goes_on_exactly():
     assert before and after and kinds(w.run(T0 + 60 * D)) == after
 
 
+def test_a_restore_that_knows_the_conduct_clock_first_queues_only_what_is_ahead_of_it():
+    """Records read back queue their orders and acceptances for the checks; those not
+    ahead of the restored `now` were checked already (`load("now")` drops them). Told
+    the clock before the records, the conduct never queues them: the same queues,
+    without a million tuples at once in a big restore."""
+    def restored(clock_first: bool) -> ManufacturerConduct:
+        conduct = ManufacturerConduct(Rules(), "M1")
+        if clock_first:
+            conduct.applied_until = T0 + 5 * D
+        for n in range(10):
+            at = T0 + n * D
+            conduct.observe(f"O{n}", None, supply_record(p="P1", rg=A, i="I1", dist="D1", at=at, q=1, rt=at + H,
+                                                         d="accepted", c=1, u=100.0))
+        queued = len(conduct.orders) + len(conduct.accepts)
+        conduct.load("now", T0 + 5 * D)
+        return queued, conduct
+
+    late_queued, late = restored(False)
+    early_queued, early = restored(True)
+    assert (late_queued, early_queued) == (20, 9)  # orders after day 5, answers from 01:00 of day 5 on
+    assert (sorted(late.orders), sorted(late.accepts), late._queued) == (
+        sorted(early.orders), sorted(early.accepts), early._queued)
+    assert early.applied_until is None and len(early.orders) == 4
+
+
 # -- remote_refusal and short_supply ----------------------------------------------------
 
 def distributor_alerts(rural: int, rural_rejected: int, urban: int, urban_rejected: int,

@@ -5,8 +5,9 @@ restored from the table entries goes on exactly."""
 from __future__ import annotations
 
 import orjson
+import pytest
 
-from supplymon.core.early_warnings import EarlyWarnings
+from supplymon.core.early_warnings import CONDUCT_CLOCK, EarlyWarnings
 from supplymon.core.signals import RECORDS_PER_SIGNAL, delivery_record, pack, supply_record
 from supplymon.settings import HOUR_MS as H, Rules
 from tests.test_warnings import T0
@@ -78,7 +79,7 @@ def test_marks_of_other_topics_do_not_make_a_stream_time():
     assert warnings.watermark(0) is None
 
 
-def restored_at(signals: list, cut: int) -> tuple[list[tuple], EarlyWarnings]:
+def restored_at(with_clocks: bool, signals: list, cut: int) -> tuple[list[tuple], EarlyWarnings]:
     """The alerts of signals[:cut] one by one, and a fresh worker rebuilt from the
     table entries those batches wrote."""
     first, table, before = evaluation(), {}, []
@@ -93,14 +94,17 @@ def restored_at(signals: list, cut: int) -> tuple[list[tuple], EarlyWarnings]:
     restored = EarlyWarnings(Rules(), GROUPS.__getitem__)
     # Marks are not in the table: after a rebalance the lifecycle sends them again.
     restored.marks = {p: dict(m) for p, m in first.marks.items()}
-    restored.restore(table.items(), [0, 1], SOURCES)
+    # the conduct clocks read first (as the agent does), or only among the rest
+    clocks = [(key, value) for key, value in table.items() if key.endswith(CONDUCT_CLOCK)] if with_clocks else ()
+    restored.restore(table.items(), [0, 1], SOURCES, clocks=clocks)
     return before, restored
 
 
-def test_a_worker_restored_from_the_table_goes_on_exactly():
+@pytest.mark.parametrize("with_clocks", [True, False])
+def test_a_worker_restored_from_the_table_goes_on_exactly(with_clocks):
     signals = shortage_signals()
     cut = len(signals) - 6  # after the raise (03:30, marks of day 2), before the resolution (day 5)
-    before, restored = restored_at(signals, cut)
+    before, restored = restored_at(with_clocks, signals, cut)
     after = [(a["kind"], a["resolved_at"]) for a in restored.process(signals[cut:]).alerts]
     assert [(kind, resolved) for kind, _, _, resolved in before] == [("supply_shortage", None)]
     assert after == [("supply_shortage", T0 + 97 * H)]
@@ -143,7 +147,8 @@ def conduct_signals() -> list[tuple[int, dict]]:
     return out
 
 
-def test_conduct_alerts_do_not_depend_on_batching_and_survive_a_restore():
+@pytest.mark.parametrize("with_clocks", [True, False])
+def test_conduct_alerts_do_not_depend_on_batching_and_survive_a_restore(with_clocks):
     signals = conduct_signals()
     one_batch = alerts_of([signals])
     assert one_batch == alerts_of([[s] for s in signals])
@@ -153,7 +158,7 @@ def test_conduct_alerts_do_not_depend_on_batching_and_survive_a_restore():
         ("price_inconsistent", T0 + 2 * 24 * H + 10 * H, T0 + 4 * 24 * H + 11 * H + 7 * 24 * H)}
     # Cut after the raise; a worker rebuilt from the table entries ends alike.
     cut = len(signals) // 2
-    before, restored = restored_at(signals, cut)
+    before, restored = restored_at(with_clocks, signals, cut)
     after = alerts_of([signals[cut:]], restored)
     assert before and after and sorted(before + after, key=str) == sorted(one_batch, key=str)
 

@@ -3,9 +3,11 @@ a tick goes to every input partition, unless every partition would refuse it."""
 from __future__ import annotations
 
 import orjson
+from aiokafka.partitioner import murmur2
+from hypothesis import given, settings as hsettings, strategies as st
 
 from supplymon.direct import Router
-from supplymon.publish import route
+from supplymon.publish import key_partitions, route
 from supplymon.settings import Settings
 
 SETTINGS = Settings.from_env({})
@@ -70,3 +72,11 @@ def test_the_direct_replay_routes_a_batch_as_it_routes_each_line_and_decodes_it_
     for i in set(range(len(records))) - set(too_large):
         assert (decoded.items[i], decoded.ts_ms[i], decoded.received_ms[i]) == (
             fresh.items[i], fresh.ts_ms[i], fresh.received_ms[i]), records[i].value
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.binary(max_size=40), max_size=60), partitions=st.sampled_from([1, 3, 4, 16, 65_536]))
+def test_key_partitions_pick_the_partitions_of_kafkas_murmur2(keys, partitions):
+    """The batch partitioner (numpy) picks what aiokafka's murmur2 (the Java client's)
+    picks for every key, of every length and byte."""
+    assert key_partitions(keys, partitions).tolist() == [(murmur2(key) & 0x7FFFFFFF) % partitions for key in keys]

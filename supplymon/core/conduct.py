@@ -191,6 +191,10 @@ class ManufacturerConduct:
         self.rise_tolerance, self.rise_window = rules.price_rise_tolerance, rules.ms("price_rise_window_days")
         self.memory = max(self.link_lookback, self.rise_window, self.same_window)
         self.now: int | None = None
+        # Restoring: the restored state's `now`, read before its records (`EarlyWarnings.restore`):
+        # what they would queue not ahead of it was applied, and is not queued (`load("now")` drops
+        # it anyway; queued first, it was ~1.5 million tuples at once for a million orders).
+        self.applied_until: int | None = None
         self.prices: dict[str, dict[str, RegionPrices]] = {}  # product -> region -> prices
         # product -> its lowest price kept, any region and day (absent: not known yet). No
         # window's lowest is below it: an order not above it by a tolerance cannot raise.
@@ -221,7 +225,7 @@ class ManufacturerConduct:
             self._queue(self.accepts, (answered, city_of(new[REGION]), new[DISTRIBUTOR]))
 
     def _queue(self, heap: list, item: tuple) -> None:
-        if item in self._queued:
+        if item in self._queued or (self.applied_until is not None and item[0] <= self.applied_until):
             return
         self._queued.add(item)
         late = self.now is not None and item[0] <= self.now
@@ -467,6 +471,7 @@ class ManufacturerConduct:
         """One table entry of `take_writes`."""
         if item == "now":
             self.now = value
+            self.applied_until = None
             if value is None:  # never advanced: nothing queued was applied
                 return
             # What was queued from the restored records and is not ahead of `now` was applied.

@@ -29,6 +29,7 @@ from supplymon.core.warnings import DeliveryRateMonitor, ManufacturerWatch
 from supplymon.settings import Rules
 
 Group = ManufacturerWatch | DeliveryRateMonitor
+CONDUCT_CLOCK = "|c:now"  # the end of a manufacturer's conduct "now" entry
 
 
 def _placed(item: tuple[str, list]) -> tuple[int, str]:
@@ -57,10 +58,12 @@ class EarlyWarnings:
 
     # -- state -------------------------------------------------------------------
     def restore(self, entries: Iterable[tuple[str, Any]], partitions: Iterable[int], sources: Iterable[str],
-                keep_held: bool = False) -> None:
+                keep_held: bool = False, clocks: Iterable[tuple[str, Any]] = ()) -> None:
         """Rebuild from the table's entries, for the signals `partitions` held now;
         `keep_held`: the groups of partitions held before and now are kept as they
-        are (their entries are skipped), the others rebuilt."""
+        are (their entries are skipped), the others rebuilt. `clocks`: the
+        manufacturers' conduct "now" entries (`CONDUCT_CLOCK`) among them, read first:
+        the records then queue for the conduct checks only what is ahead of it."""
         self.sources = set(sources)
         held = set(partitions)
         kept = held & self.held if keep_held else set()
@@ -73,6 +76,10 @@ class EarlyWarnings:
         for partition in list(self.marks):
             if partition not in held:
                 del self.marks[partition]
+        for key, value in clocks:
+            group = key[:-len(CONDUCT_CLOCK)]
+            if group.startswith("m:") and "|" not in group and not (kept and partition_of(group) in kept):
+                self._group(group).conduct.applied_until = value
         metas, rebuilt = [], set()
         for key, value in entries:
             group, item = key.split("|", 1)

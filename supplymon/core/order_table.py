@@ -32,6 +32,7 @@ for snapshots. An order not yet placed (events held before it) is not a row.
 from __future__ import annotations
 
 import hashlib
+from sys import intern
 
 import numpy as np
 
@@ -183,6 +184,9 @@ class OrderTable:
             self._grow(self.size + fresh)
             out[reuse:] = np.arange(self.size, self.size + fresh)
             self.size += fresh
+        # Interned: the early warnings intern the ids of their records (an order's two
+        # records share one), and so find these; a worker keeps one string per order.
+        order_ids = list(map(intern, order_ids))
         rows = self.rows
         for order_id, row in zip(order_ids, out.tolist()):
             rows[order_id] = row
