@@ -10,22 +10,21 @@ For a `BulkRestoredTable`, the consumer (streams/batches.py) delivers each
 changelog partition's records of one fetch as ONE Faust message, a
 `BulkMessage`: it carries the last record's offset, key and value, so Faust's
 recovery counts its offsets and sees its end exactly as it would, and all the
-records in `records`. The table writes them into its store, in offset order, as
-the loop hands the message over (`on_changelog_event`; the values' bytes, decoded
-by the owner), so no older record is ever applied after a newer one. A record
-the recovery already read is never in a delivered bulk: Faust skips a message
-whose last offset it has seen, and the consumer drops the records before its read
-offset. Once recovery is complete, what it read is moved out of the store into
-a few large buffers (`Recovered`), from which the owner rebuilds its state.
+records in `records`. The table keeps them as the loop hands the message over
+(`on_changelog_event`), in the order read, in a few large buffers per message (not
+in its store). A record the recovery already read is never in a delivered bulk:
+Faust skips a message whose last offset it has seen, and the consumer drops the
+records before its read offset. Once recovery is complete, the latest record of
+each key is its entry (`Recovered`), from which the owner rebuilds its state,
+decoding the values' bytes itself.
 
 Relies on faust-streaming internals (pinned; tests/test_bulk_restore.py): the
 recovery loop calls `table.on_changelog_event(event)` for each event it has not
-seen, and `apply_changelog_batch` on its buffer; the memory store keeps `data`
-and `_key_partition`.
+seen, and `apply_changelog_batch` on its buffer; the memory store keeps nothing
+else of a recovery (its persisted offset is always None: read from the start).
 """
 from __future__ import annotations
 
-import mmap
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import faust
@@ -51,14 +50,18 @@ class BulkMessage(ConsumerMessage):
 
 
 class BulkRestoredTable(faust.Table):
-    """A memory-store table whose recovery applies a `BulkMessage`'s records at once
-    and, once complete, is moved out of the store into `recovered` (see `Recovered`).
-    While recovery runs its store holds the values' bytes as read; the owner decodes
-    them with the table's value codec (`value_loads`) as it rebuilds its state."""
+    """A memory-store table whose recovery keeps the records it reads as they came,
+    a `BulkMessage` at a time, in large buffers: not in the store (a key string, a
+    value and two dict entries each: ~500 B per entry, 1.5 GB for the 3 million
+    entries behind a million open orders, freed in holes the rebuild then filled).
+    Once recovery is complete, the latest record of each key is what the owner
+    rebuilds its state from (`recovered`, see `Recovered`), decoding the values with
+    the table's value codec (`value_loads`). The keys are UTF-8 text (the "str" codec)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.recovered: list[Recovered] = []  # oldest first, until the owner takes them
+        self._read: list[_Block] = []  # what the recovery under way has read, in order
 
     @property
     def value_loads(self) -> Callable[[bytes], Any]:
@@ -66,7 +69,7 @@ class BulkRestoredTable(faust.Table):
         return codecs.get_codec(self.value_serializer).loads
 
     async def on_changelog_event(self, event: Any) -> None:
-        """The recovery loop hands over each event it has not seen: applied now, in
+        """The recovery loop hands over each event it has not seen: kept now, in
         order, and a bulk's records let go (the loop keeps its events in a buffer until
         `recovery_buffer_size` of them, which would hold whole fetches)."""
         message = event.message
@@ -77,70 +80,57 @@ class BulkRestoredTable(faust.Table):
         await super().on_changelog_event(event)
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
-        """Nothing left to do: each event was applied as it came (`on_changelog_event`).
+        """Nothing left to do: each event was kept as it came (`on_changelog_event`).
         (Not `recovery_buffer_size=1` instead: Faust then keeps reading the changelog
         into the store after recovery, a second copy of the state.)"""
 
-    def apply_records(self, records: Iterable[Any]) -> None:
-        """Changelog records (key and value bytes, `None` deletes) into the store, as
-        Faust's memory store applies them, noting each key's partition."""
-        store = self.data
-        data, noted = store.data, store._key_partition
-        load_key = codecs.get_codec(self.key_serializer).loads
-        for record in records:
-            key = load_key(record.key)
-            if record.value is None:
-                data.pop(key, None)
-                noted.pop(key, None)
-            else:
-                data[key] = record.value
-                noted[key] = record.partition
+    def apply_records(self, records: Sequence[Any]) -> None:
+        """Changelog records (key and value bytes, `None` deletes), kept in the order
+        read; the latest of a key is its entry, as in Faust's memory store."""
+        if len(records):
+            self._read.append(_Block.of_records(records))
 
     async def on_recovery_completed(self, active_tps: Any, standby_tps: Any) -> None:
-        await super().on_recovery_completed(active_tps, standby_tps)  # the memory store drops other partitions
-        store = self.data
-        if len(store.data):
-            self.recovered.append(Recovered.take(store.data, store._key_partition))
-
-
-ENTRIES_AT_ONCE = 65_536  # entries a block of `Recovered` holds
+        await super().on_recovery_completed(active_tps, standby_tps)
+        if self._read:
+            # as the memory store keeps only the keys of the partitions now active
+            active = {partition for _, partition in active_tps}
+            self.recovered.append(Recovered.latest(self._read, active))
+            self._read = []
 
 
 class _Block:
-    """Up to ENTRIES_AT_ONCE entries: their keys and their values in two buffers, and
-    where each entry ends in each. The values are an anonymous mmap: given back to
-    the system the moment the block is let go (`Recovered.entries(consume=True)`),
-    whatever the allocator does with smaller blocks."""
+    """Changelog records read together: their keys and their values in two buffers,
+    where each ends in each, their partitions, and which delete their key. A buffer
+    of more than 128 KiB is mapped memory of its own, given back the moment the
+    block is let go (`Recovered.entries(consume=True)`)."""
 
-    __slots__ = ("keys", "key_ends", "values", "value_ends")
+    __slots__ = ("keys", "key_ends", "values", "value_ends", "partitions", "deletes")
 
-    def __init__(self, data: dict, names: list, partitions: np.ndarray, noted: dict):
-        """Moves these keys' entries out of `data` (each freed as it is copied: no
-        second copy at the peak), their noted partitions into `partitions`."""
-        self.values = mmap.mmap(-1, max(1, sum(len(data[name]) for name in names)))
-        keys = bytearray()
-        self.key_ends = np.empty(len(names), dtype=np.int64)
-        self.value_ends = np.empty(len(names), dtype=np.int64)
-        at = 0
-        for i, name in enumerate(names):
-            value = data.pop(name)
-            keys += name.encode()
-            self.values[at:at + len(value)] = value
-            at += len(value)
-            self.key_ends[i], self.value_ends[i] = len(keys), at
-            partitions[i] = noted.pop(name, -1)
-        self.keys = bytes(keys)
+    @classmethod
+    def of_records(cls, records: Sequence[Any]) -> "_Block":
+        block = cls()
+        n = len(records)
+        keys = [record.key for record in records]
+        values = [record.value for record in records]
+        block.deletes = np.fromiter((value is None for value in values), dtype=bool, count=n)
+        block.key_ends = np.cumsum(np.fromiter(map(len, keys), dtype=np.int64, count=n))
+        block.value_ends = np.cumsum(np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int64, count=n))
+        block.partitions = np.fromiter((record.partition for record in records), dtype=np.int32, count=n)
+        block.keys = b"".join(keys)
+        block.values = b"".join(value for value in values if value is not None)
+        return block
 
     def __len__(self) -> int:
         return len(self.key_ends)
 
-    def entries(self, rows: np.ndarray, partitions: np.ndarray) -> Iterator[tuple[str, bytes, int]]:
+    def entries(self, rows: np.ndarray) -> Iterator[tuple[str, bytes, int]]:
         key_starts, value_starts = _starts(self.key_ends, rows), _starts(self.value_ends, rows)
-        keys, values = memoryview(self.keys), self.values
+        keys, values = memoryview(self.keys), memoryview(self.values)
         for key_start, key_end, value_start, value_end, partition in zip(
                 key_starts.tolist(), self.key_ends[rows].tolist(), value_starts.tolist(),
-                self.value_ends[rows].tolist(), partitions.tolist()):
-            yield str(keys[key_start:key_end], "utf-8"), values[value_start:value_end], partition
+                self.value_ends[rows].tolist(), self.partitions[rows].tolist()):
+            yield str(keys[key_start:key_end], "utf-8"), values[value_start:value_end].tobytes(), partition
 
     def key(self, i: int) -> str:
         return self.keys[self.key_ends[i - 1] if i else 0:self.key_ends[i]].decode()
@@ -149,8 +139,8 @@ class _Block:
         return self.values[self.value_ends[i - 1] if i else 0:self.value_ends[i]]
 
     def ending_with(self, suffix: bytes) -> Iterator[int]:
-        """The entries whose key ends with `suffix`, found in the key buffer (C's
-        search: no string per entry)."""
+        """The records whose key ends with `suffix`, found in the key buffer (C's
+        search: no string per record)."""
         at = self.keys.find(suffix)
         while at >= 0:
             end = at + len(suffix)
@@ -159,6 +149,29 @@ class _Block:
                 yield i
             at = self.keys.find(suffix, at + 1)
 
+    def identities(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each record's key as (its length, two independent 64-bit hashes of its bytes),
+        computed on numpy over the keys of each length as one matrix."""
+        lengths = np.diff(self.key_ends, prepend=0)
+        first = np.empty(len(self), dtype=np.uint64)
+        second = np.empty(len(self), dtype=np.uint64)
+        starts = self.key_ends - lengths
+        data = np.frombuffer(self.keys, dtype=np.uint8)
+        for length in np.unique(lengths).tolist():
+            rows = np.flatnonzero(lengths == length)
+            chars = data[starts[rows][:, None] + np.arange(length)[None, :]].astype(np.uint64)
+            fnv = np.full(len(rows), _FNV_OFFSET, dtype=np.uint64)  # FNV-1a
+            poly = np.zeros(len(rows), dtype=np.uint64)  # a polynomial over the bytes, another odd multiplier
+            for column in chars.T:
+                fnv = (fnv ^ column) * _FNV_PRIME
+                poly = (poly + column + np.uint64(1)) * _POLY
+            first[rows], second[rows] = fnv, poly
+        return lengths, first, second
+
+
+_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+_POLY = np.uint64(0x9E3779B97F4A7C15)
+
 
 def _starts(ends: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Where each of these entries begins: where the one before it ends."""
@@ -166,81 +179,80 @@ def _starts(ends: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 class Recovered:
-    """What a recovery read back into a table's store, moved out of it into blocks
-    of large buffers once recovery is complete (`take`), before any agent rebuilds
-    its state from it.
+    """What a recovery read back, kept in its blocks of records as read, and which
+    record of each key is its entry: the latest, unless it deletes the key or is of
+    a partition no longer active.
 
-    Why: recovery fills the store with millions of small objects (a key string and a
-    value per entry) among as many temporaries. An agent that rebuilt its state
-    straight from the store would make its long-lived objects (order ids, records)
-    in the holes among them, so that emptying the store afterwards freed almost no
-    arena of Python's allocator: a restarted worker held twice the memory of one
-    that had read the same orders. Moved into buffers, the store's objects are all
-    freed before the state is built; read with `consume`, each block is given back
-    as soon as its entries are read, so the buffers are not held whole beside the
-    state built from them (bench/RESULTS.md: what is left)."""
+    Why not the store: recovery filled it with millions of small objects (a key
+    string and a value per entry) among as many temporaries; the state rebuilt from
+    it made its long-lived objects (order ids, records) in the holes among them, so
+    that emptying the store freed almost no arena of Python's allocator (a restarted
+    worker held twice the memory of one that had read the same orders), and the
+    store itself was the peak of a restart. Read with `consume`, each block is given
+    back as soon as its entries are read (bench/RESULTS.md).
 
-    __slots__ = ("blocks", "partitions", "kept")
+    A key is known by its length and two 64-bit hashes of its bytes (`_Block.identities`):
+    two different keys of a recovery taken for one would need both hashes to collide
+    (~2^-128 a pair)."""
 
-    def __init__(self, blocks: list[_Block | None], partitions: np.ndarray):
-        self.blocks = blocks  # ENTRIES_AT_ONCE entries each (the last one fewer); None once consumed
-        self.partitions = partitions  # each entry's changelog partition (-1: not noted)
-        self.kept = np.ones(len(partitions), dtype=bool)
+    __slots__ = ("blocks", "firsts", "partitions", "kept")
+
+    def __init__(self, blocks: list[_Block | None], kept: np.ndarray):
+        self.blocks = blocks  # None once consumed
+        self.firsts = np.cumsum([0] + [len(block) for block in blocks[:-1]], dtype=np.int64)
+        self.partitions = np.concatenate([block.partitions for block in blocks]) if blocks else np.empty(0, np.int32)
+        self.kept = kept  # the records that are entries
 
     @classmethod
-    def take(cls, data: dict, noted: dict) -> "Recovered":
-        """Every entry of a memory store's `data` (str keys, bytes values) with its
-        noted partition, the store left empty. In the store's order (the changelog's:
-        records come back mostly in time order, which the early warnings' columns
-        take by appending)."""
-        names = list(data)
-        partitions = np.empty(len(names), dtype=np.int32)
-        blocks: list[_Block | None] = [
-            _Block(data, names[first:first + ENTRIES_AT_ONCE], partitions[first:first + ENTRIES_AT_ONCE], noted)
-            for first in range(0, len(names), ENTRIES_AT_ONCE)]
-        noted.clear()
-        return cls(blocks, partitions)
+    def latest(cls, blocks: list[_Block], active: set[int]) -> "Recovered":
+        """The latest record of each key among `blocks` (read in this order) is its
+        entry, if it does not delete it and its partition is in `active`."""
+        lengths, first, second = (np.concatenate(parts) for parts in zip(*(block.identities() for block in blocks)))
+        index = np.arange(len(lengths))
+        by_key = np.lexsort((index, second, first, lengths))  # a key's records together, in the order read
+        last = np.ones(len(by_key), dtype=bool)
+        same_next = ((lengths[by_key][1:] == lengths[by_key][:-1]) & (first[by_key][1:] == first[by_key][:-1])
+                     & (second[by_key][1:] == second[by_key][:-1]))
+        last[:-1] = ~same_next
+        kept = np.zeros(len(lengths), dtype=bool)
+        kept[by_key[last]] = True
+        kept &= ~np.concatenate([block.deletes for block in blocks])
+        recovered = cls(list(blocks), kept)
+        recovered.kept &= np.isin(recovered.partitions, np.fromiter(active, dtype=np.int64, count=len(active)))
+        return recovered
 
     def __len__(self) -> int:
         return int(self.kept.sum())
 
-    def keep_only(self, partitions: set[int], partition_of: Callable[[str], int]) -> int:
+    def keep_only(self, partitions: set[int]) -> int:
         """Leave out the entries of other partitions than `partitions`; how many."""
         before = len(self)
-        noted = self.partitions >= 0
-        self.kept &= ~noted | np.isin(self.partitions, np.fromiter(partitions, dtype=np.int64))
-        for i in np.flatnonzero(self.kept & ~noted).tolist():
-            self.kept[i] = partition_of(self._key(i)) in partitions
+        self.kept &= np.isin(self.partitions, np.fromiter(partitions, dtype=np.int64, count=len(partitions)))
         return before - len(self)
 
     def entries(self, consume: bool = False) -> Iterator[tuple[str, bytes, int]]:
-        """(key, value bytes, partition or -1) of each entry kept, in the order taken,
-        a block at a time (its offsets made Python ints at once: all at once, they were
-        ~200 MB of temporaries at the peak of a rebuild of 2,000,000 entries).
-        `consume`: each block is let go once read (a second read raises)."""
+        """(key, value bytes, partition) of each entry, in the order read, a block at
+        a time (its offsets made Python ints at once: all at once, they were ~200 MB of
+        temporaries at the peak of a rebuild of 2,000,000 entries). `consume`: each
+        block is let go once read (a second read raises)."""
         for b, block in enumerate(self.blocks):
             if block is None:
                 raise ValueError("these entries were read and let go already")
-            first = b * ENTRIES_AT_ONCE
-            rows = np.flatnonzero(self.kept[first:first + len(block)])
-            yield from block.entries(rows, self.partitions[first + rows])
+            first = int(self.firsts[b])
+            yield from block.entries(np.flatnonzero(self.kept[first:first + len(block)]))
             if consume:
                 self.blocks[b] = None
-                block.values.close()
 
     def ending_with(self, suffix: str) -> Iterator[tuple[str, bytes, int]]:
-        """(key, value bytes, partition or -1) of each entry kept whose key ends with
-        `suffix` (a few among millions: read before the rest, see `EarlyWarnings.restore`)."""
+        """(key, value bytes, partition) of each entry whose key ends with `suffix` (a
+        few among millions: read before the rest, see `EarlyWarnings.restore`)."""
         for b, block in enumerate(self.blocks):
             if block is None:
                 raise ValueError("these entries were read and let go already")
-            first = b * ENTRIES_AT_ONCE
+            first = int(self.firsts[b])
             for i in block.ending_with(suffix.encode()):
                 if self.kept[first + i]:
-                    yield block.key(i), block.value(i), int(self.partitions[first + i])
-
-    def _key(self, i: int) -> str:
-        return self.blocks[i // ENTRIES_AT_ONCE].key(i % ENTRIES_AT_ONCE)
+                    yield block.key(i), block.value(i), int(block.partitions[i])
 
 
 def bulk_topics(app: Any) -> frozenset[str]:

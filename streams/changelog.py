@@ -111,7 +111,7 @@ class BatchedChangelog:
             store.pop(key, None)
             if noted is not None:
                 noted.pop(key, None)
-        return len(foreign) + sum(taken.keep_only(partitions, self.partition_of) for taken in self._recovered())
+        return len(foreign) + sum(taken.keep_only(partitions) for taken in self._recovered())
 
     def items_ending_with(self, suffix: str) -> Iterator[tuple[str, Any]]:
         """The entries `items()` gives whose key ends with `suffix`, decoded, found
@@ -144,7 +144,7 @@ class BatchedChangelog:
                     if key in seen:
                         continue
                     seen.add(key)
-                yield key, loads(value), self.partition_of(key) if partition < 0 else partition
+                yield key, loads(value), partition
         store = self.table.data
         for key in list(store.keys()):
             yield key, store[key], self.partition(key)

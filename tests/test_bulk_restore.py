@@ -7,6 +7,7 @@ broker."""
 from __future__ import annotations
 
 import asyncio
+import random
 import dataclasses
 import inspect
 
@@ -18,7 +19,6 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 
 import streams.codecs  # noqa: F401  (the str and orjson codecs)
-from streams import bulk_restore
 from streams.bulk_restore import BulkMessage, BulkRestoredTable, bulk_topics
 from streams.changelog import BatchedChangelog, ChangelogProducer
 from supplymon.embedded import EmbeddedBroker
@@ -96,7 +96,10 @@ def test_a_changelog_fetch_of_a_bulk_restored_table_is_one_message_carrying_ever
     asyncio.run(scenario())
 
 
-def test_a_bulk_is_applied_in_offset_order_with_deletes_and_each_keys_partition():
+def test_the_latest_record_of_each_key_is_its_entry_once_recovery_completes():
+    """Recovery keeps the records as read (a bulk, or Faust's own message of one); once
+    complete, each key's latest record is its entry, with its partition, unless it
+    deletes the key or its partition is no longer active; nothing is in the store."""
     app = faust.App("bulk-test", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
     table = _table(app, "warnings", "orjson")
     # Not 1: Faust would then keep reading the changelog into the store after recovery.
@@ -105,38 +108,61 @@ def test_a_bulk_is_applied_in_offset_order_with_deletes_and_each_keys_partition(
     first = [changelog_record(topic, 1, 0, "a", orjson.dumps([1])), changelog_record(topic, 1, 1, "b", b"{}"),
              changelog_record(topic, 1, 2, "a", orjson.dumps([2])), changelog_record(topic, 1, 3, "b", None)]
     _hand_over(table, BulkMessage.of(TP(topic, 1), first, 1))
-    store = table.data
-    # the values' bytes as read: decoded by the owner as it rebuilds its state
-    assert dict(store.data) == {"a": b"[2]"} and store._key_partition == {"a": 1}
-    # A message of Faust's own per-message path (a fetch of one record) applies the same way.
-    single = changelog_record(topic, 0, 7, "c", orjson.dumps({"n": 3}))
-    _hand_over(table, app.consumer._to_message(TP(topic, 0), single))
-    assert dict(store.data) == {"a": b"[2]", "c": b'{"n":3}'} and store._key_partition == {"a": 1, "c": 0}
-    # Deleted, written again, deleted: the last record decides.
-    again = [changelog_record(topic, 0, 8, "b", orjson.dumps(5)), changelog_record(topic, 0, 9, "c", None)]
+    _hand_over(table, app.consumer._to_message(TP(topic, 0), changelog_record(topic, 0, 7, "c", b'{"n":3}')))
+    # deleted, written again; written, deleted: the last record decides
+    again = [changelog_record(topic, 0, 8, "b", orjson.dumps(5)), changelog_record(topic, 0, 9, "c", None),
+             changelog_record(topic, 2, 0, "d", b"1")]
     _hand_over(table, BulkMessage.of(TP(topic, 0), again, 1))
-    assert dict(store.data) == {"a": b"[2]", "b": b"5"} and store._key_partition == {"a": 1, "b": 0}
+    assert not table.data.data and not table.recovered
+    asyncio.run(table.on_recovery_completed({TP(topic, 0), TP(topic, 1)}, set()))  # partition 2 not active
+    (recovered,) = table.recovered
+    assert [(key, orjson.loads(value), partition) for key, value, partition in recovered.entries()] == [
+        ("a", [2], 1), ("b", 5, 0)]
+    assert not table.data.data and not table._read
 
 
-def _recovered_table(entries: dict[str, tuple[int, object]], settings: Settings | None = None):
+def test_keys_are_told_apart_by_their_bytes_whatever_their_lengths():
+    """Many keys of the same lengths, in many blocks, each written a few times: the
+    latest of each is its entry (a key is known by its length and two hashes)."""
+    app = faust.App("bulk-test", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    table = _table(app, "orders", "raw")
+    topic = table.changelog_topic.get_topic_name()
+    rnd = random.Random(3)
+    keys = sorted({"".join(rnd.choice("ab值") for _ in range(rnd.randrange(1, 9))) for _ in range(3000)})
+    latest: dict[str, bytes | None] = {}
+    offset = 0
+    for _ in range(40):
+        chunk = []
+        for key in rnd.sample(keys, 200):
+            value = None if rnd.random() < 0.2 else str(offset).encode()
+            chunk.append(changelog_record(topic, 0, offset, key, value))
+            latest[key] = value
+            offset += 1
+        table.apply_records(chunk)
+    asyncio.run(table.on_recovery_completed({TP(topic, 0)}, set()))
+    assert {key: value for key, value, _ in table.recovered[0].entries()} == {
+        key: value for key, value in latest.items() if value is not None}
+
+
+def _recovered_table(entries: dict[str, tuple[int, object]], settings: Settings | None = None, at_once: int = 1):
     """A bulk-restored table whose recovery read `entries` (key -> (partition, value))
     and completed, and its BatchedChangelog (writing to TOPIC on the `settings`' broker)."""
     app = faust.App("bulk-test", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
     table = _table(app, "warnings", "orjson", TOPIC)
-    for n, (key, (partition, value)) in enumerate(entries.items()):
-        table.apply_records([changelog_record(TOPIC, partition, n, key, orjson.dumps(value))])
+    records = [changelog_record(TOPIC, partition, n, key, orjson.dumps(value))
+               for n, (key, (partition, value)) in enumerate(entries.items())]
+    for start in range(0, len(records), at_once):  # as recovery reads them: a fetch at a time
+        table.apply_records(records[start:start + at_once])
     asyncio.run(table.on_recovery_completed({TP(TOPIC, 0), TP(TOPIC, 1)}, set()))
     producer = ChangelogProducer(settings or Settings.from_env({}))
     return table, BatchedChangelog(table, producer, lambda key: 1, orjson.dumps)
 
 
-@pytest.mark.parametrize("at_once", [None, 7])
-def test_once_recovery_completes_what_it_read_leaves_the_store_and_is_read_back_decoded(at_once, monkeypatch):
-    if at_once:  # read back a few entries at a time
-        monkeypatch.setattr(bulk_restore, "ENTRIES_AT_ONCE", at_once)
+@pytest.mark.parametrize("at_once", [1000, 7])
+def test_once_recovery_completes_what_it_read_is_read_back_decoded(at_once):
     entries = {f"k{n}": (n % 2, {"n": n, "s": "值" * (n % 3)}) for n in range(1000)}
-    table, changelog = _recovered_table(entries)
-    assert not table.data.data and not table.data._key_partition  # every object of the store freed
+    table, changelog = _recovered_table(entries, at_once=at_once)
+    assert not table.data.data and not table.data._key_partition  # nothing in the store
     assert len(table.recovered) == 1 and len(table.recovered[0]) == 1000
     # read back in the order recovery read them (the early warnings' columns append records in time order)
     assert [(key, (partition, value)) for key, value, partition in changelog.items()] == list(entries.items())
@@ -151,9 +177,9 @@ def test_once_recovery_completes_what_it_read_leaves_the_store_and_is_read_back_
     taken = table.recovered[0]
     read = changelog.items(consume=True)
     assert next(read)[0] == "k0"
-    assert taken.blocks[0] is not None and taken.blocks[0].values.closed is False
+    assert taken.blocks[0] is not None
     assert len([key for key, _, _ in read]) == 499
-    assert taken.blocks == [None] * -(-1000 // bulk_restore.ENTRIES_AT_ONCE)
+    assert taken.blocks == [None] * -(-1000 // at_once)
     with pytest.raises(ValueError, match="let go already"):
         list(changelog.items())
     assert changelog.clear() == 500 and not table.recovered and list(changelog.items()) == []
