@@ -25,6 +25,7 @@ else of a recovery (its persisted offset is always None: read from the start).
 """
 from __future__ import annotations
 
+import mmap
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import faust
@@ -101,8 +102,8 @@ class BulkRestoredTable(faust.Table):
 
 class _Block:
     """Changelog records read together: their keys and their values in two buffers,
-    where each ends in each, their partitions, and which delete their key. A buffer
-    of more than 128 KiB is mapped memory of its own, given back the moment the
+    where each ends in each, their partitions, and which delete their key. Large
+    values' buffers are mappings of their own (`_mapped`), given back the moment the
     block is let go (`Recovered.entries(consume=True)`)."""
 
     __slots__ = ("keys", "key_ends", "values", "value_ends", "partitions", "deletes")
@@ -118,7 +119,7 @@ class _Block:
         block.value_ends = np.cumsum(np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int64, count=n))
         block.partitions = np.fromiter((record.partition for record in records), dtype=np.int32, count=n)
         block.keys = b"".join(keys)
-        block.values = b"".join(value for value in values if value is not None)
+        block.values = _mapped(b"".join(value for value in values if value is not None))
         return block
 
     def __len__(self) -> int:
@@ -136,7 +137,8 @@ class _Block:
         """A block of only these records (their bytes gathered on numpy)."""
         block = _Block()
         block.keys, block.key_ends = _gather(self.keys, self.key_ends, rows)
-        block.values, block.value_ends = _gather(self.values, self.value_ends, rows)
+        values, block.value_ends = _gather(self.values, self.value_ends, rows)
+        block.values = _mapped(values)
         block.partitions, block.deletes = self.partitions[rows], self.deletes[rows]
         return block
 
@@ -186,7 +188,23 @@ def _starts(ends: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.where(rows > 0, ends[np.maximum(rows - 1, 0)], 0)
 
 
-def _gather(buffer: bytes, ends: np.ndarray, rows: np.ndarray) -> tuple[bytes, np.ndarray]:
+MAPPED_FROM = 1 << 16  # bytes: a block's values from this size are a mapping of their own
+
+
+def _mapped(data: bytes) -> bytes | mmap.mmap:
+    """`data`, from MAPPED_FROM bytes on copied into an anonymous mapping: given back
+    to the system when the block is let go. (Not left to malloc: once a large block
+    is freed, glibc raises its mapping threshold and takes the next ones from its
+    heap, which keeps what they free until trimmed: the read-back blocks a rebuild
+    let go then stayed resident to the end of the rebuild, ~900 MB at its peak.)"""
+    if len(data) < MAPPED_FROM:
+        return data
+    mapping = mmap.mmap(-1, len(data))
+    mapping[:] = data
+    return mapping
+
+
+def _gather(buffer: bytes | mmap.mmap, ends: np.ndarray, rows: np.ndarray) -> tuple[bytes, np.ndarray]:
     """The bytes of these entries of `buffer` (each ending at `ends`), joined, and
     where each ends now."""
     starts = _starts(ends, rows)

@@ -7,6 +7,7 @@ broker."""
 from __future__ import annotations
 
 import asyncio
+import mmap
 import random
 import dataclasses
 import inspect
@@ -19,6 +20,7 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 
 import streams.codecs  # noqa: F401  (the str and orjson codecs)
+from streams import bulk_restore
 from streams.bulk_restore import BulkMessage, BulkRestoredTable, bulk_topics
 from streams.changelog import BatchedChangelog, ChangelogProducer
 from supplymon.embedded import EmbeddedBroker
@@ -121,9 +123,12 @@ def test_the_latest_record_of_each_key_is_its_entry_once_recovery_completes():
     assert not table.data.data and not table._read
 
 
-def test_keys_are_told_apart_by_their_bytes_whatever_their_lengths():
+@pytest.mark.parametrize("mapped_from", [1 << 16, 1])
+def test_keys_are_told_apart_by_their_bytes_whatever_their_lengths(mapped_from, monkeypatch):
     """Many keys of the same lengths, in many blocks, each written a few times: the
-    latest of each is its entry (a key is known by its length and two hashes)."""
+    latest of each is its entry (a key is known by its length and two hashes); the
+    blocks' values in memory of their own or not."""
+    monkeypatch.setattr(bulk_restore, "MAPPED_FROM", mapped_from)
     app = faust.App("bulk-test", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
     table = _table(app, "orders", "raw")
     topic = table.changelog_topic.get_topic_name()
@@ -142,6 +147,7 @@ def test_keys_are_told_apart_by_their_bytes_whatever_their_lengths():
     asyncio.run(table.on_recovery_completed({TP(topic, 0)}, set()))
     assert {key: value for key, value, _ in table.recovered[0].entries()} == {
         key: value for key, value in latest.items() if value is not None}
+    assert all(isinstance(block.values, mmap.mmap) == (mapped_from == 1) for block in table.recovered[0].blocks)
 
 
 def _recovered_table(entries: dict[str, tuple[int, object]], settings: Settings | None = None, at_once: int = 1):
