@@ -63,6 +63,8 @@ class BulkRestoredTable(faust.Table):
         super().__init__(*args, **kwargs)
         self.recovered: list[Recovered] = []  # oldest first, until the owner takes them
         self._read: list[_Block] = []  # what the recovery under way has read, in order
+        self._records_read = 0  # records in `_read`
+        self._compact_at = COMPACT_FROM  # `_read` is compacted when it holds this many records
 
     @property
     def value_loads(self) -> Callable[[bytes], Any]:
@@ -88,8 +90,17 @@ class BulkRestoredTable(faust.Table):
     def apply_records(self, records: Sequence[Any]) -> None:
         """Changelog records (key and value bytes, `None` deletes), kept in the order
         read; the latest of a key is its entry, as in Faust's memory store."""
-        if len(records):
-            self._read.append(_Block.of_records(records))
+        if not len(records):
+            return
+        self._read.append(_Block.of_records(records))
+        self._records_read += len(records)
+        if self._records_read >= self._compact_at:
+            # A changelog holds every version written until Kafka's cleaner compacts
+            # it (not the active segment: days of an entry written at every batch);
+            # kept down to the latest of each key whenever what was read doubles.
+            self._read = latest_records(self._read)
+            self._records_read = sum(map(len, self._read))
+            self._compact_at = max(COMPACT_FROM, 2 * self._records_read)
 
     async def on_recovery_completed(self, active_tps: Any, standby_tps: Any) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
@@ -97,7 +108,7 @@ class BulkRestoredTable(faust.Table):
             # as the memory store keeps only the keys of the partitions now active
             active = {partition for _, partition in active_tps}
             self.recovered.append(Recovered.latest(self._read, active))
-            self._read = []
+        self._read, self._records_read, self._compact_at = [], 0, COMPACT_FROM
 
 
 class _Block:
@@ -188,6 +199,7 @@ def _starts(ends: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.where(rows > 0, ends[np.maximum(rows - 1, 0)], 0)
 
 
+COMPACT_FROM = 1_000_000  # records read before a recovery's buffers are first compacted
 MAPPED_FROM = 1 << 16  # bytes: a block's values from this size are a mapping of their own
 
 
@@ -214,6 +226,36 @@ def _gather(buffer: bytes | mmap.mmap, ends: np.ndarray, rows: np.ndarray) -> tu
     # each byte's place in `buffer`: its place in the output plus its entry's shift
     source = np.repeat(starts - (new_ends - lengths), lengths) + np.arange(total)
     return np.frombuffer(buffer, dtype=np.uint8)[source].tobytes(), new_ends
+
+
+def latest_records(blocks: list[_Block], active: set[int] | None = None) -> list[_Block]:
+    """Blocks of only the latest record of each key among `blocks` (read in this
+    order), unless it deletes the key or (`active` given) its partition is not in
+    `active`; `blocks` is emptied, each let go as its records are copied."""
+    if not blocks:
+        return []
+    lengths, first, second = (np.concatenate(parts) for parts in zip(*(block.identities() for block in blocks)))
+    index = np.arange(len(lengths))
+    by_key = np.lexsort((index, second, first, lengths))  # a key's records together, in the order read
+    last = np.ones(len(by_key), dtype=bool)
+    last[:-1] = ~((lengths[by_key][1:] == lengths[by_key][:-1]) & (first[by_key][1:] == first[by_key][:-1])
+                  & (second[by_key][1:] == second[by_key][:-1]))
+    kept = np.zeros(len(lengths), dtype=bool)
+    kept[by_key[last]] = True
+    del lengths, first, second, index, by_key, last
+    kept &= ~np.concatenate([block.deletes for block in blocks])
+    if active is not None:
+        kept &= np.isin(np.concatenate([block.partitions for block in blocks]),
+                        np.fromiter(active, dtype=np.int64, count=len(active)))
+    compacted, at = [], 0
+    for b, block in enumerate(blocks):
+        rows = np.flatnonzero(kept[at:at + len(block)])
+        at += len(block)
+        blocks[b] = None
+        if len(rows):
+            compacted.append(block if len(rows) == len(block) else block.keeping(rows))
+    blocks.clear()
+    return compacted
 
 
 class Recovered:
@@ -244,30 +286,7 @@ class Recovered:
     def latest(cls, blocks: list[_Block], active: set[int]) -> "Recovered":
         """The latest record of each key among `blocks` (read in this order) is its
         entry, if it does not delete it and its partition is in `active`."""
-        lengths, first, second = (np.concatenate(parts) for parts in zip(*(block.identities() for block in blocks)))
-        index = np.arange(len(lengths))
-        by_key = np.lexsort((index, second, first, lengths))  # a key's records together, in the order read
-        last = np.ones(len(by_key), dtype=bool)
-        same_next = ((lengths[by_key][1:] == lengths[by_key][:-1]) & (first[by_key][1:] == first[by_key][:-1])
-                     & (second[by_key][1:] == second[by_key][:-1]))
-        last[:-1] = ~same_next
-        kept = np.zeros(len(lengths), dtype=bool)
-        kept[by_key[last]] = True
-        del lengths, first, second, index, by_key, last, same_next
-        kept &= ~np.concatenate([block.deletes for block in blocks])
-        kept &= np.isin(np.concatenate([block.partitions for block in blocks]),
-                        np.fromiter(active, dtype=np.int64, count=len(active)))
-        # Only the entries kept, a block at a time (each read block let go as its entries
-        # are copied): the changelogs hold every version written (order states, the
-        # early warnings' metas at every batch), ~2.5 times what is kept.
-        compacted, at = [], 0
-        for b, block in enumerate(blocks):
-            rows = np.flatnonzero(kept[at:at + len(block)])
-            at += len(block)
-            blocks[b] = None
-            if len(rows):
-                compacted.append(block if len(rows) == len(block) else block.keeping(rows))
-        blocks.clear()
+        compacted = latest_records(blocks, active)
         return cls(compacted, np.ones(sum(map(len, compacted)), dtype=bool))
 
     def __len__(self) -> int:

@@ -123,19 +123,21 @@ def test_the_latest_record_of_each_key_is_its_entry_once_recovery_completes():
     assert not table.data.data and not table._read
 
 
-@pytest.mark.parametrize("mapped_from", [1 << 16, 1])
-def test_keys_are_told_apart_by_their_bytes_whatever_their_lengths(mapped_from, monkeypatch):
+@pytest.mark.parametrize("mapped_from,compact_from", [(1 << 16, 1_000_000), (1, 500)])
+def test_keys_are_told_apart_by_their_bytes_whatever_their_lengths(mapped_from, compact_from, monkeypatch):
     """Many keys of the same lengths, in many blocks, each written a few times: the
     latest of each is its entry (a key is known by its length and two hashes); the
-    blocks' values in memory of their own or not."""
+    blocks' values in memory of their own or not; what was read compacted to the
+    latest of each key as it grows, or only once complete."""
     monkeypatch.setattr(bulk_restore, "MAPPED_FROM", mapped_from)
+    monkeypatch.setattr(bulk_restore, "COMPACT_FROM", compact_from)
     app = faust.App("bulk-test", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
     table = _table(app, "orders", "raw")
     topic = table.changelog_topic.get_topic_name()
     rnd = random.Random(3)
     keys = sorted({"".join(rnd.choice("ab值") for _ in range(rnd.randrange(1, 9))) for _ in range(3000)})
     latest: dict[str, bytes | None] = {}
-    offset = 0
+    offset, most = 0, 0
     for _ in range(40):
         chunk = []
         for key in rnd.sample(keys, 200):
@@ -144,6 +146,8 @@ def test_keys_are_told_apart_by_their_bytes_whatever_their_lengths(mapped_from, 
             latest[key] = value
             offset += 1
         table.apply_records(chunk)
+        most = max(most, table._records_read)
+    assert most == offset if compact_from > offset else most < 2 * len(keys) + 200
     asyncio.run(table.on_recovery_completed({TP(topic, 0)}, set()))
     assert {key: value for key, value, _ in table.recovered[0].entries()} == {
         key: value for key, value in latest.items() if value is not None}
