@@ -276,18 +276,17 @@ class Recovered:
 
     __slots__ = ("blocks", "firsts", "partitions", "kept")
 
-    def __init__(self, blocks: list[_Block | None], kept: np.ndarray):
+    def __init__(self, blocks: list[_Block | None]):
         self.blocks = blocks  # None once consumed
         self.firsts = np.cumsum([0] + [len(block) for block in blocks[:-1]], dtype=np.int64)
         self.partitions = np.concatenate([block.partitions for block in blocks]) if blocks else np.empty(0, np.int32)
-        self.kept = kept  # the records that are entries
+        self.kept = np.ones(len(self.partitions), dtype=bool)  # False: left out by `keep_only`
 
     @classmethod
     def latest(cls, blocks: list[_Block], active: set[int]) -> "Recovered":
         """The latest record of each key among `blocks` (read in this order) is its
         entry, if it does not delete it and its partition is in `active`."""
-        compacted = latest_records(blocks, active)
-        return cls(compacted, np.ones(sum(map(len, compacted)), dtype=bool))
+        return cls(latest_records(blocks, active))
 
     def __len__(self) -> int:
         return int(self.kept.sum())
