@@ -19,11 +19,11 @@ keeps the groups of the partitions held throughout as they are (`keep_held`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from sys import intern
 from typing import Any, Callable, Iterable
 
 from supplymon.core.alerts import warning_alert_row
 from supplymon.core.due import DueIndex
+from supplymon.core.ids import share
 from supplymon.core.signals import ORDERED_AT
 from supplymon.core.warnings import DeliveryRateMonitor, ManufacturerWatch
 from supplymon.settings import Rules
@@ -87,7 +87,7 @@ class EarlyWarnings:
                 continue
             rebuilt.add(group)
             if item.startswith("o:"):  # an order's id shared by its two records, as `_apply` shares it
-                self._group(group).upsert(intern(item[2:]), value)
+                self._group(group).upsert(share(item[2:]), value)
             else:
                 metas.append((group, item, value))
         for group, item, value in metas:  # after the records: a meta sets `now` and the episodes
@@ -160,7 +160,7 @@ class EarlyWarnings:
             if isinstance(watch, ManufacturerWatch):  # in time order: a subject's rows are appended
                 items = sorted(items, key=_placed)
             for order_id, record in items:
-                order_id = intern(order_id)  # shared by the order's two records (their texts are codes)
+                order_id = share(order_id)  # shared by the order's two records (their texts are codes)
                 if upsert(order_id, record):
                     writes[f"{group}|o:{order_id}"] = record
                     changed = True

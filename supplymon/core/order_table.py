@@ -32,10 +32,10 @@ for snapshots. An order not yet placed (events held before it) is not a row.
 from __future__ import annotations
 
 import hashlib
-from sys import intern
 
 import numpy as np
 
+from supplymon.core.ids import share
 from supplymon.core.lifecycle import ORDER_FIELDS
 
 NULL = np.iinfo(np.int64).min  # an absent time or quantity
@@ -184,9 +184,8 @@ class OrderTable:
             self._grow(self.size + fresh)
             out[reuse:] = np.arange(self.size, self.size + fresh)
             self.size += fresh
-        # Interned: the early warnings intern the ids of their records (an order's two
-        # records share one), and so find these; a worker keeps one string per order.
-        order_ids = list(map(intern, order_ids))
+        # shared with the early warnings' records of the same orders (core/ids.py)
+        order_ids = list(map(share, order_ids))
         rows = self.rows
         for order_id, row in zip(order_ids, out.tolist()):
             rows[order_id] = row
