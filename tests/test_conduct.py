@@ -236,7 +236,7 @@ def test_a_restore_that_knows_the_conduct_clock_first_queues_only_what_is_ahead_
     ahead of the restored `now` were checked already (`load("now")` drops them). Told
     the clock before the records, the conduct never queues them: the same queues,
     without a million tuples at once in a big restore."""
-    def restored(clock_first: bool) -> ManufacturerConduct:
+    def restored(clock_first: bool) -> tuple[int, ManufacturerConduct]:
         conduct = ManufacturerConduct(Rules(), "M1")
         if clock_first:
             conduct.applied_until = T0 + 5 * D

@@ -2,13 +2,17 @@
 a tick goes to every input partition, unless every partition would refuse it."""
 from __future__ import annotations
 
+import random
+
 import orjson
 from aiokafka.partitioner import murmur2
 from hypothesis import given, settings as hsettings, strategies as st
 
+from schemas.fast_events import decode_columns
 from supplymon.direct import Router
 from supplymon.publish import key_partitions, route
 from supplymon.settings import Settings
+from tests.test_columnar_flow import hostile_lines
 
 SETTINGS = Settings.from_env({})
 TOPICS = SETTINGS.topics
@@ -42,17 +46,11 @@ def test_a_tick_from_the_future_is_sent_once_unless_the_future_is_allowed():
     assert len(list(Router(allowed).records(future, NOW_MS))) == len(TOPICS.inputs) * allowed.partitions
 
 
-
 def test_the_direct_replay_routes_a_batch_as_it_routes_each_line_and_decodes_it_once():
     """`Router.batch` (the direct replay: each line decoded once, routed from the
     decoded fields) makes the records `Router.records` makes line by line, and the
     items the intake would decode from them, over hostile lines too: ticks, bad
     times, unknown fields, bad JSON, a line over the size limit, blank lines."""
-    import random
-
-    from schemas.fast_events import decode_columns
-    from tests.test_columnar_flow import hostile_lines
-
     settings = Settings.from_env({"SUPPLYMON_PARTITIONS": "3"})
     lines = hostile_lines(random.Random(7), 40) + [
         line(), line(ts="2026-03-01 09:00"), line(ts="2099-01-01T00:00:00+08:00"), b"", b"   ",
