@@ -33,6 +33,8 @@ import numpy as np
 from faust.serializers import codecs
 from faust.types.tuples import ConsumerMessage
 
+from supplymon.core.byte_keys import equal_length_keys
+
 
 class BulkMessage(ConsumerMessage):
     """One changelog partition's records of a fetch, as one Faust message."""
@@ -173,21 +175,16 @@ class _Block:
     def identities(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each record's key as (its length, two independent 64-bit hashes of its bytes),
         computed on numpy over the keys of each length as one matrix."""
-        lengths = np.diff(self.key_ends, prepend=0)
         first = np.empty(len(self), dtype=np.uint64)
         second = np.empty(len(self), dtype=np.uint64)
-        starts = self.key_ends - lengths
-        data = np.frombuffer(self.keys, dtype=np.uint8)
-        for length in np.unique(lengths).tolist():
-            rows = np.flatnonzero(lengths == length)
-            chars = data[starts[rows][:, None] + np.arange(length)[None, :]].astype(np.uint64)
+        for _, rows, chars in equal_length_keys(self.keys, self.key_ends):
             fnv = np.full(len(rows), _FNV_OFFSET, dtype=np.uint64)  # FNV-1a
             poly = np.zeros(len(rows), dtype=np.uint64)  # a polynomial over the bytes, another odd multiplier
-            for column in chars.T:
+            for column in chars.T.astype(np.uint64):
                 fnv = (fnv ^ column) * _FNV_PRIME
                 poly = (poly + column + np.uint64(1)) * _POLY
             first[rows], second[rows] = fnv, poly
-        return lengths, first, second
+        return np.diff(self.key_ends, prepend=0), first, second
 
 
 _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -32,6 +31,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from schemas.events import Invalid, validate_doc
 from schemas.limits import MAX_TS_MS, MIN_TS_MS
+from supplymon.core.byte_keys import equal_length_keys
 from supplymon.core.intake import TOO_LARGE_HEADER, truncated
 from supplymon.settings import Settings, Topics
 
@@ -135,12 +135,9 @@ def key_partitions(keys: Sequence[bytes], partitions: int) -> np.ndarray:
     `murmur2`, the Java client's) on numpy's wrapping uint32 arithmetic, over the
     keys of each length as one matrix of their bytes."""
     out = np.empty(len(keys), dtype=np.int64)
-    by_length: dict[int, list[int]] = defaultdict(list)
-    for i, key in enumerate(keys):
-        by_length[len(key)].append(i)
+    ends = np.cumsum(np.fromiter(map(len, keys), dtype=np.int64, count=len(keys)))
     m = _MURMUR_M
-    for length, at in by_length.items():
-        data = np.frombuffer(b"".join([keys[i] for i in at]), dtype=np.uint8).reshape(len(at), length)
+    for length, at, data in equal_length_keys(b"".join(keys), ends):
         h = np.full(len(at), (0x9747B28C ^ length) & 0xFFFFFFFF, dtype=np.uint32)
         whole = length // 4
         words = np.ascontiguousarray(data[:, :whole * 4]).view("<u4").astype(np.uint32)
