@@ -116,7 +116,7 @@ def _reassigned() -> None:
     # Each state belongs to the input partition of the changelog partition it was read from.
     count = flow.restore(assigned, order_changelog.items(consume=True), keep_held=True)
     order_changelog.clear()  # now in the flow
-    release_heap()  # what the store held, given back
+    release_heap()  # the rebuild's temporaries, given back
     metrics.open_orders.set(len(flow))
     log.info("%d order states read back; %d open orders held", count, len(flow))
 

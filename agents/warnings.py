@@ -77,7 +77,7 @@ async def process(events: list[EventT]) -> None:
         entries = ((key, value) for key, value, _ in warning_changelog.items(consume=True))
         warnings.restore(entries, partitions, _sources(), keep_held=True, clocks=clocks)
         warning_changelog.clear()  # now in the monitors
-        release_heap()  # what the store held, given back
+        release_heap()  # the rebuild's temporaries, given back
         log.info("early warnings rebuilt: %d groups", len(warnings.groups))
     events = await in_sequence(continuity, events)
     try:

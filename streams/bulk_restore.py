@@ -299,21 +299,22 @@ class Recovered:
         a time (its offsets made Python ints at once: all at once, they were ~200 MB of
         temporaries at the peak of a rebuild of 2,000,000 entries). `consume`: each
         block is let go once read (a second read raises)."""
-        for b, block in enumerate(self.blocks):
-            if block is None:
-                raise ValueError("these entries were read and let go already")
-            first = int(self.firsts[b])
+        for b, first, block in self._blocks():
             yield from block.entries(np.flatnonzero(self.kept[first:first + len(block)]))
             if consume:
                 self.blocks[b] = None
 
-    def ending_with(self, suffix: str) -> Iterator[tuple[str, bytes, int]]:
-        """(key, value bytes, partition) of each entry whose key ends with `suffix` (a
-        few among millions: read before the rest, see `EarlyWarnings.restore`)."""
+    def _blocks(self) -> Iterator[tuple[int, int, _Block]]:
+        """(index, its first record's number, block) of each block, none consumed yet."""
         for b, block in enumerate(self.blocks):
             if block is None:
                 raise ValueError("these entries were read and let go already")
-            first = int(self.firsts[b])
+            yield b, int(self.firsts[b]), block
+
+    def ending_with(self, suffix: str) -> Iterator[tuple[str, bytes, int]]:
+        """(key, value bytes, partition) of each entry whose key ends with `suffix` (a
+        few among millions: read before the rest, see `EarlyWarnings.restore`)."""
+        for _, first, block in self._blocks():
             for i in block.ending_with(suffix.encode()):
                 if self.kept[first + i]:
                     yield block.key(i), block.value(i), int(block.partitions[i])

@@ -116,38 +116,40 @@ class BatchedChangelog:
     def items_ending_with(self, suffix: str) -> Iterator[tuple[str, Any]]:
         """The entries `items()` gives whose key ends with `suffix`, decoded, found
         without reading the others (for what a rebuild needs before the rest)."""
-        recovered, written = self._recovered(), self._written
-        seen: set[str] = set()
-        for taken in reversed(recovered):
-            for key, value, _ in taken.ending_with(suffix):
-                if key not in written and key not in seen:
-                    seen.add(key)
-                    yield key, self.table.value_loads(value)
+        loads = self.table.value_loads if self._recovered() else None  # (a plain table has none)
+        for key, value, _ in self._read_back(lambda taken: taken.ending_with(suffix)):
+            yield key, loads(value)
         store = self.table.data
         for key in [key for key in store.keys() if key.endswith(suffix)]:
             yield key, store[key]
 
     def items(self, consume: bool = False) -> Iterator[tuple[str, Any, int]]:
-        """The entries recovery read back (streams/bulk_restore.py; decoded here, the
-        latest recovery's first, a key once, none written since: theirs is stale) and
-        the store's, each with its changelog partition (`partition`). `consume`: what
-        recovery read back is let go as it is read (to read once, then `clear()`: an
-        owner rebuilding its state does not hold the whole of it beside the state)."""
+        """The entries recovery read back (streams/bulk_restore.py, decoded here; see
+        `_read_back`) and the store's, each with its changelog partition (`partition`).
+        `consume`: what recovery read back is let go as it is read (to read once, then
+        `clear()`: an owner rebuilding its state does not hold the whole of it beside
+        the state)."""
+        loads = self.table.value_loads if self._recovered() else None  # (a plain table has none)
+        for key, value, partition in self._read_back(lambda taken: taken.entries(consume)):
+            yield key, loads(value), partition
+        store = self.table.data
+        for key in list(store.keys()):
+            yield key, store[key], self.partition(key)
+
+    def _read_back(self, read: Callable[[Any], Iterator[tuple[str, bytes, int]]]) -> Iterator[tuple[str, bytes, int]]:
+        """What `read` gives of each recovery's entries (key, value bytes, partition):
+        the latest recovery's first, a key once, none written since (theirs is stale)."""
         recovered, written = self._recovered(), self._written
         seen: set[str] | None = set() if len(recovered) > 1 else None
-        loads = self.table.value_loads if recovered else None
         for taken in reversed(recovered):
-            for key, value, partition in taken.entries(consume):
+            for key, value, partition in read(taken):
                 if key in written:
                     continue
                 if seen is not None:
                     if key in seen:
                         continue
                     seen.add(key)
-                yield key, loads(value), partition
-        store = self.table.data
-        for key in list(store.keys()):
-            yield key, store[key], self.partition(key)
+                yield key, value, partition
 
     def clear(self) -> int:
         """Empty the store and what recovery read back (its owner holds the state, see
@@ -180,11 +182,11 @@ class BatchedChangelog:
         if not changes:
             return
         if hold and hasattr(self.table, "recovered"):
-            raise ValueError("a bulk-restored table's store holds only what recovery reads (its values' bytes, "
-                             "moved out once it completes): write its changes with hold=False")
+            raise ValueError("a bulk-restored table's store holds nothing (what recovery reads is kept apart, "
+                             "streams/bulk_restore.py): write its changes with hold=False")
         store = self.table.data
-        # Not held: a key is taken out of the store only if the store has any (what
-        # recovery read back and the owner has not taken yet): mostly it is empty.
+        # Not held: a key is taken out of the store only if the store has any (a plain
+        # table's recovery fills it; a bulk-restored table's is always empty).
         forget = hold or len(store) > 0
         if self._recovered():
             self._written.update(changes)
