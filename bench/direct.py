@@ -53,7 +53,7 @@ def stage_times(lines: list[bytes], partitions: int) -> dict[str, float]:
     from supplymon.gcpolicy import batch_pace
 
     settings = replace(Settings.from_env({}), partitions=partitions, allow_future=True)
-    replay = DirectReplay(settings, None, Progress(io.StringIO()))
+    replay = DirectReplay(settings, None, Progress(io.StringIO()))  # the early warnings in this process
     spent = {"flow": 0.0, "signals": 0.0, "early warnings": 0.0}
     with batch_pace():
         for batch in replay.file_batches(lines):
@@ -62,7 +62,8 @@ def stage_times(lines: list[bytes], partitions: int) -> dict[str, float]:
             flowed = time.process_time()
             signals = pack(out.signals, out.marks, replay.group_partition, partitions)
             packed = time.process_time()
-            replay.warnings.process(signals)
+            replay.warnings.send(signals)  # in this process: evaluated here
+            replay.warnings.receive()
             done = time.process_time()
             spent["flow"] += flowed - started
             spent["signals"] += packed - flowed

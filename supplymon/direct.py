@@ -6,7 +6,9 @@ by murmur2, a tick to every partition of every input topic, a line over the size
 limit as its truncated copy; supplymon/publish.py), numbered per partition as
 offsets, and fed in batches of tens of thousands to the same dataflow the worker
 runs (supplymon/core/flow.py) and then to the same early-warning evaluation
-(supplymon/core/early_warnings.py), driven by the batch's signals and marks. So
+(supplymon/core/early_warnings.py), driven by the batch's signals and marks, in a
+process of their own that evaluates a batch while the flow computes the next
+(supplymon/warnings_process.py). So
 stream time, deadlines, windows and early warnings move as they do through
 Kafka. The rows go to the same store through the same sink (agents/sink.py),
 written behind while the next batch is computed.
@@ -31,9 +33,9 @@ from typing import Iterable, Iterator, NamedTuple
 
 from agents.sink import ClickHouseSink, WriteBehind
 from schemas.fast_events import KIND_OF, ArrivalLine, Decoded, OrderLine, ResponseLine, ShipmentLine, decode_columns
-from supplymon.core.early_warnings import EarlyWarnings
 from supplymon.core.columnar_flow import OrderFlow
 from supplymon.core.flow import BatchOutput, Partition, Record
+from supplymon.core.rows import Rows
 from supplymon.core.intake import REBUILT_HEADER, TOO_LARGE_HEADER, truncated
 from supplymon.core.signals import pack
 from supplymon.gcpolicy import arrow_on_the_heap, batch_pace, release_free_heap
@@ -42,6 +44,7 @@ from supplymon.replay import summary
 from supplymon.runner import RunError, prepare_data_dir
 from supplymon.settings import Settings
 from supplymon.store import Store
+from supplymon.warnings_process import GroupPartitions, LocalWarnings, WarningsProcess
 
 # Events a batch: large enough that the store's fixed cost per insert (~10 ms) is
 # small per row, small enough that the write behind overlaps the next batch.
@@ -183,7 +186,8 @@ class Progress:
 class DirectReplay:
     """The flow and the early warnings over every input partition, fed from lines."""
 
-    def __init__(self, settings: Settings, sink: ClickHouseSink, progress: Progress, batch: int = BATCH):
+    def __init__(self, settings: Settings, sink: ClickHouseSink, progress: Progress, batch: int = BATCH,
+                 warnings_apart: bool = False):
         self.settings = settings
         self.batch = batch
         self.progress = progress
@@ -193,18 +197,14 @@ class DirectReplay:
         self.flow = OrderFlow.from_settings(settings, trust_rebuilt=True, snapshots=False)
         self.inputs = [Partition(topic, p) for topic in settings.topics.inputs for p in range(settings.partitions)]
         self.flow.restore(self.inputs, ())
-        self._group_partitions: dict[str, int] = {}
-        self.warnings = EarlyWarnings(settings.rules, self.group_partition)
-        self.warnings.restore((), range(settings.partitions), (f"{tp.topic}:{tp.partition}" for tp in self.inputs))
+        self.group_partition = GroupPartitions(settings.partitions)
+        # the early warnings over every signals partition, fed every input partition's
+        # marks; `warnings_apart`: in a process of their own (close() stops it)
+        sources = [f"{tp.topic}:{tp.partition}" for tp in self.inputs]
+        self.warnings = (WarningsProcess if warnings_apart else LocalWarnings)(
+            settings.rules, settings.partitions, sources)
         self.sink = sink
         self.write_behind: WriteBehind | None = None  # made by run(): step() needs no store
-
-    def group_partition(self, group: str) -> int:
-        """The signals partition of a group (streams/app.py's, without the Faust app)."""
-        partition = self._group_partitions.get(group)
-        if partition is None:  # murmur2 is pure Python: once per group
-            partition = self._group_partitions[group] = key_partition(group.encode(), self.settings.partitions)
-        return partition
 
     async def _finished(self, lines: list[int], insert_started: float, insert_ended: float) -> None:
         """The batches of one insert are stored (each given as its count of lines)."""
@@ -236,23 +236,56 @@ class DirectReplay:
             yield LineBatch(len(batch), batch, now_ms)
 
     async def feed(self, batches: Iterable[LineBatch]) -> None:
-        for batch in batches:
+        """`step` for each batch, the early warnings of one batch evaluated (in their
+        own process: supplymon/warnings_process.py) while the flow computes the next.
+        A batch is stored once its alerts are in; a damaged file's batches before the
+        damage are stored."""
+        held: tuple[LineBatch, Rows] | None = None  # flowed, its early warnings out
+        batches = iter(batches)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except RunError:  # a damaged file: what came before is stored
+                if held is not None:
+                    await self._store(*held)
+                raise
             self.progress.lines += batch.lines
-            await self.write_behind.submit(batch.lines, self.step(batch), len(batch.records))
-            await asyncio.sleep(0)  # let the write behind start storing this batch
+            rows, signals = self.flowed(batch)
+            if held is not None:
+                await self._store(*held)
+            self.warnings.send(signals)
+            held = (batch, rows)
+        if held is not None:
+            await self._store(*held)
+
+    async def _store(self, batch: LineBatch, rows: Rows) -> None:
+        """A batch's rows with its alerts, to the write behind."""
+        await self.write_behind.submit(batch.lines, self.warned(rows), len(batch.records))
+        await asyncio.sleep(0)  # let the write behind start storing this batch
 
     def flow_step(self, batch: LineBatch) -> BatchOutput:
         """One batch through the flow (which holds every order state of the replay)."""
         return self.flow.process(batch.records, self.inputs, _held_by_flow, batch.now_ms, batch.decoded)
 
-    def step(self, batch: LineBatch):
-        """One batch through the flow, then its signals and marks through the early warnings."""
+    def flowed(self, batch: LineBatch) -> tuple[Rows, list]:
+        """A batch's rows from the flow, and its signals and marks for the early warnings."""
         out = self.flow_step(batch)
-        signals = pack(out.signals, out.marks, self.group_partition, self.settings.partitions)
-        for alert in self.warnings.process(signals).alerts:
-            out.rows.add("alerts", alert)
         release_free_heap(len(batch.records))
-        return out.rows
+        return out.rows, pack(out.signals, out.marks, self.group_partition, self.settings.partitions)
+
+    def warned(self, rows: Rows) -> Rows:
+        """A batch's rows with the alerts of its early warnings (sent last)."""
+        for alert in self.warnings.receive():
+            rows.add("alerts", alert)
+        return rows
+
+    def step(self, batch: LineBatch) -> Rows:
+        """One batch through the flow, then its signals and marks through the early warnings."""
+        rows, signals = self.flowed(batch)
+        self.warnings.send(signals)
+        return self.warned(rows)
 
     async def run(self, lines: Iterable[bytes], stored: list[Record]) -> None:
         self.write_behind = WriteBehind(self.sink, self._finished, max_pending=self.batch * 2)
@@ -304,7 +337,11 @@ async def _replay(settings: Settings, lines: Iterable[bytes], batch: int, progre
         await sink.open()
         # Read whole before the replay writes, on the store's thread (one user at a time).
         stored = await sink.on_store(stored_records)
-        await DirectReplay(settings, sink, progress, batch).run(lines, stored)
+        replay = DirectReplay(settings, sink, progress, batch, warnings_apart=True)
+        try:
+            await replay.run(lines, stored)
+        finally:
+            replay.warnings.close()
         return await sink.on_store(lambda store: summary(_StoreQueries(store)))
     finally:
         await sink.close()

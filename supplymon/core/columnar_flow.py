@@ -706,7 +706,7 @@ class ColumnarOrderFlow:
         self._alerts(out, rows, fact_columns)
         if out.watermark is not None:
             self.windows.advance(out.watermark)
-        out.rows.by_table["window_parts"].extend(self.windows.take_dirty_rows())
+        out.rows.add_columns("window_parts", Columns(self.windows.take_dirty_columns()))
 
     def _alerts(self, out: BatchOutput, rows: np.ndarray, facts: Columns) -> None:
         """Alerts new or different since last emitted (as `OrderLifecycle.changed_alerts`)."""
