@@ -43,7 +43,7 @@ from schemas.events import Invalid
 from schemas.fast_events import KIND_OF, ArrivalLine, Decoded, ResponseLine, as_line
 from schemas.limits import UINT16_MAX, UINT32_MAX
 from supplymon.core import jsonbytes
-from supplymon.core.alerts import order_alert_row
+from supplymon.core.alerts import ALERT_FACT_FIELDS, order_alert_row
 from supplymon.core.due import DueIndex
 from supplymon.core.flow import (BatchOutput, Lookup, Partition, Record, ReferenceOrderFlow, _Batch, _raw_row,
                                   keep_input_partition)
@@ -644,7 +644,7 @@ class ColumnarOrderFlow:
         version = t.n[rows].astype(np.int64) * 8 + passed
         hours = (resp_ts - at) / HOUR_MS
         window = {name: names[t.col[name][rows]].tolist() for name in ("distributor_id", "product_id", "region_code")}
-        window["decision"] = _present(_DECISION_NAMES[t.resp_dec[rows]], answered)
+        window["decision"] = np.where(answered, _DECISION_NAMES[t.resp_dec[rows]], None)  # None: not answered
         window.update({
             "ordered_at": at, "responded_at": np.where(answered, resp_ts, np.nan),
             "on_time": np.where(on_time != -1, on_time, np.nan), "arrivals": t.arrs[rows],
@@ -660,7 +660,7 @@ class ColumnarOrderFlow:
             "quantity": t.quantity[rows].tolist(), "unit_price": t.unit_price[rows].tolist(),
             "order_id": t.oid[rows].tolist(), "ordered_at": at.tolist(),
             "responded_at": _present(resp_ts, answered),
-            "decision": window["decision"],
+            "decision": window["decision"].tolist(),
             "confirmed_quantity": _present(t.resp_conf[rows], answered),
             "reject_reason": _present(names[t.resp_reason[rows]], answered),
             "first_shipped_at": _present(ship, ship != NULL),
@@ -729,8 +729,11 @@ class ColumnarOrderFlow:
         if not len(which):
             return
         names = t.names.names
+        data = facts.data
+        fields = [(name, data[name]) for name in ALERT_FACT_FIELDS]
+        versions = data["version"]
         for i in which.tolist():
-            row, fact = int(rows[i]), facts.row(i)
+            row, fact = int(rows[i]), {name: values[i] for name, values in fields}
             for k in np.flatnonzero(differs[i]).tolist():
                 kind = ALERT_KINDS[k]
                 up, down = int(raised[i, k]), int(resolved[i, k])
@@ -739,7 +742,7 @@ class ColumnarOrderFlow:
                 if kind == "confirmation_late":
                     alert["institution_id"] = names[t.lc_inst[row]]
                     alert["hours"] = round((up - int(t.lc_recv[row])) / HOUR_MS, 2)
-                alert_row = order_alert_row(alert, fact, fact["version"])
+                alert_row = order_alert_row(alert, fact, versions[i])
                 out.rows.add("alerts", alert_row)
                 out.alerts.append(alert_row)
                 t.set_mark(row, k, up, None if down == NULL else down)

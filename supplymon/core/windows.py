@@ -103,6 +103,8 @@ def _nullable(column, dtype) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _equals(column, value: str) -> np.ndarray:
+    if isinstance(column, np.ndarray):  # of objects (None: null)
+        return column == value
     array = column if isinstance(column, (pa.Array, pa.ChunkedArray)) else pa.array(column, from_pandas=True)
     if array.type == pa.null():
         return np.zeros(len(array), dtype=bool)
