@@ -37,7 +37,7 @@ from agents.progress import mark_sent, mark_stored_offsets
 from agents.sequence import follow
 from agents.sink import ClickHouseSink, WriteBehind
 from schemas.events import Invalid
-from streams.app import (alerts_topic, app, batch_intake, changelog_producer, deadletter_topic, group_partition,
+from streams.app import (app, batch_intake, batch_producer, deadletter_topic, group_partition, send_alerts,
                          input_batches, order_changelog, settings, signals_topic)
 from streams.align import Aligner
 from streams.batches import FetchedBatch, next_offsets
@@ -264,11 +264,13 @@ async def announce(batches: list[Batch], insert_started: float, insert_ended: fl
     for batch in batches:
         out, clock = batch.out, batch.clock
         clock.insert_started, clock.insert_ended = insert_started, insert_ended
+        stored = []
         for alert in out.alerts:
             if (alert["alert_id"], alert["version"]) in _refused_alerts:
                 log.warning("alert %s not sent: the store refused its row (see the dead letters)", alert["alert_id"])
                 continue
-            batch.deliveries.append(await alerts_topic.send(key=alert["alert_id"], value=alert))
+            stored.append(alert)
+        batch.deliveries += await send_alerts(stored)
         clock.alerted = time.perf_counter()
         for key, value, headers in out.dead:
             batch.deliveries.append(await deadletter_topic.send(key=key, value=value, headers=headers))
@@ -333,10 +335,10 @@ diagnostics.add_state("order lifecycle agent", _shell_state)
 @app.agent(input_batches, supervisor_strategy=CrashingSupervisor)
 async def order_lifecycle(stream):
     await sink.open()
-    changelog_producer.acquire()
+    batch_producer.acquire()
     try:
         async for fetched in batch_intake.batches(stream):
             await process(fetched)
     finally:
         await write_behind.close()
-        await changelog_producer.release()
+        await batch_producer.release()

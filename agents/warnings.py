@@ -28,7 +28,7 @@ from agents.lifecycle import send_refused, sink
 from agents.progress import mark_stored
 from agents.sequence import in_sequence, withhold_acks
 from agents.sink import Rows
-from streams.app import (alerts_topic, app, changelog_producer, group_partition, settings, signals_topic,
+from streams.app import (app, batch_producer, group_partition, send_alerts, settings, signals_topic,
                          warning_changelog)
 from streams.continuity import OffsetContinuity
 from supplymon import metrics
@@ -104,11 +104,9 @@ async def _evaluate(events: list[EventT]) -> None:
     refused = await sink.write(rows)
     await send_refused(refused)
     not_stored = refused_alerts(refused)  # not announced: the table does not hold them
-    deliveries = []
-    for alert in outcome.alerts:
-        if (alert["alert_id"], alert["version"]) in not_stored:
-            continue
-        deliveries.append(await alerts_topic.send(key=alert["alert_id"], value=alert))
+    stored = [alert for alert in outcome.alerts if (alert["alert_id"], alert["version"]) not in not_stored]
+    deliveries = await send_alerts(stored)
+    for alert in stored:
         if alert["resolved_at"] is None:
             metrics.alerts_raised.labels(alert["kind"]).inc()
     # the alerts delivered, and the changes in the changelog, before the batch is marked stored
@@ -119,9 +117,9 @@ async def _evaluate(events: list[EventT]) -> None:
 @app.agent(signals_topic, supervisor_strategy=CrashingSupervisor)  # see agents/lifecycle.py
 async def early_warnings(stream):
     await sink.open()
-    changelog_producer.acquire()
+    batch_producer.acquire()
     try:
         async for events in stream.take_events(settings.batch_size, within=settings.signals_batch_seconds):
             await process(events)
     finally:
-        await changelog_producer.release()
+        await batch_producer.release()

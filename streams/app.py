@@ -5,11 +5,13 @@ address (for the embedded broker, once it has started) before importing this.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 
 import streams.codecs  # noqa: F401  (registers the str and orjson codecs)
 from streams.bulk_restore import BulkRestoredTable
-from streams.changelog import BatchedChangelog, ChangelogProducer
+from streams.changelog import BatchedChangelog
+from streams.producer import BatchProducer, send_keyed
 from streams.batches import BatchIntake
 from streams.web_security import App, middlewares
 from supplymon.core import jsonbytes
@@ -144,6 +146,14 @@ warning_state.value_serializer = "orjson"
 app.tables.add(warning_state)
 
 # Both tables' changes are written a batch at a time (see streams/changelog.py).
-changelog_producer = ChangelogProducer(settings)
-order_changelog = BatchedChangelog(order_state, changelog_producer, key_partition, bytes)
-warning_changelog = BatchedChangelog(warning_state, changelog_producer, warning_state.partition_for_key, jsonbytes.dumps)
+batch_producer = BatchProducer(settings)
+order_changelog = BatchedChangelog(order_state, batch_producer, key_partition, bytes)
+warning_changelog = BatchedChangelog(warning_state, batch_producer, warning_state.partition_for_key, jsonbytes.dumps)
+
+
+async def send_alerts(alerts: list[dict]) -> list[asyncio.Future]:
+    """Alert rows to the alerts topic (keyed by alert_id, as its codecs would write
+    them) a batch at a time through the worker's own producer, past Faust's
+    per-message path (streams/producer.py); the deliveries to await."""
+    return await send_keyed(await batch_producer.get(), alerts_topic.get_topic_name(),
+                            [(alert["alert_id"].encode(), jsonbytes.dumps(alert)) for alert in alerts])

@@ -4,78 +4,34 @@ Faust writes one changelog message per table update through its producer buffer:
 a future, callbacks, sensors and a producer call per message, about a quarter of
 the worker's time at one update per event. `BatchedChangelog.write(changes)`
 applies a batch's changes to the table's store and produces them with aiokafka's
-batch API, a request or so per changelog partition, and returns once they are
-delivered. The messages are what Faust itself would write (same topic, partition,
+batch API (streams/producer.py), a request or so per changelog partition, and
+returns once they are delivered. The messages are what Faust itself would write (same topic, partition,
 key and value codecs, `None` for a delete), so Faust's recovery reads them as
 usual; the store's persisted offsets (RocksDB) are kept as Faust keeps them.
 
-The embedded broker reports a partition's end offset (ListOffsets, which Faust's
-recovery reads as the changelog's highwater) as the base offset of its last record
-batch + 1: a multi-record last batch would hide all but its first record from
-recovery. So the last change of each partition goes in a batch of its own: the
-end offset is then right on the embedded broker, and nothing changes on Kafka.
+The last change of each partition goes in a record batch of its own: the embedded
+broker's end offset of a partition, which Faust's recovery reads as the changelog's
+highwater, would otherwise hide the rest of a multi-record last batch
+(streams/producer.py).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import defaultdict
 from typing import Any, Callable, Iterator, Mapping
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faust.types import TP
 
+from streams.producer import BatchProducer, send_batches
 from supplymon import metrics
-from supplymon.publish import bootstrap_servers
 from supplymon.retry import retry_until_done
-from supplymon.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class ChangelogProducer:
-    """One aiokafka producer for the worker's changelogs, started on first use and
-    stopped when the last agent using it lets it go (`acquire()` / `release()`)."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self._producer: AIOKafkaProducer | None = None
-        self._starting: asyncio.Lock | None = None
-        self._users = 0
-
-    def acquire(self) -> None:
-        self._users += 1
-
-    async def release(self) -> None:
-        self._users -= 1
-        if self._users <= 0:
-            self._users = 0
-            await self.stop()
-
-    async def get(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            self._starting = self._starting or asyncio.Lock()
-            async with self._starting:
-                if self._producer is None:
-                    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(self.settings), acks="all",
-                                                max_batch_size=1 << 20, request_timeout_ms=30_000)
-                    try:
-                        await producer.start()
-                    except BaseException:
-                        await producer.stop()  # its connections, before the next try makes another
-                        raise
-                    self._producer = producer
-        return self._producer
-
-    async def stop(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            await producer.stop()
-
-
 class BatchedChangelog:
-    def __init__(self, table: Any, producer: ChangelogProducer, partition_of: Callable[[str], int],
+    def __init__(self, table: Any, producer: BatchProducer, partition_of: Callable[[str], int],
                  encode: Callable[[Any], bytes]):
         self.table = table
         self.producer = producer
@@ -226,24 +182,8 @@ class BatchedChangelog:
         store = self.table.data
         sent = []
         for partition, messages in by_partition.items():
-            for part in (messages[:-1], messages[-1:]):  # the last one alone (see above)
-                sent += await self._send(producer, topic, partition, part)
+            sent += [(partition, count, delivery)
+                     for count, delivery in await send_batches(producer, topic, partition, messages)]
         for partition, count, delivery in sent:
             metadata = await delivery
             store.set_persisted_offset(TP(topic, partition), metadata.offset + count - 1)
-
-
-    @staticmethod
-    async def _send(producer: AIOKafkaProducer, topic: str, partition: int,
-                    messages: list[tuple[bytes, bytes | None]]) -> list[tuple[int, int, asyncio.Future]]:
-        """Queue `messages` in as few batches as fit; (partition, count, delivery) per batch."""
-        sent, batch, count = [], producer.create_batch(), 0
-        for key, value in messages:
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send, start another
-                sent.append((partition, count, await producer.send_batch(batch, topic, partition=partition)))
-                batch, count = producer.create_batch(), 0
-                batch.append(key=key, value=value, timestamp=None)
-            count += 1
-        if count:
-            sent.append((partition, count, await producer.send_batch(batch, topic, partition=partition)))
-        return sent

@@ -22,7 +22,8 @@ from faust.types import TP
 import streams.codecs  # noqa: F401  (the str and orjson codecs)
 from streams import bulk_restore
 from streams.bulk_restore import BulkMessage, BulkRestoredTable, bulk_topics
-from streams.changelog import BatchedChangelog, ChangelogProducer
+from streams.changelog import BatchedChangelog
+from streams.producer import BatchProducer
 from supplymon.embedded import EmbeddedBroker
 from supplymon.publish import ensure_topics
 from supplymon.settings import Settings
@@ -164,7 +165,7 @@ def _recovered_table(entries: dict[str, tuple[int, object]], settings: Settings 
     for start in range(0, len(records), at_once):  # as recovery reads them: a fetch at a time
         table.apply_records(records[start:start + at_once])
     asyncio.run(table.on_recovery_completed({TP(TOPIC, 0), TP(TOPIC, 1)}, set()))
-    producer = ChangelogProducer(settings or Settings.from_env({}))
+    producer = BatchProducer(settings or Settings.from_env({}))
     return table, BatchedChangelog(table, producer, lambda key: 1, orjson.dumps)
 
 

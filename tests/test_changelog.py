@@ -10,7 +10,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
-from streams.changelog import BatchedChangelog, ChangelogProducer
+from streams.changelog import BatchedChangelog
+from streams.producer import BatchProducer
 from supplymon.embedded import EmbeddedBroker
 from supplymon.publish import ensure_topics
 from supplymon.settings import Settings
@@ -39,7 +40,7 @@ class Table:
 
 async def _write_and_read(url: str) -> tuple[Table, list, dict, dict]:
     settings = Settings.from_env({}).with_embedded_broker(url)
-    producer = ChangelogProducer(settings)
+    producer = BatchProducer(settings)
     table = Table()
     changelog = BatchedChangelog(table, producer, lambda key: int(key[1:]) % 4, orjson.dumps)
     try:
@@ -116,7 +117,7 @@ def test_a_write_waits_for_an_absent_broker_and_delivers_when_it_comes():
 
     async def write_while_the_broker_starts() -> Table:
         settings = Settings.from_env({}).with_embedded_broker(url)
-        producer, table = ChangelogProducer(settings), Table()
+        producer, table = BatchProducer(settings), Table()
         changelog = BatchedChangelog(table, producer, lambda key: int(key[1:]) % 4, orjson.dumps)
         write = asyncio.create_task(changelog.write({f"k{n}": {"v": n} for n in range(10)}))
         await asyncio.sleep(2.0)

@@ -97,23 +97,34 @@ class Intake:
         `decoded`: the messages' values as `decode_columns` gives them, one item per
         message, when the caller has decoded them already (the direct replay decodes
         each line once, to route it); the size and time checks are made here all the same."""
-        items: list = [self._oversized(raw, headers) for raw, headers in messages]
-        ts_ms, received_ms = [0] * len(items), [0] * len(items)
-        todo = [i for i, refused in enumerate(items) if refused is None]
-        if decoded is None:
-            decoded = decode_columns([messages[i][0] for i in todo])
+        limit, oversized = self.max_bytes, self._oversized
+        # (most messages: no header, a usual size; checked inline, no call each)
+        items: list = [None if not headers and (raw is None or len(raw) <= limit) else oversized(raw, headers)
+                       for raw, headers in messages]
+        if items.count(None) == len(items):  # none refused for its size: every message decoded, as given
+            if decoded is None:
+                decoded = decode_columns([raw for raw, _ in messages])
+            items, ts_ms, received_ms = list(decoded.items), decoded.ts_ms, decoded.received_ms
         else:
-            decoded = Decoded([decoded.items[i] for i in todo], [decoded.ts_ms[i] for i in todo],
-                              [decoded.received_ms[i] for i in todo])
-        for j, i in enumerate(todo):
-            item, ts = decoded.items[j], decoded.ts_ms[j]
-            items[i], ts_ms[i], received_ms[i] = item, ts, decoded.received_ms[j]
-            if isinstance(item, Invalid) or self.allow_future or ts - now_ms <= self.max_future_skew_ms:
-                continue
-            if self.trust_rebuilt and header(messages[i][1], REBUILT_HEADER) is not None:
-                continue
-            items[i] = future_timestamp(decoded.event(j), now_ms, self.max_future_skew_ms)
-        return Decoded(items, ts_ms, received_ms)
+            todo = [i for i, refused in enumerate(items) if refused is None]
+            ts_ms, received_ms = [0] * len(items), [0] * len(items)
+            if decoded is None:
+                decoded = decode_columns([messages[i][0] for i in todo])
+            else:
+                decoded = Decoded([decoded.items[i] for i in todo], [decoded.ts_ms[i] for i in todo],
+                                  [decoded.received_ms[i] for i in todo])
+            for j, i in enumerate(todo):
+                items[i], ts_ms[i], received_ms[i] = decoded.items[j], decoded.ts_ms[j], decoded.received_ms[j]
+        admitted = Decoded(items, ts_ms, received_ms)
+        if not self.allow_future:
+            bound = now_ms + self.max_future_skew_ms
+            for i in [i for i, ts in enumerate(ts_ms) if ts > bound]:
+                if isinstance(items[i], Invalid):
+                    continue
+                if self.trust_rebuilt and header(messages[i][1], REBUILT_HEADER) is not None:
+                    continue
+                items[i] = future_timestamp(admitted.event(i), now_ms, self.max_future_skew_ms)
+        return admitted
 
     def _oversized(self, raw: bytes | None, headers: Iterable | dict | None) -> Invalid | None:
         declared = header(headers, TOO_LARGE_HEADER)
