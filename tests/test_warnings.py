@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import orjson
+from hypothesis import given, settings, strategies as st
 
 from supplymon.core.alerts import warning_alert_row
 from supplymon.core.signals import supply_record
@@ -173,6 +174,41 @@ def test_a_shortage_names_the_manufacturers_other_distributors():
                                             rt=T0 + n * H + H, d="accepted" if dist != "D5" else "rejected", c=5))
     # Same product elsewhere first, then the same region, then anywhere; D5 rejected; D1 is short.
     assert watch.coverers("P1", "R1", T0 + 3 * DAY_MS, ["D1"]) == ["D3", "D2", "D4"]
+
+
+def _coverers_record_by_record(watch: ManufacturerWatch, product_id: str, region_code: str, t: int,
+                               exclude: list[str]) -> list[str]:
+    """`coverers` as it was written over the records one at a time (the reference)."""
+    from supplymon.core.signals import ANSWERED_AT, DECISION, DISTRIBUTOR, QUANTITY
+    exclude, score = set(exclude), {}
+    for (product, region), subject in watch.subjects.items():
+        rank = 0 if product == product_id and region != region_code else 1 if region == region_code else 2
+        for rec in subject._since(t - subject.memory, t):
+            dist = rec[DISTRIBUTOR]
+            if rec[ANSWERED_AT] is not None and rec[ANSWERED_AT] <= t and rec[DECISION] == "accepted" \
+                    and dist not in exclude:
+                best = score.get(dist, (3, 0))
+                score[dist] = (min(best[0], rank), best[1] - rec[QUANTITY])
+    return [d for d, _ in sorted(score.items(), key=lambda kv: (kv[1], kv[0]))][:3]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["P1", "P2", "P3"]), st.sampled_from(["R1", "R2"]),
+                          st.sampled_from(["D1", "D2", "D3", "D4", "D5"]), st.integers(0, 40 * 4),
+                          st.one_of(st.none(), st.integers(0, 8)), st.sampled_from(["accepted", "rejected", "partial"]),
+                          st.integers(1, 30)), min_size=5, max_size=60),
+       st.sampled_from(["P1", "P2", "P9"]), st.sampled_from(["R1", "R2"]), st.integers(0, 45 * 4),
+       st.lists(st.sampled_from(["D1", "D2", "D9"]), max_size=2))
+def test_coverers_on_columns_are_those_of_the_records_one_by_one(orders, product, region, step, exclude):
+    watch, steps = ManufacturerWatch(), 6 * H  # times on a 6 h grid: answers at the very instant asked of
+    for n, (p, rg, dist, at, answer, decision, q) in enumerate(orders):
+        placed = T0 + at * steps
+        watch.upsert(f"O{n}", supply_record(p=p, rg=rg, i="I1", dist=dist, at=placed, q=q,
+                                            rt=None if answer is None else placed + answer * steps,
+                                            d=None if answer is None else decision,
+                                            c=None if answer is None else q))
+    t = T0 + step * steps
+    assert watch.coverers(product, region, t, exclude) == _coverers_record_by_record(watch, product, region, t, exclude)
 
 
 def test_warning_rows_have_stable_ids_and_plain_messages():

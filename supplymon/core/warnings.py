@@ -25,7 +25,7 @@ import numpy as np
 
 from supplymon.core.delivery_columns import DeliveryRows
 from supplymon.core.due import DueIndex
-from supplymon.core.supply_columns import NAMES, RecordsView, SupplyRows
+from supplymon.core.supply_columns import CODES, NAMES, RecordsView, SupplyRows
 from supplymon.core.signals import (ANSWERED_AT, CONFIRMED, DEADLINE, DECISION, DISTRIBUTOR,
                                     GRASSROOTS, INSTITUTION, ON_TIME_SINCE, ORDERED_AT, PRODUCT, QUANTITY, REASON,
                                     REGION, delivery_record, supply_record)
@@ -482,15 +482,29 @@ class ManufacturerWatch:
         on when that happened; only a record read out of order, raising a subject
         behind the others, can make it so): same product first, then the same
         region, then elsewhere; at most three."""
-        exclude, score = set(exclude), {}
+        accepted = CODES.get("accepted")
+        if accepted is None:  # no record was ever accepted
+            return []
+        excluded = [c for c in map(CODES.get, set(exclude)) if c is not None]
+        score: dict[int, tuple[int, int]] = {}  # distributor code -> (best rank, -quantity)
         for (product, region), subject in self.subjects.items():
+            lo, hi = subject._span(t - subject.memory, t)
+            if hi <= lo:
+                continue
             rank = 0 if product == product_id and region != region_code else 1 if region == region_code else 2
-            for rec in subject._since(t - subject.memory, t):
-                dist = rec[DISTRIBUTOR]
-                if rec[ANSWERED_AT] is not None and rec[ANSWERED_AT] <= t and rec[DECISION] == "accepted" and dist not in exclude:
-                    best = score.get(dist, (3, 0))
-                    score[dist] = (min(best[0], rank), best[1] - rec[QUANTITY])
-        return [d for d, _ in sorted(score.items(), key=lambda kv: (kv[1], kv[0]))][:3]
+            rows = subject.columns()
+            answered_at, dist, quantity = rows.rt[lo:hi], rows.dist[lo:hi], rows.q[lo:hi]
+            # (an unanswered order's answer time is NONE: after every instant)
+            full = (answered_at <= t) & (rows.d[lo:hi] == accepted) & ~np.isin(dist, excluded)
+            if not full.any():
+                continue
+            dist, quantity = dist[full], quantity[full]
+            order = np.argsort(dist, kind="stable")
+            starts = np.flatnonzero(np.diff(dist[order], prepend=-1))
+            for code, total in zip(dist[order][starts].tolist(), np.add.reduceat(quantity[order], starts).tolist()):
+                best = score.get(code, (3, 0))
+                score[code] = (min(best[0], rank), best[1] - total)
+        return [d for _, d in sorted((figures, NAMES[code]) for code, figures in score.items())][:3]
 
 
 class DeliveryRateMonitor:
