@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from bench.pipeline import history
 from supplymon.core import columnar_flow
 from supplymon.core.columnar_flow import OrderFlow, decode_state
-from supplymon.core.order_table import SLOTS, OrderTable
+from supplymon.core.order_table import SLOTS, OrderTable, event_hash, event_hashes
 from supplymon.core.row_snapshot import encode_rows, is_compact, load_rows
 from supplymon.direct import DirectReplay, Progress
 from supplymon.settings import Settings
@@ -242,3 +242,10 @@ def test_table_rows_are_reused_and_the_state_round_trips():
     assert len(table) == 1 and "b" not in table.rows
     again = table.allocate(["d"])
     assert int(again[0]) in rows[:2].tolist() and not table.placed[again[0]]
+
+
+@given(st.lists(st.text(max_size=40)))
+def test_a_batch_of_event_ids_hashes_as_each_alone(event_ids):
+    """The columnar path hashes a batch's event ids at once; the seen ids held and
+    snapshotted are the per-event `event_hash`es, whichever path saw them."""
+    assert event_hashes(event_ids).tolist() == [event_hash(event_id) for event_id in event_ids]

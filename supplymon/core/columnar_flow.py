@@ -53,7 +53,7 @@ from supplymon.core.lifecycle import (DELIVERY_DEADLINE, ESCALATION_DEADLINE, RE
 from supplymon.core.row_snapshot import decode_row, encode_rows, is_compact, load_rows
 from supplymon.core.rows import Columns
 from supplymon.core.order_table import (ALERT_KINDS, DECISION_CODE, DECISIONS, NEVER, NULL, WINDOW_COUNTS, HashedSeen,
-                                        OrderTable, event_hash)
+                                        OrderTable, event_hashes)
 from supplymon.core.signals import fingerprint, signal_columns
 from supplymon.core.stream_time import StreamTime
 from supplymon.core.windows import Windows
@@ -394,7 +394,7 @@ class ColumnarOrderFlow:
         recv_list = [received[i] for i in at]
         row = np.fromiter((rows_of[line.order_id] for line in lines), dtype=np.int64, count=n)
         kind = np.fromiter((LINE_KIND[type(line)] for line in lines), dtype=np.int8, count=n)
-        h = np.fromiter((event_hash(line.event_id) for line in lines), dtype=np.int64, count=n)
+        h = event_hashes([line.event_id for line in lines])
         fp = np.fromiter((LINE_FINGERPRINT[type(line)](line, ts, recv)
                           for line, ts, recv in zip(lines, ts_list, recv_list)), dtype=np.int64, count=n)
         qty = np.fromiter((LINE_QUANTITY[type(line)](line) for line in lines), dtype=np.int64, count=n)
