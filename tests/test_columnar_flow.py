@@ -249,3 +249,28 @@ def test_a_batch_of_event_ids_hashes_as_each_alone(event_ids):
     """The columnar path hashes a batch's event ids at once; the seen ids held and
     snapshotted are the per-event `event_hash`es, whichever path saw them."""
     assert event_hashes(event_ids).tolist() == [event_hash(event_id) for event_id in event_ids]
+
+
+@pytest.mark.parametrize("source", ["simulated", "hostile"])
+def test_the_signal_fingerprints_on_columns_are_those_of_the_records(source):
+    """The columnar flow fingerprints a batch's signal records on numpy; the per-event
+    core (the rare events, the reference) fingerprints each record it makes: the same
+    values, or an order moving between the two would be sent again for nothing."""
+    from supplymon.core.signals import delivery_records, fingerprint, supply_records
+
+    lines = history(3_000, seed=3) if source == "simulated" else hostile_lines(random.Random(5), 60)
+    settings = _settings()
+    inputs, batches = _batches(settings, lines, 7)  # small: the hostile orders are held between batches
+    flow = OrderFlow.from_settings(settings, trust_rebuilt=True)
+    flow.restore(inputs, ())
+    checked = 0
+    for _, records, now_ms, decoded in batches:
+        flow.process(records, inputs, lambda order_id: None, now_ms, decoded)
+        rows = np.flatnonzero(flow.table.placed[:flow.table.size])
+        facts, _, (supply, delivery) = flow._fact_columns(rows)
+        everyone = range(len(rows))
+        assert supply.tolist() == [fingerprint(r) for r in supply_records(facts.data, everyone)]
+        assert delivery.tolist() == [fingerprint(r) for r in delivery_records(facts.data, everyone)]
+        assert (flow.table.sg0[rows] == supply).all() and (flow.table.sg1[rows] == delivery).all()
+        checked += len(rows)
+    assert checked > 100

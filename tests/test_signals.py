@@ -2,6 +2,7 @@
 are those made an order at a time."""
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from supplymon.core.rows import Columns
@@ -28,3 +29,21 @@ def test_signal_columns_are_order_signals_a_column_at_a_time(rows):
     assert [[(g0, r0), (g1, r1)] for g0, r0, g1, r1 in zip(groups0, records0, groups1, records1)] == \
         [order_signals(row) for row in rows]
     assert len(groups0) == len(rows)
+
+
+@given(st.lists(st.tuples(st.one_of(st.none(), st.integers(-2**63, 2**63 - 1)), st.booleans(),
+                          st.floats(allow_nan=True), st.one_of(st.none(), st.text(max_size=12))),
+                min_size=1, max_size=30))
+def test_a_batch_of_records_folds_to_each_records_fingerprint(records):
+    """`fold` over a batch's fields as uint64 columns equals `fingerprint` record by
+    record: ints (None: NONE_VALUE), bools, floats by their bits, texts by `text_value`."""
+    from supplymon.core.signals import NONE_VALUE, float_values, fingerprint, fold, int_values, text_value
+
+    ints = np.array([0 if i is None else i for i, _, _, _ in records], dtype=np.int64)
+    columns = [int_values(ints, np.array([i is not None for i, _, _, _ in records])),
+               int_values(np.array([b for _, b, _, _ in records])),
+               float_values(np.array([f for _, _, f, _ in records])),
+               np.array([NONE_VALUE if t is None else text_value(t) for _, _, _, t in records], dtype=np.uint64)]
+    prints = fold(columns).tolist()
+    assert prints == [fingerprint(list(record)) for record in records]
+    assert all(0 <= p < 2**63 for p in prints)  # never -1, "none sent yet"

@@ -54,7 +54,8 @@ from supplymon.core.row_snapshot import decode_row, encode_rows, is_compact, loa
 from supplymon.core.rows import Columns
 from supplymon.core.order_table import (ALERT_KINDS, DECISION_CODE, DECISIONS, NEVER, NULL, WINDOW_COUNTS, HashedSeen,
                                         OrderTable, event_hashes)
-from supplymon.core.signals import fingerprint, signal_columns
+from supplymon.core.signals import (NONE_VALUE, delivery_records, distributor_group, float_values, fold, int_values,
+                                    manufacturer_group, supply_records, text_value)
 from supplymon.core.stream_time import StreamTime
 from supplymon.core.windows import Windows
 from supplymon.settings import HOUR_MS, Rules, Settings
@@ -98,6 +99,7 @@ LINE_QUANTITY = {cls: attrgetter("confirmed_quantity" if cls is ResponseLine els
 
 
 _DECISION_NAMES = np.array(DECISIONS, dtype=object)
+_DECISION_VALUES = np.array([NONE_VALUE if d is None else text_value(d) for d in DECISIONS], dtype=np.uint64)
 
 
 def _present(values: np.ndarray, present: np.ndarray) -> list:
@@ -625,14 +627,16 @@ class ColumnarOrderFlow:
         return rows[purge]
 
     # 4. emit --------------------------------------------------------------------------------------
-    def _fact_columns(self, rows: np.ndarray, facts: bool = True) -> tuple[Columns | None, dict]:
+    def _fact_columns(self, rows: np.ndarray, facts: bool = True) -> tuple[Columns | None, dict, tuple | None]:
         """The `order_facts` rows of these placed rows (as `OrderLifecycle.fact`), as
         columns: a list per column, built from the table's columns at once; and the
         windows' columns (FACT_COLUMNS) of the same facts, their numbers as numpy
         arrays (NaN: none) rather than lists with None for them to convert back.
         `facts=False`: the windows' columns only (a restore counts every order held
         in the windows again: the fact rows as lists were ~30 Python lists of a
-        million items each, the peak of a restarted worker's rebuild)."""
+        million items each, the peak of a restarted worker's rebuild). Third, with the
+        facts: the fingerprints of their two signal records (supplymon/core/signals.py
+        `fold`), from the same columns."""
         t = self.table
         names = np.array(t.names.names + [None], dtype=object)  # code -1: None
         response, _, delivery = self._deadlines(rows)
@@ -652,7 +656,7 @@ class ColumnarOrderFlow:
             "response_hours": np.where(answered, hours, np.nan), "version": version,
         })
         if not facts:
-            return None, window
+            return None, window, None
         ship, arr = t.ship[rows], t.arr_ts[rows]
         data = {name: window[name] if name in window else names[t.col[name][rows]].tolist() for name in _CODED}
         data.update({
@@ -673,7 +677,29 @@ class ColumnarOrderFlow:
             "response_hours": _present(hours, answered),
             "version": version.tolist(),
         })
-        return Columns(data, len(rows)), window
+        return Columns(data, len(rows)), window, self._signal_prints(rows, at, resp_ts, answered, on_time, arr,
+                                                                     delivery)
+
+    def _signal_prints(self, rows: np.ndarray, at: np.ndarray, resp_ts: np.ndarray, answered: np.ndarray,
+                       on_time: np.ndarray, arr: np.ndarray, delivery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`fingerprint` of each row's supply and delivery record (`supply_records`,
+        `delivery_records` of its fact), each field as the record holds it."""
+        t = self.table
+        text = t.names.values()  # by code; -1 (None): NONE_VALUE
+        decision = np.where(answered, _DECISION_VALUES[t.resp_dec[rows]], np.uint64(NONE_VALUE))
+        responded, confirmed = int_values(resp_ts, answered), int_values(t.resp_conf[rows], answered)
+        placed, quantity = int_values(at), int_values(t.quantity[rows])
+        col = t.col
+        supply = fold([text[col["product_id"][rows]], text[col["region_code"][rows]],
+                       text[col["institution_id"][rows]], text[col["distributor_id"][rows]], placed, quantity,
+                       responded, decision, confirmed,
+                       np.where(answered, text[t.resp_reason[rows]], np.uint64(NONE_VALUE)),
+                       float_values(t.unit_price[rows])])
+        rural = col["area"][rows] == t.names.code.get("rural", -2)
+        delivery = fold([int_values(delivery), int_values(t.grassroots[rows]),
+                         int_values(arr, (on_time == 1) & (arr != NULL)), placed, int_values(rural), quantity,
+                         responded, decision, confirmed])
+        return supply, delivery
 
     def _count_in_windows(self, rows: np.ndarray, facts: dict) -> None:
         """Each changed order's window contribution replaced by its current one, a
@@ -696,12 +722,10 @@ class ColumnarOrderFlow:
     def _emit(self, batch: _Batch, rows: np.ndarray) -> None:
         out, t = batch.out, self.table
         rows = rows[t.placed[rows]] if len(rows) else rows
-        fact_columns, window_columns = self._fact_columns(rows)
+        fact_columns, window_columns, prints = self._fact_columns(rows)
         out.rows.add_columns("order_facts", fact_columns)
         if len(rows):
-            order_ids = fact_columns.data["order_id"]
-            t.sg0[rows], t.sg1[rows] = _changed_signals(out.signals, order_ids, *signal_columns(fact_columns.data),
-                                                        t.sg0[rows].tolist(), t.sg1[rows].tolist())
+            _changed_signals(out.signals, fact_columns.data, rows, t.sg0, t.sg1, *prints)
         self._count_in_windows(rows, window_columns)
         self._alerts(out, rows, fact_columns)
         if out.watermark is not None:
@@ -755,20 +779,22 @@ class ColumnarOrderFlow:
 OrderFlow = ColumnarOrderFlow
 
 
-def _changed_signals(signals: dict, order_ids: list[str], groups0: list[str], records0: list[list],
-                     groups1: list[str], records1: list[list], sent0: list[int],
-                     sent1: list[int]) -> tuple[list[int], list[int]]:
-    """Each order's two records (its manufacturer's, its distributor's) whose
-    fingerprint differs from the one last sent, into `signals` (group -> order id ->
-    record), an order at a time; the fingerprints now sent."""
-    for i, order_id in enumerate(order_ids):
-        for groups, records, sent in ((groups0, records0, sent0), (groups1, records1, sent1)):
-            record = records[i]
-            print_ = fingerprint(record)
-            if print_ != sent[i]:
-                sent[i] = print_
-                signals.setdefault(groups[i], {})[order_id] = record
-    return sent0, sent1
+def _changed_signals(signals: dict, facts: dict[str, list], rows: np.ndarray, sent0: np.ndarray, sent1: np.ndarray,
+                     prints0: np.ndarray, prints1: np.ndarray) -> None:
+    """The two records of each order (its manufacturer's, its distributor's) whose
+    fingerprint differs from the one last sent (`sent0`, `sent1`: by row, updated),
+    into `signals` (group -> order id -> record); only those records are made."""
+    order_ids = facts["order_id"]
+    sides = ((sent0, prints0, supply_records, facts["manufacturer_id"], manufacturer_group),
+             (sent1, prints1, delivery_records, facts["distributor_id"], distributor_group))
+    for sent, prints, records, subjects, group_of in sides:
+        changed = np.flatnonzero(sent[rows] != prints)
+        if not len(changed):
+            continue
+        sent[rows[changed]] = prints[changed]
+        changed = changed.tolist()
+        for n, record in zip(changed, records(facts, changed)):
+            signals.setdefault(group_of(subjects[n]), {})[order_ids[n]] = record
 
 
 def _dead_event(batch: _Batch, event: dict, reason: str, detail: str, now: int) -> None:

@@ -38,6 +38,7 @@ import numpy as np
 
 from supplymon.core.ids import share
 from supplymon.core.lifecycle import ORDER_FIELDS
+from supplymon.core.signals import NONE_VALUE, text_value
 
 NULL = np.iinfo(np.int64).min  # an absent time or quantity
 NEVER = np.iinfo(np.int64).max  # no next due instant
@@ -80,6 +81,7 @@ class Names:
     def __init__(self) -> None:
         self.code: dict[str, int] = {}
         self.names: list[str] = []
+        self._values = np.full(1, NONE_VALUE, dtype=np.uint64)
 
     def of(self, name: str) -> int:
         code = self.code.get(name)
@@ -87,6 +89,21 @@ class Names:
             code = self.code[name] = len(self.names)
             self.names.append(name)
         return code
+
+    def clear(self) -> None:
+        self.code.clear()
+        self.names.clear()
+        self._values = self._values[-1:]
+
+    def values(self) -> np.ndarray:
+        """Each code's name as the signals' fingerprints take a text (`text_value`), and
+        last NONE_VALUE: indexed by a code, -1 (none) included."""
+        known = len(self._values) - 1
+        if known != len(self.names):
+            added = np.array([NONE_VALUE if name is None else text_value(name) for name in self.names[known:]],
+                             dtype=np.uint64)
+            self._values = np.concatenate([self._values[:-1], added, self._values[-1:]])
+        return self._values
 
 
 # column -> (dtype, fill for a new row). As narrow as the contract's bounds allow

@@ -69,8 +69,7 @@ def decode_row(raw: bytes) -> dict:
         raise ValueError(f"an order snapshot of an unknown format (version {raw[0]}, record {size} bytes)")
     table = _scratch
     table.clear()
-    table.names.code.clear()
-    table.names.names.clear()
+    table.names.clear()
     order_id = orjson.loads(raw[5 + ROW_DTYPE.itemsize:])[0]
     (row,) = load_rows(table, [(order_id, raw)]).tolist()
     return table.state_of(row)
