@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 from hypothesis import given, settings, strategies as st
 
-from supplymon.core.windows import (FACT_COLUMNS, N_COUNTS, Windows, contribution_array, contribution_lists,
+from supplymon.core.windows import (FACT_COLUMNS, N_COUNTS, Coded, Windows, contribution_array, contribution_lists,
                                     fact_columns, part_row)
 from supplymon.settings import HOUR_MS as H, Rules
 from tests.test_lifecycle import T0
@@ -64,6 +64,10 @@ def as_columns(facts: list[dict], kind: str) -> dict:
         for name in ("ordered_at", "arrivals", "quantity", "delivered_quantity", "version"):
             out[name] = np.array(columns[name], dtype=np.int64)
         out["response_hours"] = np.array([np.nan if h is None else h for h in columns["response_hours"]], dtype=float)
+        # the subjects as codes into one table of names, as the columnar flow holds them
+        names = ["unused", *sorted({v for c in ("distributor_id", "product_id", "region_code") for v in columns[c]})]
+        for name in ("distributor_id", "product_id", "region_code"):
+            out[name] = Coded(np.array([names.index(v) for v in columns[name]], dtype=np.int32), names)
         return out
     return columns
 

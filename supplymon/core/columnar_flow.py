@@ -57,7 +57,7 @@ from supplymon.core.order_table import (ALERT_KINDS, DECISION_CODE, DECISIONS, N
 from supplymon.core.signals import (NONE_VALUE, delivery_records, distributor_group, float_values, fold, int_values,
                                     manufacturer_group, supply_records, text_value)
 from supplymon.core.stream_time import StreamTime
-from supplymon.core.windows import Windows
+from supplymon.core.windows import Coded, Windows
 from supplymon.settings import HOUR_MS, Rules, Settings
 
 ORDER, RESPONSE, SHIPMENT, ARRIVAL = range(4)
@@ -647,7 +647,8 @@ class ColumnarOrderFlow:
                                                  np.where(passed & DELIVERY_DEADLINE, 0, -1)))
         version = t.n[rows].astype(np.int64) * 8 + passed
         hours = (resp_ts - at) / HOUR_MS
-        window = {name: names[t.col[name][rows]].tolist() for name in ("distributor_id", "product_id", "region_code")}
+        window: dict = {name: Coded(t.col[name][rows], t.names.names)
+                        for name in ("distributor_id", "product_id", "region_code")}
         window["decision"] = np.where(answered, _DECISION_NAMES[t.resp_dec[rows]], None)  # None: not answered
         window.update({
             "ordered_at": at, "responded_at": np.where(answered, resp_ts, np.nan),
@@ -658,7 +659,7 @@ class ColumnarOrderFlow:
         if not facts:
             return None, window, None
         ship, arr = t.ship[rows], t.arr_ts[rows]
-        data = {name: window[name] if name in window else names[t.col[name][rows]].tolist() for name in _CODED}
+        data = {name: names[t.col[name][rows]].tolist() for name in _CODED}
         data.update({
             "grassroots": t.grassroots[rows].tolist(), "vbp": t.vbp[rows].tolist(),
             "quantity": t.quantity[rows].tolist(), "unit_price": t.unit_price[rows].tolist(),

@@ -30,7 +30,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -219,18 +219,11 @@ class _Subjects:
         return self._array(1 + column)
 
     def encode(self, columns: list) -> np.ndarray:
-        """Each row's code: each column dictionary-encoded (Arrow, in C), then only the
-        distinct subjects of the batch looked up here."""
+        """Each row's code: each column dictionary-encoded (Arrow, in C; a `Coded`
+        column by its codes), then only the distinct subjects of the batch looked up here."""
         combined, span, dictionaries = None, 1, []
         for column in columns:
-            array = column if isinstance(column, (pa.Array, pa.ChunkedArray)) else pa.array(column, from_pandas=True)
-            if isinstance(array, pa.ChunkedArray):
-                array = array.combine_chunks()
-            if array.null_count:
-                raise ValueError("a window's subject (distributor, product or region) is missing")
-            encoded = pc.dictionary_encode(array.cast(pa.string()))
-            indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-            dictionary = encoded.dictionary.to_pylist()
+            indices, dictionary = _dictionary_encoded(column)
             combined = indices if combined is None else combined * len(dictionary) + indices
             span *= len(dictionary)
             dictionaries.append(dictionary)
@@ -252,6 +245,33 @@ class _Subjects:
         table = np.empty(span, dtype=np.int64)
         table[distinct] = lookup
         return table[combined]
+
+
+class Coded(NamedTuple):
+    """A column of texts as codes into `names` (-1: none): how the columnar flow holds
+    an order's distributor, product and region."""
+
+    codes: np.ndarray
+    names: list
+
+
+def _dictionary_encoded(column) -> tuple[np.ndarray, list]:
+    """(each row's index into the dictionary, the dictionary) of a column of texts."""
+    if isinstance(column, Coded):
+        if len(column.codes) and column.codes.min() < 0:
+            raise ValueError(_MISSING)
+        used, indices = np.unique(column.codes, return_inverse=True)
+        return indices.reshape(-1).astype(np.int64), [column.names[code] for code in used.tolist()]
+    array = column if isinstance(column, (pa.Array, pa.ChunkedArray)) else pa.array(column, from_pandas=True)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if array.null_count:
+        raise ValueError(_MISSING)
+    encoded = pc.dictionary_encode(array.cast(pa.string()))
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary.to_pylist()
+
+
+_MISSING = "a window's subject (distributor, product or region) is missing"
 
 
 class Windows:
