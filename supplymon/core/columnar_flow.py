@@ -33,7 +33,7 @@ advance, emit, marks, snapshots; the same output. What differs is how:
 from __future__ import annotations
 
 import zlib
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Callable, Iterable
 
 import numpy as np
@@ -102,6 +102,14 @@ _DECISION_NAMES = np.array(DECISIONS, dtype=object)
 _DECISION_VALUES = np.array([NONE_VALUE if d is None else text_value(d) for d in DECISIONS], dtype=np.uint64)
 
 
+def _call1(function, a):
+    return function(a)
+
+
+def _call3(function, a, b, c):
+    return function(a, b, c)
+
+
 def _present(values: np.ndarray, present: np.ndarray) -> list:
     """`values` as a list, None where not `present`."""
     out = values.tolist()
@@ -110,20 +118,24 @@ def _present(values: np.ndarray, present: np.ndarray) -> list:
     return out
 
 
-def _raw_columns(entries: list, decoded: Decoded) -> Columns:
-    """The `events_raw` rows of these (record, line, index) entries, as columns."""
-    times = decoded.ts_ms
-    records = [record for record, _, _ in entries]
-    lines = [line for _, line, _ in entries]
+_RECORD, _LINE, _INDEX = itemgetter(0), itemgetter(1), itemgetter(2)  # of an (record, line, index) entry
+
+
+def _raw_columns(entries: list, decoded: Decoded, ticks: bool = False) -> Columns:
+    """The `events_raw` rows of these (record, line, index) entries, as columns (each
+    a C-level map over the entries: no Python frame per event); `ticks`: all of them
+    ticks, which have no order."""
+    records = list(map(_RECORD, entries))
+    lines = list(map(_LINE, entries))
     return Columns({
-        "event_id": [line.event_id for line in lines],
-        "kind": [KIND_OF[type(line)] for line in lines],
-        "ts": [times[i] for _, _, i in entries],
-        "order_id": [getattr(line, "order_id", "") for line in lines],
-        "payload": [record.value.decode() for record in records],
-        "topic": [record.topic for record in records],
-        "partition": [record.partition for record in records],
-        "offset": [record.offset for record in records],
+        "event_id": list(map(attrgetter("event_id"), lines)),
+        "kind": list(map(KIND_OF.__getitem__, map(type, lines))),
+        "ts": list(map(decoded.ts_ms.__getitem__, map(_INDEX, entries))),
+        "order_id": [""] * len(lines) if ticks else list(map(attrgetter("order_id"), lines)),
+        "payload": list(map(bytes.decode, map(attrgetter("value"), records))),
+        "topic": list(map(attrgetter("topic"), records)),
+        "partition": list(map(attrgetter("partition"), records)),
+        "offset": list(map(attrgetter("offset"), records)),
     }, len(entries))
 
 
@@ -270,37 +282,32 @@ class ColumnarOrderFlow:
         out = batch.out
         decoded = self.intake.admit_columns([(record.value, record.headers) for record in records], now_ms, decoded)
         # the batch's events: (record, its line as the fast path decoded it, its index in `decoded`)
-        events: list[tuple[Record, object, int]] = []
-        groups: dict[str, list[int]] = {}
-        kinds = out.kinds
-        latest: dict[tuple[str, int], int] = {}  # the batch's latest time per partition
-        ticks: list[tuple[Record, object, int]] = []
-        for i, (record, line, ts_ms) in enumerate(zip(records, decoded.items, decoded.ts_ms)):
-            if isinstance(line, Invalid):
-                kept = line.original if line.original is not None else record.value or b""
-                batch.dead_letter(record.key, kept, line.reason, line.detail,
-                                  (record.topic, record.partition, record.offset), line.event_id,
-                                  record.timestamp or 0)
-                continue
-            if type(line) is dict:  # a line only the full validator took
-                line = as_line(line)
-            kind = KIND_OF[type(line)]
-            kinds[kind] += 1
-            where = (record.topic, record.partition)
-            if ts_ms > latest.get(where, ts_ms - 1):
-                latest[where] = ts_ms
-            if kind == "tick":
-                ticks.append((record, line, i))
-                continue
-            group = groups.get(line.order_id)
+        items = list(decoded.items)
+        types = list(map(type, items))
+        kept: Iterable[int] = range(len(items))
+        if Invalid in (present := set(types)) or dict in present:  # refused lines; lines only the full validator took
+            kept = []
+            for i, line_type in enumerate(types):
+                if line_type is Invalid:
+                    self._dead_line(batch, records[i], items[i])
+                    continue
+                if line_type is dict:
+                    items[i] = as_line(items[i])
+                    types[i] = type(items[i])
+                kept.append(i)
+        kinds = list(map(KIND_OF.__getitem__, map(types.__getitem__, kept)))
+        out.kinds.update(kinds)
+        self._observe_times([records[i] for i in kept], [decoded.ts_ms[i] for i in kept])
+        ticks = [(records[i], items[i], i) for i, kind in zip(kept, kinds) if kind == "tick"]
+        events = [(records[i], items[i], i) for i, kind in zip(kept, kinds) if kind != "tick"]
+        groups: dict[str, list[int]] = {}  # order id -> its events (indices into `events`)
+        for n, order_id in enumerate(map(attrgetter("order_id"), map(_LINE, events))):
+            group = groups.get(order_id)
             if group is None:
-                groups[line.order_id] = [len(events)]
+                groups[order_id] = [n]
             else:
-                group.append(len(events))
-            events.append((record, line, i))
-        out.rows.add_columns("events_raw", _raw_columns(ticks, decoded))
-        for (topic, partition), ts_ms in latest.items():
-            self.stream_time.observe(Partition(topic, partition), ts_ms)
+                group.append(n)
+        out.rows.add_columns("events_raw", _raw_columns(ticks, decoded, ticks=True))
         touched: list[np.ndarray] = []  # rows whose state the batch changed
         changed: list[np.ndarray] = []  # rows whose fact or alerts may differ
         self._apply(batch, decoded, events, groups, lookup, touched, changed)
@@ -321,6 +328,24 @@ class ColumnarOrderFlow:
             out.partitions.update(zip(table.oid[changed].tolist(), table.part[changed].tolist()))
         self.table.release(purged)
         return out
+
+    @staticmethod
+    def _dead_line(batch: _Batch, record: Record, refused: Invalid) -> None:
+        kept = refused.original if refused.original is not None else record.value or b""
+        batch.dead_letter(record.key, kept, refused.reason, refused.detail,
+                          (record.topic, record.partition, record.offset), refused.event_id, record.timestamp or 0)
+
+    def _observe_times(self, records: list[Record], ts_ms: list[int]) -> None:
+        """Stream time: each input partition's latest event time of the batch."""
+        if not records:
+            return
+        where = list(map(attrgetter("topic", "partition"), records))
+        code = {key: n for n, key in enumerate(dict.fromkeys(where))}
+        latest = np.full(len(code), np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(latest, np.fromiter(map(code.__getitem__, where), dtype=np.int64, count=len(where)),
+                      np.array(ts_ms, dtype=np.int64))
+        for (topic, partition), ts in zip(code, latest.tolist()):
+            self.stream_time.observe(Partition(topic, partition), ts)
 
     # 2. apply -----------------------------------------------------------------------------
     def _apply(self, batch: _Batch, decoded: Decoded, events: list, groups: dict[str, list[int]], lookup: Lookup,
@@ -389,18 +414,19 @@ class ColumnarOrderFlow:
         """The picked events as columns, from their decoded lines."""
         rows_of = self.table.rows
         n = len(picked)
-        lines = [line for _, line, _ in picked]
-        at = [i for _, _, i in picked]
-        times, received = decoded.ts_ms, decoded.received_ms
-        ts_list = [times[i] for i in at]
-        recv_list = [received[i] for i in at]
-        row = np.fromiter((rows_of[line.order_id] for line in lines), dtype=np.int64, count=n)
-        kind = np.fromiter((LINE_KIND[type(line)] for line in lines), dtype=np.int8, count=n)
-        h = event_hashes([line.event_id for line in lines])
-        fp = np.fromiter((LINE_FINGERPRINT[type(line)](line, ts, recv)
-                          for line, ts, recv in zip(lines, ts_list, recv_list)), dtype=np.int64, count=n)
-        qty = np.fromiter((LINE_QUANTITY[type(line)](line) for line in lines), dtype=np.int64, count=n)
-        part = np.fromiter((record.partition for record, _, _ in picked), dtype=np.int32, count=n)
+        lines = list(map(_LINE, picked))
+        at = list(map(_INDEX, picked))
+        ts_list = list(map(decoded.ts_ms.__getitem__, at))
+        recv_list = list(map(decoded.received_ms.__getitem__, at))
+        types = list(map(type, lines))
+        # (C-level maps over the lines: no Python frame per event but the fingerprints')
+        row = np.fromiter(map(rows_of.__getitem__, map(attrgetter("order_id"), lines)), dtype=np.int64, count=n)
+        kind = np.fromiter(map(LINE_KIND.__getitem__, types), dtype=np.int8, count=n)
+        h = event_hashes(map(attrgetter("event_id"), lines))
+        fp = np.fromiter(map(_call3, map(LINE_FINGERPRINT.__getitem__, types), lines, ts_list, recv_list),
+                         dtype=np.int64, count=n)
+        qty = np.fromiter(map(_call1, map(LINE_QUANTITY.__getitem__, types), lines), dtype=np.int64, count=n)
+        part = np.fromiter(map(attrgetter("partition"), map(_RECORD, picked)), dtype=np.int32, count=n)
         return {"row": row, "kind": kind, "ts": np.array(ts_list, dtype=np.int64), "hash": h, "fp": fp, "qty": qty,
                 "recv": np.array(recv_list, dtype=np.int64), "part": part, "event": lines}
 
@@ -453,11 +479,11 @@ class ColumnarOrderFlow:
         if len(is_order):
             r = row[is_order]
             of = t.names.of
-            placed = [events[i] for i in is_order.tolist()]
+            placed = list(map(events.__getitem__, is_order.tolist()))
             for name in _CODED:
-                t.col[name][r] = [of(getattr(e, name)) for e in placed]
+                t.col[name][r] = list(map(of, map(attrgetter(name), placed)))
             for name in ("grassroots", "vbp", "quantity", "unit_price"):
-                t.col[name][r] = [getattr(e, name) for e in placed]
+                t.col[name][r] = list(map(attrgetter(name), placed))
             t.ordered_at[r] = ts[is_order]
             t.placed[r] = True
             # the partition of the order's first event read (as the per-event core's setdefault)
