@@ -274,3 +274,23 @@ def test_the_signal_fingerprints_on_columns_are_those_of_the_records(source):
         assert (flow.table.sg0[rows] == supply).all() and (flow.table.sg1[rows] == delivery).all()
         checked += len(rows)
     assert checked > 100
+
+
+def test_marks_set_a_batch_at_once_are_those_set_one_by_one():
+    """`set_marks` (the columnar flow's alerts) as `set_mark` cell by cell, None and a
+    mark that does not fit 32 bits (the columns widened) included."""
+    from supplymon.core.order_table import NULL
+
+    cells = [(0, 0, 100, None), (0, 2, 300, 400), (1, 1, None, 50), (2, 3, 10 + 2**40, 7)]
+    one, many = OrderTable(capacity=4), OrderTable(capacity=4)
+    for table in (one, many):
+        table.allocate(["a", "b", "c"])
+        table.ordered_at[:3] = [5, 6, 7]
+    for row, kind, up, down in cells:
+        one.set_mark(row, kind, up, down)
+    many.set_marks(np.array([c[0] for c in cells]), np.array([c[1] for c in cells]),
+                   np.array([NULL if c[2] is None else c[2] for c in cells], dtype=np.int64),
+                   np.array([NULL if c[3] is None else c[3] for c in cells], dtype=np.int64))
+    for name in ("al_raised", "al_resolved", "al_flags"):
+        assert many.col[name].dtype == one.col[name].dtype
+        assert (many.col[name][:3] == one.col[name][:3]).all(), name

@@ -776,27 +776,29 @@ class ColumnarOrderFlow:
         raised = np.stack([response, escalation, delivery, lc_ts], axis=1)
         resolved = np.stack([resp, resp, arr, np.full(len(rows), NULL)], axis=1)
         differs = present & ~t.same_marks(rows, raised, resolved)
-        which = np.flatnonzero(differs.any(axis=1))
-        if not len(which):
+        at, kinds = np.nonzero(differs)  # (row, kind) cells, a row's kinds in order
+        if not len(at):
             return
         names = t.names.names
         data = facts.data
         fields = [(name, data[name]) for name in ALERT_FACT_FIELDS]
         versions = data["version"]
-        for i in which.tolist():
-            row, fact = int(rows[i]), {name: values[i] for name, values in fields}
-            for k in np.flatnonzero(differs[i]).tolist():
-                kind = ALERT_KINDS[k]
-                up, down = int(raised[i, k]), int(resolved[i, k])
-                alert = {"kind": kind, "severity": SEVERITY[kind], "raised_at": up,
-                         "resolved_at": None if down == NULL else down}
-                if kind == "confirmation_late":
-                    alert["institution_id"] = names[t.lc_inst[row]]
-                    alert["hours"] = round((up - int(t.lc_recv[row])) / HOUR_MS, 2)
-                alert_row = order_alert_row(alert, fact, versions[i])
-                out.rows.add("alerts", alert_row)
-                out.alerts.append(alert_row)
-                t.set_mark(row, k, up, None if down == NULL else down)
+        ups, downs = raised[at, kinds], resolved[at, kinds]
+        fact, last = None, -1
+        for i, k, up, down in zip(at.tolist(), kinds.tolist(), ups.tolist(), downs.tolist()):
+            if i != last:
+                fact, last = {name: values[i] for name, values in fields}, i
+            kind = ALERT_KINDS[k]
+            alert = {"kind": kind, "severity": SEVERITY[kind], "raised_at": up,
+                     "resolved_at": None if down == NULL else down}
+            if kind == "confirmation_late":
+                row = int(rows[i])
+                alert["institution_id"] = names[t.lc_inst[row]]
+                alert["hours"] = round((up - int(t.lc_recv[row])) / HOUR_MS, 2)
+            alert_row = order_alert_row(alert, fact, versions[i])
+            out.rows.add("alerts", alert_row)
+            out.alerts.append(alert_row)
+        t.set_marks(rows[at], kinds, ups, downs)
 
     # 5. marks: as the reference's
     _marks = ReferenceOrderFlow._marks

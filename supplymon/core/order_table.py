@@ -285,6 +285,23 @@ class OrderTable:
         self.al_flags[row, k] = (MARK_SET | (MARK_NO_RAISED if raised is None else 0)
                                  | (MARK_NO_RESOLVED if resolved is None else 0))
 
+    def set_marks(self, rows: np.ndarray, kinds: np.ndarray, raised: np.ndarray, resolved: np.ndarray) -> None:
+        """`set_mark` for each (row, kind) cell at once (each cell once; NULL: None)."""
+        if not len(rows):
+            return
+        base = self.ordered_at[rows]
+        no_up, no_down = raised == NULL, resolved == NULL
+        up = np.where(no_up, 0, raised - np.where(no_up, 0, base))
+        down = np.where(no_down, 0, resolved - np.where(no_down, 0, base))
+        narrow = np.iinfo(self.al_raised.dtype)
+        if min(up.min(), down.min()) < narrow.min or max(up.max(), down.max()) > narrow.max:
+            for name in ("al_raised", "al_resolved"):
+                self.col[name] = self.col[name].astype(np.int64)
+            self.__dict__.update(self.col)
+        self.al_raised[rows, kinds], self.al_resolved[rows, kinds] = up, down
+        self.al_flags[rows, kinds] = (MARK_SET | np.where(no_up, MARK_NO_RAISED, 0)
+                                      | np.where(no_down, MARK_NO_RESOLVED, 0))
+
     def same_marks(self, rows: np.ndarray, raised: np.ndarray, resolved: np.ndarray) -> np.ndarray:
         """(rows, kinds): whether each kind's mark is set and is (raised, resolved)
         (NULL: None), for placed rows."""
