@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
+from operator import attrgetter
 from typing import Annotated, Literal, Sequence, Union
 
 import msgspec
@@ -132,16 +133,15 @@ def usual_times_ms(values: Sequence[str]) -> np.ndarray:
     `_hour_seconds` (the validator's own parse), the rest as `_time_ms` computes
     them, float rounding included."""
     out = np.full(len(values), UNUSUAL, dtype=np.int64)
-    by_length: dict[int, list[int]] = {}
-    for i, value in enumerate(values):
-        by_length.setdefault(len(value), []).append(i)
-    for length, at in by_length.items():
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    for length in np.unique(lengths).tolist():
         if _SHORTEST <= length <= _LONGEST:
-            group = [values[i] for i in at]
+            at = np.flatnonzero(lengths == length)
+            group = list(map(values.__getitem__, at.tolist()))
             text = "".join(group).encode("utf-8", "replace")
             if len(text) == length * len(group):  # ASCII only
                 chars = np.frombuffer(text, dtype=np.uint8).reshape(len(group), length)
-                out[np.asarray(at)] = _usual_of_length(chars, group)
+                out[at] = _usual_of_length(chars, group)
     return out
 
 
@@ -338,23 +338,15 @@ def decode_columns(values: Sequence[bytes | None]) -> Decoded:
     (`usual_times_ms`). Never raises."""
     items = _structs(values)
     n = len(items)
-    fast, arrivals, answers, taken = [], [], [], []
-    for i, item in enumerate(items):
-        cls = type(item)
-        if cls is ArrivalLine:
-            arrivals.append(i)
-        elif cls is ResponseLine:
-            answers.append(i)
-        elif cls is dict:
-            taken.append(i)
-            continue
-        elif cls is Invalid:
-            continue
-        fast.append(i)
+    types = list(map(type, items))
+    fast = [i for i, cls in enumerate(types) if cls is not dict and cls is not Invalid]
+    arrivals = [i for i, cls in enumerate(types) if cls is ArrivalLine]
+    answers = [i for i, cls in enumerate(types) if cls is ResponseLine]
+    taken = [i for i, cls in enumerate(types) if cls is dict]
     ts = np.zeros(n, dtype=np.int64)
     received = np.zeros(n, dtype=np.int64)
-    ts[fast] = usual_times_ms([items[i].ts for i in fast])
-    received[arrivals] = usual_times_ms([items[i].received_at for i in arrivals])
+    ts[fast] = usual_times_ms(list(map(attrgetter("ts"), map(items.__getitem__, fast))))
+    received[arrivals] = usual_times_ms(list(map(attrgetter("received_at"), map(items.__getitem__, arrivals))))
     for i in taken:
         ts[i], received[i] = items[i]["ts_ms"], items[i].get("received_ms", 0)
     ts_ms, received_ms = ts.tolist(), received.tolist()

@@ -3,8 +3,8 @@
 The early warnings take a batch's signals only once the flow has made them, and
 give back nothing the flow needs: so while they evaluate batch k, the flow can
 compute batch k+1 on the other core. `WarningsProcess` runs them in a child
-process (spawned: the parent has the store's threads running, which a fork would
-copy in mid-work) fed through a pipe, one batch at a time in the order sent, so
+process (started afresh: the parent has the store's threads running, which a fork
+would copy in mid-work) fed through a pipe, one batch at a time in the order sent, so
 the alerts are those of one process evaluating every batch in turn, as
 `LocalWarnings` (same interface, in this process) gives them.
 
@@ -13,8 +13,12 @@ the alerts are those of one process evaluating every batch in turn, as
 """
 from __future__ import annotations
 
-import multiprocessing
+import os
+import subprocess
+import sys
 import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Iterable
 
 from supplymon.core.early_warnings import EarlyWarnings
@@ -62,47 +66,59 @@ class LocalWarnings:
         pass
 
 
-def _evaluate(connection, rules: Rules, partitions: int, sources: list[str]) -> None:
-    """The child: batches of signals in, each batch's alert rows (or its error) out,
-    until None or the parent's end of the pipe closes."""
+def _evaluate(reader: Connection, writer: Connection) -> None:
+    """The child: its rules, partitions and sources first, then batches of signals in
+    and each batch's alert rows (or its error) out, until None or the parent's end of
+    the pipe closes."""
     from supplymon.gcpolicy import batch_pace
 
     try:
-        warnings = fresh_warnings(rules, partitions, sources)
+        warnings = fresh_warnings(*reader.recv())
         with batch_pace():
-            while (signals := connection.recv()) is not None:
-                connection.send(("alerts", warnings.process(signals).alerts))
+            while (signals := reader.recv()) is not None:
+                writer.send(("alerts", warnings.process(signals).alerts))
     except (EOFError, KeyboardInterrupt):  # the parent is gone, or stopping
         return
     except BaseException:  # noqa: BLE001 (told to the parent, which stops the replay)
-        connection.send(("error", traceback.format_exc()))
+        writer.send(("error", traceback.format_exc()))
 
 
 class WarningsProcess:
-    """The early warnings in a child process."""
+    """The early warnings in a child process: `python -m supplymon.warnings_process`
+    with two pipes (not multiprocessing's spawn, which runs the parent's main script
+    again in the child unless it has a main guard)."""
 
     def __init__(self, rules: Rules, partitions: int, sources: Iterable[str]):
-        context = multiprocessing.get_context("spawn")
-        self._connection, child = context.Pipe()
-        self._process = context.Process(target=_evaluate, args=(child, rules, partitions, list(sources)),
-                                        name="supplymon-early-warnings", daemon=True)
-        self._process.start()
-        child.close()  # the child's end lives in the child only: its exit ends our reads
+        from_parent, to_child = os.pipe()  # (read end, write end)
+        from_child, to_parent = os.pipe()
+        root = str(Path(__file__).resolve().parent.parent)  # where `supplymon` is imported from
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH")))))
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "supplymon.warnings_process", str(from_parent), str(to_parent)],
+            pass_fds=(from_parent, to_parent), env=env)
+        os.close(from_parent)  # the child's ends live in the child only: its exit ends our reads
+        os.close(to_parent)
+        self._writer = Connection(to_child, readable=False)
+        self._reader = Connection(from_child, writable=False)
         self._out = False
+        try:
+            self._writer.send((rules, partitions, list(sources)))
+        except OSError:
+            raise self._gone() from None
 
     def send(self, signals: list) -> None:
         if self._out:
             raise RuntimeError("a batch is out: receive() its alerts first")
         try:
-            self._connection.send(signals)
-        except (BrokenPipeError, ConnectionResetError, EOFError):
+            self._writer.send(signals)
+        except OSError:  # (a broken pipe: the child is gone)
             raise self._gone() from None
         self._out = True
 
     def receive(self) -> list[dict]:
         try:
-            kind, value = self._connection.recv()
-        except (EOFError, ConnectionResetError):
+            kind, value = self._reader.recv()
+        except (EOFError, OSError):
             raise self._gone() from None
         self._out = False
         if kind == "error":
@@ -110,19 +126,34 @@ class WarningsProcess:
         return value
 
     def _gone(self) -> RunError:
-        self._process.join(timeout=5)
+        try:
+            code = self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
         return RunError(f"早期预警进程已退出 / the early warnings' process exited "
-                        f"(exit code {self._process.exitcode}): out of memory, or killed?")
+                        f"(exit code {code}): out of memory, or killed?")
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
 
     def close(self) -> None:
         """Stop the child (at once if it is still evaluating a batch: its alerts are not wanted)."""
-        if self._process.is_alive() and not self._out:
+        if self.alive() and not self._out:
             try:
-                self._connection.send(None)
-            except OSError:
+                self._writer.send(None)
+                self._process.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
                 pass
-            self._process.join(timeout=10)
-        if self._process.is_alive():
+        if self.alive():
             self._process.kill()
-            self._process.join()
-        self._connection.close()
+        self._process.wait()
+        self._writer.close()
+        self._reader.close()
+
+
+if __name__ == "__main__":
+    _evaluate(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))

@@ -44,14 +44,13 @@ def test_an_error_in_the_child_stops_the_replay_with_its_traceback():
         assert "Traceback" in str(caught.value)
     finally:
         warnings.close()
-    assert not warnings._process.is_alive()
+    assert not warnings.alive()
 
 
 def test_a_child_killed_is_an_error_naming_its_exit_code():
     warnings = WarningsProcess(Settings.from_env({}).rules, 1, SOURCES)
     try:
-        os.kill(warnings._process.pid, signal.SIGKILL)
-        warnings._process.join(timeout=10)
+        os.kill(warnings.pid, signal.SIGKILL)
         with pytest.raises(RunError, match=r"已退出 / the early warnings' process exited \(exit code -9\)"):
             warnings.send([(0, {"marks": {"orders:0": 1}})])
             warnings.receive()
