@@ -298,9 +298,14 @@ def _structs(values: Sequence[bytes | None]) -> list:
         chunk = values[start:start + CHUNK]
         lines = None
         # One call for the chunk when every message is one line; a newline inside a
-        # message (or any bad line) sends the chunk message by message.
-        if all(isinstance(raw, bytes) and b"\n" not in raw for raw in chunk):
+        # message, a message without a value (or any bad line) sends the chunk message
+        # by message. (Joined, the chunk has one newline fewer than messages unless a
+        # message holds one.)
+        try:
             joined = b"\n".join(chunk)
+        except TypeError:
+            joined = None
+        if joined is not None and joined.count(b"\n") == len(chunk) - 1:
             try:
                 lines = _decoder.decode_lines(joined) if _utf8(joined) else None
             except _UNDECODABLE:
