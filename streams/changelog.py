@@ -5,9 +5,10 @@ a future, callbacks, sensors and a producer call per message, about a quarter of
 the worker's time at one update per event. `BatchedChangelog.write(changes)`
 applies a batch's changes to the table's store and produces them with aiokafka's
 batch API (streams/producer.py), a request or so per changelog partition, and
-returns once they are delivered. The messages are what Faust itself would write (same topic, partition,
-key and value codecs, `None` for a delete), so Faust's recovery reads them as
-usual; the store's persisted offsets (RocksDB) are kept as Faust keeps them.
+returns once they are delivered. The messages are what Faust itself would write
+(same topic, partition, key and value codecs, `None` for a delete), so Faust's
+recovery reads them as usual; the store's persisted offsets (RocksDB) are kept as
+Faust keeps them.
 
 The last change of each partition goes in a record batch of its own: the embedded
 broker's end offset of a partition, which Faust's recovery reads as the changelog's

@@ -21,7 +21,9 @@ advance, emit, marks, snapshots; the same output. What differs is how:
   advanced with numpy (deadline bits, retention purge);
 - emit: `events_raw` and `order_facts` rows as columns (supplymon/core/rows.py
   `Columns`); the windows take the fact columns a batch at a time
-  (`Windows.update_batch`); alerts and signals from a dict per changed order;
+  (`Windows.update_batch`, the subjects as the table's codes); the signal
+  records fingerprinted on numpy and made only where the fingerprint changed; an
+  alert row per changed alert, from the few fact fields it reads;
 - snapshots (when asked for): a changed placed order's row as compact bytes
   (supplymon/core/row_snapshot.py), an order not placed yet as the reference's
   orjson dict, each with its order's input partition (`part`: the changelog
