@@ -102,9 +102,10 @@ def signal_columns(facts: dict[str, list]) -> tuple[list[str], list[list], list[
 # field's value as 64 bits: an int as itself, a bool as 0/1, a float by its bits, a
 # text by its own 64-bit blake2b, None as NONE_VALUE. The same for a record made
 # one at a time (`fingerprint`, the per-event core) and for a batch's records on
-# numpy (`fold`, the columnar flow: the fields as uint64 columns, `text_values` of
-# the codes' names). Only "unchanged since last sent" is asked of it: a state
-# written with another fingerprint (before this one) has its records sent once more.
+# numpy (`fold`, the columnar flow: the fields as uint64 columns, the texts by
+# their codes' `Names.values()`). Only "unchanged since last sent" is asked of it:
+# a state written with another fingerprint (before this one) has its records sent
+# once more.
 _MIX = 0x9E3779B97F4A7C15
 _SEED = 0x243F6A8885A308D3
 _MASK = (1 << 64) - 1
