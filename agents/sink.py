@@ -47,6 +47,7 @@ class ClickHouseSink:
         self.first_backoff = first_backoff
         self.max_backoff = max_backoff
         self._stored_since_release = 0  # rows inserted since the store last gave its free memory back
+        self._writing = ""  # the table being written (on the store thread): an outage's log names it
 
     # -- on the store thread -----------------------------------------------------------
     def _store_now(self) -> Store:
@@ -117,42 +118,58 @@ class ClickHouseSink:
         """Rows a command stores through this worker (`supplymon assess`), as JSONEachRow."""
         await self.on_store(lambda store: store.insert_json(table, data))
 
+    def _write_tables(self, tables: dict[str, Columns | Rows], refused: dict[str, list]) -> None:
+        """On the store thread: each table's rows not stored yet, in turn, as columns
+        (made here, off the event loop). One hand-off for all the tables: between two
+        hand-offs the event loop must come round, which in a busy agent or replay it
+        does only between batches, and the store would wait for it."""
+        for table, rows in tables.items():
+            if table in refused:  # stored by an earlier attempt
+                continue
+            if isinstance(rows, Rows):
+                rows = tables[table] = rows.table(table)
+            self._writing = table
+            refused[table] = self._insert_isolating(table, rows)
+
     async def write(self, rows: Rows) -> list[dict]:
         """Store every row; returns only once all are stored (an outage is retried
         forever), with the dead letters of the rows the store refused."""
+        tables: dict[str, Columns | Rows] = {table: rows for table in TABLES if rows.count(table)}
+        refused = await self._write_all(tables)
         dead: list[dict] = []
-        for table in TABLES:
-            refused = await self._write_table(table, rows.table(table))
-            if refused:
-                now = int(time.time() * 1000)
-                dead += [dead_letter_row(table, row, error, now) for row, error in refused]
+        now = int(time.time() * 1000)
+        for table, errors in refused.items():
+            dead += [dead_letter_row(table, row, error, now) for row, error in errors]
         if dead:
-            for row, error in await self._write_table("dead_letters", Columns.from_rows(dead)):
+            letters = await self._write_all({"dead_letters": Columns.from_rows(dead)})
+            for row, error in letters["dead_letters"]:
                 # Nowhere left to put it: said loudly rather than dropped silently.
                 log.error("the store refused a dead letter too (%s); it is only in this log: %.2000r", error, row)
             for row in dead:
                 metrics.dead_letters.labels(row["reason"]).inc()
         return dead
 
-    async def _write_table(self, table: str, batch: Columns) -> list[tuple[dict, str]]:
-        if not batch:
-            return []
+    async def _write_all(self, tables: dict[str, Columns | Rows]) -> dict[str, list[tuple[dict, str]]]:
+        """`tables` stored; for each, the rows the store refused (with its error)."""
+        refused: dict[str, list[tuple[dict, str]]] = {}
 
         async def reopen(attempt: int, delay: float, exc: Exception) -> None:
+            table = self._writing
             metrics.sink_retries.labels(table).inc()
             health.store.failed(exc)  # logs the outage's start once, sets supplymon_up{system="store"}
             log.warning("writing %d rows to %s failed (attempt %d), retrying in %.1fs: %s",
-                        len(batch), table, attempt, delay, exc)
+                        len(tables[table]), table, attempt, delay, exc)
             await self.run(self._close)  # a broken connection is reopened on the next attempt
 
         # An outage is retried until it is over: rows are never dropped.
-        refused = await retry_until_done(lambda: self.run(self._insert_isolating, table, batch), on_retry=reopen,
-                                         first_delay=self.first_backoff, max_delay=self.max_backoff)
+        await retry_until_done(lambda: self.run(self._write_tables, tables, refused), on_retry=reopen,
+                               first_delay=self.first_backoff, max_delay=self.max_backoff)
         health.store.ok()  # it answered (a refused row is about the row, not an outage)
-        for row, error in refused:
-            metrics.sink_refused.labels(table).inc()
-            log.warning("the store refused a %s row, sent to the dead letters: %s", table, error)
-        metrics.sink_rows.labels(table).inc(len(batch) - len(refused))
+        for table, errors in refused.items():
+            for row, error in errors:
+                metrics.sink_refused.labels(table).inc()
+                log.warning("the store refused a %s row, sent to the dead letters: %s", table, error)
+            metrics.sink_rows.labels(table).inc(len(tables[table]) - len(errors))
         return refused
 
     async def close(self) -> None:
@@ -214,6 +231,8 @@ class WriteBehind:
         self._wanted = 0  # events a submit() waits to queue: write at once if only a write makes room
         self._changed = asyncio.Event()  # the queue grew or shrank
         self._wake = asyncio.Event()  # for the writer: a batch came, or someone waits
+        self._writing = False  # an insert is running (what comes meanwhile waits for the next)
+        self._noticed = asyncio.Event()  # the writer has seen the queue as it is: writing it, or waiting for more
         self._task: asyncio.Task | None = None
         self._failure: BaseException | None = None
 
@@ -233,9 +252,16 @@ class WriteBehind:
         self._urgent = self._urgent or urgent
         self._changed.set()
         self._wake.set()
+        self._noticed.clear()
         if self._task is None or self._task.done():
             self._check()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="clickhouse-write-behind")
+        if not self._writing:
+            # Until the writer has seen this batch (a few turns of the event loop), its
+            # insert is not running: returning now, the caller would compute its next
+            # batch without yielding, and the insert would start only at its next await.
+            await self._noticed.wait()
+            self._check()
 
     async def drain(self) -> None:
         self._draining += 1
@@ -269,6 +295,7 @@ class WriteBehind:
         """The batches of the next insert: those queued once they make one."""
         loop = asyncio.get_running_loop()
         while not self._enough():
+            self._noticed.set()
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self._oldest + self.insert_seconds - loop.time())
@@ -301,7 +328,12 @@ class WriteBehind:
                 for _, batch_rows, _ in group:
                     rows.extend(batch_rows)
                 started = time.perf_counter()
-                refused = await self.sink.write(rows)
+                self._writing = True
+                self._noticed.set()  # (the write reaches the store's thread before a waiting submit() resumes)
+                try:
+                    refused = await self.sink.write(rows)
+                finally:
+                    self._writing = False
                 stored = time.perf_counter()
                 batches = [batch for batch, _, _ in group]
                 if refused and self.on_refused is not None:
@@ -325,6 +357,7 @@ class WriteBehind:
             log.error("finishing a stored batch failed", exc_info=exc)
             self._failure = exc
         self._changed.set()
+        self._noticed.set()
 
     async def _finished_or_woken(self, finishing: asyncio.Task) -> None:
         self._wake.clear()
@@ -362,6 +395,7 @@ class WriteBehind:
     async def close(self) -> None:
         """Stop writing (what is not finished is not acknowledged: read again later)."""
         task, self._task = self._task, None
+        self._noticed.set()
         if task is not None and not task.done():
             task.cancel()
             try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import orjson
 import pyarrow as pa
@@ -304,7 +305,7 @@ def test_write_behind_gathers_batches_up_to_the_insert_size(tmp_path):
     assert finished == list(range(10)) and stored == 1000
     # The first batch waits for more; once 300 rows wait they go as one insert (the
     # queue holds 2 x 300 events though max_pending says 100), so does every insert but the last.
-    assert all(w >= 300 for w in writes[:-1]) and len(writes) <= 3 and sum(writes) == 1000, writes
+    assert all(w >= 300 for w in writes[:-1]) and len(writes) <= 4 and sum(writes) == 1000, writes
 
 
 def test_write_behind_writes_what_waits_once_the_time_bound_passes(tmp_path):
@@ -386,7 +387,7 @@ def test_write_behind_finishes_an_insert_while_the_next_one_is_written_and_in_or
         while len(log) < 2:
             await asyncio.sleep(0.01)
         await behind.submit(1, _batch(5, 5), 5, urgent=True)  # written while 0 is being finished
-        await behind.submit(2, _batch(10, 5), 5, urgent=True)
+        await behind.submit(2, _batch(10, 5), 5, urgent=True)  # comes while 1 is written: the next insert
         await behind.drain()
         await behind.close()
 
@@ -395,9 +396,49 @@ def test_write_behind_finishes_an_insert_while_the_next_one_is_written_and_in_or
     finally:
         asyncio.run(sink.close())
     steps = [entry[:2] for entry in log]
-    assert steps == [("stored", 0), ("finish", 0), ("stored", 1), ("finished", 0), ("finish", 1), ("finished", 2)], log
+    assert steps == [("stored", 0), ("finish", 0), ("stored", 1), ("stored", 2), ("finished", 0),
+                     ("finish", 1), ("finished", 1), ("finish", 2), ("finished", 2)], log
     # the second insert began before the first finish ended (its stamp is the insert's start)
-    assert sink.writes == [5, 10] and log[4][2] < log[1][2] + 0.5
+    assert sink.writes == [5, 5, 5] and log[5][2] < log[1][2] + 0.5
+
+
+def test_a_submitted_insert_runs_while_the_caller_computes_without_yielding(tmp_path):
+    """An agent (or the direct replay) computes its next batch without yielding to the
+    event loop: once submit() returns, every table of the batch is stored meanwhile,
+    in one hand-off to the store's thread (each table its own hand-off, or a writer
+    that had not yet seen the batch, would wait for the caller's next await)."""
+    settings = Settings(data_dir=tmp_path / "data", store_insert_rows=1, store_insert_seconds=3600)
+    sink = ClickHouseSink(settings)
+    inserted: list[tuple[str, float]] = []  # (table, when its insert ended) on the store's thread
+    insert = sink._insert
+
+    def timed_insert(table, rows):
+        insert(table, rows)
+        inserted.append((table, time.perf_counter()))
+
+    sink._insert = timed_insert
+    rows = _batch(0, 5)
+    rows.add("events_raw", {"event_id": "e1", "kind": "order", "ts": T0, "order_id": "O00000", "payload": "{}",
+                            "topic": "supply.orders", "partition": 0, "offset": 0})
+
+    async def finish(batches, insert_started, insert_ended):
+        pass
+
+    async def scenario() -> float:
+        await sink.open()
+        behind = WriteBehind(sink, finish, max_pending=10_000)
+        await behind.submit(0, rows, 5)
+        time.sleep(3.0)  # the next batch, computed without an await
+        computed = time.perf_counter()
+        await behind.drain()
+        return computed
+
+    try:
+        computed = asyncio.run(asyncio.wait_for(scenario(), 120))
+    finally:
+        asyncio.run(sink.close())
+    assert sorted(table for table, _ in inserted) == ["events_raw", "order_facts"]
+    assert all(ended < computed for _, ended in inserted), (inserted, computed)
 
 
 def _drain_failure(tmp_path, finish_batch_1) -> tuple[BaseException, list[int]]:
