@@ -72,6 +72,22 @@ def test_sink_retries_a_failed_write_until_stored(settings, caplog):
     assert any("writing 1 rows to order_facts failed (attempt 1)" in r.message for r in caplog.records)
 
 
+def test_a_write_with_no_rows_says_nothing_of_the_stores_health(settings, monkeypatch):
+    """A batch without rows (a wake-up) asks nothing of the store: while the store is
+    down, it must not report it back (an outage would count twice)."""
+    from supplymon import health
+
+    store = health.Availability("store", "ClickHouse 存储")
+    monkeypatch.setattr(health, "store", store)
+    sink = ClickHouseSink(settings)
+    store.failed("down")
+    try:
+        assert asyncio.run(sink.write(Rows())) == []
+    finally:
+        asyncio.run(sink.close())
+    assert store.up is False and store.outages == 1
+
+
 def test_insert_files_a_killed_worker_left_are_removed_when_the_store_opens(settings):
     """A worker's inserts pass through temporary files in the data dir (not /tmp);
     those of a killed process go when the store is opened again, nothing else does."""
