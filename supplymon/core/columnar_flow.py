@@ -666,7 +666,7 @@ class ColumnarOrderFlow:
         facts: the fingerprints of their two signal records (supplymon/core/signals.py
         `fold`), from the same columns."""
         t = self.table
-        names = np.array(t.names.names + [None], dtype=object)  # code -1: None
+        names = t.names.array()  # code -1: None
         response, _, delivery = self._deadlines(rows)
         at, resp_ts, recv, passed = t.ordered_at[rows], t.resp_ts[rows], t.recv[rows], t.passed[rows]
         answered = resp_ts != NULL

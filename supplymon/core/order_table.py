@@ -82,6 +82,7 @@ class Names:
         self.code: dict[str, int] = {}
         self.names: list[str] = []
         self._values = np.full(1, NONE_VALUE, dtype=np.uint64)
+        self._array = np.full(1, None, dtype=object)
 
     def of(self, name: str) -> int:
         code = self.code.get(name)
@@ -94,6 +95,16 @@ class Names:
         self.code.clear()
         self.names.clear()
         self._values = self._values[-1:]
+        self._array = self._array[-1:]
+
+    def array(self) -> np.ndarray:
+        """Each code's name, and last None: indexed by codes, -1 (none) included."""
+        known = len(self._array) - 1
+        if known != len(self.names):
+            added = np.empty(len(self.names) - known, dtype=object)
+            added[:] = self.names[known:]
+            self._array = np.concatenate([self._array[:-1], added, self._array[-1:]])
+        return self._array
 
     def values(self) -> np.ndarray:
         """Each code's name as the signals' fingerprints take a text (`text_value`), and
