@@ -118,18 +118,20 @@ class ClickHouseSink:
         """Rows a command stores through this worker (`supplymon assess`), as JSONEachRow."""
         await self.on_store(lambda store: store.insert_json(table, data))
 
-    def _write_tables(self, tables: dict[str, Columns | Rows], refused: dict[str, list]) -> None:
-        """On the store thread: each table's rows not stored yet, in turn, as columns
-        (made here, off the event loop). One hand-off for all the tables: between two
-        hand-offs the event loop must come round, which in a busy agent or replay it
-        does only between batches, and the store would wait for it."""
-        for table, rows in tables.items():
-            if table in refused:  # stored by an earlier attempt
-                continue
+    def _write_tables(self, tables: dict[str, Columns | Rows], stored: dict[str, tuple[int, list]]) -> None:
+        """On the store thread: each table of `tables` in turn, as columns (made here,
+        off the event loop), moved to `stored` once stored, as (its row count, the rows
+        the store refused): a retry goes on with those left, and a table's columns are
+        let go once stored. One hand-off for all the tables: between two hand-offs the
+        event loop must come round, which in a busy agent or replay it does only between
+        batches, and the store would wait for it."""
+        for table in list(tables):
+            rows = tables[table]
             if isinstance(rows, Rows):
                 rows = tables[table] = rows.table(table)
             self._writing = table
-            refused[table] = self._insert_isolating(table, rows)
+            stored[table] = (len(rows), self._insert_isolating(table, rows))
+            del tables[table]
 
     async def write(self, rows: Rows) -> list[dict]:
         """Store every row; returns only once all are stored (an outage is retried
@@ -152,8 +154,9 @@ class ClickHouseSink:
         return dead
 
     async def _write_all(self, tables: dict[str, Columns | Rows]) -> dict[str, list[tuple[dict, str]]]:
-        """`tables` stored; for each, the rows the store refused (with its error)."""
-        refused: dict[str, list[tuple[dict, str]]] = {}
+        """`tables` stored (emptied as each is); for each, the rows the store refused
+        (with its error)."""
+        stored: dict[str, tuple[int, list[tuple[dict, str]]]] = {}
 
         async def reopen(attempt: int, delay: float, exc: Exception) -> None:
             table = self._writing
@@ -164,15 +167,15 @@ class ClickHouseSink:
             await self.run(self._close)  # a broken connection is reopened on the next attempt
 
         # An outage is retried until it is over: rows are never dropped.
-        await retry_until_done(lambda: self.run(self._write_tables, tables, refused), on_retry=reopen,
+        await retry_until_done(lambda: self.run(self._write_tables, tables, stored), on_retry=reopen,
                                first_delay=self.first_backoff, max_delay=self.max_backoff)
         health.store.ok()  # it answered (a refused row is about the row, not an outage)
-        for table, errors in refused.items():
+        for table, (count, errors) in stored.items():
             for row, error in errors:
                 metrics.sink_refused.labels(table).inc()
                 log.warning("the store refused a %s row, sent to the dead letters: %s", table, error)
-            metrics.sink_rows.labels(table).inc(len(tables[table]) - len(errors))
-        return refused
+            metrics.sink_rows.labels(table).inc(count - len(errors))
+        return {table: errors for table, (_, errors) in stored.items()}
 
     async def close(self) -> None:
         await self.run(self._close)
