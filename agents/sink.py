@@ -118,17 +118,15 @@ class ClickHouseSink:
         """Rows a command stores through this worker (`supplymon assess`), as JSONEachRow."""
         await self.on_store(lambda store: store.insert_json(table, data))
 
-    def _write_tables(self, tables: dict[str, Columns | Rows], stored: dict[str, tuple[int, list]]) -> None:
-        """On the store thread: each table of `tables` in turn, as columns (made here,
-        off the event loop), moved to `stored` once stored, as (its row count, the rows
-        the store refused): a retry goes on with those left, and a table's columns are
-        let go once stored. One hand-off for all the tables: between two hand-offs the
-        event loop must come round, which in a busy agent or replay it does only between
-        batches, and the store would wait for it."""
+    def _write_tables(self, tables: dict[str, Columns], stored: dict[str, tuple[int, list]]) -> None:
+        """On the store thread: each table of `tables` in turn, moved to `stored` once
+        stored, as (its row count, the rows the store refused): a retry goes on with
+        those left, and a table's columns are let go once stored. One hand-off for all
+        the tables: between two hand-offs the event loop must come round, which in a
+        busy agent or replay it does only between batches, and the store would wait
+        for it."""
         for table in list(tables):
             rows = tables[table]
-            if isinstance(rows, Rows):
-                rows = tables[table] = rows.table(table)
             self._writing = table
             stored[table] = (len(rows), self._insert_isolating(table, rows))
             del tables[table]
@@ -136,9 +134,12 @@ class ClickHouseSink:
     async def write(self, rows: Rows) -> list[dict]:
         """Store every row; returns only once all are stored (an outage is retried
         forever), with the dead letters of the rows the store refused."""
-        tables: dict[str, Columns | Rows] = {table: rows for table in TABLES if rows.count(table)}
-        if not tables:  # (nothing asked of the store: nothing to say of its health either)
+        if not any(map(rows.count, TABLES)):  # (nothing asked of the store: nothing to say of its health)
             return []
+        # The columns are made here, on the event loop's thread: made on the store's
+        # thread they came from its own malloc arena, and a worker catching up on a
+        # million orders held ~130 MiB more (bench/RESULTS.md).
+        tables = {table: rows.table(table) for table in TABLES if rows.count(table)}
         refused = await self._write_all(tables)
         dead: list[dict] = []
         now = int(time.time() * 1000)
@@ -153,7 +154,7 @@ class ClickHouseSink:
                 metrics.dead_letters.labels(row["reason"]).inc()
         return dead
 
-    async def _write_all(self, tables: dict[str, Columns | Rows]) -> dict[str, list[tuple[dict, str]]]:
+    async def _write_all(self, tables: dict[str, Columns]) -> dict[str, list[tuple[dict, str]]]:
         """`tables` stored (emptied as each is); for each, the rows the store refused
         (with its error)."""
         stored: dict[str, tuple[int, list[tuple[dict, str]]]] = {}
