@@ -237,7 +237,8 @@ class WriteBehind:
         self._wanted = 0  # events a submit() waits to queue: write at once if only a write makes room
         self._changed = asyncio.Event()  # the queue grew or shrank
         self._wake = asyncio.Event()  # for the writer: a batch came, or someone waits
-        self._writing = False  # an insert is running (what comes meanwhile waits for the next)
+        # an insert, and what goes out once it is stored, is running (what comes meanwhile waits for the next)
+        self._busy = False
         self._noticed = asyncio.Event()  # the writer has seen the queue as it is: writing it, or waiting for more
         self._task: asyncio.Task | None = None
         self._failure: BaseException | None = None
@@ -262,7 +263,7 @@ class WriteBehind:
         if self._task is None or self._task.done():
             self._check()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="clickhouse-write-behind")
-        if not self._writing:
+        if not self._busy:
             # Until the writer has seen this batch (a few turns of the event loop), its
             # insert is not running: returning now, the caller would compute its next
             # batch without yielding, and the insert would start only at its next await.
@@ -334,18 +335,19 @@ class WriteBehind:
                 for _, batch_rows, _ in group:
                     rows.extend(batch_rows)
                 started = time.perf_counter()
-                self._writing = True
+                # Busy until back at the top of this loop, where it sees what came meanwhile.
+                self._busy = True
                 self._noticed.set()  # (the write reaches the store's thread before a waiting submit() resumes)
                 try:
                     refused = await self.sink.write(rows)
+                    stored = time.perf_counter()
+                    batches = [batch for batch, _, _ in group]
+                    if refused and self.on_refused is not None:
+                        await self.on_refused(refused)
+                    if self.on_stored is not None:
+                        await self.on_stored(batches, started, stored)
                 finally:
-                    self._writing = False
-                stored = time.perf_counter()
-                batches = [batch for batch, _, _ in group]
-                if refused and self.on_refused is not None:
-                    await self.on_refused(refused)
-                if self.on_stored is not None:
-                    await self.on_stored(batches, started, stored)
+                    self._busy = False
                 # Finished after the previous insert's batches, in order, while the next
                 # insert runs: an insert does not wait for the deliveries of the one before.
                 finishing = asyncio.get_running_loop().create_task(self._finish(group, started, stored, finishing))
