@@ -46,17 +46,24 @@ def direct_rate(path: Path, events: int, data_dir: Path, partitions: int) -> flo
 
 def stage_times(lines: list[bytes], partitions: int) -> dict[str, float]:
     """CPU (process time) per event of each stage of the direct replay's batch step,
-    without the store: the flow (decode, lifecycle, due index, facts, windows,
-    snapshots), packing the signals, the early warnings."""
+    without the store: routing the lines and decoding them (once, for the route and
+    the flow), the flow (lifecycle, due index, facts, windows), packing the signals,
+    the early warnings."""
     from supplymon.core.signals import pack
     from supplymon.direct import DirectReplay, Progress
     from supplymon.gcpolicy import batch_pace
 
     settings = replace(Settings.from_env({}), partitions=partitions, allow_future=True)
     replay = DirectReplay(settings, None, Progress(io.StringIO()))  # the early warnings in this process
-    spent = {"flow": 0.0, "signals": 0.0, "early warnings": 0.0}
+    spent = {"route and decode": 0.0, "flow": 0.0, "signals": 0.0, "early warnings": 0.0}
     with batch_pace():
-        for batch in replay.file_batches(lines):
+        batches = replay.file_batches(lines)
+        while True:
+            started = time.process_time()
+            batch = next(batches, None)
+            spent["route and decode"] += time.process_time() - started
+            if batch is None:
+                break
             started = time.process_time()
             out = replay.flow_step(batch)
             flowed = time.process_time()
