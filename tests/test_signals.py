@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from supplymon.core.rows import Columns
-from supplymon.core.signals import order_signals, signal_columns
+from supplymon.core.signals import (delivery_records, distributor_group, manufacturer_group, order_signals,
+                                    supply_records)
 
 maybe_ms = st.none() | st.integers(1_700_000_000_000, 1_800_000_000_000)
 facts = st.fixed_dictionaries({
@@ -24,8 +25,13 @@ facts = st.fixed_dictionaries({
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(facts, min_size=1, max_size=20))
-def test_signal_columns_are_order_signals_a_column_at_a_time(rows):
-    groups0, records0, groups1, records1 = signal_columns(Columns.from_rows(rows).data)
+def test_signal_records_made_a_column_at_a_time_are_order_signals(rows):
+    """`supply_records` and `delivery_records` (what the columnar flow makes, for the
+    rows whose fingerprint changed) with their groups, as `order_signals` makes them."""
+    columns = Columns.from_rows(rows).data
+    everyone = range(len(rows))
+    groups0, records0 = list(map(manufacturer_group, columns["manufacturer_id"])), supply_records(columns, everyone)
+    groups1, records1 = list(map(distributor_group, columns["distributor_id"])), delivery_records(columns, everyone)
     assert [[(g0, r0), (g1, r1)] for g0, r0, g1, r1 in zip(groups0, records0, groups1, records1)] == \
         [order_signals(row) for row in rows]
     assert len(groups0) == len(rows)

@@ -89,15 +89,6 @@ def delivery_records(facts: dict[str, list], rows: Iterable[int]) -> list[list]:
              d[n], c[n]] for n in rows]
 
 
-def signal_columns(facts: dict[str, list]) -> tuple[list[str], list[list], list[str], list[list]]:
-    """`order_signals` of `order_facts` rows given as columns (name -> list), a column
-    at a time: (manufacturer groups, supply records, distributor groups, delivery
-    records), each record as `order_signals` makes it for the same row."""
-    rows = range(len(facts["ordered_at"]))
-    return (list(map(manufacturer_group, facts["manufacturer_id"])), supply_records(facts, rows),
-            list(map(distributor_group, facts["distributor_id"])), delivery_records(facts, rows))
-
-
 # A record's fingerprint: its fields folded into 64 bits (multiply, xor-shift), each
 # field's value as 64 bits: an int as itself, a bool as 0/1, a float by its bits, a
 # text by its own 64-bit blake2b, None as NONE_VALUE. The same for a record made
