@@ -402,6 +402,35 @@ def test_write_behind_finishes_an_insert_while_the_next_one_is_written_and_in_or
     assert sink.writes == [5, 5, 5] and log[5][2] < log[1][2] + 0.5
 
 
+def test_a_stored_batch_lets_go_of_its_rows_while_it_waits_to_be_finished(tmp_path):
+    """Once stored, a batch's rows are let go: a batch waiting for its finish (a slow
+    broker) holds its output for the finish, not its rows for the store too."""
+    settings = Settings(data_dir=tmp_path / "data", store_insert_rows=1_000_000, store_insert_seconds=3600)
+    sink = CountedSink(settings)
+    submitted = {n: _batch(n * 5, 5) for n in range(2)}
+    held_at_finish: list[int] = []
+
+    async def finish(batches, insert_started, insert_ended):
+        held_at_finish.extend(len(submitted[n]) for n in batches)
+        await asyncio.sleep(0.2)
+
+    async def scenario():
+        await sink.open()
+        behind = WriteBehind(sink, finish, max_pending=10_000)
+        for n, rows in submitted.items():
+            await behind.submit(n, rows, 5, urgent=True)
+        await behind.drain()
+        await behind.close()
+        return await sink.query("SELECT count() FROM supplymon.order_facts FINAL", "TSV")
+
+    try:
+        stored = asyncio.run(asyncio.wait_for(scenario(), 120))
+    finally:
+        asyncio.run(sink.close())
+    assert int(stored) == 10 and sum(sink.writes) == 10
+    assert held_at_finish == [0, 0]
+
+
 def test_a_submitted_insert_runs_while_the_caller_computes_without_yielding(tmp_path):
     """An agent (or the direct replay) computes its next batch without yielding to the
     event loop: once submit() returns, every table of the batch is stored meanwhile,

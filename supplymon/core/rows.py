@@ -91,6 +91,11 @@ class Rows:
         """All of a table's rows as dicts."""
         return self.by_table[table] + [row for batch in self.columns[table] for row in batch.rows()]
 
+    def clear(self) -> None:
+        """Let go of every row (stored: nothing reads them again)."""
+        self.by_table = {t: [] for t in self.by_table}
+        self.columns = {t: [] for t in self.columns}
+
     def extend(self, other: "Rows") -> None:
         for table, rows in other.by_table.items():
             self.by_table[table].extend(rows)
