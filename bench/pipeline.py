@@ -457,7 +457,11 @@ def report(r: dict, size: float, partitions: int) -> None:
         rows.append(("messages (events, ticks fanned out)", f"{r['messages']:,}",
                      f"~{size:.0f} B/event, {partitions} partitions"))
     if "publish" in r:
-        rows.append(("batched producer (supplymon Publisher)", f"{r['publish']:,.0f}/s", ""))
+        # supplymon end to end is timed from the first event published: it can be no
+        # faster than the publisher alone, whatever the worker does.
+        rows.append(("batched producer (supplymon Publisher)", f"{r['publish']:,.0f}/s",
+                     f"the most end to end can be; publisher/peer = {r['publish'] / r['peer']:.2f}"
+                     if "peer" in r else ""))
     if "raw" in r:
         rows.append(("raw ceiling: aiokafka + json.loads", f"{r['raw']:,.0f}/s", ""))
     if "peer" in r:
@@ -491,6 +495,9 @@ def report(r: dict, size: float, partitions: int) -> None:
         rows.append(("raw: json.loads over the history file", f"{r['direct']['raw']:,.0f}/s", ""))
         rows.append(("replay --direct (file -> stored, no broker)", f"{r['direct']['direct']:,.0f}/s",
                      f"{r['direct']['events']:,} events; bench/direct.py"))
+        bound = (os.cpu_count() or 1) * 1e6 / r["direct"]["cpu_us"]
+        rows.append(("replay --direct, CPU of all its processes and threads", f"{r['direct']['cpu_us']:.1f} us/event",
+                     f"on {os.cpu_count()} CPUs at most {bound:,.0f}/s: direct/raw <= {bound / r['direct']['raw']:.2f}"))
     width = max((len(row[0]) for row in rows), default=0)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     for name, value, note in rows:
