@@ -169,22 +169,34 @@ def _start_worker(settings: Settings) -> WorkerProcess:
     return worker
 
 
-def pipeline(settings: Settings, lines: list[bytes], data_dir: Path) -> tuple[float, int, dict, dict, int]:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pipeline(settings: Settings, lines: list[bytes], data_dir: Path,
+             broker_pid: int) -> tuple[float, int, dict, dict, int]:
     """Returns messages/s, the worker's peak RSS (KiB), its /state (orders, bytes),
-    the seconds it spent per stage (its metrics) and the messages published."""
+    the seconds it spent per stage (its metrics; and the CPU seconds of the broker
+    and of this process, the publisher, as "process:<name>") and the messages published."""
     worker_settings = _worker_settings(settings, data_dir, "pipe")
     worker = _start_worker(worker_settings)
     try:
         idle = stage_seconds(worker.get("/metrics", timeout=60).decode())  # start-up, before any event
+        broker_cpu, own_cpu = process_cpu(broker_pid), process_cpu(os.getpid())
         started = time.perf_counter()
         _, end_offsets = asyncio.run(publish(worker_settings, lines))
         worker.wait_stored(end_offsets, sum(end_offsets.values()))
         elapsed = time.perf_counter() - started
+        others = {"process:broker (Tansu)": process_cpu(broker_pid) - broker_cpu,
+                  "process:publisher (this bench's process)": process_cpu(os.getpid()) - own_cpu}
         peak = rss_kib(worker.process.pid)
         state = json.loads(worker.get("/state", timeout=60))
         stages = stage_seconds(worker.get("/metrics", timeout=60).decode())
         stages = {name: seconds - idle.get(name, 0.0) for name, seconds in stages.items()}
         stages["end to end (wall)"] = elapsed
+        stages.update(others)
         messages = sum(end_offsets.values())
         return messages / elapsed, peak, state, stages, messages
     finally:
@@ -433,8 +445,8 @@ def main(argv: list[str] | None = None) -> int:
                 r["floor"] = faust_floor(settings, r["messages"], work / "floor", "messages")
                 r["batch_floor"] = faust_floor(settings, r["messages"], work / "batch-floor", "batches")
             if "pipeline" in only:
-                r["pipe"], r["peak_kib"], r["state"], r["stages"], r["messages"] = pipeline(settings, lines,
-                                                                                            work / "data")
+                r["pipe"], r["peak_kib"], r["state"], r["stages"], r["messages"] = pipeline(
+                    settings, lines, work / "data", broker.process.pid)
             if "live" in only:
                 r["live"] = live_latency(settings, work / "live")
                 # Also at half of what the worker sustained: a figure that means the same on a slower machine.
@@ -513,6 +525,13 @@ def report(r: dict, size: float, partitions: int) -> None:
         print_batch_latency(r["live_half"], f"live, {r['live_half']['rate']:,.0f} events/s")
         print(f"live alert p99 = {r['live']['p99']:,.0f} ms at {r['live']['rate']:,.0f} events/s (target < 1,000)")
     if "pipe" in r and "peer" in r:
+        # Were the worker, the broker and the publisher always busy in parallel, the run
+        # could go no faster than their CPU per event allows on this machine's CPUs.
+        cpu = machine_cpu(r["stages"])
+        if cpu:
+            bound = (os.cpu_count() or 1) * r["messages"] / cpu
+            print(f"at most {bound:,.0f}/s on {os.cpu_count()} CPUs at this CPU per event: "
+                  f"pipeline/peer <= {bound / r['peer']:.2f}")
         print(f"pipeline/peer = {r['pipe'] / r['peer']:.2f}")
     if "direct" in r:
         print(f"direct/raw = {r['direct']['direct'] / r['direct']['raw']:.3f}")
@@ -557,6 +576,17 @@ def print_stages(stages: dict[str, float], events: int) -> None:
     main = threads.get("MainThread", 0.0)
     line("main thread outside the stages", main - sum(stages.get(name, 0.0) for name in STAGES))
     line("worker process, all threads", sum(threads.values()))
+    processes = {name.removeprefix("process:"): seconds for name, seconds in stages.items()
+                 if name.startswith("process:")}
+    for name, seconds in processes.items():
+        line(name, seconds)
+    if processes:
+        line("the machine: worker, broker and publisher", machine_cpu(stages))
+
+
+def machine_cpu(stages: dict[str, float]) -> float:
+    """CPU seconds of the pipeline run over the worker's threads, the broker and the publisher."""
+    return sum(seconds for name, seconds in stages.items() if name.startswith(("thread:", "process:")))
 
 
 if __name__ == "__main__":
