@@ -35,20 +35,23 @@ def raw_rate(path: Path) -> float:
     return n / (time.perf_counter() - started)
 
 
-def direct_rate(path: Path, events: int, data_dir: Path, partitions: int) -> tuple[float, float]:
-    """Events/s, and the CPU per event (us) of every process and thread of the replay:
-    this one's (the flow, the store's threads) and its early warnings' child's."""
+def direct_rate(path: Path, events: int, data_dir: Path, partitions: int) -> tuple[float, dict[str, float]]:
+    """Events/s, and the CPU per event (us) of the replay's processes and threads: the
+    main thread (reading, routing, decoding, the flow), the store's threads (Arrow
+    columns, chdb's inserts and merges), the early warnings' child."""
     from supplymon.direct import replay_direct
     from supplymon.sources import history_lines
 
     settings = replace(Settings.from_env({}), data_dir=data_dir, partitions=partitions, allow_future=True)
-    cpu, started = os.times(), time.perf_counter()
+    cpu, main, started = os.times(), time.thread_time(), time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         replay_direct(settings, history_lines(path))
-    elapsed, spent = time.perf_counter() - started, os.times()
+    elapsed, main, spent = time.perf_counter() - started, time.thread_time() - main, os.times()
+    process = spent.user - cpu.user + spent.system - cpu.system
     # (the child has ended and been waited for: its time is in children_*)
-    seconds = sum(getattr(spent, f) - getattr(cpu, f) for f in ("user", "system", "children_user", "children_system"))
-    return events / elapsed, seconds * 1e6 / events
+    child = spent.children_user - cpu.children_user + spent.children_system - cpu.children_system
+    per_event = {"main thread": main, "the store's threads": process - main, "early warnings' process": child}
+    return events / elapsed, {name: seconds * 1e6 / events for name, seconds in per_event.items()}
 
 
 def stage_times(lines: list[bytes], partitions: int) -> dict[str, float]:
@@ -99,12 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         path = work / "history.jsonl"
         path.write_bytes(b"\n".join(lines) + b"\n")
         raw = raw_rate(path)
-        direct, cpu_us = direct_rate(path, len(lines), work / "data", args.partitions)
+        direct, cpu = direct_rate(path, len(lines), work / "data", args.partitions)
+        cpu_us = sum(cpu.values())
         stages = stage_times(lines, args.partitions) if args.stages else {}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
-        print(json.dumps({"events": len(lines), "raw": raw, "direct": direct, "cpu_us": cpu_us, "stages_us": stages}))
+        print(json.dumps({"events": len(lines), "raw": raw, "direct": direct, "cpu_us": cpu_us, "cpu_split_us": cpu,
+                          "stages_us": stages}))
         return 0
     print(f"events in the file                 {len(lines):>14,}")
     print(f"raw: json.loads over the file      {raw:>12,.0f}/s")
@@ -114,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     bound = (os.cpu_count() or 1) * 1e6 / cpu_us
     print(f"  CPU, all its processes and threads{cpu_us:>9.1f} us/event: on {os.cpu_count()} CPUs at most "
           f"{bound:,.0f}/s (direct/raw <= {bound / raw:.2f})")
+    for name, us in cpu.items():
+        print(f"    {name:<31}{us:>10.1f} us/event")
     for stage, us in stages.items():
         print(f"  {stage + ' (CPU, no store)':<33}{us:>10.1f} us/event")
     if stages:
