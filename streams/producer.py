@@ -22,7 +22,7 @@ from collections import defaultdict
 
 from aiokafka import AIOKafkaProducer
 
-from supplymon.publish import bootstrap_servers, key_partitions
+from supplymon.publish import bootstrap_servers, key_partitions, record_batches
 from supplymon.settings import Settings
 
 
@@ -73,14 +73,7 @@ async def send_batches(producer: AIOKafkaProducer, topic: str, partition: int,
     record batch, in order."""
     sent = []
     for part in (messages[:-1], messages[-1:]):
-        batch, count = producer.create_batch(), 0
-        for key, value in part:
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-                sent.append((count, await producer.send_batch(batch, topic, partition=partition)))
-                batch, count = producer.create_batch(), 0
-                batch.append(key=key, value=value, timestamp=None)  # an empty batch takes any one message
-            count += 1
-        if count:
+        for count, batch in record_batches(producer, [(key, value, None, None) for key, value in part]):
             sent.append((count, await producer.send_batch(batch, topic, partition=partition)))
     return sent
 

@@ -4,28 +4,31 @@ Used by `replay`, the demo's simulator and the embedded worker's rebuild from
 `events_raw`. Each event goes to its kind's topic, keyed by `order_id`, with the
 Kafka timestamp set to its event time; a tick goes to every partition of every
 input topic (contract section 1). A line that is not a usable event is published
-as it is to the orders topic, so that the worker dead-letters it with a reason
-(once: a tick the validator or the future-stamp rule would refuse is not fanned
-out, it would be refused on every partition); the worker's validator decides. A line over `max_event_bytes` (or one the broker
-refuses as too large) is published as its truncated copy with the header
-`supplymon-too-large` (its size): the worker dead-letters it (`too_large`) and the
-publishing goes on.
+as it is to the orders topic (keyed by its order_id if it has one, else to the
+first partition), so that the worker dead-letters it with a reason (once: a tick
+the validator or the future-stamp rule would refuse is not fanned out, it would be
+refused on every partition); the worker's validator decides. A line over
+`max_event_bytes` (or one the producer or the broker refuses as too large) is
+published as its truncated copy with the header `supplymon-too-large` (its size):
+the worker dead-letters it (`too_large`) and the publishing goes on.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import murmur2
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -176,24 +179,65 @@ class PublishStats:
             self.end_offsets[key] = offset + 1
 
 
+def record_batches(producer: AIOKafkaProducer, messages: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+    """`messages` (key, value, timestamp in ms or None, headers or None) appended to
+    as few of the producer's record batches as they fit, in order: (count, batch)."""
+    batch, count = producer.create_batch(), 0
+    for key, value, timestamp, headers in messages:
+        if batch.append(key=key, value=value, timestamp=timestamp, headers=headers) is None:  # full
+            yield count, batch
+            batch, count = producer.create_batch(), 0
+            batch.append(key=key, value=value, timestamp=timestamp, headers=headers)  # an empty batch takes any one
+        count += 1
+    if count:
+        yield count, batch
+
+
+class Outgoing(NamedTuple):
+    """A message the publisher sends with its next record batches."""
+
+    topic: str
+    partition: int | None  # None: its key's partition (the first, without a key)
+    key: bytes | None
+    value: bytes
+    timestamp: int | None  # ms; None: the wall clock's
+    headers: list[tuple[str, bytes]] | None
+
+
 class Publisher:
     """Batched asynchronous producer of raw event lines; with `speed`, paced so that
-    event time runs `speed` times as fast as the wall clock (from the first event)."""
+    event time runs `speed` times as fast as the wall clock (from the first event).
+
+    The lines' messages are gathered and sent as record batches, a partition's in
+    their order (aiokafka's batch API, not a producer call, future and partitioner
+    call per message): every `SEND_EVERY` messages, before a pace's wait, and on
+    `flush()`. A keyed message goes to its key's partition by `partitioner` (the
+    producer's default: murmur2, on numpy for a whole batch), one without a key (a
+    line with no order_id, dead-lettered by the worker) to the first partition. A
+    record batch the broker refuses as too large is sent again a message per batch,
+    and a message it refuses alone as its truncated copy."""
+
+    SEND_EVERY = 1000
+    MAX_REQUEST_BYTES = 1 << 20  # the producer's; a message over it is never sent (aiokafka's check, per message)
+    partitioner = staticmethod(key_partitions)  # (keys, partition count) -> each key's partition index
 
     def __init__(self, settings: Settings, window: int = 5000, speed: float | None = None):
         self.settings = settings
-        self.window = window  # sends in flight before we wait for their acks
+        self.window = window  # messages in flight before we wait for their acks
         self.speed = speed
         self._clock_start: tuple[int, float] | None = None  # (first event time ms, monotonic)
         self.stats = PublishStats()
-        self._pending: list[asyncio.Future] = []
+        self._outbox: list[Outgoing] = []  # not sent yet
+        self._pending: deque[tuple[asyncio.Future, str, int, list[Outgoing]]] = deque()  # sent, not yet delivered
+        self._in_flight = 0  # their messages
         self._producer: AIOKafkaProducer | None = None
         self._partitions: int = settings.partitions
+        self._topic_partitions: dict[str, list[int]] = {}
 
     async def __aenter__(self) -> "Publisher":
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers(self.settings), acks="all",
-            linger_ms=10, max_batch_size=1 << 20, request_timeout_ms=30_000)
+            bootstrap_servers=bootstrap_servers(self.settings), acks="all", linger_ms=10,
+            max_batch_size=1 << 20, max_request_size=self.MAX_REQUEST_BYTES, request_timeout_ms=30_000)
         await self._producer.start()
         parts = await self._producer.partitions_for(self.settings.topics.orders)
         self._partitions = len(parts) if parts else self.settings.partitions
@@ -212,29 +256,44 @@ class Publisher:
         if not raw:
             return
         if len(raw) > self.settings.max_event_bytes:
-            await self._too_large(raw)
-            return
-        now_ms = time.time() * 1000
-        where = route(raw, self.settings.topics, lambda ts: refused_as_future_at(self.settings, ts, now_ms))
-        if self.speed and where.ts is not None and not refused_as_future_at(self.settings, where.ts, now_ms):
-            await self._pace(where.ts)
-        if where.topic is None:
-            self.stats.ticks += 1
-            for topic in self.settings.topics.inputs:
-                for partition in range(self._partitions):
-                    await self._send(topic, None, raw, where.ts, partition, headers)
-            return
-        if not where.readable:
-            self.stats.unreadable += 1
-        self.stats.events += 1
-        await self._send(where.topic, where.key, raw, where.ts, None, headers)
+            self._too_large(raw)
+        else:
+            now_ms = time.time() * 1000
+            where = route(raw, self.settings.topics, lambda ts: refused_as_future_at(self.settings, ts, now_ms))
+            if self.speed and where.ts is not None and not refused_as_future_at(self.settings, where.ts, now_ms):
+                await self._pace(where.ts)
+            # A cluster with message.timestamp.after.max.ms refuses a whole record batch
+            # for one record stamped in the future: such a record gets the wall clock as
+            # its Kafka timestamp, and the worker judges its event time from its `ts`.
+            ts = where.ts if where.ts is not None and where.ts <= now_ms else None
+            if self._over_request(where.key, raw, headers):
+                self._too_large(raw)
+            elif where.topic is None:
+                self.stats.ticks += 1
+                self._outbox += [Outgoing(topic, partition, None, raw, ts, headers)
+                                 for topic in self.settings.topics.inputs for partition in range(self._partitions)]
+            else:
+                if not where.readable:
+                    self.stats.unreadable += 1
+                self.stats.events += 1
+                self._outbox.append(Outgoing(where.topic, None, where.key, raw, ts, headers))
+        if len(self._outbox) >= self.SEND_EVERY:
+            await self._send()
+            if self._in_flight >= self.window:  # the oldest half delivered; the rest stays in flight
+                await self._settle(self.window // 2)
 
-    async def _too_large(self, raw: bytes) -> None:
+    def _over_request(self, key: bytes | None, raw: bytes, headers: list[tuple[str, bytes]] | None) -> bool:
+        """Whether the producer would refuse the message sent alone (an empty record
+        batch takes any, so the check is made here)."""
+        return (len(raw) > self.MAX_REQUEST_BYTES // 2
+                and DefaultRecordBatchBuilder.estimate_size_in_bytes(key, raw, headers or []) > self.MAX_REQUEST_BYTES)
+
+    def _too_large(self, raw: bytes) -> None:
         """Its truncated copy instead, for the worker to dead-letter (never decoded)."""
         self.stats.too_large += 1
         self.stats.events += 1
-        await self._send(self.settings.topics.orders, None, truncated(raw), None, None,
-                         [(TOO_LARGE_HEADER, str(len(raw)).encode())])
+        self._outbox.append(Outgoing(self.settings.topics.orders, None, None, truncated(raw), None,
+                                     [(TOO_LARGE_HEADER, str(len(raw)).encode())]))
 
     async def _pace(self, ts: int) -> None:
         if self._clock_start is None:
@@ -245,31 +304,58 @@ class Publisher:
             await self.flush()
             await asyncio.sleep(wait)
 
-    async def _send(self, topic, key, value, ts, partition, headers=None) -> None:
-        if ts is not None and ts > time.time() * 1000:
-            # A cluster with message.timestamp.after.max.ms refuses a whole record batch
-            # for one record stamped in the future: such a record gets the wall clock as
-            # its Kafka timestamp, and the worker judges its event time from its `ts`.
-            ts = None
-        try:
-            future = await self._producer.send(topic, value=value, key=key, timestamp_ms=ts,
-                                               partition=partition, headers=headers)
-        except MessageSizeTooLargeError:  # over the producer's request size
-            self.stats.events -= 1
-            await self._too_large(value)
-            return
-        self._pending.append((future, value))
-        if len(self._pending) >= self.window:
-            await self.flush()
+    async def _partitions_of(self, topic: str) -> list[int]:
+        if topic not in self._topic_partitions:
+            self._topic_partitions[topic] = sorted(await self._producer.partitions_for(topic))
+        return self._topic_partitions[topic]
+
+    async def _send(self) -> None:
+        """The outbox as record batches, a partition's messages in their order."""
+        outbox, self._outbox = self._outbox, []
+        keyed: dict[str, list[int]] = {}  # topic -> its messages to send to their key's partition
+        for i, message in enumerate(outbox):
+            if message.partition is None and message.key is not None:
+                keyed.setdefault(message.topic, []).append(i)
+        partition_of: dict[int, int] = {}
+        for topic, at in keyed.items():
+            partitions = await self._partitions_of(topic)
+            picked = self.partitioner([outbox[i].key for i in at], len(partitions)).tolist()
+            partition_of.update(zip(at, (partitions[p] for p in picked)))
+        by_partition: dict[tuple[str, int], list[Outgoing]] = {}
+        for i, message in enumerate(outbox):
+            partition = message.partition if message.partition is not None else partition_of.get(i, 0)
+            by_partition.setdefault((message.topic, partition), []).append(message)
+        for (topic, partition), messages in by_partition.items():
+            await self._send_batches(topic, partition, messages)
+
+    async def _send_batches(self, topic: str, partition: int, messages: list[Outgoing]) -> None:
+        at = 0
+        for count, batch in record_batches(self._producer, [message[2:] for message in messages]):
+            delivery = await self._producer.send_batch(batch, topic, partition=partition)
+            self._pending.append((delivery, topic, partition, messages[at:at + count]))
+            self._in_flight += count
+            at += count
 
     async def flush(self) -> None:
-        while self._pending:
-            pending, self._pending = self._pending, []
-            for future, value in pending:
-                try:
-                    meta = await future
-                except MessageSizeTooLargeError:  # over the broker's message limit
+        """Everything published so far sent and delivered."""
+        while self._outbox or self._pending:
+            await self._send()
+            await self._settle(0)
+
+    async def _settle(self, in_flight: int) -> None:
+        """The oldest record batches delivered until at most `in_flight` messages are
+        not; a batch refused as too large is sent again (see the class)."""
+        while self._pending and self._in_flight > in_flight:
+            delivery, topic, partition, messages = self._pending.popleft()
+            self._in_flight -= len(messages)
+            try:
+                meta = await delivery
+            except MessageSizeTooLargeError:  # over the broker's limit
+                if len(messages) > 1:
+                    for message in messages:  # each in a record batch of its own
+                        await self._send_batches(topic, partition, [message])
+                else:
                     self.stats.events -= 1
-                    await self._too_large(value)
-                    continue
-                self.stats.record(meta.topic, meta.partition, meta.offset)
+                    self._too_large(messages[0].value)
+                continue
+            self.stats.record(meta.topic, meta.partition, meta.offset + len(messages) - 1)

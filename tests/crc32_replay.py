@@ -5,21 +5,19 @@ partition supplymon's own tools pick. For tests: `python -m tests.crc32_replay r
 FILE [options]`, as `python -m supplymon replay ...`."""
 from __future__ import annotations
 
-import functools
-import random
 import sys
 import zlib
+
+import numpy as np
 
 import supplymon.publish as publish
 from supplymon.cli import main
 
 
-def crc32_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
-    if key is None:  # as Kafka's: anywhere
-        return random.choice(available or all_partitions)
-    return all_partitions[zlib.crc32(key) % len(all_partitions)]
+def crc32_partitions(keys: list[bytes], partitions: int) -> np.ndarray:
+    return np.array([zlib.crc32(key) % partitions for key in keys], dtype=np.int64)
 
 
 if __name__ == "__main__":
-    publish.AIOKafkaProducer = functools.partial(publish.AIOKafkaProducer, partitioner=crc32_partitioner)
+    publish.Publisher.partitioner = staticmethod(crc32_partitions)
     raise SystemExit(main(sys.argv[1:]))
