@@ -210,14 +210,18 @@ class Publisher:
 
     The lines' messages are gathered and sent as record batches, a partition's in
     their order (aiokafka's batch API, not a producer call, future and partitioner
-    call per message): every `SEND_EVERY` messages, before a pace's wait, and on
-    `flush()`. A keyed message goes to its key's partition by `partitioner` (the
+    call per message): every `SEND_EVERY` messages, `LINGER_SECONDS` after the
+    first message not sent yet (a live source's message waits no longer, as with the
+    producer's linger), before a pace's wait, and on `flush()`; one send at a time,
+    so a partition's messages keep their order. A send that fails in the background
+    is raised by the next `publish()` or `flush()`. A keyed message goes to its key's partition by `partitioner` (the
     producer's default: murmur2, on numpy for a whole batch), one without a key (a
     line with no order_id, dead-lettered by the worker) to the first partition. A
     record batch the broker refuses as too large is sent again a message per batch,
     and a message it refuses alone as its truncated copy."""
 
     SEND_EVERY = 1000
+    LINGER_SECONDS = 0.01
     MAX_REQUEST_BYTES = 1 << 20  # the producer's; a message over it is never sent (aiokafka's check, per message)
     partitioner = staticmethod(key_partitions)  # (keys, partition count) -> each key's partition index
 
@@ -233,6 +237,9 @@ class Publisher:
         self._producer: AIOKafkaProducer | None = None
         self._partitions: int = settings.partitions
         self._topic_partitions: dict[str, list[int]] = {}
+        self._sending = asyncio.Lock()
+        self._linger: asyncio.TimerHandle | None = None  # sends the outbox once it has lingered
+        self._lingering: asyncio.Task | None = None  # that send
 
     async def __aenter__(self) -> "Publisher":
         self._producer = AIOKafkaProducer(
@@ -247,10 +254,13 @@ class Publisher:
         try:
             await self.flush()
         finally:
+            if self._linger is not None:
+                self._linger.cancel()
             await self._producer.stop()
 
     async def publish(self, line: bytes | str, headers: list[tuple[str, bytes]] | None = None) -> None:
         """Publish one JSON Lines line (a tick fans out to every input partition)."""
+        self._check()
         raw = line.encode() if isinstance(line, str) else line
         raw = raw.strip()
         if not raw:
@@ -281,6 +291,22 @@ class Publisher:
             await self._send()
             if self._in_flight >= self.window:  # the oldest half delivered; the rest stays in flight
                 await self._settle(self.window // 2)
+        elif self._outbox and self._linger is None:
+            self._linger = asyncio.get_running_loop().call_later(self.LINGER_SECONDS, self._send_lingering)
+
+    def _send_lingering(self) -> None:
+        self._linger = None
+        if self._lingering is None or self._lingering.done():
+            self._lingering = asyncio.ensure_future(self._send())
+        elif self._outbox:  # a send is still running: this one's turn comes after it
+            self._linger = asyncio.get_running_loop().call_later(self.LINGER_SECONDS, self._send_lingering)
+
+    def _check(self) -> None:
+        """A background send's failure, raised (its messages were not sent)."""
+        task = self._lingering
+        if task is not None and task.done():
+            self._lingering = None
+            task.result()
 
     def _over_request(self, key: bytes | None, raw: bytes, headers: list[tuple[str, bytes]] | None) -> bool:
         """Whether the producer would refuse the message sent alone (an empty record
@@ -311,6 +337,10 @@ class Publisher:
 
     async def _send(self) -> None:
         """The outbox as record batches, a partition's messages in their order."""
+        async with self._sending:
+            await self._send_outbox()
+
+    async def _send_outbox(self) -> None:
         outbox, self._outbox = self._outbox, []
         keyed: dict[str, list[int]] = {}  # topic -> its messages to send to their key's partition
         for i, message in enumerate(outbox):
@@ -338,6 +368,9 @@ class Publisher:
 
     async def flush(self) -> None:
         """Everything published so far sent and delivered."""
+        if self._lingering is not None:
+            await self._lingering  # (its failure raised here)
+            self._lingering = None
         while self._outbox or self._pending:
             await self._send()
             await self._settle(0)
@@ -352,8 +385,9 @@ class Publisher:
                 meta = await delivery
             except MessageSizeTooLargeError:  # over the broker's limit
                 if len(messages) > 1:
-                    for message in messages:  # each in a record batch of its own
-                        await self._send_batches(topic, partition, [message])
+                    async with self._sending:
+                        for message in messages:  # each in a record batch of its own
+                            await self._send_batches(topic, partition, [message])
                 else:
                     self.stats.events -= 1
                     self._too_large(messages[0].value)

@@ -74,3 +74,28 @@ def test_events_land_in_their_order_partition_in_order_ticks_everywhere():
     assert len(messages) == len(lines) - ticked + ticked * fanned_out
     assert stats.events == len(lines) - ticked and stats.ticks == ticked and stats.unreadable == 1
     assert stats.end_offsets == {f"{t}:{p}": len(values) for (t, p), values in read.items()}
+
+
+def test_a_line_published_alone_goes_out_without_waiting_for_more_or_a_flush():
+    """A live source's event is on Kafka after the publisher's linger, while the
+    publisher is still open and nothing else is published."""
+    event = {"event_id": "o1", "kind": "order", "ts": "2026-03-01T08:00:00+08:00", "order_id": "O1"}
+
+    async def go(settings: Settings):
+        async with Publisher(settings) as publisher:
+            await publisher.publish(orjson.dumps(event))
+            consumer = AIOKafkaConsumer(settings.topics.orders, bootstrap_servers=settings.kafka_url.removeprefix(
+                "kafka://"), auto_offset_reset="earliest", enable_auto_commit=False)
+            await consumer.start()
+            try:
+                batch = await consumer.getmany(timeout_ms=10_000)
+                read = [orjson.loads(m.value) for ms in batch.values() for m in ms]
+            finally:
+                await consumer.stop()
+        return read
+
+    with EmbeddedBroker() as broker:
+        settings = Settings.from_env({}).with_embedded_broker(broker.url)
+        ensure_topics(settings)
+        read = asyncio.run(go(settings))
+    assert read == [event]
