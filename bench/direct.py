@@ -4,9 +4,9 @@ over the same file (the ceiling of any Python reader of it).
     python -m bench.direct --events 200000 [--stages]
 
 Prints both rates, the replay's CPU per event over all its processes and threads
-(and so the most it could do on this machine's CPUs), and `direct/raw = D`; `--json` prints them as one JSON object
-(bench/pipeline.py runs this in a process of its own: the embedded store admits
-one data dir per process).
+(and so the most it could do on this machine's CPUs), and `direct/raw = D`;
+`--json` prints them as one JSON object (bench/pipeline.py runs this in a process
+of its own: the embedded store admits one data dir per process).
 """
 from __future__ import annotations
 

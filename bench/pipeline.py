@@ -507,9 +507,11 @@ def report(r: dict, size: float, partitions: int) -> None:
         rows.append(("raw: json.loads over the history file", f"{r['direct']['raw']:,.0f}/s", ""))
         rows.append(("replay --direct (file -> stored, no broker)", f"{r['direct']['direct']:,.0f}/s",
                      f"{r['direct']['events']:,} events; bench/direct.py"))
-        bound = (os.cpu_count() or 1) * 1e6 / r["direct"]["cpu_us"]
-        rows.append(("replay --direct, CPU of all its processes and threads", f"{r['direct']['cpu_us']:.1f} us/event",
-                     f"on {os.cpu_count()} CPUs at most {bound:,.0f}/s: direct/raw <= {bound / r['direct']['raw']:.2f}"))
+        cpu_us = r["direct"]["cpu_us"]
+        bound = (os.cpu_count() or 1) * 1e6 / cpu_us
+        rows.append(("replay --direct, CPU of all its processes and threads", f"{cpu_us:.1f} us/event",
+                     f"on {os.cpu_count()} CPUs at most {bound:,.0f}/s: "
+                     f"direct/raw <= {bound / r['direct']['raw']:.2f}"))
     width = max((len(row[0]) for row in rows), default=0)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     for name, value, note in rows:

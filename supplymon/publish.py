@@ -214,11 +214,12 @@ class Publisher:
     first message not sent yet (a live source's message waits no longer, as with the
     producer's linger), before a pace's wait, and on `flush()`; one send at a time,
     so a partition's messages keep their order. A send that fails in the background
-    is raised by the next `publish()` or `flush()`. A keyed message goes to its key's partition by `partitioner` (the
-    producer's default: murmur2, on numpy for a whole batch), one without a key (a
-    line with no order_id, dead-lettered by the worker) to the first partition. A
-    record batch the broker refuses as too large is sent again a message per batch,
-    and a message it refuses alone as its truncated copy."""
+    is raised by the next `publish()` or `flush()`. A keyed message goes to its
+    key's partition by `partitioner` (the producer's default: murmur2, on numpy for
+    a whole batch), one without a key (a line with no order_id, dead-lettered by the
+    worker) to the first partition. A record batch the broker refuses as too large
+    is sent again a message per batch, and a message it refuses alone as its
+    truncated copy."""
 
     SEND_EVERY = 1000
     LINGER_SECONDS = 0.01

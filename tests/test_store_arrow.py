@@ -326,7 +326,8 @@ def test_write_behind_writes_at_once_when_the_agent_waits_for_room(tmp_path):
     events (4 a batch, room for 10) that make few rows (1 a batch), and the drain at
     the end (as on a rebalance), write now rather than in an hour."""
     settings = Settings(data_dir=tmp_path / "data", store_insert_rows=5, store_insert_seconds=3600)
-    writes, finished, stored, _ = _run_write_behind(settings, batches=6, per_batch=1, events=4, max_pending=8, end="drain")
+    writes, finished, stored, _ = _run_write_behind(settings, batches=6, per_batch=1, events=4, max_pending=8,
+                                                    end="drain")
     assert finished == list(range(6)) and stored == 6
     assert sum(writes) == 6 and len(writes) >= 2 and max(writes) < 5
 
