@@ -22,7 +22,7 @@ from collections import defaultdict
 
 from aiokafka import AIOKafkaProducer
 
-from supplymon.publish import bootstrap_servers, key_partitions, record_batches
+from supplymon.publish import bootstrap_servers, keyed_partitions, record_batches
 from supplymon.settings import Settings
 
 
@@ -85,9 +85,8 @@ async def send_keyed(producer: AIOKafkaProducer, topic: str,
     their order within a partition; the deliveries to await."""
     if not messages:
         return []
-    partitions = sorted(await producer.partitions_for(topic))
     by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
-    for message, at in zip(messages, key_partitions([key for key, _ in messages], len(partitions)).tolist()):
-        by_partition[partitions[at]].append(message)
+    for message, partition in zip(messages, await keyed_partitions(producer, topic, [key for key, _ in messages])):
+        by_partition[partition].append(message)
     return [delivery for partition, part in by_partition.items()
             for _, delivery in await send_batches(producer, topic, partition, part)]

@@ -179,6 +179,14 @@ class PublishStats:
             self.end_offsets[key] = offset + 1
 
 
+async def keyed_partitions(producer: AIOKafkaProducer, topic: str, keys: Sequence[bytes],
+                           partitioner: Callable[[Sequence[bytes], int], np.ndarray] = key_partitions) -> list[int]:
+    """The partition of `topic` each key goes to, as the producer's default
+    partitioner picks it (or `partitioner`'s index into the topic's partitions)."""
+    partitions = sorted(await producer.partitions_for(topic))
+    return [partitions[at] for at in partitioner(keys, len(partitions)).tolist()]
+
+
 def record_batches(producer: AIOKafkaProducer, messages: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
     """`messages` (key, value, timestamp in ms or None, headers or None) appended to
     as few of the producer's record batches as they fit, in order: (count, batch)."""
@@ -237,7 +245,6 @@ class Publisher:
         self._in_flight = 0  # their messages
         self._producer: AIOKafkaProducer | None = None
         self._partitions: int = settings.partitions
-        self._topic_partitions: dict[str, list[int]] = {}
         self._sending = asyncio.Lock()
         self._linger: asyncio.TimerHandle | None = None  # sends the outbox once it has lingered
         self._lingering: asyncio.Task | None = None  # that send
@@ -331,11 +338,6 @@ class Publisher:
             await self.flush()
             await asyncio.sleep(wait)
 
-    async def _partitions_of(self, topic: str) -> list[int]:
-        if topic not in self._topic_partitions:
-            self._topic_partitions[topic] = sorted(await self._producer.partitions_for(topic))
-        return self._topic_partitions[topic]
-
     async def _send(self) -> None:
         """The outbox as record batches, a partition's messages in their order."""
         async with self._sending:
@@ -349,9 +351,8 @@ class Publisher:
                 keyed.setdefault(message.topic, []).append(i)
         partition_of: dict[int, int] = {}
         for topic, at in keyed.items():
-            partitions = await self._partitions_of(topic)
-            picked = self.partitioner([outbox[i].key for i in at], len(partitions)).tolist()
-            partition_of.update(zip(at, (partitions[p] for p in picked)))
+            keys = [outbox[i].key for i in at]
+            partition_of.update(zip(at, await keyed_partitions(self._producer, topic, keys, self.partitioner)))
         by_partition: dict[tuple[str, int], list[Outgoing]] = {}
         for i, message in enumerate(outbox):
             partition = message.partition if message.partition is not None else partition_of.get(i, 0)
