@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -33,9 +35,11 @@ class Chromium:
     def __init__(self, width: int = 1440, height: int = 900):
         self.width, self.height = width, height
         self.profile = Path(tempfile.mkdtemp(prefix="supplymon-chromium-"))
+        # A session of its own: its helper processes (network service, crash handler)
+        # are stopped with it, by its process group, before its profile is removed.
         self.process = subprocess.Popen(
             [CHROMIUM, *FLAGS, f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.port = self._wait_port()
 
     def _wait_port(self, timeout: float = 30) -> int:
@@ -50,13 +54,26 @@ class Chromium:
         raise RuntimeError("chromium did not open its DevTools port")
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
+        """Chromium and its helpers stopped (a helper left running wrote into the
+        profile after it was removed, leaving it behind), then its profile removed."""
+        group = self.process.pid
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
             try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                os.killpg(group, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                self.process.poll()  # reaps chromium itself; its helpers are reaped by init
+                try:
+                    os.killpg(group, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+            else:
+                continue
+            break
+        self.process.wait()
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self) -> "Chromium":
