@@ -37,9 +37,11 @@ class Chromium:
         self.profile = Path(tempfile.mkdtemp(prefix="supplymon-chromium-"))
         # A session of its own: its helper processes (network service, crash handler)
         # are stopped with it, by its process group, before its profile is removed.
+        # Its temp dir in the profile: Chromium leaves a dir for its singleton socket there.
         self.process = subprocess.Popen(
             [CHROMIUM, *FLAGS, f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "TMPDIR": str(self.profile)})
         self.port = self._wait_port()
 
     def _wait_port(self, timeout: float = 30) -> int:
@@ -56,25 +58,27 @@ class Chromium:
     def close(self) -> None:
         """Chromium and its helpers stopped (a helper left running wrote into the
         profile after it was removed, leaving it behind), then its profile removed."""
-        group = self.process.pid
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-            try:
-                os.killpg(group, sig)
-            except ProcessLookupError:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self._group_gone_after(sig, 10.0):
                 break
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                self.process.poll()  # reaps chromium itself; its helpers are reaped by init
-                try:
-                    os.killpg(group, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.05)
-            else:
-                continue
-            break
         self.process.wait()
         shutil.rmtree(self.profile, ignore_errors=True)
+
+    def _group_gone_after(self, sig: int, wait: float) -> bool:
+        """`sig` to chromium's process group; whether none of it is left within `wait` s."""
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            self.process.poll()  # reaps chromium itself; its helpers are reaped by init
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.05)
+        return False
 
     def __enter__(self) -> "Chromium":
         return self
