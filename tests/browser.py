@@ -1,6 +1,7 @@
 """Headless Debian Chromium driven over the DevTools protocol (aiohttp websockets):
-open a page, wait for a condition, collect console errors and uncaught exceptions,
-take a full-page screenshot. Started and stopped by pid; its profile in a temp dir."""
+open a page, wait for a condition, collect console errors, uncaught exceptions and
+failed loads, take a full-page screenshot. Started in a session of its own and
+stopped by its process group; its profile (and its temp dir) in a temp dir."""
 from __future__ import annotations
 
 import asyncio
@@ -22,6 +23,25 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--hide-scrollbars", "--remote-debugging-address=127.0.0.1",
          "--remote-debugging-port=0")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def artifacts_dir() -> Path:
+    """Where tests keep what a person may want to look at (screenshots); not cleaned up."""
+    path = Path(os.environ.get("SUPPLYMON_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def inspect_page(page: Path, screenshot: Path, width: int = 1200) -> list[str]:
+    """Load `page` (a local file) once it is loaded, keep its full-page screenshot, and
+    return the problems it reported (console errors, uncaught exceptions, failed loads)."""
+    with Chromium(width=width) as browser:
+        run = browser.open(page.resolve().as_uri(), until="document.readyState === 'complete'")
+    screenshot.write_bytes(run.screenshot)
+    return run.errors
 
 
 @dataclass

@@ -16,7 +16,7 @@ from openpyxl import load_workbook
 from supplymon.settings import Settings
 from supplymon.store import Store
 from tests.assess_facts import alert, fact, workdir, write_store  # noqa: F401 (workdir: a fixture)
-from tests.chromium import artifacts_dir, inspect_page
+from tests.browser import artifacts_dir, inspect_page
 from tests.conftest import sql_rows, supplymon
 
 PERIOD = ("--from", "2025-07-01", "--to", "2026-06-30")
@@ -237,7 +237,7 @@ def test_monthly_vbp_report_against_an_agreed_volume_file(store_dir, workdir):
     assert sheet.max_row == 5 and sheet["A1"].value == "医疗机构 Institution"
     page = html.read_text(encoding="utf-8")
     assert "进度滞后的医疗机构" in page and "H-V3" in page
-    problems = inspect_page(html, artifacts_dir() / "assess-vbp-report.png", workdir / "profile")
+    problems = inspect_page(html, artifacts_dir() / "assess-vbp-report.png")
     assert problems == []
 
 
@@ -258,7 +258,7 @@ def test_html_report_opens_in_chromium_without_errors(store_dir, workdir):
     assert page.count(">70%</text>") == 2 and page.count(">90%</text>") == 2
     assert page.count('class="card"') == 6  # one trend per distributor
     screenshot = artifacts_dir() / "assess-report.png"
-    problems = inspect_page(html, screenshot, workdir / "profile")
+    problems = inspect_page(html, screenshot)
     assert problems == []
     assert screenshot.stat().st_size > 20_000
     book = load_workbook(xlsx)
@@ -275,7 +275,7 @@ def test_the_browser_check_catches_a_broken_page(workdir):
     page = workdir / "bad.html"
     page.write_text('<html><body><script>console.error("boom"); missing();</script>'
                     '<img src="absent.png"></body></html>')
-    problems = inspect_page(page, workdir / "bad.png", workdir / "profile")
+    problems = inspect_page(page, workdir / "bad.png")
     assert any("boom" in p for p in problems)
     assert any("missing is not defined" in p for p in problems)
     assert any("absent.png" in p for p in problems)
